@@ -1,0 +1,85 @@
+// Decoder: turns wire bytes (NDJSON, JSON, CloudEvents) into validated Events.
+//
+// One Decoder per thread: it owns a reused simdjson parser and padded scratch
+// buffers, so the steady-state hot path does not allocate. Not thread-safe.
+// Every item yields exactly one callback: an Event or a rejection with a
+// reason from a bounded set (used as a metric label) and a human message.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string_view>
+
+#include "scoring/event.h"
+
+namespace rapport {
+
+// Bounded set of rejection reasons (the `reason` label of rapport_events_rejected_total).
+enum class RejectReason : std::uint8_t {
+  kMalformedJson,    // not JSON, truncated, trailing garbage, bad nesting
+  kInvalidUtf8,      // invalid UTF-8, overlong encodings, lone surrogates, NUL
+  kNotAnObject,      // valid JSON but not an object
+  kMissingField,     // a required field is absent
+  kWrongType,        // a field has the wrong JSON type
+  kOutOfRange,       // a number or length outside its allowed range
+  kUnknownType,      // `type` is not one of the known event types
+  kBadTimestamp,     // `ts` not RFC 3339 nor epoch milliseconds
+  kFutureTimestamp,  // `ts` further ahead of the server clock than allowed
+  kDuplicateField,   // the same known field twice in one object
+  kTooLarge,         // line over the limit, nesting too deep
+};
+inline constexpr int kRejectReasonCount = 11;
+std::string_view reject_reason_label(RejectReason reason);  // "malformed_json", ...
+
+struct DecodeOptions {
+  std::int64_t max_future_skew_ms = 5 * 60 * 1000;  // reject ts further ahead than this
+  std::size_t max_line_bytes = 64 * 1024;          // longer lines are rejected (kTooLarge)
+};
+
+enum class BodyFormat : std::uint8_t {
+  kNdjson,           // application/x-ndjson: one object per line
+  kJson,             // application/json: one object or an array of objects
+  kCloudEvent,       // application/cloudevents+json: one structured CloudEvent
+  kCloudEventBatch,  // application/cloudevents-batch+json: array of CloudEvents
+};
+
+// Receives the outcome of each item. `index` is the 0-based item index (line
+// index for NDJSON, counting every line including empty ones that are skipped).
+class DecodeSink {
+ public:
+  virtual ~DecodeSink() = default;
+  virtual void on_event(std::size_t index, const Event& event) = 0;
+  // `message` is only valid during the call.
+  virtual void on_reject(std::size_t index, RejectReason reason, std::string_view message) = 0;
+};
+
+class Decoder {
+ public:
+  explicit Decoder(DecodeOptions options = {});
+  ~Decoder();
+  Decoder(const Decoder&) = delete;
+  Decoder& operator=(const Decoder&) = delete;
+
+  // Decode one NDJSON line (no trailing '\n'; a trailing '\r' is tolerated).
+  // Returns true and fills `out` on success; on failure returns false and
+  // sets `reason` and `message` (valid until the next call).
+  bool decode_line(std::string_view line, std::int64_t now_ms, Event& out, RejectReason& reason,
+                   std::string_view& message);
+
+  // Decode a whole body in the given format, one callback per item. For
+  // NDJSON, empty (or whitespace-only) lines are skipped without a callback.
+  // A body that is not usable at all as JSON / an array yields a single
+  // on_reject with index 0.
+  void decode_body(std::string_view body, BodyFormat format, std::int64_t now_ms, DecodeSink& sink);
+
+  const DecodeOptions& options() const { return options_; }
+  void set_options(const DecodeOptions& options) { options_ = options; }
+
+ private:
+  struct Impl;
+  DecodeOptions options_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace rapport

@@ -1,0 +1,106 @@
+// CustomerState: everything Rapport keeps per customer, updated in O(1) per
+// event, and its evaluation into scores at a given time.
+//
+// Pure functions over plain structs: no I/O, no clocks, no globals.
+// Order independence: applying the same set of events in any order yields the
+// same state up to floating-point rounding (decayed sums are kept relative to
+// a fixed epoch, money in integer units, purchase days as a set).
+// Thread safety: plain values; callers synchronise.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+#include "scoring/event.h"
+
+namespace rapport {
+
+// Money is kept in integer units of 1/10000 of the account currency so sums
+// are exact and order independent.
+inline constexpr double kMoneyUnitsPerCurrency = 10000.0;
+
+// Parameters applied when an event is applied (ingest time).
+struct ApplyConfig {
+  double half_life_days = 90.0;  // decay of satisfaction and loyalty signals
+  // Default cost to serve per interaction when the event carries no `cost`,
+  // indexed by Channel; applies to support and complaint events only.
+  std::array<double, kChannelCount> default_cost{};
+};
+
+// Parameters applied at evaluation (query) time: changing them re-weights
+// every customer at once without reprocessing.
+struct EvaluateConfig {
+  double half_life_days = 90.0;   // must match ApplyConfig::half_life_days
+  double prior_weight = 2.0;      // neutral pseudo-signals in the satisfaction mean
+  // Satisfaction class weights.
+  double weight_csat = 1.0;
+  double weight_nps = 1.0;
+  double weight_rating = 1.0;
+  double weight_sentiment = 1.0;
+  double weight_complaint = 1.5;
+  double weight_refund = 1.0;
+  // Loyalty component weights (cognitive, affective, conative, action).
+  std::array<double, 4> loyalty_weights{0.15, 0.2, 0.25, 0.4};
+  double stage_threshold = 0.5;  // a loyalty stage is reached at this component level
+};
+
+enum class LoyaltyStage : std::uint8_t { kNone, kCognitive, kAffective, kConative, kAction };
+std::string_view loyalty_stage_name(LoyaltyStage stage);  // "none", "cognitive", ...
+
+struct PurchaseDay {
+  std::int32_t day = 0;        // days since 1970-01-01 (UTC)
+  std::int64_t amount = 0;     // money units spent that day
+  friend bool operator==(const PurchaseDay&, const PurchaseDay&) = default;
+};
+
+struct CustomerState {
+  static constexpr std::uint8_t kFormatVersion = 1;
+  // Filled by the implementation; see customer_state.cc for the meaning of
+  // every accumulator. Equality is exact (used by tests).
+  std::int64_t first_seen_ms = 0;
+  std::int64_t last_seen_ms = 0;
+  std::uint32_t event_count = 0;
+  std::array<std::uint32_t, kEventTypeCount> type_counts{};
+  // ... further accumulators are added by the implementation ...
+  std::vector<PurchaseDay> purchase_days;  // sorted by day, distinct
+};
+
+// Apply one (already validated, not duplicate) event. O(1) except for the
+// sorted purchase-day set, which is O(distinct purchase days) on a purchase.
+void apply_event(CustomerState& state, const Event& event, const ApplyConfig& config);
+
+struct Scores {
+  // Satisfaction 0..100 (50 = neutral) and the effective decayed signal weight behind it.
+  double satisfaction = 50.0;
+  double satisfaction_confidence = 0.0;
+  // Loyalty 0..100, components 0..1, stage.
+  double loyalty = 0.0;
+  double loyalty_cognitive = 0.0, loyalty_affective = 0.0, loyalty_conative = 0.0, loyalty_action = 0.0;
+  double loyalty_attitudinal = 0.0;  // mean of the first three components
+  double loyalty_behavioural = 0.0;  // the action component
+  LoyaltyStage stage = LoyaltyStage::kNone;
+  // Money in currency units.
+  double revenue = 0.0, cost_to_serve = 0.0, profit = 0.0;
+  double revenue_12m = 0.0, cost_12m = 0.0, profit_12m = 0.0;
+  // Inputs of the value model (days): x = repeat transactions (distinct
+  // purchase days - 1), t_x = last - first purchase day, T = now - first
+  // purchase day, mean repeat spend (0 when x == 0), purchase days total.
+  std::uint32_t transactions = 0;
+  double x = 0.0, t_x_days = 0.0, T_days = 0.0, mean_repeat_spend = 0.0;
+  std::uint32_t events = 0;
+  std::int64_t first_seen_ms = 0, last_seen_ms = 0;
+};
+
+Scores evaluate(const CustomerState& state, std::int64_t now_ms, const EvaluateConfig& config);
+
+// Versioned binary form (first byte = kFormatVersion). deserialize rejects
+// unknown versions and truncated input with a message.
+std::string serialize(const CustomerState& state);
+void serialize_into(const CustomerState& state, std::string& out);  // reuses out's capacity
+Status deserialize(std::string_view bytes, CustomerState& state);
+
+}  // namespace rapport

@@ -1,0 +1,132 @@
+// Store: Rapport's durable state in one LMDB environment. Hides LMDB.
+//
+// Named databases: `customers` (customer_id -> CustomerState record),
+// `events` (customer_id '\0' event_id -> compact event: dedup key and
+// timeline), `meta` (key -> bytes), `deadletter` (sequence -> rejected item,
+// bounded). Every stored value starts with a format-version byte.
+//
+// Thread safety: reads may run concurrently from any thread (each uses its
+// own read-only transaction). Writes (apply_batch, erase_customer,
+// put_meta, add_dead_letters) are serialised internally; Rapport calls them
+// from one writer thread. Several processes may open the same directory
+// (LMDB is multi-process); the map grows automatically when full.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+#include "scoring/customer_state.h"
+#include "scoring/event.h"
+
+namespace rapport {
+
+enum class Durability : std::uint8_t {
+  kFsync,  // default: a commit returns after the data is on disk
+  kAsync,  // MDB_NOSYNC: faster, a machine crash may lose the last commits (not a process crash)
+};
+
+struct StoreOptions {
+  std::string directory;                       // created if missing
+  Durability durability = Durability::kFsync;
+  std::size_t initial_map_bytes = 1ull << 30;  // grown by doubling on MDB_MAP_FULL
+  std::size_t max_map_bytes = 1ull << 40;      // growth stops here (then writes fail cleanly)
+  std::size_t dead_letter_capacity = 10000;    // oldest dropped beyond this
+  bool read_only = false;                      // open for reading only (inspection tools)
+};
+
+enum class EventOutcome : std::uint8_t { kAccepted, kDuplicate };
+
+// A rejected item kept for operators to list and replay.
+struct DeadLetter {
+  std::int64_t received_ms = 0;
+  std::string transport;  // "tcp", "http", "import"
+  std::string reason;     // reject reason label
+  std::string message;
+  std::string payload;    // the raw item, truncated to 4 KiB
+};
+
+struct StoredDeadLetter {
+  std::uint64_t sequence = 0;
+  DeadLetter letter;
+};
+
+// One event of a customer's timeline, as stored.
+struct TimelineEvent {
+  std::string event_id;
+  std::int64_t ts_ms = 0;
+  EventType type = EventType::kPurchase;
+  std::string channel;
+  std::optional<double> amount, cost, sentiment, nps, csat, rating;
+};
+
+struct StoreStats {
+  std::size_t map_bytes = 0;    // current map size
+  std::size_t used_bytes = 0;   // pages in use * page size
+  std::size_t readers = 0;      // reader slots in use
+  std::size_t max_readers = 0;
+  std::uint64_t customers = 0;  // entries in `customers`
+  std::uint64_t events = 0;     // entries in `events`
+};
+
+class Store {
+ public:
+  // Opens (creating if needed) the environment in options.directory.
+  static Result<std::unique_ptr<Store>> open(const StoreOptions& options);
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  // Applies a batch in one write transaction: all or nothing. For each
+  // event, in order: if (customer_id, event_id) is already stored or earlier
+  // in this batch, outcomes[i] = kDuplicate and nothing changes; otherwise
+  // the event is recorded in `events` and applied to its customer's state
+  // (each customer read and written once per batch). Dead letters are
+  // appended in the same transaction. On error nothing was written and the
+  // message says why (e.g. disk full).
+  Status apply_batch(std::span<const Event> events, const ApplyConfig& config, std::vector<EventOutcome>& outcomes,
+                     std::span<const DeadLetter> dead_letters = {});
+
+  // Erases a customer's state, events and dedup keys. Returns whether the
+  // customer existed. Later events for the same id start fresh.
+  Result<bool> erase_customer(std::string_view customer_id);
+
+  Result<std::optional<CustomerState>> get_customer(std::string_view customer_id) const;
+
+  // A customer's events, newest first (by ts, then event_id), skipping the
+  // first `offset`, at most `limit`.
+  Result<std::vector<TimelineEvent>> customer_events(std::string_view customer_id, std::size_t offset,
+                                                     std::size_t limit) const;
+
+  // Visits every customer in key order inside one read snapshot; stops early
+  // if the visitor returns false.
+  Status for_each_customer(const std::function<bool(std::string_view id, const CustomerState& state)>& visit) const;
+
+  Status put_meta(std::string_view key, std::string_view value);
+  Result<std::optional<std::string>> get_meta(std::string_view key) const;
+
+  Status add_dead_letters(std::span<const DeadLetter> letters);
+  // Oldest first, starting after sequence `after`, at most `limit`.
+  Result<std::vector<StoredDeadLetter>> dead_letters(std::uint64_t after, std::size_t limit) const;
+  Status remove_dead_letters(std::span<const std::uint64_t> sequences);
+
+  StoreStats stats() const;
+  const StoreOptions& options() const;
+
+  // Hot, compacted copy of the environment into an empty directory.
+  Status backup(const std::string& destination_directory) const;
+
+ private:
+  struct Impl;
+  explicit Store(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace rapport
