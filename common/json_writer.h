@@ -1,0 +1,148 @@
+// JsonWriter: a small streaming JSON builder for responses (simdjson 3.0.1
+// has no writer). Escapes strings per RFC 8259; non-finite numbers become
+// null. Not thread-safe; reuse one per response.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <string_view>
+
+namespace rapport {
+
+class JsonWriter {
+ public:
+  JsonWriter() { out_.reserve(256); }
+
+  JsonWriter& begin_object() { return open('{'); }
+  JsonWriter& end_object() { return close('}'); }
+  JsonWriter& begin_array() { return open('['); }
+  JsonWriter& end_array() { return close(']'); }
+
+  JsonWriter& key(std::string_view k) {
+    comma();
+    append_string(k);
+    out_.push_back(':');
+    after_key_ = true;
+    return *this;
+  }
+  JsonWriter& value(std::string_view s) {
+    comma();
+    append_string(s);
+    return *this;
+  }
+  JsonWriter& value(const char* s) { return value(std::string_view(s)); }
+  JsonWriter& value(bool b) {
+    comma();
+    out_ += b ? "true" : "false";
+    return *this;
+  }
+  JsonWriter& value(double d) {
+    comma();
+    if (!std::isfinite(d)) {
+      out_ += "null";
+    } else {
+      char buf[32];
+      const int n = std::snprintf(buf, sizeof buf, "%.10g", d);
+      out_.append(buf, static_cast<std::size_t>(n));
+    }
+    return *this;
+  }
+  JsonWriter& value(std::int64_t i) {
+    comma();
+    out_ += std::to_string(i);
+    return *this;
+  }
+  JsonWriter& value(std::uint64_t i) {
+    comma();
+    out_ += std::to_string(i);
+    return *this;
+  }
+  JsonWriter& value(int i) { return value(static_cast<std::int64_t>(i)); }
+  JsonWriter& value(unsigned i) { return value(static_cast<std::uint64_t>(i)); }
+  JsonWriter& null() {
+    comma();
+    out_ += "null";
+    return *this;
+  }
+  // Inserts already-serialised JSON as a value.
+  JsonWriter& raw(std::string_view json) {
+    comma();
+    out_ += json;
+    return *this;
+  }
+  template <typename T>
+  JsonWriter& field(std::string_view k, const T& v) {
+    key(k);
+    return value(v);
+  }
+
+  const std::string& str() const { return out_; }
+  std::string take() { return std::move(out_); }
+
+  static void append_escaped(std::string& out, std::string_view s) {
+    static constexpr char kHex[] = "0123456789abcdef";
+    for (const char ch : s) {
+      const auto c = static_cast<unsigned char>(ch);
+      switch (c) {
+        case '"':
+          out += "\\\"";
+          break;
+        case '\\':
+          out += "\\\\";
+          break;
+        case '\n':
+          out += "\\n";
+          break;
+        case '\r':
+          out += "\\r";
+          break;
+        case '\t':
+          out += "\\t";
+          break;
+        default:
+          if (c < 0x20) {
+            out += "\\u00";
+            out.push_back(kHex[c >> 4]);
+            out.push_back(kHex[c & 0xf]);
+          } else {
+            out.push_back(static_cast<char>(c));
+          }
+      }
+    }
+  }
+
+ private:
+  JsonWriter& open(char c) {
+    comma();
+    out_.push_back(c);
+    first_ = true;
+    return *this;
+  }
+  JsonWriter& close(char c) {
+    out_.push_back(c);
+    first_ = false;
+    return *this;
+  }
+  void comma() {
+    if (after_key_) {
+      after_key_ = false;
+      first_ = false;
+      return;
+    }
+    if (!first_ && !out_.empty()) out_.push_back(',');
+    first_ = false;
+  }
+  void append_string(std::string_view s) {
+    out_.push_back('"');
+    append_escaped(out_, s);
+    out_.push_back('"');
+  }
+
+  std::string out_;
+  bool first_ = true;
+  bool after_key_ = false;
+};
+
+}  // namespace rapport

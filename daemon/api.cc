@@ -1,0 +1,359 @@
+#include "daemon/api.h"
+
+#include <charconv>
+#include <chrono>
+#include <string>
+#include <utility>
+
+#include <simdjson.h>
+
+#include "common/json_writer.h"
+#include "daemon/customer_json.h"
+
+namespace rapport {
+namespace {
+
+constexpr std::string_view kCustomersPrefix = "/v1/customers/";
+constexpr std::size_t kMaxBatchGet = 1000;
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+HttpResponse json_ok(std::string body, int status = 200) {
+  HttpResponse r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
+// Parses a non-negative integer query parameter; `fallback` when absent; nullopt when malformed.
+std::optional<std::size_t> size_param(std::string_view query, std::string_view name, std::size_t fallback,
+                                      std::size_t max) {
+  const std::string v = query_param(query, name);
+  if (v.empty()) return fallback;
+  std::size_t out = 0;
+  const auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
+  if (ec != std::errc() || p != v.data() + v.size() || out > max) return std::nullopt;
+  return out;
+}
+
+int hex(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+}  // namespace
+
+HttpResponse json_error(int status, std::string_view message) {
+  JsonWriter w;
+  w.begin_object().field("error", message).end_object();
+  return json_ok(w.take(), status);
+}
+
+std::string query_param(std::string_view query, std::string_view name) {
+  while (!query.empty()) {
+    const auto amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    const auto eq = pair.find('=');
+    if (pair.substr(0, eq) == name) {
+      std::string_view raw = eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
+      std::string out;
+      for (std::size_t i = 0; i < raw.size(); ++i) {
+        if (raw[i] == '+') {
+          out.push_back(' ');
+        } else if (raw[i] == '%' && i + 2 < raw.size() + 0 && hex(raw[i + 1]) >= 0 && hex(raw[i + 2]) >= 0) {
+          out.push_back(static_cast<char>(hex(raw[i + 1]) * 16 + hex(raw[i + 2])));
+          i += 2;
+        } else {
+          out.push_back(raw[i]);
+        }
+      }
+      return out;
+    }
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return {};
+}
+
+Api::Api(Store& store, Writer& writer, Metrics& metrics, std::shared_ptr<const Config> config)
+    : store_(store), writer_(writer), metrics_(metrics) {
+  set_config(std::move(config));
+}
+
+void Api::set_config(std::shared_ptr<const Config> config) {
+  auto tokens = std::make_shared<const TokenSet>(config->tokens);
+  std::lock_guard lock(mutex_);
+  config_ = std::move(config);
+  tokens_ = std::move(tokens);
+}
+
+std::shared_ptr<const Config> Api::config() const {
+  std::lock_guard lock(mutex_);
+  return config_;
+}
+
+std::shared_ptr<const TokenSet> Api::tokens() const {
+  std::lock_guard lock(mutex_);
+  return tokens_;
+}
+
+Route Api::handle(HttpRequest&& request, HttpRespond respond) {
+  const std::string_view path = request.path;
+  const std::string_view method = request.method;
+
+  // Probes and metrics need no token.
+  if (path == "/healthz") {
+    respond(json_ok(R"({"status":"ok"})"));
+    return Route::kHealthz;
+  }
+  if (path == "/readyz") {
+    if (writer_.accepting()) {
+      respond(json_ok(R"({"status":"ready"})"));
+    } else {
+      respond(json_error(503, "not accepting: shutting down"));
+    }
+    return Route::kReadyz;
+  }
+  if (path == "/metrics") {
+    HttpResponse r;
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    r.body = metrics_.serialize();
+    respond(std::move(r));
+    return Route::kMetrics;
+  }
+
+  // Everything else needs a scope.
+  Route route = Route::kOther;
+  Scope scope = Scope::kRead;
+  std::string_view id;
+  if (path == "/v1/customers:batchGet") {
+    route = Route::kCustomersBatchGet;
+  } else if (path == "/v1/deadletter") {
+    route = Route::kDeadLetter;
+    scope = Scope::kAdmin;
+  } else if (path.substr(0, kCustomersPrefix.size()) == kCustomersPrefix) {
+    id = path.substr(kCustomersPrefix.size());
+    constexpr std::string_view kEventsSuffix = "/events";
+    if (id.size() > kEventsSuffix.size() && id.substr(id.size() - kEventsSuffix.size()) == kEventsSuffix) {
+      id.remove_suffix(kEventsSuffix.size());
+      route = Route::kCustomerEvents;
+    } else if (method == "DELETE") {
+      route = Route::kCustomerDelete;
+      scope = Scope::kAdmin;
+    } else {
+      route = Route::kCustomer;
+    }
+  }
+  if (route == Route::kOther) {
+    respond(json_error(404, "no such route: " + std::string(method) + " " + std::string(path)));
+    return route;
+  }
+
+  switch (tokens()->check(request.bearer_token, scope)) {
+    case AuthResult::kAllowed:
+      break;
+    case AuthResult::kMissing:
+    case AuthResult::kInvalid: {
+      HttpResponse r = json_error(401, request.bearer_token.empty() ? "missing bearer token" : "invalid token");
+      r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"rapport\"");
+      respond(std::move(r));
+      return route;
+    }
+    case AuthResult::kForbidden: {
+      HttpResponse r = json_error(403, "token lacks the required scope");
+      r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"rapport\", error=\"insufficient_scope\"");
+      respond(std::move(r));
+      return route;
+    }
+  }
+
+  const bool is_get = method == "GET" || method == "HEAD";
+  switch (route) {
+    case Route::kCustomersBatchGet:
+      if (method != "POST") break;
+      return batch_get(request, respond);
+    case Route::kDeadLetter:
+      if (!is_get) break;
+      return dead_letters(request, respond);
+    case Route::kCustomerEvents:
+      if (!is_get) break;
+      return customer_events(request, id, respond);
+    case Route::kCustomerDelete:
+      return delete_customer(id, respond);
+    case Route::kCustomer:
+      if (!is_get) break;
+      return get_customer(request, id, respond);
+    default:
+      break;
+  }
+  respond(json_error(405, "method " + std::string(method) + " not allowed on " + std::string(path)));
+  return route;
+}
+
+Route Api::get_customer(const HttpRequest& request, std::string_view id, HttpRespond& respond) {
+  if (id.empty() || id.size() > kMaxIdBytes) {
+    respond(json_error(400, "customer id must be 1 to 128 bytes"));
+    return Route::kCustomer;
+  }
+  auto state = store_.get_customer(id);
+  if (!state.ok()) {
+    respond(json_error(503, "storage error: " + state.message()));
+  } else if (!state->has_value()) {
+    respond(json_error(404, "unknown customer: " + std::string(id)));
+  } else {
+    const std::string explain = query_param(request.query, "explain");
+    JsonWriter w;
+    write_customer_json(w, id, **state, now_ms(), config()->evaluate, explain == "true" || explain == "1");
+    respond(json_ok(w.take()));
+  }
+  return Route::kCustomer;
+}
+
+Route Api::customer_events(const HttpRequest& request, std::string_view id, HttpRespond& respond) {
+  const auto limit = size_param(request.query, "limit", 100, 1000);
+  const auto cursor = size_param(request.query, "cursor", 0, SIZE_MAX / 2);
+  if (!limit || !cursor || *limit == 0) {
+    respond(json_error(400, "'limit' must be an integer 1..1000 and 'cursor' a value returned as next_cursor"));
+    return Route::kCustomerEvents;
+  }
+  auto exists = store_.get_customer(id);
+  if (exists.ok() && !exists->has_value()) {
+    respond(json_error(404, "unknown customer: " + std::string(id)));
+    return Route::kCustomerEvents;
+  }
+  auto events = store_.customer_events(id, *cursor, *limit + 1);
+  if (!events.ok()) {
+    respond(json_error(503, "storage error: " + events.message()));
+    return Route::kCustomerEvents;
+  }
+  const bool more = events->size() > *limit;
+  if (more) events->pop_back();
+  JsonWriter w;
+  w.begin_object().field("customer_id", id).key("events").begin_array();
+  for (const TimelineEvent& e : *events) {
+    w.begin_object()
+        .field("event_id", e.event_id)
+        .field("ts", format_rfc3339(e.ts_ms))
+        .field("type", event_type_name(e.type));
+    if (!e.channel.empty()) w.field("channel", e.channel);
+    const std::pair<const char*, const std::optional<double>*> numbers[] = {
+        {"amount", &e.amount}, {"cost", &e.cost}, {"sentiment", &e.sentiment},
+        {"nps", &e.nps},       {"csat", &e.csat}, {"rating", &e.rating}};
+    for (const auto& [name, v] : numbers) {
+      if (v->has_value()) w.field(name, **v);
+    }
+    w.end_object();
+  }
+  w.end_array();
+  if (more) {
+    w.field("next_cursor", std::to_string(*cursor + *limit));
+  } else {
+    w.key("next_cursor").null();
+  }
+  w.end_object();
+  respond(json_ok(w.take()));
+  return Route::kCustomerEvents;
+}
+
+Route Api::delete_customer(std::string_view id, HttpRespond& respond) {
+  if (id.empty() || id.size() > kMaxIdBytes) {
+    respond(json_error(400, "customer id must be 1 to 128 bytes"));
+    return Route::kCustomerDelete;
+  }
+  auto shared = std::make_shared<HttpRespond>(std::move(respond));
+  const bool posted = writer_.post([shared, customer = std::string(id)](Store& store) {
+    auto erased = store.erase_customer(customer);
+    if (!erased.ok()) {
+      (*shared)(json_error(503, "storage error: " + erased.message()));
+    } else if (!*erased) {
+      (*shared)(json_error(404, "unknown customer: " + customer));
+    } else {
+      JsonWriter w;
+      w.begin_object().field("customer_id", customer).field("erased", true).end_object();
+      (*shared)(json_ok(w.take()));
+    }
+  });
+  if (!posted) (*shared)(json_error(503, "shutting down"));
+  return Route::kCustomerDelete;
+}
+
+Route Api::batch_get(const HttpRequest& request, HttpRespond& respond) {
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  if (parser.parse(request.body).get(doc) != simdjson::SUCCESS) {
+    respond(json_error(400, "body must be JSON: {\"ids\":[\"...\", ...]}"));
+    return Route::kCustomersBatchGet;
+  }
+  simdjson::dom::array ids;
+  if (doc["ids"].get_array().get(ids) != simdjson::SUCCESS) {
+    respond(json_error(400, "body must have an array \"ids\" of customer ids"));
+    return Route::kCustomersBatchGet;
+  }
+  if (ids.size() > kMaxBatchGet) {
+    respond(json_error(400, "at most 1000 ids per request"));
+    return Route::kCustomersBatchGet;
+  }
+  const auto cfg = config();
+  const std::int64_t now = now_ms();
+  JsonWriter w;
+  w.begin_object().key("customers").begin_array();
+  std::vector<std::string> missing;
+  for (simdjson::dom::element e : ids) {
+    std::string_view id;
+    if (e.get_string().get(id) != simdjson::SUCCESS || id.empty() || id.size() > kMaxIdBytes) {
+      respond(json_error(400, "every id must be a string of 1 to 128 bytes"));
+      return Route::kCustomersBatchGet;
+    }
+    auto state = store_.get_customer(id);
+    if (!state.ok()) {
+      respond(json_error(503, "storage error: " + state.message()));
+      return Route::kCustomersBatchGet;
+    }
+    if (!state->has_value()) {
+      missing.emplace_back(id);
+      continue;
+    }
+    write_customer_json(w, id, **state, now, cfg->evaluate, false);
+  }
+  w.end_array().key("missing").begin_array();
+  for (const std::string& m : missing) w.value(m);
+  w.end_array().end_object();
+  respond(json_ok(w.take()));
+  return Route::kCustomersBatchGet;
+}
+
+Route Api::dead_letters(const HttpRequest& request, HttpRespond& respond) {
+  const auto after = size_param(request.query, "after", 0, SIZE_MAX / 2);
+  const auto limit = size_param(request.query, "limit", 100, 1000);
+  if (!after || !limit || *limit == 0) {
+    respond(json_error(400, "'after' must be a sequence number and 'limit' 1..1000"));
+    return Route::kDeadLetter;
+  }
+  auto letters = store_.dead_letters(*after, *limit);
+  if (!letters.ok()) {
+    respond(json_error(503, "storage error: " + letters.message()));
+    return Route::kDeadLetter;
+  }
+  JsonWriter w;
+  w.begin_object().key("dead_letters").begin_array();
+  for (const StoredDeadLetter& d : *letters) {
+    w.begin_object()
+        .field("sequence", static_cast<std::uint64_t>(d.sequence))
+        .field("received", format_rfc3339(d.letter.received_ms))
+        .field("transport", d.letter.transport)
+        .field("reason", d.letter.reason)
+        .field("error", d.letter.message)
+        .field("payload", d.letter.payload)
+        .end_object();
+  }
+  w.end_array().end_object();
+  respond(json_ok(w.take()));
+  return Route::kDeadLetter;
+}
+
+}  // namespace rapport

@@ -1,0 +1,52 @@
+// Api: the HTTP query and admin API of rapportd (everything but ingest,
+// which the HTTP front serves itself). Reads go straight to the Store from
+// the io thread (LMDB read transactions); writes (erasure) run on the
+// Writer thread so they are ordered with ingest.
+// Thread safety: handle() runs concurrently on io threads; set_* swap
+// immutable snapshots under a mutex.
+#pragma once
+
+#include <memory>
+#include <mutex>
+
+#include "daemon/config.h"
+#include "daemon/writer.h"
+#include "ingest/auth.h"
+#include "ingest/net/server.h"
+#include "metrics/metrics.h"
+#include "storage/store.h"
+
+namespace rapport {
+
+class Api final : public HttpHandler {
+ public:
+  Api(Store& store, Writer& writer, Metrics& metrics, std::shared_ptr<const Config> config);
+
+  Route handle(HttpRequest&& request, HttpRespond respond) override;
+
+  void set_config(std::shared_ptr<const Config> config);
+
+ private:
+  std::shared_ptr<const Config> config() const;
+  std::shared_ptr<const TokenSet> tokens() const;
+
+  Route get_customer(const HttpRequest& request, std::string_view id, HttpRespond& respond);
+  Route customer_events(const HttpRequest& request, std::string_view id, HttpRespond& respond);
+  Route delete_customer(std::string_view id, HttpRespond& respond);
+  Route batch_get(const HttpRequest& request, HttpRespond& respond);
+  Route dead_letters(const HttpRequest& request, HttpRespond& respond);
+
+  Store& store_;
+  Writer& writer_;
+  Metrics& metrics_;
+  mutable std::mutex mutex_;
+  std::shared_ptr<const Config> config_;     // guarded by mutex_
+  std::shared_ptr<const TokenSet> tokens_;   // guarded by mutex_
+};
+
+// Helpers shared with the tests.
+HttpResponse json_error(int status, std::string_view message);
+// Value of `name` in a raw query string ("a=1&b=x%20y"), percent-decoded; empty if absent.
+std::string query_param(std::string_view query, std::string_view name);
+
+}  // namespace rapport

@@ -1,0 +1,309 @@
+#include "daemon/config.h"
+
+#include <algorithm>
+#include <initializer_list>
+#include <string_view>
+
+#include <toml++/toml.h>
+
+namespace rapport {
+namespace {
+
+// Reads one TOML table, remembering which keys were understood so that the
+// rest can be reported as unknown.
+class Section {
+ public:
+  Section(const toml::table* table, std::string name) : table_(table), name_(std::move(name)) {}
+
+  template <typename T>
+  void number(std::string_view key, T& out, double min, double max) {
+    const toml::node* node = find(key);
+    if (node == nullptr || !error_.empty()) return;
+    double value = 0;
+    if (auto i = node->value<std::int64_t>(); i && node->is_integer()) {
+      value = static_cast<double>(*i);
+    } else if (auto d = node->value<double>(); d && node->is_floating_point()) {
+      value = *d;
+    } else {
+      fail(key, "must be a number");
+      return;
+    }
+    if (!(value >= min && value <= max)) {
+      fail(key, "must be between " + trim(min) + " and " + trim(max));
+      return;
+    }
+    out = static_cast<T>(value);
+  }
+
+  void millis(std::string_view key, std::chrono::milliseconds& out, double max_ms) {
+    double v = static_cast<double>(out.count());
+    number(key, v, 0, max_ms);
+    out = std::chrono::milliseconds(static_cast<std::int64_t>(v));
+  }
+
+  void string(std::string_view key, std::string& out) {
+    const toml::node* node = find(key);
+    if (node == nullptr || !error_.empty()) return;
+    if (auto s = node->value<std::string>(); s && node->is_string()) {
+      out = *s;
+    } else {
+      fail(key, "must be a string");
+    }
+  }
+
+  void choice(std::string_view key, std::string& out, std::initializer_list<std::string_view> allowed) {
+    std::string v = out;
+    string(key, v);
+    if (!error_.empty()) return;
+    if (std::find(allowed.begin(), allowed.end(), v) == allowed.end()) {
+      std::string list;
+      for (auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+      fail(key, "must be one of: " + list);
+      return;
+    }
+    out = v;
+  }
+
+  const toml::table* table(std::string_view key) {
+    const toml::node* node = find(key);
+    if (node == nullptr) return nullptr;
+    if (!node->is_table()) {
+      fail(key, "must be a table");
+      return nullptr;
+    }
+    return node->as_table();
+  }
+
+  const toml::array* array(std::string_view key) {
+    const toml::node* node = find(key);
+    if (node == nullptr) return nullptr;
+    if (!node->is_array()) {
+      fail(key, "must be an array");
+      return nullptr;
+    }
+    return node->as_array();
+  }
+
+  // Reports the first key nobody asked for.
+  void finish() {
+    if (table_ == nullptr || !error_.empty()) return;
+    for (const auto& [k, v] : *table_) {
+      if (std::find(seen_.begin(), seen_.end(), k.str()) == seen_.end()) {
+        error_ = "unknown key '" + qualified(k.str()) + "'";
+        return;
+      }
+    }
+  }
+
+  void fail(std::string_view key, const std::string& what) {
+    if (error_.empty()) error_ = "'" + qualified(key) + "' " + what;
+  }
+  const std::string& error() const { return error_; }
+  std::string qualified(std::string_view key) const {
+    return name_.empty() ? std::string(key) : name_ + "." + std::string(key);
+  }
+
+ private:
+  const toml::node* find(std::string_view key) {
+    if (table_ == nullptr) return nullptr;
+    seen_.emplace_back(key);
+    return table_->get(key);
+  }
+  static std::string trim(double v) {
+    std::string s = std::to_string(v);
+    if (s.find('.') != std::string::npos) {
+      while (!s.empty() && s.back() == '0') s.pop_back();
+      if (!s.empty() && s.back() == '.') s.pop_back();
+    }
+    return s;
+  }
+
+  const toml::table* table_;
+  std::string name_;
+  std::vector<std::string> seen_;
+  std::string error_;
+};
+
+constexpr double kMaxBytes = 1e12;
+constexpr double kMaxMillis = 7 * 24 * 3600 * 1000.0;
+
+Status apply_toml(const toml::table& root, Config& c) {
+  Section top(&root, "");
+
+  Section server(top.table("server"), "server");
+  server.string("http", c.server.http_address);
+  server.string("tcp", c.server.tcp_address);
+  server.number("io_threads", c.server.io_threads, 0, 256);
+  server.finish();
+
+  Section storage(top.table("storage"), "storage");
+  storage.string("state_dir", c.storage.directory);
+  std::string durability = c.storage.durability == Durability::kFsync ? "fsync" : "async";
+  storage.choice("durability", durability, {"fsync", "async"});
+  c.storage.durability = durability == "fsync" ? Durability::kFsync : Durability::kAsync;
+  storage.number("initial_map_bytes", c.storage.initial_map_bytes, 1 << 20, kMaxBytes * 1024);
+  storage.number("max_map_bytes", c.storage.max_map_bytes, 1 << 20, kMaxBytes * 1024);
+  storage.number("dead_letter_capacity", c.storage.dead_letter_capacity, 0, 1e9);
+  storage.finish();
+
+  Section ingest(top.table("ingest"), "ingest");
+  FrontLimits& l = c.server.limits;
+  ingest.number("max_line_bytes", l.max_line_bytes, 256, 1 << 30);
+  ingest.number("max_body_bytes", l.max_body_bytes, 256, kMaxBytes);
+  ingest.number("max_header_bytes", l.max_header_bytes, 512, 1 << 20);
+  ingest.millis("read_timeout_ms", l.read_timeout, kMaxMillis);
+  ingest.millis("idle_timeout_ms", l.idle_timeout, kMaxMillis);
+  ingest.number("max_connections", l.max_connections, 1, 1e7);
+  ingest.number("max_inflight_submissions", l.max_inflight_submissions, 1, 1e4);
+  ingest.number("max_future_skew_ms", c.server.decode.max_future_skew_ms, 0, 1e13);
+  ingest.number("batch_max_events", c.writer.batch_max_events, 1, 1e8);
+  ingest.number("queue_capacity_events", c.writer.queue_capacity_events, 1, 1e9);
+  ingest.finish();
+  c.server.decode.max_line_bytes = l.max_line_bytes;
+
+  Section auth(top.table("auth"), "auth");
+  if (const toml::array* tokens = auth.array("tokens")) {
+    c.tokens.clear();
+    std::size_t i = 0;
+    for (const toml::node& node : *tokens) {
+      const std::string name = "auth.tokens[" + std::to_string(i++) + "]";
+      if (!node.is_table()) return Status::Error("'" + name + "' must be a table {token = ..., scopes = [...]}");
+      Section t(node.as_table(), name);
+      TokenGrant grant;
+      t.string("token", grant.token);
+      std::string scopes_joined;
+      if (const toml::array* scopes = t.array("scopes")) {
+        for (const toml::node& s : *scopes) {
+          if (!s.is_string()) return Status::Error("'" + name + ".scopes' must list strings");
+          scopes_joined += (scopes_joined.empty() ? "" : ",") + *s.value<std::string>();
+        }
+      }
+      t.finish();
+      if (!t.error().empty()) return Status::Error(t.error());
+      if (grant.token.size() < 16) return Status::Error("'" + name + ".token' must be at least 16 characters");
+      grant.scopes = TokenSet::parse_scopes(scopes_joined);
+      if (grant.scopes == 0) {
+        return Status::Error("'" + name + ".scopes' must list one or more of \"ingest\", \"read\", \"admin\"");
+      }
+      c.tokens.push_back(std::move(grant));
+    }
+  }
+  auth.finish();
+
+  Section scoring(top.table("scoring"), "scoring");
+  scoring.number("half_life_days", c.apply.half_life_days, 1, 36500);
+  c.evaluate.half_life_days = c.apply.half_life_days;
+  scoring.number("prior_weight", c.evaluate.prior_weight, 0, 1e6);
+  scoring.number("stage_threshold", c.evaluate.stage_threshold, 0, 1);
+  Section sat(scoring.table("satisfaction_weights"), "scoring.satisfaction_weights");
+  sat.number("csat", c.evaluate.weight_csat, 0, 1e3);
+  sat.number("nps", c.evaluate.weight_nps, 0, 1e3);
+  sat.number("rating", c.evaluate.weight_rating, 0, 1e3);
+  sat.number("sentiment", c.evaluate.weight_sentiment, 0, 1e3);
+  sat.number("complaint", c.evaluate.weight_complaint, 0, 1e3);
+  sat.number("refund", c.evaluate.weight_refund, 0, 1e3);
+  sat.finish();
+  Section loy(scoring.table("loyalty_weights"), "scoring.loyalty_weights");
+  loy.number("cognitive", c.evaluate.loyalty_weights[0], 0, 1e3);
+  loy.number("affective", c.evaluate.loyalty_weights[1], 0, 1e3);
+  loy.number("conative", c.evaluate.loyalty_weights[2], 0, 1e3);
+  loy.number("action", c.evaluate.loyalty_weights[3], 0, 1e3);
+  loy.finish();
+  Section cost(scoring.table("default_cost"), "scoring.default_cost");
+  for (int ch = 0; ch < kChannelCount; ++ch) {
+    cost.number(channel_name(static_cast<Channel>(ch)), c.apply.default_cost[ch], 0, 1e9);
+  }
+  cost.finish();
+  scoring.finish();
+
+  Section value(top.table("value"), "value");
+  value.number("horizon_days", c.value.horizon_days, 1, 36500);
+  value.number("margin", c.value.margin, 0, 1);
+  value.number("annual_discount_rate", c.value.annual_discount_rate, 0, 10);
+  value.number("platinum_fraction", c.value.platinum_fraction, 0, 1);
+  value.number("gold_fraction", c.value.gold_fraction, 0, 1);
+  double fit_interval = static_cast<double>(c.value.fit_interval.count());
+  value.number("fit_interval_s", fit_interval, 0, 1e8);
+  c.value.fit_interval = std::chrono::seconds(static_cast<std::int64_t>(fit_interval));
+  value.finish();
+
+  Section log(top.table("log"), "log");
+  log.choice("level", c.log_level, {"error", "warn", "info", "debug"});
+  log.finish();
+
+  Section daemon(top.table("daemon"), "daemon");
+  daemon.millis("shutdown_timeout_ms", c.shutdown_timeout, kMaxMillis);
+  daemon.finish();
+
+  top.finish();
+  for (const Section* s : {&server, &storage, &ingest, &auth, &sat, &loy, &cost, &scoring, &value, &log, &daemon, &top}) {
+    if (!s->error().empty()) return Status::Error(s->error());
+  }
+  if (c.value.platinum_fraction + c.value.gold_fraction > 1) {
+    return Status::Error("'value.platinum_fraction' + 'value.gold_fraction' must not exceed 1");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Config default_config() {
+  Config c;
+  c.storage.directory = "./var/rapport";
+  // Cost to serve one interaction by channel (account currency): people cost more than self-service.
+  c.apply.default_cost[static_cast<int>(Channel::kPhone)] = 4.0;
+  c.apply.default_cost[static_cast<int>(Channel::kChat)] = 1.5;
+  c.apply.default_cost[static_cast<int>(Channel::kEmail)] = 2.0;
+  c.apply.default_cost[static_cast<int>(Channel::kStore)] = 5.0;
+  c.apply.default_cost[static_cast<int>(Channel::kTwitter)] = 1.0;
+  c.apply.default_cost[static_cast<int>(Channel::kFacebook)] = 1.0;
+  c.apply.default_cost[static_cast<int>(Channel::kInstagram)] = 1.0;
+  c.apply.default_cost[static_cast<int>(Channel::kWeb)] = 0.2;
+  c.apply.default_cost[static_cast<int>(Channel::kApp)] = 0.2;
+  c.apply.default_cost[static_cast<int>(Channel::kSurvey)] = 0.1;
+  c.apply.default_cost[static_cast<int>(Channel::kOther)] = 1.0;
+  return c;
+}
+
+Result<Config> load_config(const std::string& path) {
+  Config c = default_config();
+  if (path.empty()) return c;
+  c.config_path = path;
+  try {
+    const toml::table root = toml::parse_file(path);
+    if (Status s = apply_toml(root, c); !s.ok()) return Status::Error(path + ": " + s.message());
+  } catch (const toml::parse_error& e) {
+    const auto& where = e.source().begin;
+    return Status::Error(path + ":" + std::to_string(where.line) + ":" + std::to_string(where.column) + ": " +
+                         std::string(e.description()));
+  }
+  return c;
+}
+
+bool is_loopback_address(const std::string& address) {
+  std::string host = address;
+  if (const auto colon = address.rfind(':'); colon != std::string::npos) host = address.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
+Status validate_config(const Config& c) {
+  if (c.storage.directory.empty()) return Status::Error("'storage.state_dir' must not be empty");
+  if (c.server.http_address.empty() && c.server.tcp_address.empty() && c.server.http_fd < 0 && c.server.tcp_fd < 0) {
+    return Status::Error("no listener: set 'server.http' or 'server.tcp'");
+  }
+  if (c.tokens.empty()) {
+    for (const std::string* a : {&c.server.http_address, &c.server.tcp_address}) {
+      if (!a->empty() && !is_loopback_address(*a)) {
+        return Status::Error("refusing to listen on non-loopback address " + *a +
+                             " without authentication: add [[auth.tokens]] to the config or bind 127.0.0.1");
+      }
+    }
+  }
+  if (c.storage.initial_map_bytes > c.storage.max_map_bytes) {
+    return Status::Error("'storage.initial_map_bytes' must not exceed 'storage.max_map_bytes'");
+  }
+  return Status::Ok();
+}
+
+}  // namespace rapport

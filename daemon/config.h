@@ -1,0 +1,62 @@
+// Config: every setting of rapportd, with its default, loaded from one TOML
+// file (toml++) and overridable by command-line flags.
+//
+// Every key is optional; an unknown key or a value of the wrong type or
+// range is an error naming the key, so typos never pass silently.
+// Thread safety: plain value.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "ingest/auth.h"
+#include "ingest/decoder.h"
+#include "ingest/net/server.h"
+#include "scoring/customer_state.h"
+#include "storage/store.h"
+
+namespace rapport {
+
+struct WriterOptions {
+  std::size_t batch_max_events = 50'000;       // group commit: at most this many events per commit
+  std::size_t queue_capacity_events = 1'000'000;  // fronts stop reading when this many wait
+};
+
+struct ValueOptions {
+  double horizon_days = 365.0;       // CLV horizon
+  double margin = 0.3;               // profit margin applied to expected spend
+  double annual_discount_rate = 0.1;
+  double platinum_fraction = 0.05;   // top 5 % by CLV
+  double gold_fraction = 0.15;       // next 15 %
+  std::chrono::seconds fit_interval{3600};  // background fit schedule (0 = only on demand)
+};
+
+struct Config {
+  std::string config_path;  // where it was loaded from ("" = defaults)
+  ServerOptions server;     // listeners, io threads, limits, decode options
+  StoreOptions storage;     // state dir, durability, map size, dead-letter capacity
+  WriterOptions writer;
+  std::vector<TokenGrant> tokens;
+  ApplyConfig apply;
+  EvaluateConfig evaluate;
+  ValueOptions value;
+  std::string log_level = "info";  // error, warn, info, debug
+  std::chrono::milliseconds shutdown_timeout{10'000};
+};
+
+// Defaults: loopback listeners on 8470 (HTTP) and 8471 (TCP), state in ./var/rapport, fsync.
+Config default_config();
+
+// Loads `path` over the defaults. An empty path returns the defaults.
+Result<Config> load_config(const std::string& path);
+
+// Cross-field checks: e.g. a non-loopback listener without tokens is refused.
+Status validate_config(const Config& config);
+
+// True for 127.0.0.0/8, ::1 and "localhost" (an "host:port" address).
+bool is_loopback_address(const std::string& address);
+
+}  // namespace rapport

@@ -1,0 +1,99 @@
+#include "daemon/customer_json.h"
+
+#include <cmath>
+#include <ctime>
+
+namespace rapport {
+namespace {
+
+// Scores are reported rounded to 4 decimals: stable output whatever the event order.
+double round4(double v) { return std::round(v * 1e4) / 1e4; }
+
+}  // namespace
+
+std::string format_rfc3339(std::int64_t epoch_ms) {
+  std::int64_t secs = epoch_ms / 1000;
+  std::int64_t ms = epoch_ms % 1000;
+  if (ms < 0) {
+    ms += 1000;
+    secs -= 1;
+  }
+  const std::time_t t = static_cast<std::time_t>(secs);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
+  return buf;
+}
+
+void write_customer_json(JsonWriter& out, std::string_view customer_id, const CustomerState& state,
+                         std::int64_t now_ms, const EvaluateConfig& config, bool explain) {
+  const Scores s = evaluate(state, now_ms, config);
+  out.begin_object();
+  out.field("customer_id", customer_id);
+  out.key("satisfaction")
+      .begin_object()
+      .field("score", round4(s.satisfaction))
+      .field("confidence", round4(s.satisfaction_confidence))
+      .end_object();
+  out.key("loyalty")
+      .begin_object()
+      .field("score", round4(s.loyalty))
+      .field("stage", loyalty_stage_name(s.stage))
+      .field("attitudinal", round4(s.loyalty_attitudinal))
+      .field("behavioural", round4(s.loyalty_behavioural));
+  if (explain) {
+    out.key("components")
+        .begin_object()
+        .field("cognitive", round4(s.loyalty_cognitive))
+        .field("affective", round4(s.loyalty_affective))
+        .field("conative", round4(s.loyalty_conative))
+        .field("action", round4(s.loyalty_action))
+        .end_object();
+    out.key("weights").begin_array();
+    for (double w : config.loyalty_weights) out.value(w);
+    out.end_array();
+    out.field("stage_threshold", config.stage_threshold);
+  }
+  out.end_object();
+  out.key("value")
+      .begin_object()
+      .field("revenue", round4(s.revenue))
+      .field("cost_to_serve", round4(s.cost_to_serve))
+      .field("profit", round4(s.profit))
+      .field("revenue_12m", round4(s.revenue_12m))
+      .field("cost_12m", round4(s.cost_12m))
+      .field("profit_12m", round4(s.profit_12m))
+      .field("transactions", static_cast<std::uint64_t>(s.transactions));
+  if (explain) {
+    out.key("model_inputs")
+        .begin_object()
+        .field("x", s.x)
+        .field("t_x_days", round4(s.t_x_days))
+        .field("T_days", round4(s.T_days))
+        .field("mean_repeat_spend", round4(s.mean_repeat_spend))
+        .end_object();
+  }
+  out.end_object();
+  out.field("events", static_cast<std::uint64_t>(s.events));
+  out.field("first_seen", format_rfc3339(s.first_seen_ms));
+  out.field("last_seen", format_rfc3339(s.last_seen_ms));
+  if (explain) {
+    out.key("satisfaction_weights")
+        .begin_object()
+        .field("csat", config.weight_csat)
+        .field("nps", config.weight_nps)
+        .field("rating", config.weight_rating)
+        .field("sentiment", config.weight_sentiment)
+        .field("complaint", config.weight_complaint)
+        .field("refund", config.weight_refund)
+        .field("prior_weight", config.prior_weight)
+        .field("half_life_days", config.half_life_days)
+        .end_object();
+    out.field("evaluated_at", format_rfc3339(now_ms));
+  }
+  out.end_object();
+}
+
+}  // namespace rapport

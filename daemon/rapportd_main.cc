@@ -1,0 +1,186 @@
+// rapportd: the Rapport daemon. Wires config, storage, the writer, the
+// network fronts, the API and metrics together, and runs the signal loop
+// (SIGTERM/SIGINT drain and exit 0, SIGHUP reloads the config) with
+// systemd notifications (READY, STOPPING, WATCHDOG).
+#include <signal.h>
+#include <systemd/sd-daemon.h>
+
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "daemon/api.h"
+#include "daemon/config.h"
+#include "daemon/log.h"
+#include "daemon/writer.h"
+#include "ingest/net/server.h"
+#include "metrics/metrics.h"
+#include "storage/store.h"
+
+#ifndef RAPPORT_VERSION
+#define RAPPORT_VERSION "0.0.0"
+#endif
+
+namespace rapport {
+namespace {
+
+// Command-line values that override the config file (kept for SIGHUP reloads).
+struct Overrides {
+  std::string http, tcp, state_dir, durability, log_level;
+  int io_threads = -1;
+};
+
+Status apply_overrides(const Overrides& o, Config& c) {
+  if (!o.http.empty()) c.server.http_address = o.http == "off" ? "" : o.http;
+  if (!o.tcp.empty()) c.server.tcp_address = o.tcp == "off" ? "" : o.tcp;
+  if (!o.state_dir.empty()) c.storage.directory = o.state_dir;
+  if (!o.durability.empty()) c.storage.durability = o.durability == "async" ? Durability::kAsync : Durability::kFsync;
+  if (!o.log_level.empty()) c.log_level = o.log_level;
+  if (o.io_threads >= 0) c.server.io_threads = o.io_threads;
+  return validate_config(c);
+}
+
+Result<Config> load(const std::string& path, const Overrides& o) {
+  auto config = load_config(path);
+  if (!config.ok()) return config.status();
+  if (Status s = apply_overrides(o, *config); !s.ok()) return s;
+  return config;
+}
+
+void refresh_storage_metrics(Store& store, Metrics& metrics) {
+  const StoreStats s = store.stats();
+  metrics.lmdb_map_bytes().Set(static_cast<double>(s.map_bytes));
+  metrics.lmdb_used_bytes().Set(static_cast<double>(s.used_bytes));
+  metrics.lmdb_readers().Set(static_cast<double>(s.readers));
+  metrics.customers("unranked").Set(static_cast<double>(s.customers));
+}
+
+int run(const std::string& config_path, const Overrides& overrides) {
+  auto loaded = load(config_path, overrides);
+  if (!loaded.ok()) {
+    log_error("configuration: " + loaded.message());
+    return 2;
+  }
+  auto config = std::make_shared<const Config>(std::move(loaded.value()));
+  set_log_level(parse_log_level(config->log_level));
+  log_info(std::string("rapportd ") + RAPPORT_VERSION + " starting; config " +
+           (config->config_path.empty() ? std::string("(defaults)") : config->config_path) + ", state dir " +
+           config->storage.directory + ", durability " +
+           (config->storage.durability == Durability::kFsync ? "fsync" : "async"));
+
+  // Signals are handled synchronously by this thread only; every thread started below inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  auto store = Store::open(config->storage);
+  if (!store.ok()) {
+    log_error("storage: " + store.message());
+    return 2;
+  }
+  Metrics metrics(RAPPORT_VERSION);
+  Writer writer(**store, metrics, config->writer, config->apply);
+  writer.start();
+  Api api(**store, writer, metrics, config);
+  metrics.set_before_scrape([&] { refresh_storage_metrics(**store, metrics); });
+
+  auto server = NetworkServer::start(config->server, api, writer, metrics,
+                                     std::make_shared<const TokenSet>(config->tokens));
+  if (!server.ok()) {
+    log_error("listen: " + server.message());
+    writer.stop();
+    return 2;
+  }
+  log_info("listening http=" + (*server)->http_endpoint() + " tcp=" + (*server)->tcp_endpoint());
+  sd_notify(0, "READY=1");
+
+  std::uint64_t watchdog_usec = 0;
+  const bool watchdog = sd_watchdog_enabled(0, &watchdog_usec) > 0;
+  const auto tick = watchdog ? std::chrono::microseconds(watchdog_usec / 2) : std::chrono::microseconds(1'000'000);
+  std::uint64_t last_progress = writer.progress();
+  for (;;) {
+    timespec timeout{static_cast<time_t>(tick.count() / 1'000'000), static_cast<long>(tick.count() % 1'000'000) * 1000};
+    const int sig = sigtimedwait(&signals, nullptr, &timeout);
+    if (sig == SIGTERM || sig == SIGINT) {
+      log_info(std::string("received ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT") + ": draining");
+      break;
+    }
+    if (sig == SIGHUP) {
+      auto reloaded = load(config->config_path, overrides);
+      if (!reloaded.ok()) {
+        log_error("reload failed, keeping the running config: " + reloaded.message());
+        continue;
+      }
+      if (reloaded->server.http_address != config->server.http_address ||
+          reloaded->server.tcp_address != config->server.tcp_address ||
+          reloaded->storage.directory != config->storage.directory) {
+        log_warn("listen addresses and the state dir change only on restart");
+      }
+      config = std::make_shared<const Config>(std::move(reloaded.value()));
+      set_log_level(parse_log_level(config->log_level));
+      (*server)->set_tokens(std::make_shared<const TokenSet>(config->tokens));
+      (*server)->set_limits(config->server.limits, config->server.decode);
+      writer.set_apply_config(config->apply);
+      api.set_config(config);
+      log_info("configuration reloaded");
+      continue;
+    }
+    // Timeout: the watchdog is fed only while the writer makes progress or has nothing to do.
+    if (watchdog) {
+      const std::uint64_t progress = writer.progress();
+      if (progress != last_progress || !writer.busy()) {
+        sd_notify(0, "WATCHDOG=1");
+      } else {
+        log_warn("storage writer has made no progress; withholding the watchdog ping");
+      }
+      last_progress = progress;
+    }
+  }
+
+  sd_notify(0, "STOPPING=1");
+  (*server)->shutdown(config->shutdown_timeout);
+  writer.stop();
+  log_info("stopped cleanly");
+  return 0;
+}
+
+}  // namespace
+}  // namespace rapport
+
+int main(int argc, char** argv) {
+  CLI::App app{"rapportd — customer-interaction scoring daemon.\n"
+               "Ingests events over TCP NDJSON and HTTP, keeps per-customer scores in LMDB, serves them over HTTP."};
+  std::string config_path;
+  rapport::Overrides o;
+  app.add_option("-c,--config", config_path, "TOML config file (every key optional; see docs/config.md)")
+      ->check(CLI::ExistingFile);
+  app.add_option("--http", o.http, "HTTP listen address host:port (default 127.0.0.1:8470; port 0 = any free port; 'off' disables)");
+  app.add_option("--tcp", o.tcp, "TCP NDJSON listen address host:port (default 127.0.0.1:8471; port 0 = any free port; 'off' disables)");
+  app.add_option("--state-dir", o.state_dir, "Directory of the LMDB environment (default ./var/rapport)");
+  app.add_option("--durability", o.durability, "fsync (default: acked = on disk) or async (faster; a machine crash may lose recent acks)")
+      ->check(CLI::IsMember({"fsync", "async"}));
+  app.add_option("--io-threads", o.io_threads, "Network io threads (default 0 = one per core)")->check(CLI::Range(0, 256));
+  app.add_option("--log-level", o.log_level, "error, warn, info (default) or debug")
+      ->check(CLI::IsMember({"error", "warn", "info", "debug"}));
+  bool check_only = false;
+  app.add_flag("--check-config", check_only, "Validate the configuration and exit (0 = valid)");
+  app.set_version_flag("-V,--version", std::string("rapportd ") + RAPPORT_VERSION);
+  CLI11_PARSE(app, argc, argv);
+  if (check_only) {
+    auto config = rapport::load(config_path, o);
+    if (!config.ok()) {
+      std::fprintf(stderr, "rapportd: %s\n", config.message().c_str());
+      return 2;
+    }
+    std::printf("configuration ok\n");
+    return 0;
+  }
+  return rapport::run(config_path, o);
+}

@@ -1,0 +1,149 @@
+#include "daemon/writer.h"
+
+#include <chrono>
+#include <utility>
+
+namespace rapport {
+
+Writer::Writer(Store& store, Metrics& metrics, WriterOptions options, ApplyConfig apply)
+    : store_(store), metrics_(metrics), options_(options), apply_(apply) {
+  metrics_.queue_capacity().Set(static_cast<double>(options_.queue_capacity_events));
+}
+
+Writer::~Writer() { stop(); }
+
+void Writer::start() { thread_ = std::thread([this] { run(); }); }
+
+void Writer::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  accepting_.store(false, std::memory_order_release);
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+bool Writer::try_submit(std::unique_ptr<Submission>& submission) {
+  const std::size_t n = submission->events.size() + submission->rejections.size();
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) return false;
+    // One oversized submission is let through when the queue is empty, so nothing can stall forever.
+    if (queued_events_ > 0 && queued_events_ + n > options_.queue_capacity_events) return false;
+    queued_events_ += n;
+    queue_.emplace_back(std::move(submission));
+    metrics_.queue_depth().Set(static_cast<double>(queued_events_));
+  }
+  wake_.notify_one();
+  return true;
+}
+
+bool Writer::post(Job job) {
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) return false;
+    queue_.emplace_back(std::move(job));
+  }
+  wake_.notify_one();
+  return true;
+}
+
+void Writer::set_apply_config(const ApplyConfig& apply) {
+  std::lock_guard lock(mutex_);
+  apply_ = apply;
+}
+
+bool Writer::busy() const {
+  std::lock_guard lock(mutex_);
+  return in_hand_ || !queue_.empty();
+}
+
+void Writer::run() {
+  std::vector<std::unique_ptr<Submission>> batch;
+  for (;;) {
+    Job job;
+    {
+      std::unique_lock lock(mutex_);
+      wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) {
+        in_hand_ = false;
+        return;  // stopping and drained
+      }
+      // Take either one job, or a run of submissions up to the batch limit.
+      if (std::holds_alternative<Job>(queue_.front())) {
+        job = std::move(std::get<Job>(queue_.front()));
+        queue_.pop_front();
+      } else {
+        std::size_t events = 0;
+        while (!queue_.empty() && std::holds_alternative<std::unique_ptr<Submission>>(queue_.front())) {
+          auto& next = std::get<std::unique_ptr<Submission>>(queue_.front());
+          const std::size_t n = next->events.size() + next->rejections.size();
+          if (!batch.empty() && events + n > options_.batch_max_events) break;
+          events += n;
+          queued_events_ -= n;
+          batch.push_back(std::move(next));
+          queue_.pop_front();
+        }
+        metrics_.queue_depth().Set(static_cast<double>(queued_events_));
+      }
+      in_hand_ = true;
+    }
+    if (job) {
+      job(store_);
+    } else {
+      commit(batch);
+      batch.clear();
+    }
+    {
+      std::lock_guard lock(mutex_);
+      in_hand_ = false;
+    }
+    progress_.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+void Writer::commit(std::vector<std::unique_ptr<Submission>>& batch) {
+  ApplyConfig apply;
+  {
+    std::lock_guard lock(mutex_);
+    apply = apply_;
+  }
+  events_.clear();
+  dead_letters_.clear();
+  const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  for (const auto& s : batch) {
+    events_.insert(events_.end(), s->events.begin(), s->events.end());
+    for (const Rejection& r : s->rejections) {
+      dead_letters_.push_back(DeadLetter{now_ms, std::string(transport_name(s->transport)),
+                                         std::string(reject_reason_label(r.reason)), r.message, r.payload});
+    }
+  }
+
+  const auto started = std::chrono::steady_clock::now();
+  Status status = store_.apply_batch(events_, apply, outcomes_, dead_letters_);
+  const auto finished = std::chrono::steady_clock::now();
+  metrics_.commit_duration().Observe(std::chrono::duration<double>(finished - started).count());
+  metrics_.commit_batch_events().Observe(static_cast<double>(events_.size() + dead_letters_.size()));
+  if (!status.ok()) metrics_.commit_failures().Increment();
+
+  std::size_t offset = 0;
+  for (auto& s : batch) {
+    SubmissionResult result;
+    result.status = status;
+    if (status.ok()) {
+      result.outcomes.reserve(s->events.size());
+      for (std::size_t i = 0; i < s->events.size(); ++i) {
+        result.outcomes.push_back(outcomes_[offset + i] == EventOutcome::kAccepted ? Outcome::kAccepted
+                                                                                   : Outcome::kDuplicate);
+      }
+    }
+    offset += s->events.size();
+    metrics_.ack_latency(s->transport).Observe(std::chrono::duration<double>(finished - s->received_at).count());
+    if (s->done) s->done(std::move(result));
+  }
+}
+
+}  // namespace rapport

@@ -1,0 +1,80 @@
+// Writer: the single storage writer thread and the bounded queue in front of it.
+//
+// Fronts submit decoded chunks (IngestSink::try_submit); the writer takes
+// everything queued (up to batch_max_events) as one group commit, stores it
+// durably with Store::apply_batch, then completes every submission with the
+// outcome of each of its events — the acknowledgement point. Administrative
+// writes (erasure, model metadata) run as jobs on the same thread, in order.
+// Thread safety: try_submit, post and the accessors may be called from any
+// thread; start/stop from the owner.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <variant>
+
+#include "daemon/config.h"
+#include "ingest/submission.h"
+#include "metrics/metrics.h"
+#include "storage/store.h"
+
+namespace rapport {
+
+class Writer final : public IngestSink {
+ public:
+  using Job = std::function<void(Store&)>;
+
+  Writer(Store& store, Metrics& metrics, WriterOptions options, ApplyConfig apply);
+  ~Writer() override;  // stop()
+
+  void start();
+  // Stops taking new work, commits everything queued, completes it, joins. Idempotent.
+  void stop();
+
+  bool try_submit(std::unique_ptr<Submission>& submission) override;
+  bool accepting() const override { return accepting_.load(std::memory_order_acquire); }
+
+  // Runs `job` on the writer thread after everything queued before it.
+  // Returns false if the writer has stopped (the job is not run).
+  bool post(Job job);
+
+  void set_apply_config(const ApplyConfig& apply);
+  // Number of completed writer loop iterations (commits and jobs); the watchdog checks it moves.
+  std::uint64_t progress() const { return progress_.load(std::memory_order_relaxed); }
+  // True while the writer has work queued or in hand.
+  bool busy() const;
+
+ private:
+  using Item = std::variant<std::unique_ptr<Submission>, Job>;
+  void run();
+  void commit(std::vector<std::unique_ptr<Submission>>& batch);
+
+  Store& store_;
+  Metrics& metrics_;
+  const WriterOptions options_;
+
+  mutable std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<Item> queue_;          // guarded by mutex_
+  std::size_t queued_events_ = 0;   // guarded by mutex_
+  bool stopping_ = false;           // guarded by mutex_
+  bool in_hand_ = false;            // guarded by mutex_
+  ApplyConfig apply_;               // guarded by mutex_
+
+  std::atomic<bool> accepting_{true};
+  std::atomic<std::uint64_t> progress_{0};
+  std::thread thread_;
+
+  // Writer-thread scratch, reused across commits.
+  std::vector<Event> events_;
+  std::vector<EventOutcome> outcomes_;
+  std::vector<DeadLetter> dead_letters_;
+};
+
+}  // namespace rapport

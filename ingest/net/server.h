@@ -1,0 +1,106 @@
+// NetworkServer: Rapport's network fronts — TCP NDJSON with durable acks and
+// HTTP/1.1 (Boost.Beast) — on a pool of io threads. Hides Asio and Beast.
+//
+// The HTTP front serves POST /v1/events itself (decode on the io thread,
+// submit to the IngestSink, answer after the durable commit) and hands every
+// other request to the HttpHandler. The TCP front speaks NDJSON per
+// DESIGN §5. Both bound everything per connection (timeouts, header, body
+// and line limits, a connection cap) and stop reading while the sink is full.
+// Thread safety: all public methods may be called from any thread.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+#include "ingest/auth.h"
+#include "ingest/decoder.h"
+#include "ingest/submission.h"
+#include "metrics/metrics.h"
+
+namespace rapport {
+
+struct HttpRequest {
+  std::string method;        // "GET", "POST", ...
+  std::string path;          // "/v1/customers/abc" (percent-decoded)
+  std::string query;         // raw query string without '?', e.g. "explain=true"
+  std::string content_type;  // media type only, lower-case, no parameters
+  std::string bearer_token;  // from "Authorization: Bearer ..." (empty if none)
+  std::string body;
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  // extra headers (WWW-Authenticate, Retry-After)
+};
+
+// Call exactly once, from any thread.
+using HttpRespond = std::function<void(HttpResponse&&)>;
+
+class HttpHandler {
+ public:
+  virtual ~HttpHandler() = default;
+  // Returns the route (for metrics) and eventually calls respond. Runs on an
+  // io thread: must not block for long (post long work elsewhere).
+  virtual Route handle(HttpRequest&& request, HttpRespond respond) = 0;
+};
+
+// Limits; reloadable at run time (SIGHUP) with NetworkServer::set_limits.
+struct FrontLimits {
+  std::size_t max_line_bytes = 64 * 1024;         // TCP: longer lines are rejected and skipped
+  std::size_t max_body_bytes = 16 * 1024 * 1024;  // HTTP: 413 above this
+  std::size_t max_header_bytes = 8 * 1024;        // HTTP: 431 above this
+  std::chrono::milliseconds read_timeout{30'000};  // a started request / line must complete within this
+  std::chrono::milliseconds idle_timeout{300'000};  // idle keep-alive HTTP or TCP connection is closed after this
+  std::size_t max_connections = 4096;             // per transport; more are refused
+  std::size_t max_inflight_submissions = 8;       // per TCP connection; reading pauses beyond
+};
+
+struct ServerOptions {
+  std::string http_address = "127.0.0.1:8470";  // "host:port"; port 0 picks a free port; empty disables
+  std::string tcp_address = "127.0.0.1:8471";
+  int http_fd = -1;  // an already-listening socket to adopt (systemd socket activation) instead of binding
+  int tcp_fd = -1;
+  int io_threads = 0;  // 0 = one per core
+  FrontLimits limits;
+  DecodeOptions decode;
+};
+
+class NetworkServer {
+ public:
+  // Binds the listeners and starts the io threads. Fails with a clear
+  // message when an address is invalid or in use.
+  static Result<std::unique_ptr<NetworkServer>> start(const ServerOptions& options, HttpHandler& handler,
+                                                       IngestSink& sink, Metrics& metrics,
+                                                       std::shared_ptr<const TokenSet> tokens);
+  ~NetworkServer();  // shutdown(0) if still running
+  NetworkServer(const NetworkServer&) = delete;
+  NetworkServer& operator=(const NetworkServer&) = delete;
+
+  // Bound addresses, "127.0.0.1:40123" (empty when disabled).
+  std::string http_endpoint() const;
+  std::string tcp_endpoint() const;
+
+  void set_tokens(std::shared_ptr<const TokenSet> tokens);
+  void set_limits(const FrontLimits& limits, const DecodeOptions& decode);
+
+  // Drain: close the listeners, stop reading, submit every complete line or
+  // request already read, wait (at most `deadline`) until all their results
+  // are written back to the clients, then close every connection and join
+  // the io threads. Idempotent.
+  void shutdown(std::chrono::milliseconds deadline);
+
+ private:
+  struct Impl;
+  explicit NetworkServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace rapport

@@ -1,0 +1,63 @@
+// Submission: the unit of work a network front hands to the storage writer.
+//
+// A front (TCP connection, HTTP request) decodes a chunk of input into a
+// Submission: the valid events, and the rejected items with their reasons.
+// It passes the Submission to an IngestSink; the writer commits it durably
+// and calls `done` exactly once, on the writer thread, with the outcome of
+// every event. `done` must not block: it posts to the front's own executor.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "ingest/decoder.h"
+#include "scoring/event.h"
+
+namespace rapport {
+
+enum class Transport : std::uint8_t { kTcp, kHttp, kImport };
+inline constexpr int kTransportCount = 3;
+std::string_view transport_name(Transport transport);  // "tcp", "http", "import"
+
+enum class Outcome : std::uint8_t { kAccepted, kDuplicate };
+
+struct Rejection {
+  std::uint32_t index = 0;  // item index (TCP: 1-based line number; HTTP: 0-based item index)
+  RejectReason reason = RejectReason::kMalformedJson;
+  std::string message;
+  std::string payload;  // the raw item (truncated to 4 KiB) for the dead-letter store
+};
+
+struct SubmissionResult {
+  Status status;                  // !ok: storage refused the batch (nothing stored; e.g. disk full)
+  std::vector<Outcome> outcomes;  // one per Submission::events entry when ok
+};
+
+struct Submission {
+  Transport transport = Transport::kTcp;
+  std::vector<Event> events;
+  std::vector<std::uint32_t> event_index;  // item index of each event (parallel to events)
+  std::vector<Rejection> rejections;
+  std::chrono::steady_clock::time_point received_at{};
+  std::function<void(SubmissionResult&&)> done;
+};
+
+// Where fronts send their work. Implemented by the daemon's storage writer.
+// Thread safety: try_submit may be called from any thread.
+class IngestSink {
+ public:
+  virtual ~IngestSink() = default;
+  // Takes the submission if the bounded queue has room; returns false (and
+  // leaves `submission` untouched) when it is full — the caller stops
+  // reading from its socket and tries again shortly. Never blocks.
+  virtual bool try_submit(std::unique_ptr<Submission>& submission) = 0;
+  // False once the daemon is shutting down (fronts then refuse new work).
+  virtual bool accepting() const = 0;
+};
+
+}  // namespace rapport

@@ -1,0 +1,237 @@
+#include "metrics/metrics.h"
+
+#include <dirent.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+#include <prometheus/text_serializer.h>
+
+namespace rapport {
+namespace {
+
+using prometheus::BuildCounter;
+using prometheus::BuildGauge;
+using prometheus::BuildHistogram;
+using prometheus::Histogram;
+
+constexpr std::array<std::string_view, kRouteCount> kRouteNames = {
+    "events",     "customer", "customer_events", "customers_batch_get", "customers_list", "customer_delete", "tiers",
+    "model",      "model_fit", "deadletter",     "metrics",             "healthz",        "readyz",          "other",
+};
+
+constexpr std::array<std::string_view, 5> kTiers = {"platinum", "gold", "iron", "lead", "unranked"};
+
+std::string str(std::string_view v) { return std::string(v); }
+
+Histogram::BucketBoundaries latency_buckets() {
+  return {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+}
+
+}  // namespace
+
+std::string_view route_name(Route route) { return kRouteNames[static_cast<std::size_t>(route)]; }
+
+Metrics::Metrics(std::string_view version) : registry_(std::make_shared<prometheus::Registry>()) {
+  auto& reg = *registry_;
+  BuildGauge()
+      .Name("rapport_build_info")
+      .Help("Build information; the value is always 1")
+      .Register(reg)
+      .Add({{"version", str(version)}})
+      .Set(1);
+
+  auto& received = BuildCounter()
+                       .Name("rapport_events_received_total")
+                       .Help("Items received (events and rejected lines) by transport")
+                       .Register(reg);
+  auto& accepted = BuildCounter()
+                       .Name("rapport_events_accepted_total")
+                       .Help("Events durably stored, by transport and event type")
+                       .Register(reg);
+  auto& duplicate = BuildCounter()
+                        .Name("rapport_events_duplicate_total")
+                        .Help("Events acknowledged as duplicates (same customer_id and event_id), by transport and type")
+                        .Register(reg);
+  auto& rejected = BuildCounter()
+                       .Name("rapport_events_rejected_total")
+                       .Help("Items rejected by validation, by transport and reason")
+                       .Register(reg);
+  auto& refused = BuildCounter()
+                      .Name("rapport_events_refused_total")
+                      .Help("Events not stored because storage refused the batch (sender must retry)")
+                      .Register(reg);
+  auto& ack = BuildHistogram()
+                  .Name("rapport_ack_latency_seconds")
+                  .Help("Time from receiving a chunk or request to its durable acknowledgement")
+                  .Register(reg);
+  auto& open = BuildGauge().Name("rapport_connections_open").Help("Open client connections").Register(reg);
+  auto& conn_refused = BuildCounter()
+                           .Name("rapport_connections_refused_total")
+                           .Help("Connections refused because the connection cap was reached")
+                           .Register(reg);
+  for (int t = 0; t < kTransportCount; ++t) {
+    const std::string tn = str(transport_name(static_cast<Transport>(t)));
+    received_[t] = &received.Add({{"transport", tn}});
+    refused_[t] = &refused.Add({{"transport", tn}});
+    ack_latency_[t] = &ack.Add({{"transport", tn}}, latency_buckets());
+    connections_open_[t] = &open.Add({{"transport", tn}});
+    connections_refused_[t] = &conn_refused.Add({{"transport", tn}});
+    for (int e = 0; e < kEventTypeCount; ++e) {
+      const std::string en = str(event_type_name(static_cast<EventType>(e)));
+      accepted_[t][e] = &accepted.Add({{"transport", tn}, {"type", en}});
+      duplicate_[t][e] = &duplicate.Add({{"transport", tn}, {"type", en}});
+    }
+    for (int r = 0; r < kRejectReasonCount; ++r) {
+      rejected_[t][r] = &rejected.Add({{"transport", tn}, {"reason", str(reject_reason_label(static_cast<RejectReason>(r)))}});
+    }
+  }
+  auto& channels = BuildCounter()
+                       .Name("rapport_events_by_channel_total")
+                       .Help("Accepted events by channel class (unknown labels count as other)")
+                       .Register(reg);
+  for (int c = 0; c < kChannelCount; ++c) {
+    by_channel_[c] = &channels.Add({{"channel", str(channel_name(static_cast<Channel>(c)))}});
+  }
+
+  commit_batch_events_ = &BuildHistogram()
+                              .Name("rapport_commit_batch_events")
+                              .Help("Events per storage commit (group commit size)")
+                              .Register(reg)
+                              .Add({}, Histogram::BucketBoundaries{1, 10, 100, 1000, 5000, 10000, 50000, 100000, 500000});
+  commit_duration_ = &BuildHistogram()
+                          .Name("rapport_commit_duration_seconds")
+                          .Help("Duration of one storage commit including fsync")
+                          .Register(reg)
+                          .Add({}, latency_buckets());
+  commit_failures_ = &BuildCounter()
+                          .Name("rapport_commit_failures_total")
+                          .Help("Storage commits that failed (batch refused, nothing stored)")
+                          .Register(reg)
+                          .Add({});
+  queue_depth_ = &BuildGauge()
+                      .Name("rapport_queue_depth_events")
+                      .Help("Events waiting for the storage writer")
+                      .Register(reg)
+                      .Add({});
+  queue_capacity_ = &BuildGauge()
+                         .Name("rapport_queue_capacity_events")
+                         .Help("Capacity of the writer queue in events")
+                         .Register(reg)
+                         .Add({});
+
+  http_requests_ = &BuildCounter()
+                        .Name("rapport_http_requests_total")
+                        .Help("HTTP requests by route and status code")
+                        .Register(reg);
+  auto& http_duration = BuildHistogram()
+                            .Name("rapport_http_request_duration_seconds")
+                            .Help("HTTP request duration by route")
+                            .Register(reg);
+  for (int r = 0; r < kRouteCount; ++r) {
+    http_duration_[r] = &http_duration.Add({{"route", str(route_name(static_cast<Route>(r)))}}, latency_buckets());
+  }
+
+  customers_ = &BuildGauge()
+                    .Name("rapport_customers")
+                    .Help("Customers by pyramid tier (unranked before the first model fit)")
+                    .Register(reg);
+  for (std::string_view tier : kTiers) customers_->Add({{"tier", str(tier)}});
+  lmdb_map_bytes_ =
+      &BuildGauge().Name("rapport_lmdb_map_size_bytes").Help("LMDB map size").Register(reg).Add({});
+  lmdb_used_bytes_ =
+      &BuildGauge().Name("rapport_lmdb_used_bytes").Help("LMDB pages in use times page size").Register(reg).Add({});
+  lmdb_readers_ =
+      &BuildGauge().Name("rapport_lmdb_readers").Help("LMDB reader slots in use").Register(reg).Add({});
+  dead_letters_ =
+      &BuildGauge().Name("rapport_dead_letters").Help("Rejected items kept in the dead-letter store").Register(reg).Add({});
+  model_fit_timestamp_ = &BuildGauge()
+                              .Name("rapport_model_fit_timestamp_seconds")
+                              .Help("Unix time of the last successful value-model fit (0 = never)")
+                              .Register(reg)
+                              .Add({});
+  model_fit_duration_ = &BuildGauge()
+                             .Name("rapport_model_fit_duration_seconds")
+                             .Help("Duration of the last value-model fit")
+                             .Register(reg)
+                             .Add({});
+  model_log_likelihood_ = &BuildGauge()
+                               .Name("rapport_model_log_likelihood")
+                               .Help("BG/NBD log-likelihood of the last fit")
+                               .Register(reg)
+                               .Add({});
+  auto& fits = BuildCounter().Name("rapport_model_fits_total").Help("Value-model fits by result").Register(reg);
+  model_fits_ok_ = &fits.Add({{"result", "ok"}});
+  model_fits_failed_ = &fits.Add({{"result", "error"}});
+
+  process_cpu_ = &BuildGauge()
+                      .Name("process_cpu_seconds_total")
+                      .Help("User and system CPU time spent in seconds")
+                      .Register(reg)
+                      .Add({});
+  process_rss_ = &BuildGauge()
+                      .Name("process_resident_memory_bytes")
+                      .Help("Resident memory size in bytes")
+                      .Register(reg)
+                      .Add({});
+  process_fds_ =
+      &BuildGauge().Name("process_open_fds").Help("Number of open file descriptors").Register(reg).Add({});
+  process_start_ = &BuildGauge()
+                        .Name("process_start_time_seconds")
+                        .Help("Start time of the process since the Unix epoch in seconds")
+                        .Register(reg)
+                        .Add({});
+  process_start_->Set(static_cast<double>(
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count()));
+}
+
+void Metrics::observe_http(Route route, int status, double seconds) {
+  http_requests_->Add({{"route", str(route_name(route))}, {"code", std::to_string(status)}}).Increment();
+  http_duration_[idx(route)]->Observe(seconds);
+}
+
+prometheus::Gauge& Metrics::customers(std::string_view tier) { return customers_->Add({{"tier", str(tier)}}); }
+
+void Metrics::set_before_scrape(std::function<void()> refresh) {
+  std::lock_guard lock(refresh_mutex_);
+  before_scrape_ = std::move(refresh);
+}
+
+void Metrics::refresh_process_metrics() {
+  rusage usage{};
+  if (getrusage(RUSAGE_SELF, &usage) == 0) {
+    const double cpu = static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+                       static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+    process_cpu_->Set(cpu);
+  }
+  std::ifstream statm("/proc/self/statm");
+  long pages_total = 0;
+  long pages_resident = 0;
+  if (statm >> pages_total >> pages_resident) {
+    process_rss_->Set(static_cast<double>(pages_resident) * static_cast<double>(sysconf(_SC_PAGESIZE)));
+  }
+  if (DIR* dir = opendir("/proc/self/fd")) {
+    int count = 0;
+    while (const dirent* entry = readdir(dir)) {
+      if (entry->d_name[0] != '.') ++count;
+    }
+    closedir(dir);
+    process_fds_->Set(count - 1);  // minus the descriptor opendir itself holds
+  }
+}
+
+std::string Metrics::serialize() {
+  {
+    std::lock_guard lock(refresh_mutex_);
+    if (before_scrape_) before_scrape_();
+    refresh_process_metrics();
+  }
+  prometheus::TextSerializer serializer;
+  return serializer.Serialize(registry_->Collect());
+}
+
+}  // namespace rapport
