@@ -81,10 +81,47 @@ class JsonWriter {
   const std::string& str() const { return out_; }
   std::string take() { return std::move(out_); }
 
+  // Length of the valid UTF-8 sequence starting at s[i], or 0 if invalid.
+  static std::size_t utf8_sequence(std::string_view s, std::size_t i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    std::size_t n = 0;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) {
+      n = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      n = 3;
+      if (c == 0xE0) lo = 0xA0;
+      if (c == 0xED) hi = 0x9F;  // no surrogates
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      n = 4;
+      if (c == 0xF0) lo = 0x90;
+      if (c == 0xF4) hi = 0x8F;
+    } else {
+      return 0;
+    }
+    if (i + n > s.size()) return 0;
+    for (std::size_t k = 1; k < n; ++k) {
+      const auto b = static_cast<unsigned char>(s[i + k]);
+      if (b < (k == 1 ? lo : 0x80) || b > (k == 1 ? hi : 0xBF)) return 0;
+    }
+    return n;
+  }
+
+  // Escapes per RFC 8259; bytes that are not valid UTF-8 become U+FFFD so the output is always valid JSON.
   static void append_escaped(std::string& out, std::string_view s) {
     static constexpr char kHex[] = "0123456789abcdef";
-    for (const char ch : s) {
-      const auto c = static_cast<unsigned char>(ch);
+    for (std::size_t i = 0; i < s.size(); ++i) {
+      const auto c = static_cast<unsigned char>(s[i]);
+      if (c >= 0x80) {
+        const std::size_t n = utf8_sequence(s, i);
+        if (n == 0) {
+          out += "\ufffd";
+        } else {
+          out.append(s.substr(i, n));
+          i += n - 1;
+        }
+        continue;
+      }
       switch (c) {
         case '"':
           out += "\\\"";

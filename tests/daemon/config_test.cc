@@ -1,0 +1,165 @@
+#include "daemon/config.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "common/json_writer.h"
+#include "daemon/api.h"
+#include "daemon/customer_json.h"
+
+namespace rapport {
+namespace {
+
+class ConfigTest : public ::testing::Test {
+ protected:
+  std::string write(const std::string& text) {
+    path_ = std::filesystem::temp_directory_path() / ("rapport-config-" + std::to_string(::getpid()) + ".toml");
+    std::ofstream(path_) << text;
+    return path_.string();
+  }
+  void TearDown() override { std::filesystem::remove(path_); }
+  std::filesystem::path path_;
+};
+
+TEST_F(ConfigTest, EmptyPathGivesLoopbackDefaults) {
+  auto c = load_config("");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->server.http_address, "127.0.0.1:8470");
+  EXPECT_EQ(c->server.tcp_address, "127.0.0.1:8471");
+  EXPECT_EQ(c->storage.directory, "./var/rapport");
+  EXPECT_EQ(c->storage.durability, Durability::kFsync);
+  EXPECT_TRUE(validate_config(*c).ok());
+}
+
+TEST_F(ConfigTest, ReadsEverySection) {
+  auto c = load_config(write(R"(
+[server]
+http = "127.0.0.1:9000"
+[storage]
+durability = "async"
+[ingest]
+max_body_bytes = 2048
+max_future_skew_ms = 1000
+[[auth.tokens]]
+token = "0123456789abcdef0"
+scopes = ["read", "ingest"]
+[scoring]
+half_life_days = 30
+[scoring.satisfaction_weights]
+csat = 2.5
+[scoring.default_cost]
+phone = 9
+[value]
+margin = 0.5
+[log]
+level = "debug"
+)"));
+  ASSERT_TRUE(c.ok()) << c.message();
+  EXPECT_EQ(c->server.http_address, "127.0.0.1:9000");
+  EXPECT_EQ(c->storage.durability, Durability::kAsync);
+  EXPECT_EQ(c->server.limits.max_body_bytes, 2048u);
+  EXPECT_EQ(c->server.decode.max_future_skew_ms, 1000);
+  ASSERT_EQ(c->tokens.size(), 1u);
+  EXPECT_EQ(c->tokens[0].scopes, static_cast<std::uint8_t>(Scope::kRead) | static_cast<std::uint8_t>(Scope::kIngest));
+  EXPECT_EQ(c->apply.half_life_days, 30);
+  EXPECT_EQ(c->evaluate.half_life_days, 30);
+  EXPECT_EQ(c->evaluate.weight_csat, 2.5);
+  EXPECT_EQ(c->apply.default_cost[static_cast<int>(Channel::kPhone)], 9);
+  EXPECT_EQ(c->value.margin, 0.5);
+  EXPECT_EQ(c->log_level, "debug");
+}
+
+TEST_F(ConfigTest, UnknownKeyIsAnErrorNamingIt) {
+  auto c = load_config(write("[server]\nhtp = \"127.0.0.1:1\"\n"));
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.message().find("unknown key 'server.htp'"), std::string::npos) << c.message();
+}
+
+TEST_F(ConfigTest, WrongTypeAndRangeAreErrors) {
+  auto c = load_config(write("[ingest]\nmax_body_bytes = \"big\"\n"));
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.message().find("'ingest.max_body_bytes' must be a number"), std::string::npos) << c.message();
+  c = load_config(write("[value]\nmargin = 3\n"));
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.message().find("'value.margin' must be between 0 and 1"), std::string::npos) << c.message();
+  c = load_config(write("[storage]\ndurability = \"sometimes\"\n"));
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.message().find("fsync, async"), std::string::npos) << c.message();
+}
+
+TEST_F(ConfigTest, SyntaxErrorsGiveLineAndColumn) {
+  auto c = load_config(write("[server]\nhttp = \n"));
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.message().find(":2:"), std::string::npos) << c.message();
+}
+
+TEST_F(ConfigTest, ShortTokensAndUnknownScopesAreRefused) {
+  auto c = load_config(write("[[auth.tokens]]\ntoken = \"short\"\nscopes = [\"read\"]\n"));
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.message().find("at least 16"), std::string::npos);
+  c = load_config(write("[[auth.tokens]]\ntoken = \"0123456789abcdef0\"\nscopes = [\"root\"]\n"));
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.message().find("scopes"), std::string::npos);
+}
+
+TEST_F(ConfigTest, NonLoopbackWithoutTokensIsRefused) {
+  Config c = default_config();
+  c.server.http_address = "0.0.0.0:8470";
+  Status s = validate_config(c);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("without authentication"), std::string::npos);
+  c.tokens.push_back(TokenGrant{"0123456789abcdef0", static_cast<std::uint8_t>(Scope::kAdmin)});
+  EXPECT_TRUE(validate_config(c).ok());
+  EXPECT_TRUE(is_loopback_address("127.0.0.1:1"));
+  EXPECT_TRUE(is_loopback_address("[::1]:1"));
+  EXPECT_TRUE(is_loopback_address("localhost:1"));
+  EXPECT_FALSE(is_loopback_address("10.0.0.1:1"));
+}
+
+TEST(TokenSet, ChecksScopesAndAdminGrantsAll) {
+  TokenSet open;
+  EXPECT_EQ(open.check("", Scope::kAdmin), AuthResult::kAllowed);
+  TokenSet set({{"reader-token-000000", static_cast<std::uint8_t>(Scope::kRead)},
+                {"admin-token-0000000", static_cast<std::uint8_t>(Scope::kAdmin)}});
+  EXPECT_EQ(set.check("", Scope::kRead), AuthResult::kMissing);
+  EXPECT_EQ(set.check("nope", Scope::kRead), AuthResult::kInvalid);
+  EXPECT_EQ(set.check("reader-token-00000", Scope::kRead), AuthResult::kInvalid);  // prefix is not a match
+  EXPECT_EQ(set.check("reader-token-000000", Scope::kRead), AuthResult::kAllowed);
+  EXPECT_EQ(set.check("reader-token-000000", Scope::kIngest), AuthResult::kForbidden);
+  EXPECT_EQ(set.check("admin-token-0000000", Scope::kIngest), AuthResult::kAllowed);
+  EXPECT_EQ(TokenSet::parse_scopes("read, ingest"), 3);
+  EXPECT_EQ(TokenSet::parse_scopes("read,bogus"), 0);
+}
+
+TEST(JsonWriter, EscapesAndNestsCorrectly) {
+  JsonWriter w;
+  w.begin_object().field("a", "q\"\\\n\x01").key("list").begin_array().value(1).value(2.5).null().end_array();
+  w.key("o").begin_object().field("nan", std::nan("")).end_object().end_object();
+  EXPECT_EQ(w.str(), R"({"a":"q\"\\\n\u0001","list":[1,2.5,null],"o":{"nan":null}})");
+}
+
+TEST(Api, QueryParamsArePercentDecoded) {
+  EXPECT_EQ(query_param("a=1&explain=true", "explain"), "true");
+  EXPECT_EQ(query_param("cursor=a%2Fb+c", "cursor"), "a/b c");
+  EXPECT_EQ(query_param("x=1", "y"), "");
+}
+
+TEST(CustomerJson, FormatsTimestampsAsRfc3339) {
+  EXPECT_EQ(format_rfc3339(0), "1970-01-01T00:00:00.000Z");
+  EXPECT_EQ(format_rfc3339(1700000000123), "2023-11-14T22:13:20.123Z");
+}
+
+}  // namespace
+}  // namespace rapport
+
+namespace rapport {
+namespace {
+TEST(JsonWriter, ReplacesInvalidUtf8SoOutputStaysValid) {
+  JsonWriter w;
+  w.value(std::string_view("ok \xc3\xa9 bad \xff \xed\xa0\x80 cut \xe2\x82"));
+  EXPECT_EQ(w.str(), "\"ok \xc3\xa9 bad \\ufffd \\ufffd\\ufffd\\ufffd cut \\ufffd\\ufffd\"");
+}
+}  // namespace
+}  // namespace rapport

@@ -1,0 +1,325 @@
+// Test harness for end-to-end tests: starts the real rapportd / rapportctl
+// binaries as child processes and talks to them over real loopback sockets.
+#pragma once
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace rapport::test {
+
+inline std::string binary(const std::string& name) { return std::string(RAPPORT_BINARY_DIR) + "/daemon/" + name; }
+
+// A fresh directory under the build tree, removed at destruction.
+class TempDir {
+ public:
+  TempDir() {
+    std::random_device rd;
+    path_ = std::filesystem::path(RAPPORT_BINARY_DIR) / "test-tmp" /
+            ("t" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  std::string path() const { return path_.string(); }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+inline void write_file(const std::string& path, const std::string& content) {
+  std::ofstream out(path, std::ios::binary);
+  out << content;
+}
+
+inline std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+// Runs a command to completion, capturing stdout and stderr (stdin from `input_file` if given).
+inline CommandResult run_command(const std::vector<std::string>& argv, const std::string& input_file = "") {
+  TempDir tmp;
+  const std::string out_path = tmp.file("out"), err_path = tmp.file("err");
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    if (!input_file.empty()) {
+      const int in = ::open(input_file.c_str(), O_RDONLY);
+      ::dup2(in, 0);
+    }
+    const int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(out, 1);
+    ::dup2(err, 2);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  CommandResult r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+  r.out = read_file(out_path);
+  r.err = read_file(err_path);
+  return r;
+}
+
+// A running rapportd. Binds port 0 on loopback and learns its ports from the log.
+class Daemon {
+ public:
+  explicit Daemon(std::string state_dir, std::vector<std::string> extra = {})
+      : state_dir_(std::move(state_dir)), extra_(std::move(extra)) {
+    start();
+  }
+  ~Daemon() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+    if (log_fd_ >= 0) ::close(log_fd_);
+  }
+
+  void start() {
+    int pipefd[2];
+    if (::pipe(pipefd) != 0) throw std::runtime_error("pipe");
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::dup2(pipefd[1], 2);
+      ::close(pipefd[0]);
+      std::vector<std::string> argv = {binary("rapportd"), "--http", "127.0.0.1:0", "--tcp", "127.0.0.1:0",
+                                       "--state-dir", state_dir_};
+      argv.insert(argv.end(), extra_.begin(), extra_.end());
+      std::vector<char*> args;
+      for (auto& a : argv) args.push_back(a.data());
+      args.push_back(nullptr);
+      ::execv(args[0], args.data());
+      ::_exit(127);
+    }
+    ::close(pipefd[1]);
+    log_fd_ = pipefd[0];
+    log_.clear();
+    // Wait for "listening http=H tcp=T".
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (std::chrono::steady_clock::now() < deadline) {
+      read_log(200);
+      const auto pos = log_.find("listening http=");
+      if (pos != std::string::npos && log_.find('\n', pos) != std::string::npos) {
+        std::istringstream line(log_.substr(pos + 15, log_.find('\n', pos) - pos - 15));
+        std::string http, tcp;
+        line >> http >> tcp;
+        http_port_ = port_of(http);
+        tcp_port_ = port_of(tcp.substr(4));  // "tcp=..."
+        return;
+      }
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        throw std::runtime_error("rapportd exited during start-up: " + log_);
+      }
+    }
+    throw std::runtime_error("rapportd did not report its listeners: " + log_);
+  }
+
+  // Sends a signal and waits for exit; returns the exit code (or -signal).
+  int stop(int sig = SIGTERM) {
+    ::kill(pid_, sig);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    read_log(0);
+    ::close(log_fd_);
+    log_fd_ = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+  }
+  void signal(int sig) { ::kill(pid_, sig); }
+  void restart() {
+    if (log_fd_ >= 0) ::close(log_fd_);
+    log_fd_ = -1;
+    start();
+  }
+
+  int http_port() const { return http_port_; }
+  int tcp_port() const { return tcp_port_; }
+  const std::string& log() {
+    read_log(0);
+    return log_;
+  }
+
+ private:
+  static int port_of(const std::string& endpoint) { return std::stoi(endpoint.substr(endpoint.rfind(':') + 1)); }
+  void read_log(int timeout_ms) {
+    pollfd p{log_fd_, POLLIN, 0};
+    while (::poll(&p, 1, timeout_ms) > 0) {
+      char buf[4096];
+      const ssize_t n = ::read(log_fd_, buf, sizeof buf);
+      if (n <= 0) break;
+      log_.append(buf, static_cast<std::size_t>(n));
+      timeout_ms = 0;
+    }
+  }
+
+  std::string state_dir_;
+  std::vector<std::string> extra_;
+  pid_t pid_ = -1;
+  int log_fd_ = -1;
+  std::string log_;
+  int http_port_ = 0;
+  int tcp_port_ = 0;
+};
+
+// A blocking loopback TCP client with line reading and an overall timeout per read.
+class Client {
+ public:
+  explicit Client(int port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<std::uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+      throw std::runtime_error("connect to port " + std::to_string(port) + " failed");
+    }
+    int one = 1;
+    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
+  ~Client() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  void send(std::string_view data) {
+    while (!data.empty()) {
+      const ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
+      if (n <= 0) throw std::runtime_error("send failed");
+      data.remove_prefix(static_cast<std::size_t>(n));
+    }
+  }
+  void shutdown_write() { ::shutdown(fd_, SHUT_WR); }
+
+  // Next '\n'-terminated line (without it); nullopt on EOF or timeout.
+  std::optional<std::string> read_line(std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      const auto nl = buffer_.find('\n');
+      if (nl != std::string::npos) {
+        std::string line = buffer_.substr(0, nl);
+        buffer_.erase(0, nl + 1);
+        return line;
+      }
+      if (!fill(deadline)) return std::nullopt;
+    }
+  }
+
+  // Reads until EOF or timeout.
+  std::string read_all(std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (fill(deadline)) {
+    }
+    return std::exchange(buffer_, {});
+  }
+
+  // Reads exactly one HTTP/1.1 response (Content-Length bodies).
+  struct Response {
+    int status = 0;
+    std::map<std::string, std::string> headers;  // lower-case names
+    std::string body;
+  };
+  std::optional<Response> read_response(std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    std::size_t end;
+    while ((end = buffer_.find("\r\n\r\n")) == std::string::npos) {
+      if (!fill(deadline)) return std::nullopt;
+    }
+    Response r;
+    std::istringstream head(buffer_.substr(0, end));
+    std::string line;
+    std::getline(head, line);
+    r.status = std::stoi(line.substr(9, 3));
+    while (std::getline(head, line)) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      const auto colon = line.find(':');
+      if (colon == std::string::npos) continue;
+      std::string name = line.substr(0, colon);
+      for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      std::string value = line.substr(colon + 1);
+      while (!value.empty() && value.front() == ' ') value.erase(0, 1);
+      r.headers[name] = value;
+    }
+    buffer_.erase(0, end + 4);
+    const std::size_t length = r.headers.count("content-length") ? std::stoul(r.headers["content-length"]) : 0;
+    while (buffer_.size() < length) {
+      if (!fill(deadline)) return std::nullopt;
+    }
+    r.body = buffer_.substr(0, length);
+    buffer_.erase(0, length);
+    return r;
+  }
+
+ private:
+  bool fill(std::chrono::steady_clock::time_point deadline) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
+    char buf[65536];
+    const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+    if (n <= 0) return false;
+    buffer_.append(buf, static_cast<std::size_t>(n));
+    return true;
+  }
+
+  int fd_ = -1;
+  std::string buffer_;
+};
+
+// One HTTP request on a new connection.
+inline Client::Response http(int port, const std::string& method, const std::string& target,
+                             const std::string& body = "", const std::string& content_type = "application/json",
+                             const std::vector<std::string>& headers = {}) {
+  Client c(port);
+  std::string req = method + " " + target + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n";
+  if (!body.empty() || method == "POST") {
+    req += "Content-Type: " + content_type + "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+  }
+  for (const auto& h : headers) req += h + "\r\n";
+  req += "\r\n" + body;
+  c.send(req);
+  auto r = c.read_response();
+  if (!r) throw std::runtime_error("no HTTP response to " + method + " " + target);
+  return *r;
+}
+
+}  // namespace rapport::test
