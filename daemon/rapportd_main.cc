@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <string>
 
@@ -91,7 +92,28 @@ int run(const std::string& config_path, const Overrides& overrides) {
   Api api(**store, writer, metrics, config);
   metrics.set_before_scrape([&] { refresh_storage_metrics(**store, metrics); });
 
-  auto server = NetworkServer::start(config->server, api, writer, metrics,
+  // systemd socket activation: adopt listeners passed as "http" / "tcp" (FileDescriptorName=).
+  ServerOptions server_options = config->server;
+  char** names = nullptr;
+  const int passed = sd_listen_fds_with_names(1, &names);
+  for (int i = 0; i < passed; ++i) {
+    const int fd = SD_LISTEN_FDS_START + i;
+    const std::string name = names != nullptr && names[i] != nullptr ? names[i] : "";
+    if (name == "http") {
+      server_options.http_fd = fd;
+    } else if (name == "tcp") {
+      server_options.tcp_fd = fd;
+    } else {
+      log_warn("ignoring passed socket named '" + name + "' (expected 'http' or 'tcp')");
+    }
+  }
+  if (names != nullptr) {
+    for (int i = 0; i < passed; ++i) free(names[i]);
+    free(names);
+  }
+  if (passed > 0) log_info("adopted " + std::to_string(passed) + " listener(s) from systemd");
+
+  auto server = NetworkServer::start(server_options, api, writer, metrics,
                                      std::make_shared<const TokenSet>(config->tokens));
   if (!server.ok()) {
     log_error("listen: " + server.message());

@@ -163,3 +163,30 @@ TEST(JsonWriter, ReplacesInvalidUtf8SoOutputStaysValid) {
 }
 }  // namespace
 }  // namespace rapport
+
+namespace rapport {
+namespace {
+// The shipped /etc/rapport/rapport.toml must load and spell out exactly the defaults.
+TEST(ShippedConfig, LoadsAndEqualsTheDefaults) {
+  auto c = load_config(std::string(RAPPORT_SOURCE_DIR) + "/daemon/rapport.toml");
+  ASSERT_TRUE(c.ok()) << c.message();
+  const Config d = default_config();
+  EXPECT_EQ(c->server.http_address, d.server.http_address);
+  EXPECT_EQ(c->server.tcp_address, d.server.tcp_address);
+  EXPECT_EQ(c->storage.directory, d.storage.directory);
+  EXPECT_EQ(c->storage.initial_map_bytes, d.storage.initial_map_bytes);
+  EXPECT_EQ(c->storage.max_map_bytes, d.storage.max_map_bytes);
+  EXPECT_EQ(c->server.limits.max_body_bytes, d.server.limits.max_body_bytes);
+  EXPECT_EQ(c->server.limits.read_timeout, d.server.limits.read_timeout);
+  EXPECT_EQ(c->server.decode.max_future_skew_ms, d.server.decode.max_future_skew_ms);
+  EXPECT_EQ(c->writer.batch_max_events, d.writer.batch_max_events);
+  EXPECT_EQ(c->evaluate.weight_complaint, d.evaluate.weight_complaint);
+  EXPECT_EQ(c->evaluate.loyalty_weights, d.evaluate.loyalty_weights);
+  EXPECT_EQ(c->evaluate.prior_weight, d.evaluate.prior_weight);
+  EXPECT_EQ(c->apply.default_cost, d.apply.default_cost);
+  EXPECT_EQ(c->value.fit_interval, d.value.fit_interval);
+  EXPECT_EQ(c->shutdown_timeout, d.shutdown_timeout);
+  EXPECT_TRUE(c->tokens.empty());
+}
+}  // namespace
+}  // namespace rapport
