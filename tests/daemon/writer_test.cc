@@ -1,0 +1,139 @@
+#include "daemon/writer.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <future>
+#include <random>
+
+namespace rapport {
+namespace {
+
+Event make_event(const std::string& customer, const std::string& id, double amount = 1) {
+  Event e;
+  e.customer_id.assign(customer);
+  e.event_id.assign(id);
+  e.ts_ms = 1700000000000;
+  e.type = EventType::kPurchase;
+  e.amount = amount;
+  return e;
+}
+
+class WriterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::path(RAPPORT_BINARY_DIR) / "test-tmp" /
+           ("writer-" + std::to_string(::getpid()) + "-" + std::to_string(std::random_device{}()));
+    StoreOptions options;
+    options.directory = dir_.string();
+    auto store = Store::open(options);
+    ASSERT_TRUE(store.ok()) << store.message();
+    store_ = std::move(store.value());
+  }
+  void TearDown() override {
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  std::unique_ptr<Submission> submission(std::vector<Event> events, std::promise<SubmissionResult>& done) {
+    auto s = std::make_unique<Submission>();
+    s->transport = Transport::kHttp;
+    s->events = std::move(events);
+    for (std::size_t i = 0; i < s->events.size(); ++i) s->event_index.push_back(static_cast<std::uint32_t>(i));
+    s->received_at = std::chrono::steady_clock::now();
+    s->done = [&done](SubmissionResult&& r) { done.set_value(std::move(r)); };
+    return s;
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<Store> store_;
+  Metrics metrics_{"test"};
+};
+
+TEST_F(WriterTest, CommitsThenCompletesWithOutcomesIncludingDuplicates) {
+  Writer writer(*store_, metrics_, WriterOptions{}, ApplyConfig{});
+  writer.start();
+  std::promise<SubmissionResult> first, second;
+  auto a = submission({make_event("c", "1", 5), make_event("c", "2", 7)}, first);
+  ASSERT_TRUE(writer.try_submit(a));
+  auto ra = first.get_future().get();
+  ASSERT_TRUE(ra.status.ok()) << ra.status.message();
+  EXPECT_EQ(ra.outcomes, (std::vector<Outcome>{Outcome::kAccepted, Outcome::kAccepted}));
+  auto b = submission({make_event("c", "2", 7), make_event("c", "3", 1)}, second);
+  ASSERT_TRUE(writer.try_submit(b));
+  auto rb = second.get_future().get();
+  EXPECT_EQ(rb.outcomes, (std::vector<Outcome>{Outcome::kDuplicate, Outcome::kAccepted}));
+  auto state = store_->get_customer("c");
+  ASSERT_TRUE(state.ok());
+  ASSERT_TRUE(state->has_value());
+  EXPECT_EQ(evaluate(**state, 1700000000000, EvaluateConfig{}).revenue, 13);
+  writer.stop();
+}
+
+TEST_F(WriterTest, FullQueueRefusesWithoutTakingTheSubmission) {
+  WriterOptions options;
+  options.queue_capacity_events = 3;
+  Writer writer(*store_, metrics_, options, ApplyConfig{});  // not started: nothing drains
+  std::promise<SubmissionResult> p1, p2;
+  auto a = submission({make_event("q", "1"), make_event("q", "2")}, p1);
+  auto b = submission({make_event("q", "3"), make_event("q", "4")}, p2);
+  EXPECT_TRUE(writer.try_submit(a));
+  EXPECT_FALSE(writer.try_submit(b));
+  ASSERT_NE(b, nullptr);  // still the caller's to retry
+  EXPECT_EQ(b->events.size(), 2u);
+  writer.start();
+  EXPECT_TRUE(p1.get_future().get().status.ok());
+  EXPECT_TRUE(writer.try_submit(b));
+  EXPECT_TRUE(p2.get_future().get().status.ok());
+  writer.stop();
+}
+
+TEST_F(WriterTest, StopCommitsEverythingQueuedAndThenRefuses) {
+  Writer writer(*store_, metrics_, WriterOptions{}, ApplyConfig{});
+  std::promise<SubmissionResult> p;
+  auto a = submission({make_event("s", "1")}, p);
+  ASSERT_TRUE(writer.try_submit(a));
+  writer.start();
+  writer.stop();
+  EXPECT_TRUE(p.get_future().get().status.ok());
+  EXPECT_FALSE(writer.accepting());
+  std::promise<SubmissionResult> late;
+  auto b = submission({make_event("s", "2")}, late);
+  EXPECT_FALSE(writer.try_submit(b));
+  EXPECT_FALSE(writer.post([](Store&) {}));
+}
+
+TEST_F(WriterTest, JobsRunInOrderWithSubmissions) {
+  Writer writer(*store_, metrics_, WriterOptions{}, ApplyConfig{});
+  std::promise<SubmissionResult> p;
+  auto a = submission({make_event("j", "1")}, p);
+  ASSERT_TRUE(writer.try_submit(a));
+  std::promise<bool> saw;
+  ASSERT_TRUE(writer.post([&saw](Store& store) {
+    auto s = store.get_customer("j");
+    saw.set_value(s.ok() && s->has_value());
+  }));
+  writer.start();
+  EXPECT_TRUE(saw.get_future().get());  // the job ran after the submission was committed
+  writer.stop();
+}
+
+TEST_F(WriterTest, RejectionsBecomeDeadLetters) {
+  Writer writer(*store_, metrics_, WriterOptions{}, ApplyConfig{});
+  writer.start();
+  std::promise<SubmissionResult> p;
+  auto a = submission({}, p);
+  a->rejections.push_back(Rejection{3, RejectReason::kMalformedJson, "bad", "{oops"});
+  ASSERT_TRUE(writer.try_submit(a));
+  EXPECT_TRUE(p.get_future().get().status.ok());
+  auto letters = store_->dead_letters(0, 10);
+  ASSERT_TRUE(letters.ok());
+  ASSERT_EQ(letters->size(), 1u);
+  EXPECT_EQ((*letters)[0].letter.payload, "{oops");
+  EXPECT_EQ((*letters)[0].letter.reason, "malformed_json");
+  EXPECT_EQ((*letters)[0].letter.transport, "http");
+  writer.stop();
+}
+
+}  // namespace
+}  // namespace rapport
