@@ -57,16 +57,39 @@ struct PurchaseDay {
   friend bool operator==(const PurchaseDay&, const PurchaseDay&) = default;
 };
 
+// Satisfaction signal classes; each keeps its own accumulator so class
+// weights apply at evaluation time.
+enum class SignalClass : std::uint8_t { kCsat, kNps, kRating, kSentiment, kComplaint, kRefund };
+inline constexpr int kSignalClassCount = 6;
+
+// Decayed sums are kept relative to `decay_ref_day` (the latest event time
+// seen, in fractional days since 1970-01-01): an event at day t contributes
+// w * 2^((t - decay_ref_day) / half_life). When a later event moves the
+// reference forward every sum is rescaled, so the result does not depend on
+// arrival order (up to floating-point rounding) and never overflows.
 struct CustomerState {
   static constexpr std::uint8_t kFormatVersion = 1;
-  // Filled by the implementation; see customer_state.cc for the meaning of
-  // every accumulator. Equality is exact (used by tests).
   std::int64_t first_seen_ms = 0;
   std::int64_t last_seen_ms = 0;
   std::uint32_t event_count = 0;
   std::array<std::uint32_t, kEventTypeCount> type_counts{};
-  // ... further accumulators are added by the implementation ...
-  std::vector<PurchaseDay> purchase_days;  // sorted by day, distinct
+
+  double decay_ref_day = 0.0;
+  std::array<double, kSignalClassCount> signal_weight{};  // decayed number of signals per class
+  std::array<double, kSignalClassCount> signal_sum{};     // decayed sum of signal values in [-1, 1]
+  double engagement = 0.0;         // decayed count of interactions (cognitive loyalty)
+  double intention_positive = 0.0; // decayed promoters (nps >= 9), referrals, renewals (conative)
+  double intention_negative = 0.0; // decayed detractors (nps <= 6), cancellations
+
+  // Money, in units (see kMoneyUnitsPerCurrency). Lifetime totals, plus per
+  // day for the last 366 days before the latest event (12-month figures).
+  std::int64_t refunds_total = 0;
+  std::int64_t cost_total = 0;
+  std::vector<PurchaseDay> recent_refund_days;  // sorted by day, distinct
+  std::vector<PurchaseDay> recent_cost_days;    // sorted by day, distinct
+  std::vector<PurchaseDay> purchase_days;       // every purchase day: sorted by day, distinct
+
+  friend bool operator==(const CustomerState&, const CustomerState&) = default;
 };
 
 // Apply one (already validated, not duplicate) event. O(1) except for the
