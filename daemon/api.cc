@@ -1,6 +1,7 @@
 #include "daemon/api.h"
 
 #include <charconv>
+#include <cmath>
 #include <chrono>
 #include <string>
 #include <utility>
@@ -80,8 +81,8 @@ std::string query_param(std::string_view query, std::string_view name) {
   return {};
 }
 
-Api::Api(Store& store, Writer& writer, Metrics& metrics, std::shared_ptr<const Config> config)
-    : store_(store), writer_(writer), metrics_(metrics) {
+Api::Api(Store& store, Writer& writer, ValueService& value, Metrics& metrics, std::shared_ptr<const Config> config)
+    : store_(store), writer_(writer), value_(value), metrics_(metrics) {
   set_config(std::move(config));
 }
 
@@ -136,6 +137,15 @@ Route Api::handle(HttpRequest&& request, HttpRespond respond) {
   } else if (path == "/v1/deadletter") {
     route = Route::kDeadLetter;
     scope = Scope::kAdmin;
+  } else if (path == "/v1/model") {
+    route = Route::kModel;
+  } else if (path == "/v1/model:fit") {
+    route = Route::kModelFit;
+    scope = Scope::kAdmin;
+  } else if (path == "/v1/tiers") {
+    route = Route::kTiers;
+  } else if (path == "/v1/customers") {
+    route = Route::kCustomersList;
   } else if (path.substr(0, kCustomersPrefix.size()) == kCustomersPrefix) {
     id = path.substr(kCustomersPrefix.size());
     constexpr std::string_view kEventsSuffix = "/events";
@@ -180,6 +190,18 @@ Route Api::handle(HttpRequest&& request, HttpRespond respond) {
     case Route::kDeadLetter:
       if (!is_get) break;
       return dead_letters(request, respond);
+    case Route::kModel:
+      if (!is_get) break;
+      return model(respond);
+    case Route::kModelFit:
+      if (method != "POST") break;
+      return fit_model(respond);
+    case Route::kTiers:
+      if (!is_get) break;
+      return tiers(respond);
+    case Route::kCustomersList:
+      if (!is_get) break;
+      return list_customers(request, respond);
     case Route::kCustomerEvents:
       if (!is_get) break;
       return customer_events(request, id, respond);
@@ -208,7 +230,10 @@ Route Api::get_customer(const HttpRequest& request, std::string_view id, HttpRes
   } else {
     const std::string explain = query_param(request.query, "explain");
     JsonWriter w;
-    write_customer_json(w, id, **state, now_ms(), config()->evaluate, explain == "true" || explain == "1");
+    const auto cfg = config();
+    const auto snap = value_.current();
+    write_customer_json(w, id, **state, now_ms(), cfg->evaluate, snap ? &snap->model : nullptr, cfg->value,
+                        explain == "true" || explain == "1");
     respond(json_ok(w.take()));
   }
   return Route::kCustomer;
@@ -299,6 +324,7 @@ Route Api::batch_get(const HttpRequest& request, HttpRespond& respond) {
     return Route::kCustomersBatchGet;
   }
   const auto cfg = config();
+  const auto snap = value_.current();
   const std::int64_t now = now_ms();
   JsonWriter w;
   w.begin_object().key("customers").begin_array();
@@ -318,7 +344,7 @@ Route Api::batch_get(const HttpRequest& request, HttpRespond& respond) {
       missing.emplace_back(id);
       continue;
     }
-    write_customer_json(w, id, **state, now, cfg->evaluate, false);
+    write_customer_json(w, id, **state, now, cfg->evaluate, snap ? &snap->model : nullptr, cfg->value, false);
   }
   w.end_array().key("missing").begin_array();
   for (const std::string& m : missing) w.value(m);
@@ -354,6 +380,159 @@ Route Api::dead_letters(const HttpRequest& request, HttpRespond& respond) {
   w.end_array().end_object();
   respond(json_ok(w.take()));
   return Route::kDeadLetter;
+}
+
+namespace {
+
+void write_thresholds(JsonWriter& w, const ValueModel& m) {
+  w.key("thresholds").begin_object();
+  // Infinite thresholds (an empty tier) are written as null.
+  if (std::isfinite(m.platinum_min_clv)) {
+    w.field("platinum_min_clv", m.platinum_min_clv);
+  } else {
+    w.key("platinum_min_clv").null();
+  }
+  if (std::isfinite(m.gold_min_clv)) {
+    w.field("gold_min_clv", m.gold_min_clv);
+  } else {
+    w.key("gold_min_clv").null();
+  }
+  w.end_object();
+}
+
+std::string model_json(const ValueSnapshot& snap) {
+  const ValueModel& m = snap.model;
+  JsonWriter w;
+  w.begin_object()
+      .field("fitted_at", format_rfc3339(m.fitted_at_ms))
+      .field("fit_seconds", m.fit_seconds)
+      .field("time_unit", "days")
+      .field("customers", m.customers)
+      .field("repeat_customers", m.repeat_customers);
+  w.key("bgnbd")
+      .begin_object()
+      .field("r", m.bgnbd.r)
+      .field("alpha", m.bgnbd.alpha)
+      .field("a", m.bgnbd.a)
+      .field("b", m.bgnbd.b)
+      .field("log_likelihood", m.bgnbd_log_likelihood)
+      .end_object();
+  w.key("gamma_gamma")
+      .begin_object()
+      .field("p", m.gamma_gamma.p)
+      .field("q", m.gamma_gamma.q)
+      .field("gamma", m.gamma_gamma.gamma)
+      .field("log_likelihood", m.gamma_gamma_log_likelihood)
+      .end_object();
+  write_thresholds(w, m);
+  w.end_object();
+  return w.take();
+}
+
+}  // namespace
+
+Route Api::model(HttpRespond& respond) {
+  const auto snap = value_.current();
+  if (!snap) {
+    respond(json_error(404, "no value model fitted yet; POST /v1/model:fit to fit one now"));
+  } else {
+    respond(json_ok(model_json(*snap)));
+  }
+  return Route::kModel;
+}
+
+Route Api::fit_model(HttpRespond& respond) {
+  auto shared = std::make_shared<HttpRespond>(std::move(respond));
+  const bool queued = value_.request_fit([shared](const Result<std::shared_ptr<const ValueSnapshot>>& result) {
+    if (result.ok()) {
+      (*shared)(json_ok(model_json(**result)));
+    } else {
+      (*shared)(json_error(422, "fit failed: " + result.message()));
+    }
+  });
+  if (!queued) (*shared)(json_error(503, "shutting down"));
+  return Route::kModelFit;
+}
+
+Route Api::tiers(HttpRespond& respond) {
+  const auto snap = value_.current();
+  if (!snap) {
+    respond(json_error(404, "no value model fitted yet; POST /v1/model:fit to fit one now"));
+    return Route::kTiers;
+  }
+  const auto cfg = config();
+  JsonWriter w;
+  w.begin_object().field("fitted_at", format_rfc3339(snap->model.fitted_at_ms));
+  w.key("counts").begin_object();
+  for (int t = 0; t < kTierCount; ++t) {
+    w.field(tier_name(static_cast<Tier>(t)), snap->tier_counts[t]);
+  }
+  w.end_object();
+  write_thresholds(w, snap->model);
+  w.key("fractions")
+      .begin_object()
+      .field("platinum", cfg->value.platinum_fraction)
+      .field("gold", cfg->value.gold_fraction)
+      .end_object();
+  w.end_object();
+  respond(json_ok(w.take()));
+  return Route::kTiers;
+}
+
+Route Api::list_customers(const HttpRequest& request, HttpRespond& respond) {
+  const std::string tier_param = query_param(request.query, "tier");
+  Tier wanted = Tier::kUnranked;
+  if (!parse_tier(tier_param, wanted)) {
+    respond(json_error(400, "'tier' must be one of platinum, gold, iron, lead, unranked"));
+    return Route::kCustomersList;
+  }
+  const auto limit = size_param(request.query, "limit", 100, 1000);
+  if (!limit || *limit == 0) {
+    respond(json_error(400, "'limit' must be an integer 1..1000"));
+    return Route::kCustomersList;
+  }
+  const std::string cursor = query_param(request.query, "cursor");  // the last id of the previous page
+  const auto cfg = config();
+  const auto snap = value_.current();
+  const ValueModel* model = snap ? &snap->model : nullptr;
+  const std::int64_t now = now_ms();
+  JsonWriter w;
+  w.begin_object().field("tier", tier_name(wanted)).key("customers").begin_array();
+  std::size_t written = 0;
+  std::string last;
+  bool more = false;
+  Status visited = store_.for_each_customer([&](std::string_view id, const CustomerState& state) {
+    if (!cursor.empty() && id <= cursor) return true;
+    const Scores s = evaluate(state, now, cfg->evaluate);
+    const double clv = model != nullptr && s.transactions > 0
+                           ? customer_value(*model, cfg->value, PurchaseSummary{s.x, s.t_x_days, s.T_days,
+                                                                                s.mean_repeat_spend})
+                                 .clv
+                           : 0.0;
+    if (classify_tier(model, clv, s.profit_12m) != wanted) return true;
+    if (written == *limit) {
+      more = true;
+      return false;
+    }
+    w.begin_object().field("customer_id", id).field("clv", std::round(clv * 1e4) / 1e4)
+        .field("profit_12m", std::round(s.profit_12m * 1e4) / 1e4).end_object();
+    last.assign(id);
+    ++written;
+    return true;
+  });
+  if (!visited.ok()) {
+    respond(json_error(503, "storage error: " + visited.message()));
+    return Route::kCustomersList;
+  }
+  w.end_array();
+  if (more) {
+    w.field("next_cursor", last);
+  } else {
+    w.key("next_cursor").null();
+  }
+  w.end_object();
+  respond(json_ok(w.take()));
+  return Route::kCustomersList;
 }
 
 }  // namespace rapport

@@ -10,6 +10,7 @@
 #include <mutex>
 
 #include "daemon/config.h"
+#include "daemon/value_service.h"
 #include "daemon/writer.h"
 #include "ingest/auth.h"
 #include "ingest/net/server.h"
@@ -20,7 +21,7 @@ namespace rapport {
 
 class Api final : public HttpHandler {
  public:
-  Api(Store& store, Writer& writer, Metrics& metrics, std::shared_ptr<const Config> config);
+  Api(Store& store, Writer& writer, ValueService& value, Metrics& metrics, std::shared_ptr<const Config> config);
 
   Route handle(HttpRequest&& request, HttpRespond respond) override;
 
@@ -35,9 +36,14 @@ class Api final : public HttpHandler {
   Route delete_customer(std::string_view id, HttpRespond& respond);
   Route batch_get(const HttpRequest& request, HttpRespond& respond);
   Route dead_letters(const HttpRequest& request, HttpRespond& respond);
+  Route model(HttpRespond& respond);
+  Route fit_model(HttpRespond& respond);
+  Route tiers(HttpRespond& respond);
+  Route list_customers(const HttpRequest& request, HttpRespond& respond);
 
   Store& store_;
   Writer& writer_;
+  ValueService& value_;
   Metrics& metrics_;
   mutable std::mutex mutex_;
   std::shared_ptr<const Config> config_;     // guarded by mutex_

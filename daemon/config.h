@@ -16,6 +16,7 @@
 #include "ingest/decoder.h"
 #include "ingest/net/server.h"
 #include "scoring/customer_state.h"
+#include "scoring/value_model.h"
 #include "storage/store.h"
 
 namespace rapport {
@@ -25,12 +26,8 @@ struct WriterOptions {
   std::size_t queue_capacity_events = 1'000'000;  // fronts stop reading when this many wait
 };
 
-struct ValueOptions {
-  double horizon_days = 365.0;       // CLV horizon
-  double margin = 0.3;               // profit margin applied to expected spend
-  double annual_discount_rate = 0.1;
-  double platinum_fraction = 0.05;   // top 5 % by CLV
-  double gold_fraction = 0.15;       // next 15 %
+// The value model's settings plus the background fit schedule.
+struct ValueOptions : ValueConfig {
   std::chrono::seconds fit_interval{3600};  // background fit schedule (0 = only on demand)
 };
 

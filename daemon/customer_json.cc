@@ -28,8 +28,15 @@ std::string format_rfc3339(std::int64_t epoch_ms) {
 }
 
 void write_customer_json(JsonWriter& out, std::string_view customer_id, const CustomerState& state,
-                         std::int64_t now_ms, const EvaluateConfig& config, bool explain) {
+                         std::int64_t now_ms, const EvaluateConfig& config, const ValueModel* model,
+                         const ValueConfig& value, bool explain) {
   const Scores s = evaluate(state, now_ms, config);
+  const bool fitted = model != nullptr && model->fitted_at_ms != 0;
+  const bool buyer = s.transactions > 0;
+  const CustomerValue v = fitted && buyer ? customer_value(*model, value, PurchaseSummary{s.x, s.t_x_days, s.T_days,
+                                                                                       s.mean_repeat_spend})
+                                          : CustomerValue{};
+  const Tier tier = classify_tier(model, v.clv, s.profit_12m);
   out.begin_object();
   out.field("customer_id", customer_id);
   out.key("satisfaction")
@@ -66,6 +73,16 @@ void write_customer_json(JsonWriter& out, std::string_view customer_id, const Cu
       .field("cost_12m", round4(s.cost_12m))
       .field("profit_12m", round4(s.profit_12m))
       .field("transactions", static_cast<std::uint64_t>(s.transactions));
+  if (fitted) {
+    out.field("clv", round4(v.clv))
+        .field("expected_transactions", round4(v.expected_transactions))
+        .field("expected_spend", round4(v.expected_spend))
+        .field("p_alive", round4(v.p_alive))
+        .field("churn_risk", round4(v.churn_risk));
+  } else {
+    out.key("clv").null().key("expected_transactions").null().key("expected_spend").null();
+    out.key("p_alive").null().key("churn_risk").null();
+  }
   if (explain) {
     out.key("model_inputs")
         .begin_object()
@@ -74,6 +91,32 @@ void write_customer_json(JsonWriter& out, std::string_view customer_id, const Cu
         .field("T_days", round4(s.T_days))
         .field("mean_repeat_spend", round4(s.mean_repeat_spend))
         .end_object();
+    if (fitted) {
+      out.key("model")
+          .begin_object()
+          .field("r", model->bgnbd.r)
+          .field("alpha", model->bgnbd.alpha)
+          .field("a", model->bgnbd.a)
+          .field("b", model->bgnbd.b)
+          .field("p", model->gamma_gamma.p)
+          .field("q", model->gamma_gamma.q)
+          .field("gamma", model->gamma_gamma.gamma)
+          .field("fitted_at", format_rfc3339(model->fitted_at_ms))
+          .end_object();
+    }
+    out.field("horizon_days", value.horizon_days)
+        .field("margin", value.margin)
+        .field("annual_discount_rate", value.annual_discount_rate);
+  }
+  out.end_object();
+  out.key("tier").begin_object().field("name", tier_name(tier));
+  if (explain) {
+    out.field("rule", tier == Tier::kLead       ? "profit over the last 12 months is below zero"
+                      : tier == Tier::kUnranked ? "no value model fitted yet"
+                                                : "CLV against the population thresholds of the last fit");
+    if (fitted) {
+      out.field("platinum_min_clv", round4(model->platinum_min_clv)).field("gold_min_clv", round4(model->gold_min_clv));
+    }
   }
   out.end_object();
   out.field("events", static_cast<std::uint64_t>(s.events));

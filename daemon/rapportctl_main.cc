@@ -266,8 +266,15 @@ int get_command(const std::string& id, const std::string& state_dir, const std::
     std::fprintf(stderr, "rapportctl: unknown customer: %s\n", id.c_str());
     return 1;
   }
+  // The value model the daemon last fitted, if any.
+  ValueModel model;
+  bool have_model = false;
+  if (auto stored = (*store)->get_meta("value_model"); stored.ok() && stored->has_value()) {
+    have_model = deserialize(**stored, model).ok();
+  }
   JsonWriter w;
-  write_customer_json(w, id, **state, wall_ms(), config->evaluate, explain);
+  write_customer_json(w, id, **state, wall_ms(), config->evaluate, have_model ? &model : nullptr, config->value,
+                      explain);
   std::printf("%s\n", w.str().c_str());
   return 0;
 }

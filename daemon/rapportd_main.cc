@@ -89,7 +89,10 @@ int run(const std::string& config_path, const Overrides& overrides) {
   Metrics metrics(RAPPORT_VERSION);
   Writer writer(**store, metrics, config->writer, config->apply);
   writer.start();
-  Api api(**store, writer, metrics, config);
+  ValueService value(**store, writer, metrics, *config);
+  if (Status loaded_model = value.load(); !loaded_model.ok()) log_warn(loaded_model.message());
+  value.start();
+  Api api(**store, writer, value, metrics, config);
   metrics.set_before_scrape([&] { refresh_storage_metrics(**store, metrics); });
 
   // systemd socket activation: adopt listeners passed as "http" / "tcp" (FileDescriptorName=).
@@ -117,6 +120,7 @@ int run(const std::string& config_path, const Overrides& overrides) {
                                      std::make_shared<const TokenSet>(config->tokens));
   if (!server.ok()) {
     log_error("listen: " + server.message());
+    value.stop();
     writer.stop();
     return 2;
   }
@@ -151,6 +155,7 @@ int run(const std::string& config_path, const Overrides& overrides) {
       (*server)->set_limits(config->server.limits, config->server.decode);
       writer.set_apply_config(config->apply);
       api.set_config(config);
+      value.set_config(*config);
       log_info("configuration reloaded");
       continue;
     }
@@ -168,6 +173,7 @@ int run(const std::string& config_path, const Overrides& overrides) {
 
   sd_notify(0, "STOPPING=1");
   (*server)->shutdown(config->shutdown_timeout);
+  value.stop();
   writer.stop();
   log_info("stopped cleanly");
   return 0;

@@ -235,7 +235,20 @@ CustomerValue customer_value(const ValueModel& model, const ValueConfig& config,
   v.p_alive = probability_alive(model.bgnbd, c);
   v.churn_risk = 1.0 - v.p_alive;
   v.expected_spend = expected_spend(model.gamma_gamma, c);
-  v.clv = config.margin * v.expected_transactions * v.expected_spend;
+  // Discount the expected transactions of each ~monthly step at its end.
+  double discounted = v.expected_transactions;
+  if (config.annual_discount_rate > 0) {
+    const int steps = std::max(1, static_cast<int>(std::ceil(config.horizon_days / 30.0)));
+    double previous = 0;
+    discounted = 0;
+    for (int k = 1; k <= steps; ++k) {
+      const double t = config.horizon_days * k / steps;
+      const double cumulative = k == steps ? v.expected_transactions : expected_transactions(model.bgnbd, c, t);
+      discounted += (cumulative - previous) * std::pow(1.0 + config.annual_discount_rate, -t / 365.0);
+      previous = cumulative;
+    }
+  }
+  v.clv = config.margin * discounted * v.expected_spend;
   if (!std::isfinite(v.clv)) v.clv = 0;
   return v;
 }
@@ -278,8 +291,8 @@ void set_tier_thresholds(ValueModel& model, const ValueConfig& config, std::vect
   std::sort(clvs.begin(), clvs.end(), std::greater<>());
   const auto n = clvs.size();
   // The k-th largest value is the threshold of the top k customers (ties join the higher tier).
-  const auto platinum = static_cast<std::size_t>(std::floor(config.platinum_share * static_cast<double>(n)));
-  const auto gold = static_cast<std::size_t>(std::floor((config.platinum_share + config.gold_share) * n));
+  const auto platinum = static_cast<std::size_t>(std::floor(config.platinum_fraction * static_cast<double>(n)));
+  const auto gold = static_cast<std::size_t>(std::floor((config.platinum_fraction + config.gold_fraction) * static_cast<double>(n)));
   model.platinum_min_clv = platinum == 0 ? inf : clvs[platinum - 1];
   model.gold_min_clv = gold == 0 ? inf : clvs[std::min(gold, n) - 1];
   if (model.gold_min_clv > model.platinum_min_clv) model.gold_min_clv = model.platinum_min_clv;

@@ -83,10 +83,11 @@ struct ValueModel {
 };
 
 struct ValueConfig {
-  double horizon_days = 365;  // CLV horizon
-  double margin = 0.3;        // share of revenue that is profit
-  double platinum_share = 0.05;
-  double gold_share = 0.15;
+  double horizon_days = 365.0;         // CLV horizon
+  double margin = 0.3;                 // share of spend that is profit
+  double annual_discount_rate = 0.1;   // future transactions are discounted by (1 + rate)^-years
+  double platinum_fraction = 0.05;     // top 5 % by CLV
+  double gold_fraction = 0.15;         // next 15 %
 };
 
 struct CustomerValue {
@@ -94,7 +95,7 @@ struct CustomerValue {
   double p_alive = 1;
   double churn_risk = 0;
   double expected_spend = 0;
-  double clv = 0;
+  double clv = 0;  // margin x discounted expected transactions over the horizon x expected spend
 };
 
 // Per-customer value at query time. `customer` is in days.
@@ -109,8 +110,8 @@ bool parse_tier(std::string_view name, Tier& tier);
 // against the model's thresholds. Unranked while no model has been fitted.
 Tier classify_tier(const ValueModel* model, double clv, double profit_12m);
 
-// Sets the thresholds so that the top `platinum_share` of `clvs` are
-// platinum and the next `gold_share` gold (clvs of non-lead customers; reordered).
+// Sets the thresholds so that the top `platinum_fraction` of `clvs` are
+// platinum and the next `gold_fraction` gold (clvs of non-lead customers; reordered).
 void set_tier_thresholds(ValueModel& model, const ValueConfig& config, std::vector<double>& clvs);
 
 // Versioned binary form for the meta store.

@@ -1,0 +1,226 @@
+#include "daemon/value_service.h"
+
+#include <cstring>
+
+#include "daemon/log.h"
+
+namespace rapport {
+namespace {
+
+constexpr std::string_view kModelKey = "value_model";
+constexpr std::string_view kTierCountsKey = "value_tier_counts";
+
+std::int64_t wall_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string encode_counts(const std::array<std::uint64_t, kTierCount>& counts) {
+  std::string out(1, '\x01');
+  out.append(reinterpret_cast<const char*>(counts.data()), sizeof(counts));
+  return out;
+}
+
+bool decode_counts(std::string_view bytes, std::array<std::uint64_t, kTierCount>& counts) {
+  if (bytes.size() != 1 + sizeof(counts) || bytes[0] != '\x01') return false;
+  std::memcpy(counts.data(), bytes.data() + 1, sizeof(counts));
+  return true;
+}
+
+}  // namespace
+
+PurchaseSummary purchase_summary(const Scores& s) {
+  return PurchaseSummary{s.x, s.t_x_days, s.T_days, s.mean_repeat_spend};
+}
+
+Result<ValueSnapshot> fit_population(const Store& store, const EvaluateConfig& scoring, const ValueConfig& value,
+                                     std::int64_t now_ms) {
+  const auto started = std::chrono::steady_clock::now();
+  std::vector<PurchaseSummary> buyers;
+  std::vector<float> profit_12m;  // parallel to buyers
+  std::uint64_t customers = 0, non_buyer_leads = 0;
+  Status visited = store.for_each_customer([&](std::string_view, const CustomerState& state) {
+    ++customers;
+    const Scores s = evaluate(state, now_ms, scoring);
+    if (s.transactions == 0) {
+      if (s.profit_12m < 0) ++non_buyer_leads;
+      return true;
+    }
+    buyers.push_back(purchase_summary(s));
+    profit_12m.push_back(static_cast<float>(s.profit_12m));
+    return true;
+  });
+  if (!visited.ok()) return visited;
+
+  auto bgnbd = fit_bgnbd(buyers);
+  if (!bgnbd.ok()) return bgnbd.status();
+  auto gamma_gamma = fit_gamma_gamma(buyers);
+  if (!gamma_gamma.ok()) return gamma_gamma.status();
+
+  ValueSnapshot snap;
+  ValueModel& m = snap.model;
+  m.bgnbd = bgnbd->params;
+  m.gamma_gamma = gamma_gamma->params;
+  m.bgnbd_log_likelihood = bgnbd->log_likelihood;
+  m.gamma_gamma_log_likelihood = gamma_gamma->log_likelihood;
+  m.fitted_at_ms = now_ms;
+  m.customers = customers;
+  for (const PurchaseSummary& b : buyers) m.repeat_customers += b.x > 0 ? 1 : 0;
+
+  // Tier thresholds from the CLV of every non-lead customer (non-buyers have CLV 0).
+  std::vector<double> clvs;
+  std::vector<double> buyer_clv(buyers.size());
+  clvs.reserve(customers);
+  for (std::size_t i = 0; i < buyers.size(); ++i) {
+    buyer_clv[i] = customer_value(m, value, buyers[i]).clv;
+    if (profit_12m[i] >= 0) clvs.push_back(buyer_clv[i]);
+  }
+  const std::uint64_t non_buyers = customers - buyers.size();
+  clvs.insert(clvs.end(), non_buyers - non_buyer_leads, 0.0);
+  set_tier_thresholds(m, value, clvs);
+
+  snap.tier_counts[static_cast<int>(Tier::kLead)] = non_buyer_leads;
+  snap.tier_counts[static_cast<int>(classify_tier(&m, 0.0, 0.0))] += non_buyers - non_buyer_leads;
+  for (std::size_t i = 0; i < buyers.size(); ++i) {
+    ++snap.tier_counts[static_cast<int>(classify_tier(&m, buyer_clv[i], profit_12m[i]))];
+  }
+  m.fit_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  return snap;
+}
+
+ValueService::ValueService(Store& store, Writer& writer, Metrics& metrics, const Config& config)
+    : store_(store), writer_(writer), metrics_(metrics) {
+  set_config(config);
+}
+
+ValueService::~ValueService() { stop(); }
+
+void ValueService::set_config(const Config& config) {
+  std::lock_guard lock(mutex_);
+  evaluate_ = config.evaluate;
+  value_ = config.value;
+  wake_.notify_all();
+}
+
+Status ValueService::load() {
+  auto model_bytes = store_.get_meta(kModelKey);
+  if (!model_bytes.ok()) return model_bytes.status();
+  if (!model_bytes->has_value()) return Status::Ok();
+  auto snap = std::make_shared<ValueSnapshot>();
+  Status s = deserialize(**model_bytes, snap->model);
+  if (!s.ok()) return Status::Error("stored value model ignored: " + s.message());
+  auto counts = store_.get_meta(kTierCountsKey);
+  if (counts.ok() && counts->has_value()) decode_counts(**counts, snap->tier_counts);
+  std::lock_guard lock(mutex_);
+  current_ = std::move(snap);
+  return Status::Ok();
+}
+
+void ValueService::start() {
+  if (auto snap = current()) {
+    metrics_.model_fit_timestamp().Set(static_cast<double>(snap->model.fitted_at_ms) / 1000.0);
+    metrics_.model_log_likelihood().Set(snap->model.bgnbd_log_likelihood);
+    for (int t = 0; t < kTierCount; ++t) {
+      metrics_.customers(tier_name(static_cast<Tier>(t))).Set(static_cast<double>(snap->tier_counts[t]));
+    }
+  }
+  thread_ = std::thread([this] { run(); });
+}
+
+void ValueService::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_ && !thread_.joinable()) return;
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  std::vector<FitDone> waiting;
+  {
+    std::lock_guard lock(mutex_);
+    waiting.swap(waiting_);
+  }
+  for (auto& done : waiting) done(Status::Error("shutting down"));
+}
+
+bool ValueService::request_fit(FitDone done) {
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) return false;
+    waiting_.push_back(std::move(done));
+    fit_requested_ = true;
+  }
+  wake_.notify_all();
+  return true;
+}
+
+std::shared_ptr<const ValueSnapshot> ValueService::current() const {
+  std::lock_guard lock(mutex_);
+  return current_;
+}
+
+void ValueService::run() {
+  std::unique_lock lock(mutex_);
+  auto next_fit = std::chrono::steady_clock::now();
+  // The first fit: a minute after start when no model is stored yet (data may
+  // be arriving), else one interval after start.
+  next_fit += current_ ? value_.fit_interval : std::min<std::chrono::seconds>(value_.fit_interval, std::chrono::seconds(60));
+  while (!stopping_) {
+    const bool scheduled = value_.fit_interval.count() > 0;
+    if (fit_requested_ || (scheduled && std::chrono::steady_clock::now() >= next_fit)) {
+      fit_requested_ = false;
+      lock.unlock();
+      fit_now();
+      lock.lock();
+      next_fit = std::chrono::steady_clock::now() + value_.fit_interval;
+      continue;
+    }
+    if (scheduled) {
+      wake_.wait_until(lock, next_fit);
+    } else {
+      wake_.wait(lock);
+    }
+  }
+}
+
+void ValueService::fit_now() {
+  EvaluateConfig evaluate;
+  ValueConfig value;
+  std::vector<FitDone> waiting;
+  {
+    std::lock_guard lock(mutex_);
+    evaluate = evaluate_;
+    value = value_;
+    waiting.swap(waiting_);
+  }
+  auto fitted = fit_population(store_, evaluate, value, wall_ms());
+  metrics_.model_fits(fitted.ok()).Increment();
+  Result<std::shared_ptr<const ValueSnapshot>> result = Status::Error("no fit");
+  if (!fitted.ok()) {
+    log_warn("value model fit failed: " + fitted.message());
+    result = fitted.status();
+  } else {
+    auto snap = std::make_shared<const ValueSnapshot>(std::move(*fitted));
+    metrics_.model_fit_timestamp().Set(static_cast<double>(snap->model.fitted_at_ms) / 1000.0);
+    metrics_.model_fit_duration().Set(snap->model.fit_seconds);
+    metrics_.model_log_likelihood().Set(snap->model.bgnbd_log_likelihood);
+    for (int t = 0; t < kTierCount; ++t) {
+      metrics_.customers(tier_name(static_cast<Tier>(t))).Set(static_cast<double>(snap->tier_counts[t]));
+    }
+    writer_.post([model = serialize(snap->model), counts = encode_counts(snap->tier_counts)](Store& store) {
+      Status s = store.put_meta(kModelKey, model);
+      if (s.ok()) s = store.put_meta(kTierCountsKey, counts);
+      if (!s.ok()) log_warn("cannot store the value model: " + s.message());
+    });
+    log_info("value model fitted over " + std::to_string(snap->model.customers) + " customers in " +
+             std::to_string(snap->model.fit_seconds) + " s");
+    {
+      std::lock_guard lock(mutex_);
+      current_ = snap;
+    }
+    result = std::move(snap);
+  }
+  for (auto& done : waiting) done(result);
+}
+
+}  // namespace rapport

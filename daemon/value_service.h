@@ -1,0 +1,81 @@
+// ValueService: the background fitter of the value model and the current
+// model snapshot that queries evaluate against.
+//
+// A fit reads every customer in one LMDB read snapshot (never blocking
+// ingest), fits BG/NBD and Gamma-Gamma by maximum likelihood, sets the tier
+// thresholds from the population's CLV, counts customers per tier, and
+// stores the model in the `meta` database through the writer thread. Fits
+// run on the service's own thread, on a schedule and on demand.
+// Thread safety: every public method may be called from any thread.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "daemon/config.h"
+#include "daemon/writer.h"
+#include "metrics/metrics.h"
+#include "scoring/value_model.h"
+#include "storage/store.h"
+
+namespace rapport {
+
+// A fitted model with the population's tier counts at fit time.
+struct ValueSnapshot {
+  ValueModel model;
+  std::array<std::uint64_t, kTierCount> tier_counts{};
+};
+
+// Fits the model over every customer of `store` as of `now_ms` (pure computation over a read snapshot).
+Result<ValueSnapshot> fit_population(const Store& store, const EvaluateConfig& scoring, const ValueConfig& value,
+                                     std::int64_t now_ms);
+
+// The inputs of the value model for one customer, in days.
+PurchaseSummary purchase_summary(const Scores& scores);
+
+class ValueService {
+ public:
+  using FitDone = std::function<void(const Result<std::shared_ptr<const ValueSnapshot>>&)>;
+
+  ValueService(Store& store, Writer& writer, Metrics& metrics, const Config& config);
+  ~ValueService();  // stop()
+
+  // Loads the stored model, if any. A record that cannot be read is reported and ignored.
+  Status load();
+  void start();
+  void stop();
+  void set_config(const Config& config);
+
+  // Queues a fit; `done` runs on the fitter thread when it finishes. Returns false once stopped.
+  bool request_fit(FitDone done);
+
+  // The current model (null before the first fit).
+  std::shared_ptr<const ValueSnapshot> current() const;
+
+ private:
+  void run();
+  void fit_now();
+
+  Store& store_;
+  Writer& writer_;
+  Metrics& metrics_;
+
+  mutable std::mutex mutex_;
+  std::condition_variable wake_;
+  EvaluateConfig evaluate_;                     // guarded by mutex_
+  ValueOptions value_;                          // guarded by mutex_
+  std::vector<FitDone> waiting_;                // guarded by mutex_
+  bool fit_requested_ = false;                  // guarded by mutex_
+  bool stopping_ = false;                       // guarded by mutex_
+  std::shared_ptr<const ValueSnapshot> current_;  // guarded by mutex_
+  std::thread thread_;
+};
+
+}  // namespace rapport

@@ -1,0 +1,135 @@
+// End-to-end: the CDNOW purchase log ingested over HTTP, the value model fitted
+// on demand by the running daemon, tiers and customer values queried back.
+#include <gtest/gtest.h>
+
+#include <ctime>
+#include <fstream>
+#include <set>
+
+#include <simdjson.h>
+
+#include "tests/e2e/harness.h"
+
+namespace rapport::test {
+namespace {
+
+constexpr std::int64_t kDayMs = 86'400'000;
+constexpr std::int64_t kCalibrationEndDay = 10'134;  // 1997-09-30
+
+double number_at(const std::string& json, const char* pointer) {
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  double v = 0;
+  if (parser.parse(json).get(doc) != simdjson::SUCCESS || doc.at_pointer(pointer).get_double().get(v)) {
+    throw std::runtime_error(std::string("no number at ") + pointer + " in " + json);
+  }
+  return v;
+}
+
+// The CDNOW calibration purchases as NDJSON, shifted by whole days so that
+// 1997-09-30 is today: the customers' x, t_x and T (in days) are the paper's.
+std::string cdnow_ndjson(std::size_t& customers) {
+  std::ifstream in(std::string(RAPPORT_CDNOW_DIR) + "/CDNOW_sample.txt");
+  if (!in) throw std::runtime_error("CDNOW data missing under " RAPPORT_CDNOW_DIR);
+  const std::int64_t today = static_cast<std::int64_t>(std::time(nullptr)) * 1000 / kDayMs;
+  std::string out, master, sample, date, cds, dollars;
+  std::set<std::string> ids;
+  int n = 0;
+  while (in >> master >> sample >> date >> cds >> dollars) {
+    std::tm tm{};
+    tm.tm_year = std::stoi(date.substr(0, 4)) - 1900;
+    tm.tm_mon = std::stoi(date.substr(4, 2)) - 1;
+    tm.tm_mday = std::stoi(date.substr(6, 2));
+    const std::int64_t day = static_cast<std::int64_t>(timegm(&tm)) / 86400;
+    ids.insert(sample);
+    if (day > kCalibrationEndDay) continue;
+    const std::int64_t ts = (day - kCalibrationEndDay + today) * kDayMs + 3'600'000;
+    out += R"({"event_id":"cd-)" + std::to_string(++n) + R"(","customer_id":"cdnow-)" + sample +
+           R"(","ts":)" + std::to_string(ts) + R"(,"type":"purchase","channel":"web","amount":)" + dollars + "}\n";
+  }
+  customers = ids.size();
+  return out;
+}
+
+TEST(ValueEndToEnd, FitsTheCdnowModelAndRanksCustomersIntoTiers) {
+  TempDir dir;
+  Daemon d(dir.file("state"));
+  EXPECT_EQ(http(d.http_port(), "GET", "/v1/model").status, 404);
+
+  std::size_t customers = 0;
+  const std::string body = cdnow_ndjson(customers);
+  const auto ingest = http(d.http_port(), "POST", "/v1/events", body, "application/x-ndjson");
+  ASSERT_EQ(ingest.status, 200) << ingest.body;
+  EXPECT_EQ(ingest.body.find("\"rejected\":[]") != std::string::npos, true) << ingest.body;
+
+  const auto fit = http(d.http_port(), "POST", "/v1/model:fit");
+  ASSERT_EQ(fit.status, 200) << fit.body;
+  // The paper's estimates (time in weeks) from the daemon's fit in days.
+  EXPECT_NEAR(number_at(fit.body, "/bgnbd/r"), 0.243, 0.003) << fit.body;
+  EXPECT_NEAR(number_at(fit.body, "/bgnbd/alpha") / 7, 4.414, 0.05) << fit.body;
+  EXPECT_NEAR(number_at(fit.body, "/bgnbd/a"), 0.793, 0.01) << fit.body;
+  EXPECT_NEAR(number_at(fit.body, "/bgnbd/b"), 2.426, 0.03) << fit.body;
+  EXPECT_NEAR(number_at(fit.body, "/gamma_gamma/p"), 6.25, 0.05) << fit.body;
+  EXPECT_NEAR(number_at(fit.body, "/gamma_gamma/q"), 3.74, 0.05) << fit.body;
+  EXPECT_NEAR(number_at(fit.body, "/gamma_gamma/gamma"), 15.44, 0.2) << fit.body;
+  EXPECT_EQ(number_at(fit.body, "/customers"), static_cast<double>(customers));
+
+  const auto model = http(d.http_port(), "GET", "/v1/model");
+  ASSERT_EQ(model.status, 200);
+  EXPECT_EQ(number_at(model.body, "/bgnbd/r"), number_at(fit.body, "/bgnbd/r"));
+
+  const auto tiers = http(d.http_port(), "GET", "/v1/tiers");
+  ASSERT_EQ(tiers.status, 200) << tiers.body;
+  const double platinum = number_at(tiers.body, "/counts/platinum");
+  const double gold = number_at(tiers.body, "/counts/gold");
+  const double iron = number_at(tiers.body, "/counts/iron");
+  EXPECT_EQ(platinum + gold + iron + number_at(tiers.body, "/counts/lead"), static_cast<double>(customers));
+  EXPECT_NEAR(platinum / customers, 0.05, 0.01) << tiers.body;
+  EXPECT_NEAR((platinum + gold) / customers, 0.20, 0.01) << tiers.body;
+
+  // Listing by tier, paginated, agrees with the counts and the single-customer view.
+  std::string cursor;
+  std::size_t listed = 0;
+  std::string first_platinum;
+  for (int page = 0; page < 100; ++page) {
+    const auto r = http(d.http_port(), "GET", "/v1/customers?tier=platinum&limit=50" +
+                                                  (cursor.empty() ? "" : "&cursor=" + cursor));
+    ASSERT_EQ(r.status, 200) << r.body;
+    simdjson::dom::parser parser;
+    simdjson::dom::element doc = parser.parse(r.body);
+    for (simdjson::dom::element c : doc["customers"].get_array()) {
+      if (first_platinum.empty()) first_platinum = std::string(c["customer_id"].get_string().value());
+      ++listed;
+    }
+    if (doc["next_cursor"].is_null()) break;
+    cursor = std::string(doc["next_cursor"].get_string().value());
+  }
+  EXPECT_EQ(static_cast<double>(listed), platinum);
+  ASSERT_FALSE(first_platinum.empty());
+  const auto customer = http(d.http_port(), "GET", "/v1/customers/" + first_platinum + "?explain=true");
+  ASSERT_EQ(customer.status, 200);
+  EXPECT_NE(customer.body.find(R"("tier":{"name":"platinum")"), std::string::npos) << customer.body;
+  EXPECT_GE(number_at(customer.body, "/value/clv"), number_at(tiers.body, "/thresholds/platinum_min_clv") - 1e-3);
+  const double p_alive = number_at(customer.body, "/value/p_alive");
+  EXPECT_NEAR(number_at(customer.body, "/value/churn_risk"), 1 - p_alive, 1e-3);
+
+  EXPECT_EQ(http(d.http_port(), "GET", "/v1/customers?tier=bronze").status, 400);
+
+  // The model survives a restart.
+  d.restart();
+  const auto again = http(d.http_port(), "GET", "/v1/model");
+  ASSERT_EQ(again.status, 200) << again.body;
+  EXPECT_EQ(number_at(again.body, "/bgnbd/r"), number_at(fit.body, "/bgnbd/r"));
+}
+
+TEST(ValueEndToEnd, FitWithoutEnoughDataIsAClearError) {
+  TempDir dir;
+  Daemon d(dir.file("state"));
+  const auto fit = http(d.http_port(), "POST", "/v1/model:fit");
+  EXPECT_EQ(fit.status, 422);
+  EXPECT_NE(fit.body.find("need at least"), std::string::npos) << fit.body;
+  EXPECT_EQ(http(d.http_port(), "GET", "/v1/tiers").status, 404);
+}
+
+}  // namespace
+}  // namespace rapport::test
