@@ -171,11 +171,17 @@ TEST(ValueModel, CustomerValueCombinesBothModels) {
   ValueConfig cfg;
   cfg.horizon_days = 39 * 7;
   cfg.margin = 0.5;
+  cfg.annual_discount_rate = 0;
   const CustomerValue v = customer_value(model, cfg, {2, 30.43 * 7, 38.86 * 7, 20});
   EXPECT_NEAR(v.expected_transactions, 1.226, 0.001);  // the time unit cancels out
   EXPECT_NEAR(v.churn_risk, 1 - v.p_alive, 1e-12);
   EXPECT_NEAR(v.clv, 0.5 * v.expected_transactions * v.expected_spend, 1e-9);
   EXPECT_EQ(customer_value(ValueModel{}, cfg, {2, 1, 2, 3}).clv, 0.0);  // no model yet
+  // Discounting lowers CLV, by less than discounting everything by the full horizon.
+  cfg.annual_discount_rate = 0.2;
+  const double discounted = customer_value(model, cfg, {2, 30.43 * 7, 38.86 * 7, 20}).clv;
+  EXPECT_LT(discounted, v.clv);
+  EXPECT_GT(discounted, v.clv * std::pow(1.2, -39.0 * 7 / 365));
 }
 
 TEST(ValueModel, SerializationRoundTrips) {
