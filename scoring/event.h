@@ -21,7 +21,7 @@ class BoundedString {
   // Returns false (and leaves the string unchanged) if s is longer than N.
   bool assign(std::string_view s) {
     if (s.size() > N) return false;
-    std::memcpy(data_, s.data(), s.size());
+    if (!s.empty()) std::memcpy(data_, s.data(), s.size());  // s.data() may be null when empty
     size_ = static_cast<std::uint16_t>(s.size());
     return true;
   }
