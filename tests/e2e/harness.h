@@ -103,6 +103,18 @@ class Daemon {
       : state_dir_(std::move(state_dir)), extra_(std::move(extra)) {
     start();
   }
+  // How systemd would start it: extra environment ("KEY=value") and listening
+  // sockets passed as fds 3, 4, ... with LISTEN_PID/LISTEN_FDS/LISTEN_FDNAMES.
+  struct Systemd {
+    std::vector<std::string> env;
+    std::vector<int> listen_fds;
+    std::string listen_fdnames;  // "http:tcp"
+  };
+  Daemon(std::string state_dir, std::vector<std::string> extra, Systemd systemd)
+      : state_dir_(std::move(state_dir)), extra_(std::move(extra)), systemd_(std::move(systemd)) {
+    start();
+  }
+  pid_t pid() const { return pid_; }
   ~Daemon() {
     if (pid_ > 0) {
       ::kill(pid_, SIGKILL);
@@ -118,6 +130,16 @@ class Daemon {
     if (pid_ == 0) {
       ::dup2(pipefd[1], 2);
       ::close(pipefd[0]);
+      for (const std::string& kv : systemd_.env) ::putenv(const_cast<char*>(kv.c_str()));
+      if (!systemd_.listen_fds.empty()) {
+        // Move the sockets out of the way first, then into place at 3, 4, ...
+        std::vector<int> moved;
+        for (int fd : systemd_.listen_fds) moved.push_back(::fcntl(fd, F_DUPFD, 100));
+        for (std::size_t i = 0; i < moved.size(); ++i) ::dup2(moved[i], 3 + static_cast<int>(i));
+        ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
+        ::setenv("LISTEN_FDS", std::to_string(moved.size()).c_str(), 1);
+        ::setenv("LISTEN_FDNAMES", systemd_.listen_fdnames.c_str(), 1);
+      }
       std::vector<std::string> argv = {binary("rapportd"), "--http", "127.0.0.1:0", "--tcp", "127.0.0.1:0",
                                        "--state-dir", state_dir_};
       argv.insert(argv.end(), extra_.begin(), extra_.end());
@@ -192,6 +214,7 @@ class Daemon {
 
   std::string state_dir_;
   std::vector<std::string> extra_;
+  Systemd systemd_;
   pid_t pid_ = -1;
   int log_fd_ = -1;
   std::string log_;

@@ -1,0 +1,141 @@
+#include "daemon/value_service.h"
+
+#include <gtest/gtest.h>
+
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <random>
+
+namespace rapport {
+namespace {
+
+constexpr std::int64_t kCalibrationEndMs = 875'577'600'000;  // 1997-09-30T00:00:00Z
+
+class ValueServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::path(RAPPORT_BINARY_DIR) / "test-tmp" /
+           ("value-" + std::to_string(::getpid()) + "-" + std::to_string(std::random_device{}()));
+    options_.directory = dir_.string();
+    auto store = Store::open(options_);
+    ASSERT_TRUE(store.ok()) << store.message();
+    store_ = std::move(store.value());
+  }
+  void TearDown() override {
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  // The CDNOW calibration purchases, plus `leads` customers who only cost money.
+  void load_cdnow(int leads) {
+    std::ifstream in(std::string(RAPPORT_CDNOW_DIR) + "/CDNOW_sample.txt");
+    ASSERT_TRUE(in) << "CDNOW data missing";
+    std::vector<Event> events;
+    std::string master, sample, date, cds, dollars;
+    while (in >> master >> sample >> date >> cds >> dollars) {
+      std::tm tm{};
+      tm.tm_year = std::stoi(date.substr(0, 4)) - 1900;
+      tm.tm_mon = std::stoi(date.substr(4, 2)) - 1;
+      tm.tm_mday = std::stoi(date.substr(6, 2));
+      const std::int64_t ts = static_cast<std::int64_t>(timegm(&tm)) * 1000;
+      if (ts > kCalibrationEndMs) continue;
+      Event& e = events.emplace_back();
+      e.event_id.assign(std::to_string(events.size()));
+      e.customer_id.assign("cdnow-" + sample);
+      e.type = EventType::kPurchase;
+      e.ts_ms = ts;
+      e.amount = std::stod(dollars);
+    }
+    for (int i = 0; i < leads; ++i) {
+      Event& e = events.emplace_back();
+      e.event_id.assign("lead");
+      e.customer_id.assign("lead-" + std::to_string(i));
+      e.type = EventType::kSupport;
+      e.ts_ms = kCalibrationEndMs - 86'400'000;
+      e.cost = 25;
+    }
+    std::vector<EventOutcome> outcomes;
+    ASSERT_TRUE(store_->apply_batch(events, ApplyConfig{}, outcomes).ok());
+  }
+
+  std::filesystem::path dir_;
+  StoreOptions options_;
+  std::unique_ptr<Store> store_;
+  Metrics metrics_{"test"};
+};
+
+TEST_F(ValueServiceTest, FitPopulationReproducesCdnowInDaysAndCountsTiers) {
+  load_cdnow(3);
+  ValueConfig value;
+  auto snap = fit_population(*store_, EvaluateConfig{}, value, kCalibrationEndMs);
+  ASSERT_TRUE(snap.ok()) << snap.message();
+  const ValueModel& m = snap->model;
+  EXPECT_NEAR(m.bgnbd.r, 0.243, 0.003);
+  EXPECT_NEAR(m.bgnbd.alpha / 7, 4.414, 0.05);
+  EXPECT_NEAR(m.bgnbd.a, 0.793, 0.01);
+  EXPECT_NEAR(m.bgnbd.b, 2.426, 0.03);
+  EXPECT_EQ(m.customers, 2360u);
+  EXPECT_EQ(m.repeat_customers, 946u);
+  EXPECT_EQ(m.fitted_at_ms, kCalibrationEndMs);
+  const auto& counts = snap->tier_counts;
+  EXPECT_EQ(counts[static_cast<int>(Tier::kLead)], 3u);
+  EXPECT_EQ(counts[static_cast<int>(Tier::kUnranked)], 0u);
+  std::uint64_t total = 0;
+  for (auto c : counts) total += c;
+  EXPECT_EQ(total, 2360u);
+  // 5 % and 15 % of the 2357 non-lead customers (ties may add a few).
+  EXPECT_NEAR(static_cast<double>(counts[static_cast<int>(Tier::kPlatinum)]), 117, 3);
+  EXPECT_NEAR(static_cast<double>(counts[static_cast<int>(Tier::kGold)]), 353, 3);
+  EXPECT_GT(m.platinum_min_clv, m.gold_min_clv);
+  EXPECT_GT(m.gold_min_clv, 0);
+}
+
+TEST_F(ValueServiceTest, FitOnDemandIsStoredAndReloaded) {
+  load_cdnow(0);
+  Writer writer(*store_, metrics_, WriterOptions{}, ApplyConfig{});
+  writer.start();
+  Config config = default_config();
+  config.value.fit_interval = std::chrono::seconds(0);  // on demand only
+  {
+    ValueService service(*store_, writer, metrics_, config);
+    ASSERT_TRUE(service.load().ok());
+    EXPECT_EQ(service.current(), nullptr);
+    service.start();
+    std::promise<bool> done;
+    ASSERT_TRUE(service.request_fit([&](const Result<std::shared_ptr<const ValueSnapshot>>& r) {
+      done.set_value(r.ok());
+    }));
+    ASSERT_TRUE(done.get_future().get());
+    ASSERT_NE(service.current(), nullptr);
+    service.stop();
+    EXPECT_FALSE(service.request_fit([](const auto&) {}));
+  }
+  writer.stop();  // the model is written through the writer thread
+  ValueService reloaded(*store_, writer, metrics_, config);
+  ASSERT_TRUE(reloaded.load().ok());
+  ASSERT_NE(reloaded.current(), nullptr);
+  EXPECT_EQ(reloaded.current()->model.customers, 2357u);
+  EXPECT_GT(reloaded.current()->model.bgnbd.r, 0.2);
+  EXPECT_EQ(reloaded.current()->tier_counts[static_cast<int>(Tier::kLead)], 0u);
+}
+
+TEST_F(ValueServiceTest, FitOnAnEmptyStoreFailsWithAReason) {
+  auto snap = fit_population(*store_, EvaluateConfig{}, ValueConfig{}, kCalibrationEndMs);
+  ASSERT_FALSE(snap.ok());
+  EXPECT_NE(snap.message().find("need at least"), std::string::npos) << snap.message();
+}
+
+TEST_F(ValueServiceTest, CorruptStoredModelIsReportedNotFatal) {
+  ASSERT_TRUE(store_->put_meta("value_model", "\x09garbage").ok());
+  Writer writer(*store_, metrics_, WriterOptions{}, ApplyConfig{});
+  ValueService service(*store_, writer, metrics_, default_config());
+  const Status s = service.load();
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("stored value model ignored"), std::string::npos);
+  EXPECT_EQ(service.current(), nullptr);
+}
+
+}  // namespace
+}  // namespace rapport
