@@ -136,18 +136,9 @@ void Writer::commit(std::vector<std::unique_ptr<Submission>>& batch) {
     if (status.ok()) {
       result.outcomes.reserve(s->events.size());
       for (std::size_t i = 0; i < s->events.size(); ++i) {
-        const Event& e = s->events[i];
-        if (outcomes_[offset + i] == EventOutcome::kAccepted) {
-          result.outcomes.push_back(Outcome::kAccepted);
-          metrics_.accepted(s->transport, e.type).Increment();
-          metrics_.by_channel(classify_channel(e.channel.view())).Increment();
-        } else {
-          result.outcomes.push_back(Outcome::kDuplicate);
-          metrics_.duplicate(s->transport, e.type).Increment();
-        }
+        result.outcomes.push_back(outcomes_[offset + i] == EventOutcome::kAccepted ? Outcome::kAccepted
+                                                                                   : Outcome::kDuplicate);
       }
-    } else {
-      metrics_.refused(s->transport).Increment(static_cast<double>(s->events.size()));
     }
     offset += s->events.size();
     metrics_.ack_latency(s->transport).Observe(std::chrono::duration<double>(finished - s->received_at).count());

@@ -337,7 +337,7 @@ TEST_F(DaemonTest, MetricsPassPromtoolAndCountIngest) {
             200);
   const auto r = http(d.http_port(), "GET", "/metrics");
   ASSERT_EQ(r.status, 200);
-  EXPECT_NE(r.headers["content-type"].find("version=0.0.4"), std::string::npos);
+  EXPECT_NE(r.headers.at("content-type").find("version=0.0.4"), std::string::npos);
   EXPECT_NE(r.body.find(R"(rapport_events_accepted_total{transport="http",type="engagement"} 1)"), std::string::npos)
       << r.body;
   EXPECT_NE(r.body.find(R"(rapport_events_rejected_total{reason="malformed_json",transport="http"} 1)"),
