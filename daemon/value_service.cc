@@ -1,30 +1,17 @@
 #include "daemon/value_service.h"
 
-#include <cstring>
-
 #include "daemon/log.h"
+#include "daemon/value_records.h"
 
 namespace rapport {
 namespace {
 
-constexpr std::string_view kModelKey = "value_model";
-constexpr std::string_view kTierCountsKey = "value_tier_counts";
+constexpr std::string_view kModelKey = kValueModelMetaKey;
+constexpr std::string_view kTierCountsKey = kValueTierCountsMetaKey;
 
 std::int64_t wall_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-std::string encode_counts(const std::array<std::uint64_t, kTierCount>& counts) {
-  std::string out(1, '\x01');
-  out.append(reinterpret_cast<const char*>(counts.data()), sizeof(counts));
-  return out;
-}
-
-bool decode_counts(std::string_view bytes, std::array<std::uint64_t, kTierCount>& counts) {
-  if (bytes.size() != 1 + sizeof(counts) || bytes[0] != '\x01') return false;
-  std::memcpy(counts.data(), bytes.data() + 1, sizeof(counts));
-  return true;
 }
 
 }  // namespace
@@ -110,7 +97,7 @@ Status ValueService::load() {
   Status s = deserialize(**model_bytes, snap->model);
   if (!s.ok()) return Status::Error("stored value model ignored: " + s.message());
   auto counts = store_.get_meta(kTierCountsKey);
-  if (counts.ok() && counts->has_value()) decode_counts(**counts, snap->tier_counts);
+  if (counts.ok() && counts->has_value()) decode_tier_counts(**counts, snap->tier_counts);
   std::lock_guard lock(mutex_);
   current_ = std::move(snap);
   return Status::Ok();
@@ -207,7 +194,7 @@ void ValueService::fit_now() {
     for (int t = 0; t < kTierCount; ++t) {
       metrics_.customers(tier_name(static_cast<Tier>(t))).Set(static_cast<double>(snap->tier_counts[t]));
     }
-    writer_.post([model = serialize(snap->model), counts = encode_counts(snap->tier_counts)](Store& store) {
+    writer_.post([model = serialize(snap->model), counts = encode_tier_counts(snap->tier_counts)](Store& store) {
       Status s = store.put_meta(kModelKey, model);
       if (s.ok()) s = store.put_meta(kTierCountsKey, counts);
       if (!s.ok()) log_warn("cannot store the value model: " + s.message());

@@ -168,7 +168,7 @@ Metrics::Metrics(std::string_view version) : registry_(std::make_shared<promethe
   model_fits_ok_ = &fits.Add({{"result", "ok"}});
   model_fits_failed_ = &fits.Add({{"result", "error"}});
 
-  process_cpu_ = &BuildGauge()
+  process_cpu_ = &BuildCounter()
                       .Name("process_cpu_seconds_total")
                       .Help("User and system CPU time spent in seconds")
                       .Register(reg)
@@ -206,7 +206,10 @@ void Metrics::refresh_process_metrics() {
   if (getrusage(RUSAGE_SELF, &usage) == 0) {
     const double cpu = static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
                        static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
-    process_cpu_->Set(cpu);
+    if (cpu > process_cpu_reported_) {
+      process_cpu_->Increment(cpu - process_cpu_reported_);
+      process_cpu_reported_ = cpu;
+    }
   }
   std::ifstream statm("/proc/self/statm");
   long pages_total = 0;

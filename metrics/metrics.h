@@ -125,7 +125,8 @@ class Metrics {
   prometheus::Gauge* model_log_likelihood_ = nullptr;
   prometheus::Counter* model_fits_ok_ = nullptr;
   prometheus::Counter* model_fits_failed_ = nullptr;
-  prometheus::Gauge* process_cpu_ = nullptr;
+  prometheus::Counter* process_cpu_ = nullptr;  // advanced by the CPU time used since the last scrape
+  double process_cpu_reported_ = 0;  // guarded by refresh_mutex_
   prometheus::Gauge* process_rss_ = nullptr;
   prometheus::Gauge* process_fds_ = nullptr;
   prometheus::Gauge* process_start_ = nullptr;

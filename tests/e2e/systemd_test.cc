@@ -103,7 +103,7 @@ TEST(Systemd, UnitFilesPassVerifyAndSecurityChecks) {
                                    "rapportd.service 2>&1 | grep -v 'rapportd: No such file\\|is not executable' ; true"});
   EXPECT_EQ(verify.out, "") << verify.out << verify.err;
   const auto security =
-      run_command({"systemd-analyze", "security", "--offline=true", "--threshold=20", units + "rapportd.service"});
+      run_command({"/usr/bin/systemd-analyze", "security", "--offline=true", "--threshold=20", units + "rapportd.service"});
   EXPECT_EQ(security.exit_code, 0) << security.out << security.err;
 }
 

@@ -1,0 +1,499 @@
+// rapportctl: shared helpers, get --url, top, tiers, fit, erase.
+#include "daemon/ctl_admin.h"
+
+#include <simdjson.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <optional>
+#include <queue>
+#include <utility>
+#include <vector>
+
+#include "common/json_writer.h"
+#include "daemon/customer_json.h"
+#include "daemon/value_records.h"
+#include "daemon/value_service.h"
+
+namespace rapport {
+namespace {
+
+std::int64_t wall_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+double round4(double v) { return std::round(v * 1e4) / 1e4; }
+
+// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
+std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) {
+  y -= m <= 2;
+  const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
+  const auto yoe = static_cast<unsigned>(y - era * 400);
+  const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
+}
+
+bool digits(std::string_view s, std::size_t pos, std::size_t n, int& out) {
+  if (pos + n > s.size()) return false;
+  out = 0;
+  for (std::size_t i = pos; i < pos + n; ++i) {
+    if (s[i] < '0' || s[i] > '9') return false;
+    out = out * 10 + (s[i] - '0');
+  }
+  return true;
+}
+
+// The stored value model, if any (a record that cannot be read is an error).
+Result<std::optional<ValueModel>> load_model(const Store& store) {
+  auto bytes = store.get_meta(kValueModelMetaKey);
+  if (!bytes.ok()) return bytes.status();
+  if (!bytes->has_value()) return std::optional<ValueModel>();
+  ValueModel model;
+  if (Status s = deserialize(**bytes, model); !s.ok()) return Status::Error("stored value model: " + s.message());
+  return std::optional<ValueModel>(model);
+}
+
+std::string json_error_field(std::string_view body) {
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  std::string_view message;
+  if (parser.parse(body.data(), body.size()).get(doc) == simdjson::SUCCESS &&
+      doc["error"].get_string().get(message) == simdjson::SUCCESS) {
+    return std::string(message);
+  }
+  std::string text(body.substr(0, 200));
+  std::replace(text.begin(), text.end(), '\n', ' ');
+  return text;
+}
+
+}  // namespace
+
+// --- shared helpers ---------------------------------------------------------
+
+int ctl_error(const std::string& message, int code) {
+  std::fprintf(stderr, "rapportctl: %s\n", message.c_str());
+  return code;
+}
+
+Result<Config> ctl_config(const CtlTarget& target) {
+  auto config = load_config(target.config_path);
+  if (!config.ok()) return Status::Error("configuration: " + config.message());
+  if (!target.state_dir.empty()) config->storage.directory = target.state_dir;
+  return config;
+}
+
+Result<std::unique_ptr<Store>> ctl_open_store(const Config& config, bool read_only) {
+  StoreOptions options = config.storage;
+  options.read_only = read_only;
+  return Store::open(options);
+}
+
+Result<HttpClientResponse> ctl_http(const CtlTarget& target, HttpClientRequest request, double default_timeout_s) {
+  auto endpoint = parse_http_url(target.url);
+  if (!endpoint.ok()) return endpoint.status();
+  const double timeout_s = target.timeout_s > 0 ? target.timeout_s : default_timeout_s;
+  request.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(timeout_s * 1000));
+  request.bearer_token = target.token;
+  return http_request(*endpoint, request);
+}
+
+int ctl_http_failure(const HttpClientResponse& response, const std::string& what) {
+  std::string message = what + ": HTTP " + std::to_string(response.status) + ": " + json_error_field(response.body);
+  if (response.status == 401) message += " (pass --token or set RAPPORT_TOKEN)";
+  if (response.status == 403) message += " (this needs a token with the admin scope)";
+  return ctl_error(message, response.status == 404 ? kExitPartial : kExitFatal);
+}
+
+Result<std::int64_t> parse_as_of(std::string_view text) {
+  const auto bad = [&] {
+    return Status::Error("'" + std::string(text) +
+                         "' is not a date: use YYYY-MM-DD (midnight UTC) or RFC 3339, e.g. 2024-05-01T12:00:00Z");
+  };
+  int year = 0, month = 0, day = 0;
+  if (!digits(text, 0, 4, year) || text.size() < 10 || text[4] != '-' || !digits(text, 5, 2, month) || text[7] != '-' ||
+      !digits(text, 8, 2, day)) {
+    return bad();
+  }
+  static constexpr int kDaysIn[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  if (month < 1 || month > 12 || day < 1 || day > kDaysIn[month - 1]) return bad();
+  const bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+  if (month == 2 && day == 29 && !leap) return bad();
+  std::int64_t ms = days_from_civil(year, static_cast<unsigned>(month), static_cast<unsigned>(day)) * 86'400'000;
+  if (text.size() == 10) return ms;
+
+  int hour = 0, minute = 0, second = 0;
+  if ((text[10] != 'T' && text[10] != 't' && text[10] != ' ') || !digits(text, 11, 2, hour) || text.size() < 19 ||
+      text[13] != ':' || !digits(text, 14, 2, minute) || text[16] != ':' || !digits(text, 17, 2, second) || hour > 23 ||
+      minute > 59 || second > 60) {
+    return bad();
+  }
+  ms += (hour * 3600 + minute * 60 + std::min(second, 59)) * 1000LL;
+  std::size_t pos = 19;
+  if (pos < text.size() && text[pos] == '.') {
+    ++pos;
+    int scale = 100;
+    const std::size_t start = pos;
+    while (pos < text.size() && text[pos] >= '0' && text[pos] <= '9') {
+      ms += (text[pos] - '0') * scale;
+      scale /= 10;
+      ++pos;
+    }
+    if (pos == start) return bad();
+  }
+  if (pos == text.size()) return bad();  // RFC 3339 needs a zone
+  if (text[pos] == 'Z' || text[pos] == 'z') {
+    ++pos;
+  } else if (text[pos] == '+' || text[pos] == '-') {
+    int oh = 0, om = 0;
+    if (!digits(text, pos + 1, 2, oh) || pos + 3 >= text.size() || text[pos + 3] != ':' ||
+        !digits(text, pos + 4, 2, om) || oh > 23 || om > 59) {
+      return bad();
+    }
+    const std::int64_t offset = (oh * 60 + om) * 60'000LL;
+    ms += text[pos] == '+' ? -offset : offset;
+    pos += 6;
+  } else {
+    return bad();
+  }
+  if (pos != text.size()) return bad();
+  return ms;
+}
+
+// --- get --url ---------------------------------------------------------------
+
+int ctl_get_url(const CtlTarget& target, const std::string& id, bool explain) {
+  HttpClientRequest request;
+  request.target = "/v1/customers/" + percent_encode(id) + (explain ? "?explain=true" : "");
+  auto response = ctl_http(target, std::move(request));
+  if (!response.ok()) return ctl_error(response.message());
+  if (response->status != 200) return ctl_http_failure(*response, "get " + id);
+  std::printf("%s\n", response->body.c_str());
+  return kExitOk;
+}
+
+// --- top ---------------------------------------------------------------------
+
+namespace {
+
+struct Ranked {
+  double value = 0;
+  std::string id;
+  Tier tier = Tier::kUnranked;
+};
+
+// Higher value first, then id ascending (a total order, so the output is stable).
+struct RanksBefore {
+  bool operator()(const Ranked& a, const Ranked& b) const {
+    if (a.value != b.value) return a.value > b.value;
+    return a.id < b.id;
+  }
+};
+
+}  // namespace
+
+int ctl_top(const CtlTarget& target, const TopOptions& options) {
+  if (!target.url.empty()) {
+    return ctl_error(
+        "top works on a state dir only (the HTTP API has no ranking route): use --state-dir, which "
+        "reads beside a running rapportd");
+  }
+  const std::string& by = options.by;
+  if (std::find(std::begin(kTopMetrics), std::end(kTopMetrics), by) == std::end(kTopMetrics)) {
+    return ctl_error("unknown metric '" + by +
+                     "' for --by: use clv, churn_risk, p_alive, profit_12m, revenue, satisfaction or loyalty");
+  }
+  if (options.n == 0) return ctl_error("-n must be at least 1");
+  Tier wanted = Tier::kUnranked;
+  if (!options.tier.empty() && !parse_tier(options.tier, wanted)) {
+    return ctl_error("unknown tier '" + options.tier + "': use platinum, gold, iron, lead or unranked");
+  }
+  std::int64_t now = wall_ms();
+  if (!options.as_of.empty()) {
+    auto as_of = parse_as_of(options.as_of);
+    if (!as_of.ok()) return ctl_error(as_of.message());
+    now = *as_of;
+  }
+  auto config = ctl_config(target);
+  if (!config.ok()) return ctl_error(config.message());
+  auto store = ctl_open_store(*config, /*read_only=*/true);
+  if (!store.ok()) return ctl_error(store.message());
+  auto stored = load_model(**store);
+  if (!stored.ok()) return ctl_error(stored.message());
+  const ValueModel* model = stored->has_value() && (*stored)->fitted_at_ms != 0 ? &**stored : nullptr;
+  const bool needs_model = by == "clv" || by == "churn_risk" || by == "p_alive";
+  if (needs_model && model == nullptr) {
+    return ctl_error("no value model in " + config->storage.directory + " to rank by " + by +
+                     ": run `rapportctl fit --save` (or let rapportd fit one) first");
+  }
+
+  std::priority_queue<Ranked, std::vector<Ranked>, RanksBefore> best;  // top() = the worst kept
+  std::uint64_t scanned = 0;
+  const Status visited = (*store)->for_each_customer([&](std::string_view id, const CustomerState& state) {
+    ++scanned;
+    const Scores s = evaluate(state, now, config->evaluate);
+    const CustomerValue v = model != nullptr && s.transactions > 0
+                                ? customer_value(*model, config->value, purchase_summary(s))
+                                : CustomerValue{};
+    const Tier tier = classify_tier(model, v.clv, s.profit_12m);
+    if (!options.tier.empty() && tier != wanted) return true;
+    double value = 0;
+    if (by == "clv") {
+      value = v.clv;
+    } else if (by == "churn_risk") {
+      value = v.churn_risk;
+    } else if (by == "p_alive") {
+      value = v.p_alive;
+    } else if (by == "profit_12m") {
+      value = s.profit_12m;
+    } else if (by == "revenue") {
+      value = s.revenue;
+    } else if (by == "satisfaction") {
+      value = s.satisfaction;
+    } else {
+      value = s.loyalty;
+    }
+    if (std::isnan(value)) value = -INFINITY;
+    Ranked candidate{value, std::string(), tier};
+    if (best.size() == options.n) {
+      const Ranked& worst = best.top();
+      if (value < worst.value || (value == worst.value && id >= worst.id)) return true;
+    }
+    candidate.id.assign(id);
+    best.push(std::move(candidate));
+    if (best.size() > options.n) best.pop();
+    return true;
+  });
+  if (!visited.ok()) return ctl_error(visited.message());
+
+  std::vector<Ranked> rows;
+  rows.reserve(best.size());
+  while (!best.empty()) {
+    rows.push_back(best.top());
+    best.pop();
+  }
+  std::reverse(rows.begin(), rows.end());
+
+  if (options.json) {
+    JsonWriter w;
+    w.begin_object().field("by", by).field("as_of", format_rfc3339(now)).field("scanned", scanned);
+    w.key("customers").begin_array();
+    for (const Ranked& r : rows) {
+      w.begin_object().field("customer_id", r.id).field(by, round4(r.value)).field("tier", tier_name(r.tier));
+      w.end_object();
+    }
+    w.end_array().end_object();
+    std::printf("%s\n", w.str().c_str());
+    return kExitOk;
+  }
+  std::size_t id_width = std::string_view("customer_id").size();
+  for (const Ranked& r : rows) id_width = std::max(id_width, r.id.size());
+  const int idw = static_cast<int>(id_width);
+  const int vw = static_cast<int>(std::max<std::size_t>(by.size(), 14));
+  std::printf("%-*s  %*s  %s\n", idw, "customer_id", vw, by.c_str(), "tier");
+  for (const Ranked& r : rows) {
+    std::printf("%-*s  %*.4f  %s\n", idw, r.id.c_str(), vw, round4(r.value), std::string(tier_name(r.tier)).c_str());
+  }
+  return kExitOk;
+}
+
+// --- tiers -------------------------------------------------------------------
+
+namespace {
+
+struct TiersView {
+  std::string fitted_at;
+  TierCounts counts{};
+  std::optional<double> platinum_min_clv, gold_min_clv;
+  double platinum_fraction = 0, gold_fraction = 0;
+};
+
+void print_tiers_table(const TiersView& t) {
+  std::printf("fitted at %s\n", t.fitted_at.c_str());
+  std::printf("%-10s %10s  %s\n", "tier", "customers", "min_clv");
+  std::uint64_t total = 0;
+  for (int i = 0; i < kTierCount; ++i) {
+    const auto tier = static_cast<Tier>(i);
+    std::string min = "-";
+    const std::optional<double>* threshold = tier == Tier::kPlatinum ? &t.platinum_min_clv
+                                             : tier == Tier::kGold   ? &t.gold_min_clv
+                                                                     : nullptr;
+    if (threshold != nullptr) {
+      char buf[48];
+      if (threshold->has_value()) {
+        std::snprintf(buf, sizeof buf, "%.4f", **threshold);
+      } else {
+        std::snprintf(buf, sizeof buf, "none (empty tier)");
+      }
+      min = buf;
+    }
+    std::printf("%-10s %10llu  %s\n", std::string(tier_name(tier)).c_str(),
+                static_cast<unsigned long long>(t.counts[i]), min.c_str());
+    total += t.counts[i];
+  }
+  std::printf("%-10s %10llu\n", "total", static_cast<unsigned long long>(total));
+  std::printf("fractions: platinum %.4g, gold %.4g\n", t.platinum_fraction, t.gold_fraction);
+}
+
+Result<TiersView> parse_tiers_json(std::string_view body) {
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  if (parser.parse(body.data(), body.size()).get(doc) != simdjson::SUCCESS) {
+    return Status::Error("the daemon's /v1/tiers answer is not JSON");
+  }
+  TiersView t;
+  std::string_view fitted;
+  if (doc["fitted_at"].get_string().get(fitted) == simdjson::SUCCESS) t.fitted_at = std::string(fitted);
+  for (int i = 0; i < kTierCount; ++i) {
+    std::uint64_t n = 0;
+    if (doc["counts"][tier_name(static_cast<Tier>(i))].get_uint64().get(n) == simdjson::SUCCESS) t.counts[i] = n;
+  }
+  double v = 0;
+  if (doc["thresholds"]["platinum_min_clv"].get_double().get(v) == simdjson::SUCCESS) t.platinum_min_clv = v;
+  if (doc["thresholds"]["gold_min_clv"].get_double().get(v) == simdjson::SUCCESS) t.gold_min_clv = v;
+  if (doc["fractions"]["platinum"].get_double().get(v) == simdjson::SUCCESS) t.platinum_fraction = v;
+  if (doc["fractions"]["gold"].get_double().get(v) == simdjson::SUCCESS) t.gold_fraction = v;
+  return t;
+}
+
+}  // namespace
+
+int ctl_tiers(const CtlTarget& target, bool json) {
+  if (!target.url.empty()) {
+    HttpClientRequest request;
+    request.target = "/v1/tiers";
+    auto response = ctl_http(target, std::move(request));
+    if (!response.ok()) return ctl_error(response.message());
+    if (response->status != 200) return ctl_http_failure(*response, "tiers");
+    if (json) {
+      std::printf("%s\n", response->body.c_str());
+      return kExitOk;
+    }
+    auto view = parse_tiers_json(response->body);
+    if (!view.ok()) return ctl_error(view.message());
+    print_tiers_table(*view);
+    return kExitOk;
+  }
+  auto config = ctl_config(target);
+  if (!config.ok()) return ctl_error(config.message());
+  auto store = ctl_open_store(*config, /*read_only=*/true);
+  if (!store.ok()) return ctl_error(store.message());
+  auto model = load_model(**store);
+  if (!model.ok()) return ctl_error(model.message());
+  if (!model->has_value()) {
+    return ctl_error("no value model fitted yet in " + config->storage.directory +
+                         ": run `rapportctl fit --save` or POST /v1/model:fit",
+                     kExitPartial);
+  }
+  TiersView t;
+  const ValueModel& m = **model;
+  t.fitted_at = format_rfc3339(m.fitted_at_ms);
+  auto counts = (*store)->get_meta(kValueTierCountsMetaKey);
+  if (!counts.ok()) return ctl_error(counts.message());
+  if (counts->has_value() && !decode_tier_counts(**counts, t.counts)) {
+    return ctl_error("stored tier counts are not in a known format");
+  }
+  if (std::isfinite(m.platinum_min_clv)) t.platinum_min_clv = m.platinum_min_clv;
+  if (std::isfinite(m.gold_min_clv)) t.gold_min_clv = m.gold_min_clv;
+  t.platinum_fraction = config->value.platinum_fraction;
+  t.gold_fraction = config->value.gold_fraction;
+  if (json) {
+    // Same shape as GET /v1/tiers.
+    JsonWriter w;
+    w.begin_object().field("fitted_at", t.fitted_at);
+    w.key("counts").begin_object();
+    for (int i = 0; i < kTierCount; ++i) w.field(tier_name(static_cast<Tier>(i)), t.counts[i]);
+    w.end_object();
+    write_tier_thresholds(w, m);
+    w.key("fractions")
+        .begin_object()
+        .field("platinum", t.platinum_fraction)
+        .field("gold", t.gold_fraction)
+        .end_object();
+    w.end_object();
+    std::printf("%s\n", w.str().c_str());
+    return kExitOk;
+  }
+  print_tiers_table(t);
+  return kExitOk;
+}
+
+// --- fit ---------------------------------------------------------------------
+
+int ctl_fit(const CtlTarget& target, const FitOptions& options) {
+  if (!target.url.empty()) {
+    if (!options.as_of.empty()) {
+      return ctl_error("--as-of is not supported with --url: the daemon fits as of now (use --state-dir)");
+    }
+    HttpClientRequest request;
+    request.method = "POST";
+    request.target = "/v1/model:fit";
+    auto response = ctl_http(target, std::move(request), /*default_timeout_s=*/600);
+    if (!response.ok()) return ctl_error(response.message());
+    if (response->status != 200) return ctl_http_failure(*response, "fit");
+    std::printf("%s\n", response->body.c_str());
+    return kExitOk;
+  }
+  std::int64_t as_of = wall_ms();
+  if (!options.as_of.empty()) {
+    auto parsed = parse_as_of(options.as_of);
+    if (!parsed.ok()) return ctl_error(parsed.message());
+    as_of = *parsed;
+  }
+  auto config = ctl_config(target);
+  if (!config.ok()) return ctl_error(config.message());
+  auto store = ctl_open_store(*config, /*read_only=*/!options.save);
+  if (!store.ok()) return ctl_error(store.message());
+  auto fitted = fit_population(**store, config->evaluate, config->value, as_of);
+  if (!fitted.ok()) return ctl_error("fit failed: " + fitted.message());
+  if (options.save) {
+    Status s = (*store)->put_meta(kValueModelMetaKey, serialize(fitted->model));
+    if (s.ok()) s = (*store)->put_meta(kValueTierCountsMetaKey, encode_tier_counts(fitted->tier_counts));
+    if (!s.ok()) return ctl_error("cannot store the model: " + s.message());
+  }
+  JsonWriter w;
+  write_value_model_json(w, fitted->model);
+  std::printf("%s\n", w.str().c_str());
+  std::string summary = "fitted over " + std::to_string(fitted->model.customers) + " customers (";
+  for (int i = 0; i < kTierCount; ++i) {
+    summary += (i > 0 ? ", " : "") + std::string(tier_name(static_cast<Tier>(i))) + " " +
+               std::to_string(fitted->tier_counts[i]);
+  }
+  summary += ")";
+  summary += options.save ? "; saved in " + config->storage.directory +
+                                " (a running rapportd keeps its own model until its next fit or restart)"
+                          : "; not saved (add --save to store it)";
+  std::fprintf(stderr, "%s\n", summary.c_str());
+  return kExitOk;
+}
+
+// --- erase -------------------------------------------------------------------
+
+int ctl_erase(const CtlTarget& target, const std::string& id) {
+  if (id.empty() || id.size() > kMaxIdBytes) return ctl_error("customer id must be 1 to 128 bytes");
+  if (!target.url.empty()) {
+    HttpClientRequest request;
+    request.method = "DELETE";
+    request.target = "/v1/customers/" + percent_encode(id);
+    auto response = ctl_http(target, std::move(request));
+    if (!response.ok()) return ctl_error(response.message());
+    if (response->status == 404) return ctl_error("unknown customer: " + id, kExitPartial);
+    if (response->status != 200) return ctl_http_failure(*response, "erase " + id);
+  } else {
+    auto config = ctl_config(target);
+    if (!config.ok()) return ctl_error(config.message());
+    auto store = ctl_open_store(*config, /*read_only=*/false);
+    if (!store.ok()) return ctl_error(store.message());
+    auto erased = (*store)->erase_customer(id);
+    if (!erased.ok()) return ctl_error(erased.message());
+    if (!*erased) return ctl_error("unknown customer: " + id, kExitPartial);
+  }
+  std::printf("erased customer %s (state, events and dedup keys)\n", id.c_str());
+  return kExitOk;
+}
+
+}  // namespace rapport

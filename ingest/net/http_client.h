@@ -1,0 +1,49 @@
+// HttpClient: a small blocking HTTP/1.1 client (Boost.Beast) for rapportctl's
+// --url mode. One request per connection, an overall timeout per request,
+// plain http:// only. Hides Asio and Beast.
+// Thread safety: plain functions; each call uses its own io_context.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+
+namespace rapport {
+
+// "http://host:port[/base]" split into its parts (port defaults to 80).
+struct HttpEndpoint {
+  std::string host;
+  std::string port;
+  std::string base_path;  // without a trailing '/', e.g. "" or "/rapport"
+  std::string url;        // as given, for messages
+};
+
+// Fails with a message for anything but http://host[:port][/path].
+Result<HttpEndpoint> parse_http_url(std::string_view url);
+
+struct HttpClientRequest {
+  std::string method = "GET";
+  std::string target;  // path and query, appended to the endpoint's base path, e.g. "/v1/tiers"
+  std::string body;
+  std::string content_type = "application/json";  // sent when the body is non-empty or the method is POST
+  std::string bearer_token;                       // "Authorization: Bearer ..." when non-empty
+  std::chrono::milliseconds timeout{30'000};      // for the whole exchange: resolve, connect, write, read
+};
+
+struct HttpClientResponse {
+  int status = 0;
+  std::string content_type;
+  std::string body;
+};
+
+// Sends one request and reads the response. Any HTTP status is a success
+// here; a transport failure (refused, timeout, reset, unparsable response) is
+// an error whose message names the URL and suggests the usual cause.
+Result<HttpClientResponse> http_request(const HttpEndpoint& endpoint, const HttpClientRequest& request);
+
+// Percent-encodes everything but RFC 3986 unreserved characters (for path segments and query values).
+std::string percent_encode(std::string_view text);
+
+}  // namespace rapport
