@@ -8,7 +8,7 @@ SHELL := /bin/bash
 JOBS ?= $(shell nproc)
 PACKAGES := cmake g++ make pkg-config libboost1.81-dev libsimdjson-dev liblmdb-dev lmdb-utils prometheus-cpp-dev \
             libgtest-dev libgmock-dev libbenchmark-dev libtomlplusplus-dev libcli11-dev libsystemd-dev \
-            prometheus netcat-openbsd curl python3 systemd
+            prometheus netcat-openbsd curl python3 systemd dpkg-dev procps
 CMAKE_FLAGS ?=
 RUN_FLAGS ?=
 
