@@ -1,0 +1,179 @@
+// Private to ingest/net: the state shared by the listeners and the TCP and
+// HTTP connections of one NetworkServer.
+//
+// Ownership and lifetimes (the rules that keep ASan and TSan quiet):
+//  - Core is held by a shared_ptr (NetworkServer::Impl and every pending
+//    completion handed to the sink or the HttpHandler). Its io_context is its
+//    last member, so it is destroyed first, while the registry still exists.
+//  - A Connection holds a plain Core&. It is kept alive by the handlers of its
+//    pending asynchronous operations (shared_from_this) and by Anchors.
+//  - An Anchor (held by a Submission::done or an HttpRespond) keeps both the
+//    connection and the Core alive, so a completion arriving after the
+//    connection closed, or after the server shut down, is harmless: it posts
+//    to the connection's strand and is ignored (or never run).
+//  - All state of a connection is touched only on its strand; the registry
+//    is guarded by Core::registry_mutex. After shutdown has joined the io
+//    threads it closes the remaining sockets directly (no concurrency left).
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "ingest/net/server.h"
+
+namespace rapport::net {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using Strand = asio::strand<asio::io_context::executor_type>;
+
+// Limits and decode options, swapped as a whole by set_limits.
+struct Settings {
+  FrontLimits limits;
+  DecodeOptions decode;
+  std::uint64_t generation = 0;  // process-wide unique; tells a thread's Decoder to reload its options
+};
+
+// Bytes of a rejected item kept for the dead-letter store.
+inline constexpr std::size_t kMaxPayloadBytes = 4096;
+
+// Logs one line to stderr (journald priority prefix as in daemon/log.cc).
+void log_warning(std::string_view message);
+
+// Wall-clock milliseconds since the epoch (for the decoder's future-skew check).
+std::int64_t wall_ms();
+
+// JSON-escapes `s` into `out` (without quotes).
+void append_json_escaped(std::string& out, std::string_view s);
+
+// The calling io thread's Decoder, with the options of `settings`.
+Decoder& thread_decoder(const Settings& settings);
+
+// Packs an event's type and channel class for the outcome metrics counted on completion.
+inline std::uint8_t event_kind(const Event& e) {
+  const auto channel = static_cast<unsigned>(classify_channel(e.channel.view()));
+  return static_cast<std::uint8_t>(static_cast<unsigned>(e.type) | (channel << 4));
+}
+// The fronts own the outcome metrics: accepted / duplicate per type, accepted per channel class.
+void count_outcomes(Metrics& metrics, Transport transport, const std::vector<std::uint8_t>& kinds,
+                    const std::vector<Outcome>& outcomes);
+
+class Connection;
+
+struct Core : std::enable_shared_from_this<Core> {
+  Core(HttpHandler& h, IngestSink& s, Metrics& m) : handler(h), sink(s), metrics(m) {}
+  ~Core();
+
+  std::shared_ptr<const Settings> settings() const {
+    std::lock_guard lock(settings_mutex);
+    return settings_;
+  }
+  void set_settings(const FrontLimits& limits, const DecodeOptions& decode);
+  std::shared_ptr<const TokenSet> tokens() const {
+    std::lock_guard lock(settings_mutex);
+    return tokens_;
+  }
+  void set_tokens(std::shared_ptr<const TokenSet> tokens);
+
+  // Registers a new connection; false once draining (the caller closes it).
+  bool add(const std::shared_ptr<Connection>& connection);
+  // Forgets a closed connection (once).
+  void remove(std::uint64_t id, Transport transport);
+  std::vector<std::shared_ptr<Connection>> snapshot();
+  std::size_t open(Transport t) const { return open_count[static_cast<std::size_t>(t)].load(); }
+  bool draining() const { return draining_flag.load(std::memory_order_acquire); }
+
+  HttpHandler& handler;
+  IngestSink& sink;
+  Metrics& metrics;
+
+  mutable std::mutex settings_mutex;
+  std::shared_ptr<const Settings> settings_;  // guarded by settings_mutex
+  std::shared_ptr<const TokenSet> tokens_;    // guarded by settings_mutex
+
+  std::mutex registry_mutex;
+  std::condition_variable registry_changed;
+  std::unordered_map<std::uint64_t, std::weak_ptr<Connection>> connections;  // guarded by registry_mutex
+  std::uint64_t next_id = 1;                                                 // guarded by registry_mutex
+  std::atomic<bool> draining_flag{false};                                    // written under registry_mutex
+  std::array<std::atomic<std::size_t>, 2> open_count{};
+
+  // Last member: destroyed first, destroying any pending handlers (and with
+  // them idle connections) while the members above still exist.
+  asio::io_context io;
+};
+
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(Core& core, Transport transport) : core_(core), transport_(transport) {}
+  virtual ~Connection() = default;
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // All three run on the connection's strand (start, drain) or after the io threads stopped (force_close).
+  virtual void start() = 0;
+  // Stop reading; finish what was submitted, write the answers, then close.
+  virtual void drain() = 0;
+  // Close the socket now. Only called when no io thread runs.
+  virtual void force_close() = 0;
+  virtual Strand& strand() = 0;
+
+  std::uint64_t id() const { return id_; }
+  Transport transport() const { return transport_; }
+  // Called by Core::add under the registry mutex, before the connection starts.
+  void set_registered(std::uint64_t id) {
+    id_ = id;
+    registered_ = true;
+  }
+
+ protected:
+  // Deregisters (once); call when the socket is closed for good.
+  void finished() {
+    if (registered_) {
+      registered_ = false;
+      core_.remove(id_, transport_);
+    }
+  }
+
+  Core& core_;
+  const Transport transport_;
+  std::uint64_t id_ = 0;
+  bool registered_ = false;
+};
+
+// Keeps a connection and the Core alive inside a completion handed to other
+// threads. Members are destroyed in reverse order: the connection first.
+template <typename C>
+struct Anchor {
+  std::shared_ptr<Core> core;
+  std::shared_ptr<C> connection;
+};
+
+// Graceful close: shut down the send side (FIN after every queued byte), then
+// wait until the peer has acknowledged all our bytes (SIOCOUTQ == 0), the
+// peer closes, or `linger` passes; then close. Avoids the RST that a close
+// with unread input sends, which would destroy responses not yet delivered.
+// `done` runs on the strand after the socket is closed.
+void linger_close(std::shared_ptr<Connection> owner, tcp::socket& socket, asio::steady_timer& timer,
+                  std::chrono::milliseconds linger, std::function<void()> done);
+
+// Factories (tcp_front.cc, http_front.cc). `socket` is bound to `strand`, a new strand.
+std::shared_ptr<Connection> make_tcp_connection(Core& core, Strand strand, tcp::socket socket);
+std::shared_ptr<Connection> make_http_connection(Core& core, Strand strand, tcp::socket socket);
+
+}  // namespace rapport::net

@@ -1,0 +1,808 @@
+// NetworkServer tests: the real TCP and HTTP fronts on loopback port 0, with a
+// fake IngestSink (commits on its own thread; can be made full, failing or
+// held) and a fake HttpHandler. Clients are plain blocking POSIX sockets.
+#include "ingest/net/server.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <future>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace rapport {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string event(const std::string& id, const std::string& customer = "c", const std::string& type = "engagement") {
+  return R"({"event_id":")" + id + R"(","customer_id":")" + customer + R"(","ts":1700000000000,"type":")" + type +
+         "\"}";
+}
+
+// ---------------------------------------------------------------------------
+// Fakes
+
+// Commits on its own thread: an event is a duplicate if its (customer, id) was seen before.
+class FakeSink final : public IngestSink {
+ public:
+  FakeSink() : worker_([this] { run(); }) {}
+  ~FakeSink() override {
+    {
+      std::lock_guard lock(mutex_);
+      stop_ = true;
+    }
+    changed_.notify_all();
+    worker_.join();
+  }
+
+  bool try_submit(std::unique_ptr<Submission>& submission) override {
+    std::lock_guard lock(mutex_);
+    if (full_) {
+      ++refusals_;
+      changed_.notify_all();
+      return false;
+    }
+    queue_.push_back(std::move(submission));
+    ++submitted_;
+    changed_.notify_all();
+    return true;
+  }
+  bool accepting() const override { return accepting_.load(); }
+
+  void set_full(bool full) {
+    std::lock_guard lock(mutex_);
+    full_ = full;
+  }
+  void set_failure(std::string message) {
+    std::lock_guard lock(mutex_);
+    failure_ = std::move(message);
+  }
+  // Held: submissions queue up; released: completed, in reverse order when `reverse`.
+  void hold(bool held, bool reverse = false) {
+    {
+      std::lock_guard lock(mutex_);
+      held_ = held;
+      reverse_ = reverse;
+    }
+    changed_.notify_all();
+  }
+  void set_accepting(bool accepting) { accepting_ = accepting; }
+
+  bool wait_submitted(std::size_t n, std::chrono::milliseconds timeout = 10s) {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, timeout, [&] { return submitted_ >= n; });
+  }
+  bool wait_refusals(std::size_t n, std::chrono::milliseconds timeout = 10s) {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, timeout, [&] { return refusals_ >= n; });
+  }
+  std::size_t submitted() {
+    std::lock_guard lock(mutex_);
+    return submitted_;
+  }
+  std::vector<std::string> event_ids() {
+    std::lock_guard lock(mutex_);
+    return event_ids_;
+  }
+  std::vector<std::uint32_t> event_indexes() {
+    std::lock_guard lock(mutex_);
+    return event_indexes_;
+  }
+  std::vector<Rejection> rejections() {
+    std::lock_guard lock(mutex_);
+    return rejections_;
+  }
+
+ private:
+  void run() {
+    std::unique_lock lock(mutex_);
+    for (;;) {
+      changed_.wait(lock, [&] { return stop_ || (!held_ && !queue_.empty()); });
+      if (stop_) return;
+      std::deque<std::unique_ptr<Submission>> batch;
+      batch.swap(queue_);
+      if (reverse_) std::reverse(batch.begin(), batch.end());
+      for (auto& s : batch) {
+        SubmissionResult result;
+        if (!failure_.empty()) {
+          result.status = Status::Error(failure_);
+        } else {
+          for (const Event& e : s->events) {
+            const std::string key = std::string(e.customer_id.view()) + "/" + std::string(e.event_id.view());
+            const bool fresh = seen_.insert(key).second;
+            result.outcomes.push_back(fresh ? Outcome::kAccepted : Outcome::kDuplicate);
+            event_ids_.emplace_back(e.event_id.view());
+          }
+          event_indexes_.insert(event_indexes_.end(), s->event_index.begin(), s->event_index.end());
+          rejections_.insert(rejections_.end(), s->rejections.begin(), s->rejections.end());
+        }
+        auto done = std::move(s->done);
+        s.reset();
+        lock.unlock();
+        done(std::move(result));
+        lock.lock();
+      }
+    }
+  }
+
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::deque<std::unique_ptr<Submission>> queue_;
+  bool stop_ = false, full_ = false, held_ = false, reverse_ = false;
+  std::string failure_;
+  std::size_t submitted_ = 0, refusals_ = 0;
+  std::set<std::string> seen_;
+  std::vector<std::string> event_ids_;
+  std::vector<std::uint32_t> event_indexes_;
+  std::vector<Rejection> rejections_;
+  std::atomic<bool> accepting_{true};
+  std::thread worker_;  // last: starts after every member above exists
+};
+
+// Echoes the request as JSON; "/async" answers from another thread; "/drop" never answers.
+class FakeHandler final : public HttpHandler {
+ public:
+  ~FakeHandler() override {
+    for (auto& t : threads_) t.join();
+  }
+  Route handle(HttpRequest&& request, HttpRespond respond) override {
+    HttpResponse r;
+    r.body = "method=" + request.method + " path=" + request.path + " query=" + request.query +
+             " type=" + request.content_type + " bearer=" + request.bearer_token + " body=" + request.body;
+    r.content_type = "text/plain";
+    r.headers.emplace_back("X-Test", "yes");
+    if (request.path == "/drop") return Route::kOther;
+    if (request.path == "/async") {
+      std::lock_guard lock(mutex_);
+      threads_.emplace_back([respond = std::move(respond), r = std::move(r)]() mutable {
+        std::this_thread::sleep_for(20ms);
+        respond(std::move(r));
+      });
+      return Route::kModel;
+    }
+    respond(std::move(r));
+    return Route::kHealthz;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::vector<std::thread> threads_;
+};
+
+// ---------------------------------------------------------------------------
+// A blocking loopback client
+
+class Client {
+ public:
+  explicit Client(int port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<std::uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    int one = 1;
+    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
+  ~Client() { ::close(fd_); }
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  bool connected() const { return connected_; }
+  bool send(std::string_view data) {
+    while (!data.empty()) {
+      const ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      data.remove_prefix(static_cast<std::size_t>(n));
+    }
+    return true;
+  }
+  void shutdown_write() { ::shutdown(fd_, SHUT_WR); }
+
+  std::optional<std::string> read_line(std::chrono::milliseconds timeout = 10s) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      const auto nl = buffer_.find('\n');
+      if (nl != std::string::npos) {
+        std::string line = buffer_.substr(0, nl);
+        buffer_.erase(0, nl + 1);
+        return line;
+      }
+      if (!fill(deadline)) return std::nullopt;
+    }
+  }
+  // True when the server closed the connection (EOF or reset) within the timeout, with nothing more to read.
+  bool closed_by_peer(std::chrono::milliseconds timeout = 10s) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (fill(deadline)) {
+    }
+    return eof_;
+  }
+  // Reads lines until an ack >= line; returns every line read (the ack last).
+  std::vector<std::string> read_until_ack(int line, std::chrono::milliseconds timeout = 10s) {
+    std::vector<std::string> lines;
+    while (auto l = read_line(timeout)) {
+      lines.push_back(*l);
+      if (l->rfind("{\"ack\":", 0) == 0 && std::stoi(l->substr(7)) >= line) return lines;
+    }
+    ADD_FAILURE() << "no ack for line " << line << " after " << lines.size() << " lines";
+    return lines;
+  }
+
+  struct Response {
+    int status = 0;
+    std::map<std::string, std::string> headers;  // lower-case names
+    std::string body;
+  };
+  std::optional<Response> read_response(std::chrono::milliseconds timeout = 10s) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    std::size_t end;
+    while ((end = buffer_.find("\r\n\r\n")) == std::string::npos) {
+      if (!fill(deadline)) return std::nullopt;
+    }
+    Response r;
+    std::istringstream head(buffer_.substr(0, end));
+    std::string line;
+    std::getline(head, line);
+    r.status = std::stoi(line.substr(9, 3));
+    while (std::getline(head, line)) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      const auto colon = line.find(':');
+      if (colon == std::string::npos) continue;
+      std::string name = line.substr(0, colon);
+      for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      std::string value = line.substr(colon + 1);
+      while (!value.empty() && value.front() == ' ') value.erase(0, 1);
+      r.headers[name] = value;
+    }
+    buffer_.erase(0, end + 4);
+    const std::size_t length = r.headers.count("content-length") ? std::stoul(r.headers["content-length"]) : 0;
+    while (buffer_.size() < length) {
+      if (!fill(deadline)) return std::nullopt;
+    }
+    r.body = buffer_.substr(0, length);
+    buffer_.erase(0, length);
+    return r;
+  }
+
+ private:
+  bool fill(std::chrono::steady_clock::time_point deadline) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
+    char buf[65536];
+    const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+    if (n <= 0) {
+      eof_ = true;
+      return false;
+    }
+    buffer_.append(buf, static_cast<std::size_t>(n));
+    return true;
+  }
+
+  int fd_ = -1;
+  bool connected_ = false;
+  bool eof_ = false;
+  std::string buffer_;
+};
+
+std::string http_request(const std::string& method, const std::string& target, const std::string& body = "",
+                         const std::string& content_type = "", const std::vector<std::string>& headers = {},
+                         bool close = true) {
+  std::string req = method + " " + target + " HTTP/1.1\r\nHost: localhost\r\n";
+  if (close) req += "Connection: close\r\n";
+  if (!content_type.empty()) req += "Content-Type: " + content_type + "\r\n";
+  if (!body.empty() || method == "POST") req += "Content-Length: " + std::to_string(body.size()) + "\r\n";
+  for (const auto& h : headers) req += h + "\r\n";
+  return req + "\r\n" + body;
+}
+
+int port_of(const std::string& endpoint) { return std::stoi(endpoint.substr(endpoint.rfind(':') + 1)); }
+
+// ---------------------------------------------------------------------------
+// Fixture
+
+class ServerTest : public ::testing::Test {
+ protected:
+  static ServerOptions loopback() {
+    ServerOptions o;
+    o.http_address = "127.0.0.1:0";
+    o.tcp_address = "127.0.0.1:0";
+    o.io_threads = 2;
+    return o;
+  }
+  void start(ServerOptions options = loopback(), std::shared_ptr<const TokenSet> tokens = nullptr) {
+    auto server = NetworkServer::start(options, handler_, sink_, metrics_, std::move(tokens));
+    ASSERT_TRUE(server.ok()) << server.message();
+    server_ = std::move(server.value());
+  }
+  int tcp_port() const { return port_of(server_->tcp_endpoint()); }
+  int http_port() const { return port_of(server_->http_endpoint()); }
+  Client::Response http(const std::string& request) {
+    Client c(http_port());
+    EXPECT_TRUE(c.send(request));
+    auto r = c.read_response();
+    EXPECT_TRUE(r.has_value()) << "no response to " << request.substr(0, 80);
+    return r.value_or(Client::Response{});
+  }
+
+  Metrics metrics_{"test"};
+  FakeSink sink_;
+  FakeHandler handler_;
+  std::unique_ptr<NetworkServer> server_;  // last: stopped first
+};
+
+// ---------------------------------------------------------------------------
+// TCP
+
+TEST_F(ServerTest, TcpReportsBadLinesAndAcksEveryLineIncludingBlankOnes) {
+  start();
+  Client c(tcp_port());
+  ASSERT_TRUE(c.send(event("1") + "\n{\"event_id\": broken\n\n   \n" + event("2") + "\n" + event("3", "c", "teleport") +
+                     "\n" + event("4") + "\n"));
+  const auto lines = c.read_until_ack(7);
+  ASSERT_FALSE(lines.empty());
+  EXPECT_EQ(lines.back(), "{\"ack\":7}");
+  std::vector<std::string> errors;
+  for (const auto& l : lines) {
+    if (l.find("\"error\"") != std::string::npos) errors.push_back(l);
+  }
+  ASSERT_EQ(errors.size(), 2u);
+  EXPECT_EQ(errors[0].rfind("{\"line\":2,\"error\":\"", 0), 0u) << errors[0];
+  EXPECT_NE(errors[0].find("\"reason\":\"malformed_json\""), std::string::npos) << errors[0];
+  EXPECT_EQ(errors[1].rfind("{\"line\":6,", 0), 0u) << errors[1];
+  EXPECT_NE(errors[1].find("unknown_type"), std::string::npos) << errors[1];
+  EXPECT_EQ(sink_.event_ids(), (std::vector<std::string>{"1", "2", "4"}));
+  EXPECT_EQ(sink_.event_indexes(), (std::vector<std::uint32_t>{1, 5, 7}));
+  const auto rejections = sink_.rejections();
+  ASSERT_EQ(rejections.size(), 2u);
+  EXPECT_EQ(rejections[0].index, 2u);
+  EXPECT_EQ(rejections[0].payload, "{\"event_id\": broken");
+  EXPECT_EQ(metrics_.received(Transport::kTcp).Value(), 5);
+  EXPECT_EQ(metrics_.rejected(Transport::kTcp, RejectReason::kMalformedJson).Value(), 1);
+  EXPECT_EQ(metrics_.accepted(Transport::kTcp, EventType::kEngagement).Value(), 3);
+  EXPECT_EQ(metrics_.by_channel(Channel::kOther).Value(), 3);
+  // Still usable after bad lines.
+  ASSERT_TRUE(c.send(event("5") + "\n"));
+  EXPECT_EQ(c.read_until_ack(8).back(), "{\"ack\":8}");
+}
+
+TEST_F(ServerTest, TcpAnswersInSubmissionOrderEvenWhenCompletedOutOfOrder) {
+  start();
+  sink_.hold(true, /*reverse=*/true);
+  Client c(tcp_port());
+  for (int i = 1; i <= 3; ++i) {
+    ASSERT_TRUE(c.send(event(std::to_string(i)) + "\n"));
+    ASSERT_TRUE(sink_.wait_submitted(static_cast<std::size_t>(i)));  // one submission per line
+  }
+  ASSERT_TRUE(c.send("bad " + std::to_string(4) + "\n"));
+  ASSERT_TRUE(sink_.wait_submitted(4));
+  sink_.hold(false, /*reverse=*/true);
+  std::vector<std::string> lines;
+  for (int i = 0; i < 5; ++i) lines.push_back(c.read_line().value_or("<timeout>"));
+  EXPECT_EQ(lines, (std::vector<std::string>{"{\"ack\":1}", "{\"ack\":2}", "{\"ack\":3}", lines[3], "{\"ack\":4}"}));
+  EXPECT_EQ(lines[3].rfind("{\"line\":4,", 0), 0u) << lines[3];
+}
+
+TEST_F(ServerTest, TcpAcksManyLinesInOrder) {
+  start();
+  Client c(tcp_port());
+  constexpr int kLines = 20000;
+  std::thread sender([&] {
+    std::string chunk;
+    for (int i = 1; i <= kLines; ++i) {
+      chunk += event("m" + std::to_string(i)) + "\n";
+      if (chunk.size() > 3000) {
+        c.send(chunk);
+        chunk.clear();
+      }
+    }
+    c.send(chunk);
+  });
+  int last = 0;
+  bool ordered = true;
+  while (last < kLines) {
+    auto line = c.read_line();
+    if (!line) break;
+    ASSERT_EQ(line->rfind("{\"ack\":", 0), 0u) << *line;
+    const int ack = std::stoi(line->substr(7));
+    ordered = ordered && ack > last;
+    last = ack;
+  }
+  sender.join();
+  EXPECT_TRUE(ordered);
+  EXPECT_EQ(last, kLines);
+  EXPECT_EQ(sink_.event_ids().size(), static_cast<std::size_t>(kLines));
+}
+
+TEST_F(ServerTest, TcpRejectsOverlongLineSkipsItAndAcceptsTheNext) {
+  ServerOptions o = loopback();
+  o.limits.max_line_bytes = 100;
+  o.decode.max_line_bytes = 100;
+  start(o);
+  Client c(tcp_port());
+  // The long line arrives in pieces, so it spans several reads.
+  const std::string long_line(20000, 'x');
+  for (std::size_t i = 0; i < long_line.size(); i += 5000) {
+    ASSERT_TRUE(c.send(long_line.substr(i, 5000)));
+    std::this_thread::sleep_for(5ms);
+  }
+  ASSERT_TRUE(c.send("\n" + event("ok") + "\n"));
+  const auto lines = c.read_until_ack(2);
+  ASSERT_GE(lines.size(), 2u);
+  EXPECT_EQ(lines.front(), "{\"line\":1,\"error\":\"line is longer than 100 bytes\",\"reason\":\"too_large\"}");
+  EXPECT_EQ(lines.back(), "{\"ack\":2}");
+  EXPECT_EQ(sink_.event_ids(), (std::vector<std::string>{"ok"}));
+  const auto rejections = sink_.rejections();
+  ASSERT_EQ(rejections.size(), 1u);
+  EXPECT_EQ(rejections[0].reason, RejectReason::kTooLarge);
+  EXPECT_LE(rejections[0].payload.size(), 4096u);
+  EXPECT_EQ(metrics_.rejected(Transport::kTcp, RejectReason::kTooLarge).Value(), 1);
+}
+
+TEST_F(ServerTest, TcpPausesWhileTheSinkIsFullAndResumesWhenItHasRoom) {
+  start();
+  sink_.set_full(true);
+  Client c(tcp_port());
+  std::string lines;
+  for (int i = 1; i <= 100; ++i) lines += event("f" + std::to_string(i)) + "\n";
+  ASSERT_TRUE(c.send(lines));
+  ASSERT_TRUE(sink_.wait_refusals(3));  // retried, not dropped
+  EXPECT_FALSE(c.read_line(50ms).has_value());
+  EXPECT_EQ(sink_.submitted(), 0u);
+  sink_.set_full(false);
+  EXPECT_EQ(c.read_until_ack(100).back(), "{\"ack\":100}");
+  EXPECT_EQ(sink_.event_ids().size(), 100u);
+}
+
+TEST_F(ServerTest, TcpStorageFailureReportsTheRangeWithoutAckAndKeepsTheConnection) {
+  start();
+  sink_.set_failure("disk full");
+  Client c(tcp_port());
+  ASSERT_TRUE(c.send(event("s1") + "\n" + event("s2") + "\n"));
+  EXPECT_EQ(c.read_line().value_or(""), "{\"error\":\"storage unavailable: disk full\",\"from_line\":1,\"to_line\":2}");
+  EXPECT_EQ(metrics_.refused(Transport::kTcp).Value(), 2);
+  sink_.set_failure("");
+  ASSERT_TRUE(c.send(event("s3") + "\n"));
+  EXPECT_EQ(c.read_line().value_or(""), "{\"ack\":3}");
+}
+
+TEST_F(ServerTest, TcpCountsAnUnterminatedLastLineAtEofAndClosesAfterTheAck) {
+  start();
+  Client c(tcp_port());
+  ASSERT_TRUE(c.send(event("e1") + "\n" + event("e2")));
+  c.shutdown_write();
+  EXPECT_EQ(c.read_until_ack(2).back(), "{\"ack\":2}");
+  EXPECT_TRUE(c.closed_by_peer());
+  EXPECT_EQ(sink_.event_ids(), (std::vector<std::string>{"e1", "e2"}));
+}
+
+TEST_F(ServerTest, TcpRefusesConnectionsBeyondTheCap) {
+  ServerOptions o = loopback();
+  o.limits.max_connections = 2;
+  start(o);
+  Client a(tcp_port()), b(tcp_port());
+  ASSERT_TRUE(a.send(event("a") + "\n"));
+  ASSERT_TRUE(b.send(event("b") + "\n"));
+  EXPECT_EQ(a.read_line().value_or(""), "{\"ack\":1}");
+  EXPECT_EQ(b.read_line().value_or(""), "{\"ack\":1}");
+  Client refused(tcp_port());
+  EXPECT_TRUE(refused.closed_by_peer());
+  EXPECT_EQ(metrics_.connections_refused(Transport::kTcp).Value(), 1);
+  EXPECT_EQ(metrics_.connections_open(Transport::kTcp).Value(), 2);
+}
+
+TEST_F(ServerTest, TcpRequiresAnAuthLineWhenTokensAreConfigured) {
+  auto tokens = std::make_shared<const TokenSet>(
+      std::vector<TokenGrant>{{"ingest-token-0123456789", static_cast<std::uint8_t>(Scope::kIngest)},
+                              {"read-token-0123456789ab", static_cast<std::uint8_t>(Scope::kRead)}});
+  start(loopback(), tokens);
+  Client anonymous(tcp_port());
+  ASSERT_TRUE(anonymous.send(event("t1") + "\n"));
+  EXPECT_NE(anonymous.read_line().value_or("").find("unauthorized"), std::string::npos);
+  EXPECT_TRUE(anonymous.closed_by_peer());
+  Client reader(tcp_port());
+  ASSERT_TRUE(reader.send("{\"auth\":\"read-token-0123456789ab\"}\n"));
+  EXPECT_NE(reader.read_line().value_or("").find("forbidden"), std::string::npos);
+  Client good(tcp_port());
+  ASSERT_TRUE(good.send("{\"auth\":\"ingest-token-0123456789\"}\n" + event("t2") + "\n"));
+  EXPECT_EQ(good.read_line().value_or(""), "{\"auth\":\"ok\"}");
+  EXPECT_EQ(good.read_line().value_or(""), "{\"ack\":1}");
+  EXPECT_EQ(sink_.event_ids(), (std::vector<std::string>{"t2"}));
+}
+
+TEST_F(ServerTest, TcpClosesAPartialLineThatDoesNotCompleteInTime) {
+  ServerOptions o = loopback();
+  o.limits.read_timeout = 200ms;
+  start(o);
+  Client c(tcp_port());
+  ASSERT_TRUE(c.send(event("p1") + "\n" + "{\"event_id\":"));
+  EXPECT_EQ(c.read_line().value_or(""), "{\"ack\":1}");
+  const auto started = std::chrono::steady_clock::now();
+  EXPECT_TRUE(c.closed_by_peer(5s));
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 3s);
+}
+
+TEST_F(ServerTest, IdleConnectionsAreClosedAfterTheIdleTimeout) {
+  ServerOptions o = loopback();
+  o.limits.idle_timeout = 200ms;
+  start(o);
+  Client tcp(tcp_port()), http_client(http_port());
+  ASSERT_TRUE(tcp.send(event("i1") + "\n"));
+  EXPECT_EQ(tcp.read_line().value_or(""), "{\"ack\":1}");
+  const auto started = std::chrono::steady_clock::now();
+  EXPECT_TRUE(tcp.closed_by_peer(5s));
+  EXPECT_TRUE(http_client.closed_by_peer(5s));
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 3s);
+}
+
+TEST_F(ServerTest, ReloadedLimitsApplyToOpenConnections) {
+  start();
+  Client c(tcp_port());
+  ASSERT_TRUE(c.send(event("r1") + "\n"));
+  EXPECT_EQ(c.read_line().value_or(""), "{\"ack\":1}");
+  FrontLimits limits;
+  limits.max_line_bytes = 50;
+  DecodeOptions decode;
+  decode.max_line_bytes = 50;
+  server_->set_limits(limits, decode);
+  ASSERT_TRUE(c.send(event("r2") + "\n"));
+  const auto lines = c.read_until_ack(2);
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[0], "{\"line\":2,\"error\":\"line is longer than 50 bytes\",\"reason\":\"too_large\"}");
+}
+
+TEST_F(ServerTest, ShutdownAnswersARequestInProgressWithConnectionClose) {
+  start();
+  Client c(http_port());
+  ASSERT_TRUE(c.send(http_request("GET", "/async", "", "", {}, /*close=*/false)));
+  std::this_thread::sleep_for(5ms);  // the request is in the handler (which answers after 20 ms)
+  auto stopped = std::async(std::launch::async, [&] { server_->shutdown(10s); });
+  auto r = c.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->headers["connection"], "close");
+  EXPECT_TRUE(c.closed_by_peer());
+  EXPECT_EQ(stopped.wait_for(10s), std::future_status::ready);
+}
+
+TEST_F(ServerTest, ShutdownDrainsAcksOfSubmittedLinesThenCloses) {
+  start();
+  sink_.hold(true);
+  Client c(tcp_port());
+  ASSERT_TRUE(c.send(event("d1") + "\n" + event("d2") + "\n"));
+  ASSERT_TRUE(sink_.wait_submitted(1));
+  auto stopped = std::async(std::launch::async, [&] { server_->shutdown(10s); });
+  EXPECT_EQ(stopped.wait_for(100ms), std::future_status::timeout);  // waits for the pending ack
+  Client late(tcp_port());
+  EXPECT_TRUE(!late.connected() || late.closed_by_peer(2s));  // no new connections
+  sink_.hold(false);
+  EXPECT_EQ(c.read_line().value_or(""), "{\"ack\":2}");
+  EXPECT_TRUE(c.closed_by_peer());
+  EXPECT_EQ(stopped.wait_for(10s), std::future_status::ready);
+  server_->shutdown(0ms);  // idempotent
+}
+
+TEST_F(ServerTest, ShutdownWithAnAnswerStillOwedDoesNotCrashWhenItArrivesLater) {
+  start();
+  sink_.hold(true);
+  Client c(tcp_port());
+  ASSERT_TRUE(c.send(event("late") + "\n"));
+  ASSERT_TRUE(sink_.wait_submitted(1));
+  server_->shutdown(50ms);
+  server_.reset();
+  sink_.hold(false);  // done() arrives after the server is gone: must be harmless
+  EXPECT_TRUE(c.closed_by_peer());
+}
+
+// ---------------------------------------------------------------------------
+// HTTP
+
+TEST_F(ServerTest, HttpIngestAnswersCountsAfterCommit) {
+  start();
+  auto r = http(http_request("POST", "/v1/events", event("h1") + "\n", "application/x-ndjson"));
+  EXPECT_EQ(r.status, 200) << r.body;
+  r = http(http_request("POST", "/v1/events", event("h1") + "\nnope\n\n" + event("h2") + "\n",
+                        "Application/X-NDJSON; charset=utf-8"));
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.headers["content-type"], "application/json");
+  EXPECT_EQ(r.body.rfind("{\"accepted\":1,\"duplicates\":1,\"rejected\":[{\"index\":1,\"error\":\"malformed_json: ", 0),
+            0u)
+      << r.body;
+  const auto rejections = sink_.rejections();
+  ASSERT_EQ(rejections.size(), 1u);
+  EXPECT_EQ(rejections[0].payload, "nope");
+  r = http(
+      http_request("POST", "/v1/events", "[" + event("j1") + ",{\"x\":1}," + event("j2") + "]", "application/json"));
+  EXPECT_EQ(r.body.rfind("{\"accepted\":2,\"duplicates\":0,\"rejected\":[{\"index\":1,", 0), 0u) << r.body;
+  EXPECT_EQ(sink_.rejections().back().payload, "{\"x\":1}");
+  r = http(http_request("POST", "/v1/events", "", "application/x-ndjson"));
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "{\"accepted\":0,\"duplicates\":0,\"rejected\":[]}");
+  EXPECT_EQ(metrics_.received(Transport::kHttp).Value(), 7);  // blank NDJSON lines are not items
+  EXPECT_EQ(metrics_.rejected(Transport::kHttp, RejectReason::kMalformedJson).Value(), 1);
+  EXPECT_EQ(metrics_.accepted(Transport::kHttp, EventType::kEngagement).Value(), 4);
+  EXPECT_EQ(metrics_.duplicate(Transport::kHttp, EventType::kEngagement).Value(), 1);
+}
+
+TEST_F(ServerTest, HttpRefusesUnknownContentTypes) {
+  start();
+  auto r = http(http_request("POST", "/v1/events", event("x"), "text/plain"));
+  EXPECT_EQ(r.status, 415);
+  EXPECT_NE(r.body.find("application/x-ndjson"), std::string::npos) << r.body;
+  r = http(http_request("POST", "/v1/events", event("x")));
+  EXPECT_EQ(r.status, 415);
+  r = http(http_request("GET", "/v1/events"));
+  EXPECT_EQ(r.status, 405);
+  EXPECT_EQ(sink_.submitted(), 0u);
+}
+
+TEST_F(ServerTest, HttpBodyAndHeaderLimits) {
+  ServerOptions o = loopback();
+  o.limits.max_body_bytes = 1024;
+  start(o);
+  auto r = http(http_request("POST", "/v1/events", std::string(4096, ' '), "application/x-ndjson"));
+  EXPECT_EQ(r.status, 413);
+  EXPECT_EQ(r.body, "{\"error\":\"body exceeds 1024 bytes\"}");
+  r = http(http_request("GET", "/healthz", "", "", {"X-Big: " + std::string(9000, 'x')}));
+  EXPECT_EQ(r.status, 431);
+  r = http("GARBAGE\r\n\r\n");
+  EXPECT_EQ(r.status, 400);
+}
+
+TEST_F(ServerTest, HttpIngestChecksBearerTokens) {
+  auto tokens = std::make_shared<const TokenSet>(
+      std::vector<TokenGrant>{{"ingest-token-0123456789", static_cast<std::uint8_t>(Scope::kIngest)},
+                              {"read-token-0123456789ab", static_cast<std::uint8_t>(Scope::kRead)}});
+  start(loopback(), tokens);
+  auto r = http(http_request("POST", "/v1/events", event("a"), "application/json"));
+  EXPECT_EQ(r.status, 401);
+  EXPECT_NE(r.headers["www-authenticate"].find("Bearer"), std::string::npos);
+  r = http(http_request("POST", "/v1/events", event("a"), "application/json", {"Authorization: Bearer nope"}));
+  EXPECT_EQ(r.status, 401);
+  r = http(http_request("POST", "/v1/events", event("a"), "application/json",
+                        {"Authorization: Bearer read-token-0123456789ab"}));
+  EXPECT_EQ(r.status, 403);
+  r = http(http_request("POST", "/v1/events", event("a"), "application/json",
+                        {"Authorization: bearer ingest-token-0123456789"}));
+  EXPECT_EQ(r.status, 200) << r.body;
+  // Reloaded tokens apply to the next request.
+  server_->set_tokens(std::make_shared<const TokenSet>());
+  r = http(http_request("POST", "/v1/events", event("b"), "application/json"));
+  EXPECT_EQ(r.status, 200) << r.body;
+}
+
+TEST_F(ServerTest, HttpAnswers503WhenTheQueueIsFullOrStorageFails) {
+  start();
+  sink_.set_full(true);
+  auto r = http(http_request("POST", "/v1/events", event("q"), "application/json"));
+  EXPECT_EQ(r.status, 503);
+  EXPECT_EQ(r.headers["retry-after"], "1");
+  EXPECT_EQ(r.body, "{\"error\":\"ingest queue full, retry later\"}");
+  sink_.set_full(false);
+  sink_.set_failure("map full");
+  r = http(http_request("POST", "/v1/events", event("q"), "application/json"));
+  EXPECT_EQ(r.status, 503);
+  EXPECT_EQ(r.headers["retry-after"], "5");
+  EXPECT_EQ(r.body, "{\"error\":\"storage unavailable: map full\"}");
+  sink_.set_failure("");
+  sink_.set_accepting(false);
+  r = http(http_request("POST", "/v1/events", event("q"), "application/json"));
+  EXPECT_EQ(r.status, 503);
+  EXPECT_EQ(metrics_.refused(Transport::kHttp).Value(), 2);  // queue full + storage failure
+}
+
+TEST_F(ServerTest, HttpKeepsTheConnectionAliveAndAnswersPipelinedRequestsInOrder) {
+  start();
+  Client c(http_port());
+  ASSERT_TRUE(c.send(http_request("GET", "/one", "", "", {}, /*close=*/false)));
+  auto r = c.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_NE(r->body.find("path=/one"), std::string::npos);
+  EXPECT_EQ(r->headers["x-test"], "yes");
+  // Two requests in one write, the first answered from another thread.
+  ASSERT_TRUE(c.send(http_request("GET", "/async", "", "", {}, false) +
+                     http_request("POST", "/v1/events", event("k"), "application/json", {}, true)));
+  r = c.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_NE(r->body.find("path=/async"), std::string::npos) << r->body;
+  r = c.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body.rfind("{\"accepted\":1", 0), 0u) << r->body;
+  EXPECT_EQ(r->headers["connection"], "close");
+  EXPECT_TRUE(c.closed_by_peer());
+}
+
+TEST_F(ServerTest, HttpPassesDecodedRequestsToTheHandler) {
+  start();
+  auto r = http(http_request("POST", "/v1/customers/a%20b%2Fc?explain=true&x=%20", "{}", "application/json; charset=x",
+                             {"Authorization: Bearer tok-1"}));
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.headers["content-type"], "text/plain");
+  EXPECT_EQ(r.body,
+            "method=POST path=/v1/customers/a b/c query=explain=true&x=%20 type=application/json bearer=tok-1 body={}");
+  EXPECT_EQ(http(http_request("GET", "/v1/customers/bad%zz")).status, 400);
+  EXPECT_EQ(http(http_request("GET", "/v1/customers/nul%00")).status, 400);
+  EXPECT_EQ(http(http_request("GET", "/drop")).status, 500);  // a dropped respond still answers
+}
+
+TEST_F(ServerTest, ReportsBoundEndpointsAndAdoptsListeningSockets) {
+  ServerOptions o = loopback();
+  o.tcp_address = "";
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(fd, 16), 0);
+  socklen_t length = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length);
+  o.tcp_fd = fd;
+  start(o);
+  EXPECT_EQ(server_->http_endpoint().rfind("127.0.0.1:", 0), 0u);
+  EXPECT_NE(http_port(), 0);
+  EXPECT_EQ(tcp_port(), ntohs(addr.sin_port));
+  Client c(tcp_port());
+  ASSERT_TRUE(c.send(event("fd") + "\n"));
+  EXPECT_EQ(c.read_line().value_or(""), "{\"ack\":1}");
+  EXPECT_EQ(http(http_request("GET", "/x")).status, 200);
+}
+
+TEST_F(ServerTest, DisabledFrontsHaveNoEndpoint) {
+  ServerOptions o = loopback();
+  o.http_address = "";
+  start(o);
+  EXPECT_EQ(server_->http_endpoint(), "");
+  EXPECT_NE(server_->tcp_endpoint(), "");
+}
+
+TEST_F(ServerTest, FailsWithAClearMessageOnBadOrBusyAddresses) {
+  ServerOptions o = loopback();
+  o.http_address = "127.0.0.1:99999";
+  auto r = NetworkServer::start(o, handler_, sink_, metrics_, nullptr);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.message().find("127.0.0.1:99999"), std::string::npos) << r.message();
+  o.http_address = "nonsense";
+  r = NetworkServer::start(o, handler_, sink_, metrics_, nullptr);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.message().find("nonsense"), std::string::npos) << r.message();
+
+  start();
+  o.http_address = server_->http_endpoint();
+  r = NetworkServer::start(o, handler_, sink_, metrics_, nullptr);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.message(), "cannot listen on " + server_->http_endpoint() + ": Address already in use");
+}
+
+TEST_F(ServerTest, ListensOnIpv6Loopback) {
+  ServerOptions o = loopback();
+  o.http_address = "[::1]:0";
+  o.tcp_address = "localhost:0";
+  auto r = NetworkServer::start(o, handler_, sink_, metrics_, nullptr);
+  if (!r.ok() && r.message().find("[::1]") != std::string::npos) GTEST_SKIP() << "no IPv6 here: " << r.message();
+  ASSERT_TRUE(r.ok()) << r.message();
+  EXPECT_EQ((*r)->http_endpoint().rfind("[::1]:", 0), 0u) << (*r)->http_endpoint();
+  EXPECT_EQ((*r)->tcp_endpoint().rfind("127.0.0.1:", 0), 0u) << (*r)->tcp_endpoint();
+}
+
+}  // namespace
+}  // namespace rapport
