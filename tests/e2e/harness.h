@@ -186,7 +186,9 @@ class Daemon {
     return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
   }
   void signal(int sig) { ::kill(pid_, sig); }
+  // Starts it again (stopping it with SIGTERM first if it still runs).
   void restart() {
+    if (pid_ > 0) stop(SIGTERM);
     if (log_fd_ >= 0) ::close(log_fd_);
     log_fd_ = -1;
     start();
