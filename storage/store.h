@@ -1,17 +1,29 @@
 // Store: Rapport's durable state in one LMDB environment. Hides LMDB.
 //
-// Named databases: `customers` (customer_id -> CustomerState record),
-// `events` (customer_id '\0' event_id -> compact event: dedup key and
-// timeline), `meta` (key -> bytes), `deadletter` (sequence -> rejected item,
-// bounded). Every stored value starts with a format-version byte.
+// Named databases: `journal` (sequence -> event: the durable event log,
+// appended by every apply_batch commit — the acknowledgement point),
+// `customers` (customer_id -> CustomerState record, written at checkpoints),
+// `events` (customer_id '\0' event_id -> journal sequence and time: dedup
+// index and timeline, written at checkpoints), `meta` (key -> bytes),
+// `deadletter` (sequence -> rejected item, bounded). Every stored value starts
+// with a format-version byte.
+//
+// Events journaled since the last checkpoint live in memory as well (changed
+// customer states, pending dedup keys and timelines); every read sees the
+// checkpointed state plus those changes (read-your-writes). A checkpoint
+// writes them in one large sorted transaction; open() replays the journal
+// after the last checkpoint, so nothing acknowledged is lost by a crash.
+// See docs/design.md, "Storage".
 //
 // Thread safety: reads may run concurrently from any thread (each uses its
 // own read-only transaction). Writes (apply_batch, erase_customer,
-// put_meta, add_dead_letters) are serialised internally; Rapport calls them
-// from one writer thread. Several processes may open the same directory
-// (LMDB is multi-process); the map grows automatically when full.
+// checkpoint, put_meta, add_dead_letters) are serialised internally; Rapport
+// calls them from one writer thread. Several processes may open the same
+// directory (LMDB is multi-process; a writer first catches up with what
+// other processes journaled); the map grows automatically when full.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -40,6 +52,14 @@ struct StoreOptions {
   std::size_t max_map_bytes = 1ull << 40;      // growth stops here (then writes fail cleanly)
   std::size_t dead_letter_capacity = 10000;    // oldest dropped beyond this
   bool read_only = false;                      // open for reading only (inspection tools)
+  // Checkpoint (apply the journal to `customers` and `events`) once this many
+  // events are pending, or once the oldest pending event is older than
+  // checkpoint_interval (checked when a batch is applied). Bounds memory.
+  std::size_t checkpoint_events = 1000000;
+  std::chrono::milliseconds checkpoint_interval{10000};
+  // Checkpoint when the Store is destroyed. False leaves pending events to
+  // journal replay at the next open (crash-recovery tests, benchmarks).
+  bool checkpoint_on_close = true;
 };
 
 enum class EventOutcome : std::uint8_t { kAccepted, kDuplicate };
@@ -72,8 +92,11 @@ struct StoreStats {
   std::size_t used_bytes = 0;   // pages in use * page size
   std::size_t readers = 0;      // reader slots in use
   std::size_t max_readers = 0;
-  std::uint64_t customers = 0;  // entries in `customers`
-  std::uint64_t events = 0;     // entries in `events`
+  std::uint64_t customers = 0;            // customers stored (checkpointed, plus new since)
+  std::uint64_t events = 0;               // events stored (checkpointed, plus pending)
+  std::uint64_t pending_events = 0;       // journaled since the last checkpoint
+  std::uint64_t checkpoint_sequence = 0;  // last journal sequence applied by a checkpoint
+  std::uint64_t journal_entries = 0;      // entries in `journal`
 };
 
 class Store {
@@ -87,16 +110,22 @@ class Store {
   // Applies a batch in one write transaction: all or nothing. For each
   // event, in order: if (customer_id, event_id) is already stored or earlier
   // in this batch, outcomes[i] = kDuplicate and nothing changes; otherwise
-  // the event is recorded in `events` and applied to its customer's state
-  // (each customer read and written once per batch). Dead letters are
-  // appended in the same transaction. On error nothing was written and the
-  // message says why (e.g. disk full).
+  // the event is appended to the journal and applied to its customer's state
+  // (visible to reads once this returns). Dead letters are appended in the
+  // same transaction. On error nothing was written and the message says why
+  // (e.g. disk full). May run a checkpoint afterwards (see StoreOptions); a
+  // failed checkpoint does not fail the batch, which is already durable.
   Status apply_batch(std::span<const Event> events, const ApplyConfig& config, std::vector<EventOutcome>& outcomes,
                      std::span<const DeadLetter> dead_letters = {});
 
   // Erases a customer's state, events and dedup keys. Returns whether the
   // customer existed. Later events for the same id start fresh.
   Result<bool> erase_customer(std::string_view customer_id);
+
+  // Writes every change pending since the last checkpoint to `customers`
+  // and `events` in one transaction. Also run by apply_batch (see
+  // StoreOptions) and on destruction.
+  Status checkpoint();
 
   Result<std::optional<CustomerState>> get_customer(std::string_view customer_id) const;
 
@@ -120,7 +149,8 @@ class Store {
   StoreStats stats() const;
   const StoreOptions& options() const;
 
-  // Hot, compacted copy of the environment into an empty directory.
+  // Hot, compacted copy of the environment into an empty directory. It holds
+  // the journal too: opening the copy replays events not yet checkpointed.
   Status backup(const std::string& destination_directory) const;
 
  private:
