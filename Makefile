@@ -1,6 +1,7 @@
 # Rapport — one command per job. See README.md.
 #   make run    install what is missing, build, start rapportd on loopback with state in ./var/rapport
-#   make test   install what is missing, build, run the whole test suite (normal and ASan+UBSan builds)
+#   make test   install what is missing, build, run the whole test suite (normal, ASan+UBSan and TSan
+#               builds, then each libFuzzer target for FUZZ_SECONDS)
 #   make build  Release binaries in build/release
 #   make bench  Google Benchmark suite (figures go to bench/RESULTS.md by hand)
 
@@ -8,11 +9,14 @@ SHELL := /bin/bash
 JOBS ?= $(shell nproc)
 PACKAGES := cmake g++ make pkg-config libboost1.81-dev libsimdjson-dev liblmdb-dev lmdb-utils prometheus-cpp-dev \
             libgtest-dev libgmock-dev libbenchmark-dev libtomlplusplus-dev libcli11-dev libsystemd-dev \
-            prometheus netcat-openbsd curl python3 systemd dpkg-dev procps
+            prometheus netcat-openbsd curl python3 systemd dpkg-dev procps libssl-dev openssl \
+            clang libclang-rt-14-dev llvm-14
 CMAKE_FLAGS ?=
 RUN_FLAGS ?=
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := decoder http
 
-.PHONY: deps build build-test build-asan test test-fast test-asan run bench clean
+.PHONY: deps build build-test build-asan build-tsan build-fuzz test test-fast test-asan test-tsan fuzz run bench clean
 
 deps:
 	@missing=$$(for p in $(PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
@@ -40,8 +44,38 @@ test-fast: build-test
 test-asan: build-asan
 	cd build/asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j $(JOBS) --timeout 900
 
-# The README's test command and what CI runs: the normal build, then ASan+UBSan.
-test: test-fast test-asan
+build-tsan: deps
+	cmake -S . -B build/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRAPPORT_SANITIZE=thread -DRAPPORT_BENCH=OFF -DRAPPORT_WERROR=ON $(CMAKE_FLAGS)
+	cmake --build build/tsan -j $(JOBS)
+
+# The ops label (promtool, Prometheus, the .deb) checks packaging, not threads: normal build only.
+test-tsan: build-tsan
+	cd build/tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ctest --output-on-failure -j $(JOBS) --timeout 900 -LE ops
+
+# libFuzzer targets (tests/fuzz), clang with ASan+UBSan. Each runs FUZZ_SECONDS on a copy of its
+# seed corpus in build/fuzz/work (the committed corpus stays as is); a crash, leak, timeout or OOM
+# fails the target and leaves the reproducer in build/fuzz/artifacts/<target>/. To keep a finding
+# as a regression test, copy the reproducer into tests/fuzz/corpus/<target>/ (fuzz.replay.* replay it).
+build-fuzz: deps
+	cmake -S . -B build/fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DRAPPORT_FUZZ=ON \
+	  -DRAPPORT_TESTS=OFF -DRAPPORT_BENCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS)
+	cmake --build build/fuzz -j $(JOBS) --target $(FUZZ_TARGETS:%=%_fuzz)
+
+fuzz: build-fuzz
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  rm -rf build/fuzz/work/$$t build/fuzz/artifacts/$$t; \
+	  mkdir -p build/fuzz/work/$$t build/fuzz/artifacts/$$t; \
+	  cp tests/fuzz/corpus/$$t/* build/fuzz/work/$$t/; \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+	  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  ASAN_SYMBOLIZER_PATH=/usr/lib/llvm-14/bin/llvm-symbolizer \
+	  ./build/fuzz/tests/fuzz/$${t}_fuzz -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+	    -print_final_stats=1 -artifact_prefix=build/fuzz/artifacts/$$t/ build/fuzz/work/$$t \
+	    || { echo "fuzz: $$t FAILED; reproducer in build/fuzz/artifacts/$$t/"; exit 1; }; \
+	done
+
+# The README's test command and what CI runs: the normal build, ASan+UBSan, TSan, then the fuzzers.
+test: test-fast test-asan test-tsan fuzz
 
 run: build
 	@mkdir -p var/rapport

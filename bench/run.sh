@@ -1,49 +1,433 @@
 #!/usr/bin/env bash
-# End-to-end ingest benchmark: builds Release binaries, starts rapportd on loopback
-# (state in a temp dir under build/), drives it with rapport-loadgen from its own
-# process in each mode, repeats each run, and prints the medians.
-#   bench/run.sh [EVENTS] [REPEATS]
+# End-to-end benchmark of rapportd beside its baselines, in one run, on the same
+# events (see bench/README.md):
+#   - installs what is missing (apt-get, --no-install-recommends): postgresql,
+#     redis-server, gnuplot-nox, hyperfine (+ linux-perf for the profiles);
+#   - builds Release binaries in build/bench;
+#   - generates the events once (rapportctl generate, no duplicates) and
+#     converts them for the baselines (bench/convert_events.py);
+#   - runs every configuration REPEATS times, each ingest run against a fresh
+#     rapportd (empty state dir, default config: durability fsync) driven by
+#     rapport-loadgen from its own process; PostgreSQL 15 and Redis 7 started
+#     by bench/pg_baseline.sh and bench/redis_baseline.sh; the physical
+#     references: rapport-sink (loopback read + decode + ack, no storage) and
+#     the decoder Google Benchmark;
+#   - profiles rapportd with perf where the targets are missed;
+#   - writes the raw results to bench/results/ and bench/RESULTS.md + PNGs
+#     via bench/report.py (re-run `python3 bench/report.py` to rebuild the
+#     report from bench/results/ without re-measuring).
+#
+#   bench/run.sh [--quick] [--events N] [--repeats R] [--duration S] [--mem-customers N]
+#                [--no-install] [--no-baselines] [--no-profile]
+#
+# --quick: fewer events, connections and load points (a few minutes in all).
+# --duration: seconds per timed run of the duration-based configurations
+# (HTTP single, queries, open loop); --mem-customers: customers of the memory run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-EVENTS=${1:-1000000}
-REPEATS=${2:-3}
-make -s deps
-cmake -S . -B build/bench -DCMAKE_BUILD_TYPE=Release -DRAPPORT_TESTS=OFF -DRAPPORT_BENCH=ON >/dev/null
-cmake --build build/bench -j "$(nproc)" --target rapportd rapportctl rapport-loadgen rapport_bench >/dev/null
+ROOT=$PWD
 
-work=$(mktemp -d -p build/bench run.XXXXXX)
-pid=""
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; rm -rf "$work"; }
+QUICK=0 INSTALL=1 BASELINES=1 PROFILE=1 EVENTS="" REPEATS=3 OPT_DURATION="" OPT_MEM=""
+while [ $# -gt 0 ]; do
+  case $1 in
+    --quick) QUICK=1; shift ;;
+    --events) EVENTS=$2; shift 2 ;;
+    --repeats) REPEATS=$2; shift 2 ;;
+    --no-install) INSTALL=0; shift ;;
+    --no-baselines) BASELINES=0; shift ;;
+    --no-profile) PROFILE=0; shift ;;
+    --duration) OPT_DURATION=$2; shift 2 ;;
+    --mem-customers) OPT_MEM=$2; shift 2 ;;
+    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+    *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+if [ "$QUICK" = 1 ]; then
+  EVENTS=${EVENTS:-500000}
+  CUSTOMERS=200000
+  CONNS=(1 4 16)
+  SINGLE_CONNS=(64)
+  QUERY_CONNS=(16)
+  LOAD_FRACTIONS=(0.25 0.5 0.75)
+  DURATION=4
+  MEM_CUSTOMERS=1000000
+  PG_BATCH=50000
+else
+  EVENTS=${EVENTS:-2000000}
+  CUSTOMERS=1000000
+  CONNS=(1 4 16 64)
+  SINGLE_CONNS=(16 64 256)
+  QUERY_CONNS=(16 64)
+  LOAD_FRACTIONS=(0.1 0.25 0.5 0.75 0.9)
+  DURATION=10
+  MEM_CUSTOMERS=10000000
+  PG_BATCH=50000
+fi
+DURATION=${OPT_DURATION:-$DURATION}
+MEM_CUSTOMERS=${OPT_MEM:-$MEM_CUSTOMERS}
+HEADLINE_CONNS=4   # the configuration compared with the baselines
+
+# ---------------------------------------------------------------- install
+if [ "$INSTALL" = 1 ]; then
+  missing=()
+  for p in postgresql redis-server gnuplot-nox hyperfine linux-perf python3 procps; do
+    dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing: ${missing[*]}" >&2
+    SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+    $SUDO apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null ||
+      DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends \
+        $(printf '%s\n' "${missing[@]}" | grep -v linux-perf) >/dev/null
+  fi
+  # Debian's postgresql package may start a cluster of its own; we start ours, so leave theirs alone.
+  make -s deps
+fi
+
+# ---------------------------------------------------------------- build
+B=build/bench
+build() {
+  cmake -S . -B $B -DCMAKE_BUILD_TYPE=Release -DRAPPORT_TESTS=OFF -DRAPPORT_BENCH=ON -DRAPPORT_WERROR=OFF >/dev/null &&
+    cmake --build $B -j "$(nproc)" --target rapportd rapportctl rapport-loadgen rapport-sink rapport_bench >$B.build.log 2>&1
+}
+mkdir -p build
+for attempt in 1 2 3 4; do
+  build && break
+  [ "$attempt" = 4 ] && { tail -30 $B.build.log >&2; echo "build failed" >&2; exit 1; }
+  echo "build failed (files mid-edit?); retrying in 180 s" >&2
+  sleep 180
+done
+RAPPORTD=$B/daemon/rapportd
+RAPPORTCTL=$B/daemon/rapportctl
+LOADGEN=$B/bench/rapport-loadgen
+SINK=$B/bench/rapport-sink
+BENCHBIN=$B/bench/rapport_bench
+
+# ---------------------------------------------------------------- results
+RES=bench/results
+WORK=$ROOT/$B/work
+rm -rf "$WORK"
+mkdir -p "$RES" "$WORK"
+rm -f "$RES"/results.jsonl "$RES"/commands.txt "$RES"/profile_*.txt "$RES"/machine.json "$RES"/interval_*.jsonl
+JSONL=$RES/results.jsonl
+CMDS=$RES/commands.txt
+log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
+note_cmd() { grep -qxF -- "$*" "$CMDS" 2>/dev/null || echo "$*" >>"$CMDS"; }
+T_START=$(date +%s)
+
+# ---------------------------------------------------------------- machine
+state_fs=$(df -P "$WORK" | awk 'NR==2 {print $1}')
+disk_dev=$(basename "$state_fs")
+rot=$(cat "/sys/block/${disk_dev%%[0-9]*}/queue/rotational" 2>/dev/null || echo "?")
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+fsync_rate=$(timeout 60 "$PGBIN/pg_test_fsync" -s 2 -f "$WORK/fsync.test" 2>/dev/null |
+  awk '/Compare file sync methods using one 8kB write/ {f=1} f && $1 == "fdatasync" {print $2; exit}' || true)
+rm -f "$WORK/fsync.test"
+python3 - "$RES/machine.json" <<EOF
+import json, os, platform, subprocess, sys
+def sh(c):
+    try: return subprocess.run(c, shell=True, capture_output=True, text=True).stdout.strip()
+    except Exception: return ""
+json.dump({
+  "cores": os.cpu_count(),
+  "cpu_model": sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip(),
+  "mem_gb": round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30, 1),
+  "kernel": platform.release(),
+  "os": sh(". /etc/os-release && echo \$PRETTY_NAME"),
+  "disk": sh("df -hPT $WORK | awk 'NR==2 {print \$1\" \"\$2\" \"\$3\" size, \"\$5\" free\"}'"),
+  "rotational": "$rot",
+  "fdatasync_per_s": "$fsync_rate",
+  "loadavg_start": open('/proc/loadavg').read().split()[:3],
+  "date": sh("date -u +%Y-%m-%dT%H:%M:%SZ"),
+  "git": sh("git rev-parse --short HEAD") + (" + uncommitted changes" if sh("git status --porcelain -uno") else ""),
+  "quick": $QUICK, "events": $EVENTS, "customers": $CUSTOMERS, "repeats": $REPEATS,
+  "postgresql": sh("$PGBIN/postgres --version"),
+  "redis": sh("redis-server --version"),
+  "compiler": sh("c++ --version | head -1"),
+}, open(sys.argv[1], "w"), indent=1)
+EOF
+log "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), fdatasync/s ${fsync_rate:-?}"
+
+# ---------------------------------------------------------------- helpers
+TCK=$(getconf CLK_TCK)
+pid="" HTTP="" TCP=""
+cleanup() {
+  [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+  [ -n "${sink_pid:-}" ] && kill -TERM "$sink_pid" 2>/dev/null && wait "$sink_pid" 2>/dev/null || true
+}
 trap cleanup EXIT
 
-start_daemon() {
-  rm -rf "$work/state"
-  build/bench/daemon/rapportd --http 127.0.0.1:0 --tcp 127.0.0.1:0 --state-dir "$work/state" 2>"$work/log" &
-  pid=$!
-  for _ in $(seq 100); do grep -q "listening" "$work/log" 2>/dev/null && break; sleep 0.1; done
-  HTTP=$(sed -n 's/.*listening http=\([^ ]*\) tcp=.*/\1/p' "$work/log")
-  TCP=$(sed -n 's/.*listening http=[^ ]* tcp=\(.*\)$/\1/p' "$work/log")
-}
-stop_daemon() { kill -TERM "$pid"; wait "$pid" || true; pid=""; }
-
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-
-run_mode() {  # mode connections batch
-  local mode=$1 conns=$2 batch=$3 rates=()
-  for _ in $(seq "$REPEATS"); do
-    start_daemon
-    line=$(build/bench/bench/rapport-loadgen --mode "$mode" --tcp "$TCP" --http "$HTTP" -c "$conns" \
-             -n "$EVENTS" --customers 1000000 --batch "$batch")
-    stop_daemon
-    echo "  $line" >&2
-    rates+=("$(sed -n 's/.*events_per_s=\([0-9]*\).*/\1/p' <<<"$line")")
+start_daemon() {  # [extra rapportd flags]; fresh state dir unless KEEP_STATE=1
+  local attempt
+  for attempt in 1 2; do
+    [ "${KEEP_STATE:-0}" = 1 ] || rm -rf "$WORK/state"
+    "$RAPPORTD" --http 127.0.0.1:0 --tcp 127.0.0.1:0 --state-dir "$WORK/state" "$@" 2>"$WORK/daemon.log" &
+    pid=$!
+    # Up to 2 minutes: on the shared machine a start (or the previous daemon's exit) can be slow.
+    for _ in $(seq 1200); do grep -q "listening" "$WORK/daemon.log" 2>/dev/null && break; sleep 0.1; done
+    HTTP=$(sed -n 's/.*listening http=\([^ ]*\) tcp=.*/\1/p' "$WORK/daemon.log")
+    TCP=$(sed -n 's/.*listening http=[^ ]* tcp=\(.*\)$/\1/p' "$WORK/daemon.log")
+    if [ -n "$HTTP" ]; then
+      for _ in $(seq 600); do curl -sf -m 1 "http://$HTTP/readyz" >/dev/null 2>&1 && return 0; sleep 0.1; done
+    fi
+    log "rapportd did not get ready (attempt $attempt): $(tail -3 "$WORK/daemon.log" | tr '\n' ' ')"
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    pid=""
   done
-  printf '%s\n' "${rates[@]}" | median
+  echo "rapportd did not start" >&2
+  exit 1
+}
+stop_daemon() {
+  local t0; t0=$(date +%s.%N)
+  kill -TERM "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  pid=""
+  STOP_S=$(awk -v a="$(date +%s.%N)" -v b="$t0" 'BEGIN {printf "%.3f", a - b}')
+}
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+div() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a / b}'; }
+rss_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+# Runs rapport-loadgen against the running daemon and appends a record.
+#   measure CONFIG REPEAT loadgen-args...
+measure() {
+  local config=$1 repeat=$2; shift 2
+  local d0 m0 load out rc=0
+  d0=$(cpu_ticks "$pid"); m0=$(busy_ticks); load=$(cut -d' ' -f1 /proc/loadavg)
+  local w0; w0=$(date +%s.%N)
+  note_cmd "rapport-loadgen $*"
+  out=$("$LOADGEN" --tcp "$TCP" --http "$HTTP" --json -q --label "$config" "$@" 2>>"$WORK/loadgen.err") || rc=$?
+  local d1 m1 wall; d1=$(cpu_ticks "$pid"); m1=$(busy_ticks)
+  wall=$(awk -v a="$(date +%s.%N)" -v b="$w0" 'BEGIN {printf "%.3f", a - b}')
+  [ -n "$out" ] || out=null
+  # The writer's view since the daemon started (fresh daemon per ingest run): group commits and their durations.
+  local commits
+  commits=$(curl -s -m 5 "http://$HTTP/metrics" | awk '
+    /^rapport_commit_batch_events_sum/ {bs = $2} /^rapport_commit_batch_events_count/ {bc = $2}
+    /^rapport_commit_duration_seconds_sum/ {ds = $2} /^rapport_commit_duration_seconds_count/ {dc = $2}
+    END {printf "{\"commits\":%d,\"events\":%d,\"seconds\":%.3f}", bc, bs, ds}')
+  printf '{"kind":"rapport","config":"%s","repeat":%d,"rc":%d,"load1":%s,"wall_s":%s,"daemon_cpu_s":%s,"machine_busy_s":%s,"daemon_rss_kb":%s,"daemon_anon_kb":%s,"writer":%s,"loadgen":%s}\n' \
+    "$config" "$repeat" "$rc" "$load" "$wall" "$(div $((d1 - d0)) "$TCK")" "$(div $((m1 - m0)) "$TCK")" \
+    "$(rss_kb "$pid" VmRSS)" "$(rss_kb "$pid" RssAnon)" "${commits:-null}" "$out" >>"$JSONL"
+  LAST=$out
+  local eps; eps=$(python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(d['events_per_s'] if d else 0)" "$out")
+  log "  $config #$repeat: ${eps} events/s (rc $rc)"
+  [ "$rc" = 0 ] || tail -3 "$WORK/loadgen.err" >&2
+}
+median_of() {  # CONFIG FIELD -> median of loadgen.FIELD over the records of CONFIG
+  python3 - "$JSONL" "$1" "$2" <<'EOF'
+import json, statistics, sys
+v = []
+for l in open(sys.argv[1]):
+    r = json.loads(l)
+    if r.get("config") == sys.argv[2] and r.get("loadgen"):
+        v.append(r["loadgen"][sys.argv[3]])
+print(int(statistics.median(v)) if v else 0)
+EOF
+}
+ingest() {  # CONFIG MODE CONNS [more loadgen args]: REPEATS runs, each on a fresh daemon, the events file once
+  local config=$1 mode=$2 conns=$3; shift 3
+  for r in $(seq "$REPEATS"); do
+    start_daemon
+    measure "$config" "$r" --mode "$mode" -c "$conns" --file "$EVENTS_FILE" -n "$EVENTS" "$@"
+    stop_daemon
+  done
 }
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-echo "| mode | connections | events/request | median events/s |"
-echo "|---|---|---|---|"
-echo "| tcp | 4 | 1000 | $(run_mode tcp 4 1000) |"
-echo "| http-batch | 4 | 1000 | $(run_mode http-batch 4 1000) |"
-echo "| http-single | 16 | 1 | $(EVENTS=$((EVENTS / 10)) run_mode http-single 16 1) |"
+# ---------------------------------------------------------------- events
+EVENTS_FILE=$WORK/events.ndjson
+log "generating $EVENTS events over $CUSTOMERS customers"
+note_cmd "rapportctl generate --customers $CUSTOMERS --events $EVENTS --seed 1 --duplicates 0 > events.ndjson"
+"$RAPPORTCTL" generate --customers "$CUSTOMERS" --events "$EVENTS" --seed 1 --duplicates 0 >"$EVENTS_FILE"
+EVENT_BYTES=$(stat -c %s "$EVENTS_FILE")
+
+# ---------------------------------------------------------------- decode-only references
+log "decoder benchmark (one core)"
+note_cmd "rapport_bench --benchmark_filter='BM_(DecodeLine|DomParseLine|DecodeBodyNdjson1000|DomParseLines1000)\$' --benchmark_repetitions=$REPEATS --benchmark_format=json"
+"$BENCHBIN" --benchmark_filter='BM_(DecodeLine|DomParseLine|DecodeBodyNdjson1000|DomParseLines1000)$' \
+  --benchmark_repetitions="$REPEATS" --benchmark_format=json 2>/dev/null >"$WORK/decoder.json" || true
+python3 - "$WORK/decoder.json" >>"$JSONL" <<'EOF'
+import json, statistics, sys
+try:
+    d = json.load(open(sys.argv[1]))
+except Exception:
+    sys.exit(0)
+by = {}
+for b in d["benchmarks"]:
+    if b.get("run_type") == "iteration":
+        by.setdefault(b["run_name"], []).append(b)
+for name, runs in by.items():
+    print(json.dumps({"kind": "decode", "config": name, "runs": len(runs),
+                      "items_per_s": statistics.median(r["items_per_second"] for r in runs),
+                      "bytes_per_s": statistics.median(r["bytes_per_second"] for r in runs)}))
+EOF
+
+log "rapport-sink (loopback + decode, no storage)"
+"$SINK" 2>"$WORK/sink.log" &
+sink_pid=$!
+for _ in $(seq 50); do grep -q listening "$WORK/sink.log" && break; sleep 0.1; done
+SINK_ADDR=$(sed -n 's/.*tcp=//p' "$WORK/sink.log")
+for r in $(seq "$REPEATS"); do
+  note_cmd "rapport-loadgen --mode sink --tcp SINK -c $HEADLINE_CONNS --file events.ndjson -n $EVENTS --json"
+  d0=$(cpu_ticks "$sink_pid")
+  out=$("$LOADGEN" --mode sink --tcp "$SINK_ADDR" -c "$HEADLINE_CONNS" --file "$EVENTS_FILE" -n "$EVENTS" --json -q --label sink)
+  d1=$(cpu_ticks "$sink_pid")
+  printf '{"kind":"rapport","config":"sink_c%d","repeat":%d,"rc":0,"load1":%s,"daemon_cpu_s":%s,"loadgen":%s}\n' \
+    "$HEADLINE_CONNS" "$r" "$(cut -d' ' -f1 /proc/loadavg)" "$(div $((d1 - d0)) "$TCK")" "$out" >>"$JSONL"
+done
+kill -TERM "$sink_pid"; wait "$sink_pid" 2>/dev/null || true; sink_pid=""
+
+# ---------------------------------------------------------------- rapportd ingest: throughput vs connections
+for c in "${CONNS[@]}"; do
+  log "tcp, $c connections"
+  ingest "tcp_c$c" tcp "$c" --batch 1000
+done
+for c in "${CONNS[@]}"; do
+  log "http-batch, $c connections"
+  ingest "http_batch_c$c" http-batch "$c" --batch 1000
+done
+for c in "${SINGLE_CONNS[@]}"; do
+  log "http-single, $c connections (${DURATION} s each)"
+  for r in $(seq "$REPEATS"); do
+    start_daemon
+    measure "http_single_c$c" "$r" --mode http-single -c "$c" --file "$EVENTS_FILE" -n "$EVENTS" --duration "$DURATION"
+    stop_daemon
+  done
+done
+
+# ---------------------------------------------------------------- point queries
+log "point queries: preload the events, then GET /v1/customers/{id} (ids Zipf-skewed like the events)"
+start_daemon
+measure "preload" 1 --mode tcp -c 4 --file "$EVENTS_FILE" -n "$EVENTS"
+for c in "${QUERY_CONNS[@]}"; do
+  for r in $(seq "$REPEATS"); do
+    measure "query_c$c" "$r" --mode query -c "$c" --file "$EVENTS_FILE" -n "$EVENTS" --duration "$DURATION"
+  done
+done
+stop_daemon
+
+# ---------------------------------------------------------------- latency vs offered load (open loop)
+PEAK=$(median_of "tcp_c$HEADLINE_CONNS" events_per_s)
+log "latency vs offered load: tcp open loop, fractions of the peak $PEAK events/s"
+for f in "${LOAD_FRACTIONS[@]}"; do
+  rate=$(python3 -c "print(int($PEAK * $f))")
+  for r in $(seq "$REPEATS"); do
+    start_daemon
+    measure "open_tcp_$f" "$r" --mode tcp -c "$HEADLINE_CONNS" --file "$EVENTS_FILE" -n "$EVENTS" --batch 100 \
+      --rate "$rate" --duration "$DURATION"
+    stop_daemon
+  done
+done
+
+# ---------------------------------------------------------------- offline import (hyperfine)
+if command -v hyperfine >/dev/null; then
+  log "rapportctl import (no network), hyperfine"
+  note_cmd "hyperfine --runs $REPEATS --prepare 'rm -rf STATE' 'rapportctl import events.ndjson --state-dir STATE --quiet'"
+  hyperfine --runs "$REPEATS" --prepare "rm -rf $WORK/import" --export-json "$WORK/import.json" \
+    "$RAPPORTCTL import $EVENTS_FILE --state-dir $WORK/import --quiet" >/dev/null 2>&1 || true
+  python3 - "$WORK/import.json" "$EVENTS" >>"$JSONL" <<'EOF'
+import json, statistics, sys
+try:
+    r = json.load(open(sys.argv[1]))["results"][0]
+except Exception:
+    sys.exit(0)
+n = int(sys.argv[2])
+print(json.dumps({"kind": "import", "config": "rapportctl_import", "runs": len(r["times"]),
+                  "median_s": statistics.median(r["times"]), "events_per_s": n / statistics.median(r["times"])}))
+EOF
+  rm -rf "$WORK/import"
+fi
+
+# ---------------------------------------------------------------- memory with many customers
+log "memory: $MEM_CUSTOMERS customers (every one appears), TCP ingest then restart and queries"
+start_daemon
+note_cmd "rapport-loadgen --mode tcp -c 4 -n $MEM_CUSTOMERS --customers $MEM_CUSTOMERS --cycle-customers --zipf 0 --seed 7"
+measure "memory_ingest" 1 --mode tcp -c 4 -n "$MEM_CUSTOMERS" --customers "$MEM_CUSTOMERS" --cycle-customers --zipf 0 --seed 7
+after_ingest_rss=$(rss_kb "$pid" VmRSS) after_ingest_anon=$(rss_kb "$pid" RssAnon) hwm=$(rss_kb "$pid" VmHWM)
+customers_seen=$(curl -s "http://$HTTP/metrics" | awk '/^rapport_customers\{/ {s += $2} END {printf "%d", s}')
+stop_daemon
+mem_stop_s=$STOP_S
+KEEP_STATE=1 start_daemon
+sleep 2
+restart_rss=$(rss_kb "$pid" VmRSS) restart_anon=$(rss_kb "$pid" RssAnon)
+measure "memory_query" 1 --mode query -c 16 -n 200000 --customers "$MEM_CUSTOMERS" --zipf 0 --seed 8 \
+  --duration "$DURATION"
+query_rss=$(rss_kb "$pid" VmRSS) query_anon=$(rss_kb "$pid" RssAnon)
+disk_kb=$(du -sk "$WORK/state" | cut -f1)
+stop_daemon
+printf '{"kind":"memory","customers":%s,"customers_metric":%s,"after_ingest_rss_kb":%s,"after_ingest_anon_kb":%s,"ingest_hwm_kb":%s,"stop_s":%s,"restart_rss_kb":%s,"restart_anon_kb":%s,"after_queries_rss_kb":%s,"after_queries_anon_kb":%s,"state_dir_kb":%s}\n' \
+  "$MEM_CUSTOMERS" "${customers_seen:-0}" "$after_ingest_rss" "$after_ingest_anon" "$hwm" "$mem_stop_s" "$restart_rss" \
+  "$restart_anon" "$query_rss" "$query_anon" "$disk_kb" >>"$JSONL"
+
+# ---------------------------------------------------------------- baselines
+if [ "$BASELINES" = 1 ]; then
+  log "converting the events for the baselines"
+  note_cmd "python3 bench/convert_events.py events.ndjson CONVERTED --pg-batch $PG_BATCH --redis-parts $HEADLINE_CONNS"
+  python3 bench/convert_events.py "$EVENTS_FILE" "$WORK/conv" --pg-batch "$PG_BATCH" --redis-parts "$HEADLINE_CONNS" >/dev/null
+  log "PostgreSQL"
+  note_cmd "bench/pg_baseline.sh CONVERTED --clients 2 --repeats $REPEATS"
+  bench/pg_baseline.sh "$WORK/conv" --clients 2 --repeats "$REPEATS" --out "$WORK/pg.jsonl" >/dev/null ||
+    log "PostgreSQL baseline failed"
+  for fs in always everysec; do
+    log "Redis appendfsync $fs"
+    note_cmd "bench/redis_baseline.sh CONVERTED --fsync $fs --repeats $REPEATS"
+    bench/redis_baseline.sh "$WORK/conv" --fsync "$fs" --repeats "$REPEATS" --out "$WORK/redis_$fs.jsonl" >/dev/null ||
+      log "Redis ($fs) baseline failed"
+  done
+  cat "$WORK"/pg.jsonl "$WORK"/redis_*.jsonl 2>/dev/null | sed 's/^{/{"kind":"baseline",/' >>"$JSONL" || true
+  rm -rf "$WORK/conv"
+fi
+
+# ---------------------------------------------------------------- profiles
+if [ "$PROFILE" = 1 ] && command -v perf >/dev/null; then
+  threads_sample() { for t in /proc/"$pid"/task/*; do echo "$(basename "$t") $(cat "$t/schedstat" 2>/dev/null)"; done; }
+  profile() {  # NAME SECONDS loadgen-args...
+    local name=$1 secs=$2; shift 2
+    log "profile: $name"
+    start_daemon
+    if [ "$name" = query ]; then
+      "$LOADGEN" --tcp "$TCP" --http "$HTTP" --mode tcp -c 4 --file "$EVENTS_FILE" -n "$EVENTS" -q >/dev/null 2>&1 || true
+    fi
+    "$LOADGEN" --tcp "$TCP" --http "$HTTP" -q --no-verify "$@" --duration $((2 * secs + 4)) >"$WORK/profile_load.txt" 2>&1 &
+    local lg=$!
+    sleep 2
+    {
+      echo "## $name: rapport-loadgen $*"
+      echo "### per thread over ${secs} s (/proc/PID/task/TID/schedstat): on CPU, runnable but waiting for a CPU, context switches"
+      threads_sample >"$WORK/sched0"
+      perf stat -e task-clock,context-switches,cpu-migrations,page-faults -p "$pid" -- sleep "$secs" 2>&1 | sed '/^$/d'
+      threads_sample >"$WORK/sched1"
+      join <(sort "$WORK/sched0") <(sort "$WORK/sched1") | sort -k1,1n |
+        awk -v s="$secs" '{run = ($5 - $2) / s / 1e7; wait = ($6 - $3) / s / 1e7;
+          if (run + wait >= 1) printf "thread %-8s on CPU %5.1f %%   waiting for a CPU %5.1f %%   switches %d\n", $1, run, wait, $7 - $4}'
+    } >"$RES/profile_$name.txt"
+    perf record -F 499 -o "$WORK/perf.data" -p "$pid" -- sleep "$secs" >/dev/null 2>&1 || true
+    wait "$lg" || true
+    echo "loadgen: $(cat "$WORK/profile_load.txt")" >>"$RES/profile_$name.txt"
+    {
+      echo "### perf report (self time, top symbols)"
+      perf report -i "$WORK/perf.data" --no-children --sort dso,symbol --stdio 2>/dev/null |
+        grep -v '^#' | sed -E '/^$/d; s/[[:space:]]+$//; s/^(.{150}).*/\1…/' | head -30 || true
+    } >>"$RES/profile_$name.txt"
+    stop_daemon
+    rm -f "$WORK/perf.data"
+  }
+  profile tcp 8 --mode tcp -c "$HEADLINE_CONNS" --file "$EVENTS_FILE" -n "$EVENTS"
+  profile http_single 8 --mode http-single -c 64 --file "$EVENTS_FILE" -n "$EVENTS"
+  profile query 8 --mode query -c 16 --file "$EVENTS_FILE" -n "$EVENTS"
+fi
+
+# ---------------------------------------------------------------- report
+T_END=$(date +%s)
+python3 - "$RES/machine.json" "$((T_END - T_START))" <<'EOF'
+import json, sys
+m = json.load(open(sys.argv[1]))
+m["loadavg_end"] = open('/proc/loadavg').read().split()[:3]
+m["wall_s"] = int(sys.argv[2])
+json.dump(m, open(sys.argv[1], "w"), indent=1)
+EOF
+python3 bench/report.py
+log "done in $((T_END - T_START)) s: bench/RESULTS.md"

@@ -9,11 +9,16 @@
 namespace rapport {
 namespace {
 
+constexpr std::size_t kMinTokenChars = 16;
+
 // Reads one TOML table, remembering which keys were understood so that the
 // rest can be reported as unknown.
 class Section {
  public:
-  Section(const toml::table* table, std::string name) : table_(table), name_(std::move(name)) {}
+  // `secret`: the section holds tokens; an unknown key as long as a token is
+  // reported without its name (it may be a token pasted in the wrong place).
+  Section(const toml::table* table, std::string name, bool secret = false)
+      : table_(table), name_(std::move(name)), secret_(secret) {}
 
   template <typename T>
   void number(std::string_view key, T& out, double min, double max) {
@@ -48,6 +53,16 @@ class Section {
       out = *s;
     } else {
       fail(key, "must be a string");
+    }
+  }
+
+  void boolean(std::string_view key, bool& out) {
+    const toml::node* node = find(key);
+    if (node == nullptr || !error_.empty()) return;
+    if (auto b = node->value<bool>(); b && node->is_boolean()) {
+      out = *b;
+    } else {
+      fail(key, "must be true or false");
     }
   }
 
@@ -89,7 +104,9 @@ class Section {
     if (table_ == nullptr || !error_.empty()) return;
     for (const auto& [k, v] : *table_) {
       if (std::find(seen_.begin(), seen_.end(), k.str()) == seen_.end()) {
-        error_ = "unknown key '" + qualified(k.str()) + "'";
+        error_ = secret_ && k.str().size() >= kMinTokenChars
+                     ? "unknown key in '" + name_ + "' (name not shown: it is as long as a token)"
+                     : "unknown key '" + qualified(k.str()) + "'";
         return;
       }
     }
@@ -120,6 +137,7 @@ class Section {
 
   const toml::table* table_;
   std::string name_;
+  bool secret_ = false;
   std::vector<std::string> seen_;
   std::string error_;
 };
@@ -161,14 +179,26 @@ Status apply_toml(const toml::table& root, Config& c) {
   ingest.finish();
   c.server.decode.max_line_bytes = l.max_line_bytes;
 
-  Section auth(top.table("auth"), "auth");
+  Section tls(top.table("tls"), "tls");
+  tls.string("cert_file", c.server.tls.cert_file);
+  tls.string("key_file", c.server.tls.key_file);
+  tls.boolean("http", c.server.tls.http);
+  tls.boolean("tcp", c.server.tls.tcp);
+  tls.choice("min_version", c.server.tls.min_version, {"1.2", "1.3"});
+  tls.finish();
+
+  Section metrics(top.table("metrics"), "metrics");
+  metrics.string("address", c.server.metrics_address);
+  metrics.finish();
+
+  Section auth(top.table("auth"), "auth", /*secret=*/true);
   if (const toml::array* tokens = auth.array("tokens")) {
     c.tokens.clear();
     std::size_t i = 0;
     for (const toml::node& node : *tokens) {
       const std::string name = "auth.tokens[" + std::to_string(i++) + "]";
       if (!node.is_table()) return Status::Error("'" + name + "' must be a table {token = ..., scopes = [...]}");
-      Section t(node.as_table(), name);
+      Section t(node.as_table(), name, /*secret=*/true);
       TokenGrant grant;
       t.string("token", grant.token);
       std::string scopes_joined;
@@ -180,7 +210,9 @@ Status apply_toml(const toml::table& root, Config& c) {
       }
       t.finish();
       if (!t.error().empty()) return Status::Error(t.error());
-      if (grant.token.size() < 16) return Status::Error("'" + name + ".token' must be at least 16 characters");
+      if (grant.token.size() < kMinTokenChars) {
+        return Status::Error("'" + name + ".token' must be at least " + std::to_string(kMinTokenChars) + " characters");
+      }
       grant.scopes = TokenSet::parse_scopes(scopes_joined);
       if (grant.scopes == 0) {
         return Status::Error("'" + name + ".scopes' must list one or more of \"ingest\", \"read\", \"admin\"");
@@ -236,7 +268,8 @@ Status apply_toml(const toml::table& root, Config& c) {
   daemon.finish();
 
   top.finish();
-  for (const Section* s : {&server, &storage, &ingest, &auth, &sat, &loy, &cost, &scoring, &value, &log, &daemon, &top}) {
+  for (const Section* s :
+       {&server, &storage, &ingest, &tls, &metrics, &auth, &sat, &loy, &cost, &scoring, &value, &log, &daemon, &top}) {
     if (!s->error().empty()) return Status::Error(s->error());
   }
   if (c.value.platinum_fraction + c.value.gold_fraction > 1) {
@@ -302,6 +335,24 @@ Status validate_config(const Config& c) {
   }
   if (c.storage.initial_map_bytes > c.storage.max_map_bytes) {
     return Status::Error("'storage.initial_map_bytes' must not exceed 'storage.max_map_bytes'");
+  }
+  const TlsOptions& tls = c.server.tls;
+  if (tls.enabled()) {
+    if (tls.cert_file.empty() || tls.key_file.empty()) {
+      return Status::Error("'tls.cert_file' and 'tls.key_file' are required when 'tls.http' or 'tls.tcp' is true");
+    }
+    if (Status s = check_tls(tls); !s.ok()) return s;
+  } else if (!tls.cert_file.empty() || !tls.key_file.empty()) {
+    return Status::Error(
+        "'tls.cert_file'/'tls.key_file' are set but neither 'tls.http' nor 'tls.tcp' is true: "
+        "set the listener(s) that should speak TLS, or remove the files");
+  }
+  if (!c.server.metrics_address.empty()) {
+    for (const std::string* a : {&c.server.http_address, &c.server.tcp_address}) {
+      if (*a == c.server.metrics_address && a->substr(a->rfind(':') + 1) != "0") {
+        return Status::Error("'metrics.address' " + *a + " is also the address of another listener");
+      }
+    }
   }
   return Status::Ok();
 }

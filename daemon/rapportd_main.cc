@@ -80,6 +80,9 @@ int run(const std::string& config_path, const Overrides& overrides) {
   sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
+  // A file-size limit (ulimit -f, systemd LimitFSIZE=) must turn into failed writes (EFBIG) that storage
+  // reports as clean refusals, not into SIGXFSZ killing the daemon mid-commit.
+  signal(SIGXFSZ, SIG_IGN);
 
   auto store = Store::open(config->storage);
   if (!store.ok()) {
@@ -106,8 +109,10 @@ int run(const std::string& config_path, const Overrides& overrides) {
       server_options.http_fd = fd;
     } else if (name == "tcp") {
       server_options.tcp_fd = fd;
+    } else if (name == "metrics") {
+      server_options.metrics_fd = fd;
     } else {
-      log_warn("ignoring passed socket named '" + name + "' (expected 'http' or 'tcp')");
+      log_warn("ignoring passed socket named '" + name + "' (expected 'http', 'tcp' or 'metrics')");
     }
   }
   if (names != nullptr) {
@@ -124,6 +129,13 @@ int run(const std::string& config_path, const Overrides& overrides) {
     writer.stop();
     return 2;
   }
+  if (server_options.tls.enabled()) {
+    log_info(std::string("tls: http ") + (server_options.tls.http ? "on" : "off") + ", tcp " +
+             (server_options.tls.tcp ? "on" : "off") + ", TLS >= " + server_options.tls.min_version + ", cert " +
+             server_options.tls.cert_file);
+  }
+  // Before the "listening" line, which tools wait for: the metrics address is known by then.
+  if (!(*server)->metrics_endpoint().empty()) log_info("listening metrics=" + (*server)->metrics_endpoint());
   log_info("listening http=" + (*server)->http_endpoint() + " tcp=" + (*server)->tcp_endpoint());
   sd_notify(0, "READY=1");
 
@@ -146,8 +158,18 @@ int run(const std::string& config_path, const Overrides& overrides) {
       }
       if (reloaded->server.http_address != config->server.http_address ||
           reloaded->server.tcp_address != config->server.tcp_address ||
+          reloaded->server.metrics_address != config->server.metrics_address ||
+          reloaded->server.tls.http != config->server.tls.http || reloaded->server.tls.tcp != config->server.tls.tcp ||
           reloaded->storage.directory != config->storage.directory) {
-        log_warn("listen addresses and the state dir change only on restart");
+        log_warn("listen addresses, which listeners speak TLS and the state dir change only on restart");
+      }
+      if (server_options.tls.enabled()) {  // a new certificate for new connections; the listeners stay as started
+        TlsOptions tls = reloaded->server.tls;
+        tls.http = server_options.tls.http;
+        tls.tcp = server_options.tls.tcp;
+        if (Status s = (*server)->reload_tls(tls); !s.ok()) {
+          log_error("keeping the running TLS certificate: " + s.message());
+        }
       }
       config = std::make_shared<const Config>(std::move(reloaded.value()));
       set_log_level(parse_log_level(config->log_level));

@@ -14,12 +14,16 @@
 //  - All state of a connection is touched only on its strand; the registry
 //    is guarded by Core::registry_mutex. After shutdown has joined the io
 //    threads it closes the remaining sockets directly (no concurrency left).
+//  - TLS: each connection of a TLS listener holds the shared_ptr of the
+//    ssl::context it was created with (declared before its stream), so a
+//    reload that swaps Core's context never frees one still in use.
 #pragma once
 
 #include <array>
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <chrono>
@@ -41,6 +45,25 @@ namespace rapport::net {
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 using Strand = asio::strand<asio::io_context::executor_type>;
+
+namespace ssl = asio::ssl;
+
+// Which listener a connection came from. The metrics listener speaks HTTP
+// (counted under the http transport) but serves only /metrics and /healthz.
+enum class Front : std::uint8_t { kTcp, kHttp, kMetrics };
+inline constexpr std::size_t kFrontCount = 3;
+inline Transport transport_of(Front front) { return front == Front::kTcp ? Transport::kTcp : Transport::kHttp; }
+
+// The metrics listener's own connection cap (scrapers are few; the main caps do not apply).
+inline constexpr std::size_t kMaxMetricsConnections = 64;
+
+// A TLS record starts with content type 22 (handshake); anything else on a
+// TLS port is a plaintext client, answered in plaintext and closed.
+inline bool starts_tls_handshake(char first_byte) { return static_cast<unsigned char>(first_byte) == 0x16; }
+
+// A server context for `tls` (tls.cc): TLS >= min_version, no renegotiation,
+// the certificate chain and key loaded and checked. Errors name the file.
+Result<std::shared_ptr<ssl::context>> make_tls_context(const TlsOptions& tls);
 
 // Limits and decode options, swapped as a whole by set_limits.
 struct Settings {
@@ -89,13 +112,23 @@ struct Core : std::enable_shared_from_this<Core> {
     return tokens_;
   }
   void set_tokens(std::shared_ptr<const TokenSet> tokens);
+  // The context for new connections of a TLS front; null when `front` speaks plaintext.
+  std::shared_ptr<ssl::context> tls_context(Front front) const {
+    if (!(front == Front::kHttp ? tls_http : front == Front::kTcp && tls_tcp)) return nullptr;
+    std::lock_guard lock(settings_mutex);
+    return tls_;
+  }
+  void set_tls_context(std::shared_ptr<ssl::context> context) {
+    std::lock_guard lock(settings_mutex);
+    tls_ = std::move(context);
+  }
 
   // Registers a new connection; false once draining (the caller closes it).
   bool add(const std::shared_ptr<Connection>& connection);
   // Forgets a closed connection (once).
-  void remove(std::uint64_t id, Transport transport);
+  void remove(std::uint64_t id, Front front);
   std::vector<std::shared_ptr<Connection>> snapshot();
-  std::size_t open(Transport t) const { return open_count[static_cast<std::size_t>(t)].load(); }
+  std::size_t open(Front f) const { return open_count[static_cast<std::size_t>(f)].load(); }
   bool draining() const { return draining_flag.load(std::memory_order_acquire); }
 
   HttpHandler& handler;
@@ -105,13 +138,18 @@ struct Core : std::enable_shared_from_this<Core> {
   mutable std::mutex settings_mutex;
   std::shared_ptr<const Settings> settings_;  // guarded by settings_mutex
   std::shared_ptr<const TokenSet> tokens_;    // guarded by settings_mutex
+  std::shared_ptr<ssl::context> tls_;         // guarded by settings_mutex
+  // Fixed before the io threads start.
+  bool tls_http = false;
+  bool tls_tcp = false;
+  bool metrics_separate = false;  // the main HTTP listener answers 404 for /metrics
 
   std::mutex registry_mutex;
   std::condition_variable registry_changed;
   std::unordered_map<std::uint64_t, std::weak_ptr<Connection>> connections;  // guarded by registry_mutex
   std::uint64_t next_id = 1;                                                 // guarded by registry_mutex
   std::atomic<bool> draining_flag{false};                                    // written under registry_mutex
-  std::array<std::atomic<std::size_t>, 2> open_count{};
+  std::array<std::atomic<std::size_t>, kFrontCount> open_count{};
 
   // Last member: destroyed first, destroying any pending handlers (and with
   // them idle connections) while the members above still exist.
@@ -120,7 +158,7 @@ struct Core : std::enable_shared_from_this<Core> {
 
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(Core& core, Transport transport) : core_(core), transport_(transport) {}
+  Connection(Core& core, Front front) : core_(core), front_(front), transport_(transport_of(front)) {}
   virtual ~Connection() = default;
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -134,6 +172,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   virtual Strand& strand() = 0;
 
   std::uint64_t id() const { return id_; }
+  Front front() const { return front_; }
   Transport transport() const { return transport_; }
   // Called by Core::add under the registry mutex, before the connection starts.
   void set_registered(std::uint64_t id) {
@@ -146,11 +185,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void finished() {
     if (registered_) {
       registered_ = false;
-      core_.remove(id_, transport_);
+      core_.remove(id_, front_);
     }
   }
 
   Core& core_;
+  const Front front_;
   const Transport transport_;
   std::uint64_t id_ = 0;
   bool registered_ = false;
@@ -172,8 +212,12 @@ struct Anchor {
 void linger_close(std::shared_ptr<Connection> owner, tcp::socket& socket, asio::steady_timer& timer,
                   std::chrono::milliseconds linger, std::function<void()> done);
 
-// Factories (tcp_front.cc, http_front.cc). `socket` is bound to `strand`, a new strand.
-std::shared_ptr<Connection> make_tcp_connection(Core& core, Strand strand, tcp::socket socket);
-std::shared_ptr<Connection> make_http_connection(Core& core, Strand strand, tcp::socket socket);
+// Factories (tcp_front.cc, http_front.cc). `socket` is bound to `strand`, a
+// new strand. A non-null `tls` makes a TLS connection (handshake first).
+// `front` is Front::kHttp or Front::kMetrics for HTTP.
+std::shared_ptr<Connection> make_tcp_connection(Core& core, Strand strand, tcp::socket socket,
+                                                std::shared_ptr<ssl::context> tls);
+std::shared_ptr<Connection> make_http_connection(Core& core, Strand strand, tcp::socket socket, Front front,
+                                                 std::shared_ptr<ssl::context> tls);
 
 }  // namespace rapport::net

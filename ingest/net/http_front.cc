@@ -12,15 +12,24 @@
 // dead-lettered durably before the answer.
 // Limits: header over max_header_bytes -> 431, body over max_body_bytes ->
 // 413, malformed request -> 400; each then closes the connection.
+// The metrics listener (Front::kMetrics) serves only /metrics and /healthz
+// (404 for the rest); with it, the main listener answers 404 for /metrics.
+// TLS (the connection is templated on its stream): the first bytes must
+// start a TLS handshake, else a plaintext client gets a plaintext 400 and
+// the connection closes; the handshake must finish within read_timeout.
+// Closing sends close_notify (bounded by the linger time) first.
 #include <algorithm>
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/stream_traits.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 #include <cctype>
 #include <exception>
 #include <optional>
+#include <type_traits>
 
 #include "ingest/net/fronts.h"
 
@@ -31,6 +40,7 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 
 constexpr auto kLinger = std::chrono::milliseconds(2000);
+constexpr std::string_view kPlaintextRefusalBody = "{\"error\":\"this port speaks HTTPS (TLS): use an https:// URL\"}";
 constexpr std::string_view kAcceptedTypes =
     "application/x-ndjson, application/json, application/cloudevents+json or application/cloudevents-batch+json";
 
@@ -192,6 +202,7 @@ class ItemLocator {
   std::size_t next_ = 0;
 };
 
+template <bool kTls>
 class HttpConnection;
 
 // Collects decoded items of one request into a Submission.
@@ -235,12 +246,16 @@ class BodyCollector final : public DecodeSink {
   std::size_t received_ = 0;
 };
 
+template <bool kTls>
 class HttpConnection final : public Connection {
  public:
-  HttpConnection(Core& core, Strand strand, tcp::socket socket)
-      : Connection(core, Transport::kHttp),
+  using Stream = std::conditional_t<kTls, beast::ssl_stream<beast::tcp_stream>, beast::tcp_stream>;
+
+  HttpConnection(Core& core, Strand strand, tcp::socket socket, Front front, std::shared_ptr<ssl::context> tls)
+      : Connection(core, front),
         strand_(std::move(strand)),
-        stream_(std::move(socket)),
+        tls_(std::move(tls)),
+        stream_(make_stream(std::move(socket), tls_.get())),
         linger_timer_(strand_),
         settings_(core.settings()) {}
 
@@ -252,17 +267,21 @@ class HttpConnection final : public Connection {
       return;
     }
     started_ = true;
-    guarded([&] { read_request(); });
+    if constexpr (kTls) {
+      guarded([&] { begin_handshake(); });
+    } else {
+      guarded([&] { read_request(); });
+    }
   }
 
   void drain() override {
     draining_ = true;
-    if (!started_ || closed_) {
+    if (!started_ || closed_ || state_ == State::kHandshake) {
       close_now();
       return;
     }
     if (state_ == State::kIdle || state_ == State::kReading) {
-      stream_.cancel();  // the read completes with operation_aborted and the connection closes
+      lowest().cancel();  // the read completes with operation_aborted and the connection closes
     }
     // kBusy / kWriting: the response goes out with Connection: close, then the connection closes.
   }
@@ -270,7 +289,7 @@ class HttpConnection final : public Connection {
   void force_close() override { close_now(); }
 
  private:
-  enum class State { kIdle, kReading, kBusy, kWriting, kClosing };
+  enum class State { kHandshake, kIdle, kReading, kBusy, kWriting, kClosing };
 
   // Calls the respond callback's completion exactly once; answers 500 if the handler drops it unanswered.
   struct Responder {
@@ -300,6 +319,15 @@ class HttpConnection final : public Connection {
 
   std::shared_ptr<HttpConnection> self() { return std::static_pointer_cast<HttpConnection>(shared_from_this()); }
 
+  static Stream make_stream(tcp::socket socket, ssl::context* tls) {
+    if constexpr (kTls) {
+      return Stream(std::move(socket), *tls);
+    } else {
+      return Stream(std::move(socket));
+    }
+  }
+  beast::tcp_stream& lowest() { return beast::get_lowest_layer(stream_); }
+
   template <typename F>
   void guarded(F&& f) {
     try {
@@ -311,6 +339,65 @@ class HttpConnection final : public Connection {
       log_warning("http connection closed after an internal error");
       close_now();
     }
+  }
+
+  // ---- TLS ----
+
+  // Reads the first bytes (a plaintext client is answered in plaintext), then
+  // hands them to the server handshake; all within read_timeout.
+  void begin_handshake() {
+    state_ = State::kHandshake;
+    lowest().expires_after(settings_->limits.read_timeout);
+    lowest().async_read_some(asio::buffer(hello_), [self = self()](const boost::system::error_code& ec, std::size_t n) {
+      self->guarded([&] { self->on_hello(ec, n); });
+    });
+  }
+
+  void on_hello(const boost::system::error_code& ec, std::size_t n) {
+    if (closed_) return;
+    if (ec || n == 0 || draining_) {
+      close_now();
+      return;
+    }
+    if (!starts_tls_handshake(hello_[0])) {
+      refuse_plaintext();
+      return;
+    }
+    if constexpr (kTls) {
+      // Variadic: Beast 1.81 checks this handler against void(error_code) but calls it with (error_code, size_t).
+      stream_.async_handshake(ssl::stream_base::server, asio::buffer(hello_.data(), n),
+                              [self = self()](const boost::system::error_code& e, auto... /*used*/) {
+                                self->guarded([&] { self->on_handshake(e); });
+                              });
+    }
+  }
+
+  void on_handshake(const boost::system::error_code& ec) {
+    if (closed_) return;
+    if (ec || draining_) {
+      close_now();  // not TLS after all, no common version or cipher, timed out, or shutting down
+      return;
+    }
+    read_request();
+  }
+
+  // A plaintext request on a TLS port: a plaintext 400 that says so, then close.
+  void refuse_plaintext() {
+    state_ = State::kClosing;
+    core_.metrics.observe_http(Route::kOther, 400, 0);
+    refusal_ =
+        "HTTP/1.1 400 Bad Request\r\nServer: rapportd\r\nContent-Type: application/json\r\nConnection: close\r\n"
+        "Content-Length: " +
+        std::to_string(kPlaintextRefusalBody.size()) + "\r\n\r\n" + std::string(kPlaintextRefusalBody);
+    asio::async_write(lowest(), asio::buffer(refusal_),
+                      [self = self()](const boost::system::error_code& /*ec*/, std::size_t /*n*/) {
+                        self->guarded([&] {
+                          if (self->closed_) return;
+                          self->lowest().expires_never();
+                          linger_close(self, self->lowest().socket(), self->linger_timer_, kLinger,
+                                       [raw = self.get()] { raw->close_now(); });
+                        });
+                      });
   }
 
   // ---- reading ----
@@ -327,7 +414,7 @@ class HttpConnection final : public Connection {
       begin_parse();  // a pipelined request is already here
       return;
     }
-    stream_.expires_after(settings_->limits.idle_timeout);
+    lowest().expires_after(settings_->limits.idle_timeout);
     stream_.async_read_some(buffer_.prepare(4096), [self = self()](const boost::system::error_code& ec, std::size_t n) {
       self->guarded([&] { self->on_first_bytes(ec, n); });
     });
@@ -353,17 +440,24 @@ class HttpConnection final : public Connection {
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(limits.max_header_bytes, UINT32_MAX)));
     parser_->body_limit(static_cast<std::uint64_t>(limits.max_body_bytes));
-    stream_.expires_after(limits.read_timeout);
+    lowest().expires_after(limits.read_timeout);
     http::async_read_header(stream_, buffer_, *parser_,
-                            [self = self()](const boost::system::error_code& ec, std::size_t /*n*/) {
-                              self->guarded([&] { self->on_header(ec); });
+                            [self = self()](const boost::system::error_code& ec, std::size_t n) {
+                              self->guarded([&] { self->on_header(ec, n); });
                             });
   }
 
-  void on_header(const boost::system::error_code& ec) {
+  // `n`: the bytes of the whole header (start line, fields, blank line).
+  void on_header(const boost::system::error_code& ec, std::size_t n) {
     if (closed_) return;
     if (ec) {
       on_read_error(ec);
+      return;
+    }
+    if (n > settings_->limits.max_header_bytes) {
+      // Beast applies header_limit to the start line and to the fields separately, and only to the bytes
+      // buffered at each step: up to about twice the limit can pass, depending on segmentation.
+      on_read_error(http::error::header_limit);
       return;
     }
     const auto expect = parser_->get()[http::field::expect];
@@ -449,6 +543,13 @@ class HttpConnection final : public Connection {
     std::string path;
     if (!percent_decode(target.substr(0, question), path)) {
       send(error_response(400, "malformed percent-escape in the request path"));
+      return;
+    }
+    if (front_ == Front::kMetrics ? path != "/metrics" && path != "/healthz"
+                                  : core_.metrics_separate && path == "/metrics") {
+      send(error_response(404, "no such route: " + std::string(req.method_string()) + " " + path +
+                                   (front_ == Front::kMetrics ? " (this listener serves only /metrics and /healthz)"
+                                                              : " (metrics are served on the metrics listener)")));
       return;
     }
     if (path == "/v1/events") {
@@ -608,7 +709,7 @@ class HttpConnection final : public Connection {
     res_.body() = std::move(response.body);
     res_.prepare_payload();
     if (head_) res_.body().clear();  // Content-Length still tells the size of the GET answer
-    stream_.expires_after(std::max(settings_->limits.read_timeout, std::chrono::milliseconds(1000)));
+    lowest().expires_after(std::max(settings_->limits.read_timeout, std::chrono::milliseconds(1000)));
     http::async_write(stream_, res_, [self = self()](const boost::system::error_code& ec, std::size_t /*n*/) {
       self->guarded([&] { self->on_write(ec); });
     });
@@ -634,8 +735,23 @@ class HttpConnection final : public Connection {
   void graceful_close() {
     if (closed_ || state_ == State::kClosing) return;
     state_ = State::kClosing;
-    stream_.expires_never();
-    linger_close(shared_from_this(), stream_.socket(), linger_timer_, kLinger, [this] { close_now(); });
+    if constexpr (kTls) {
+      // close_notify first, without waiting for the peer's (RFC 8446 §6.1 allows it), its write bounded by the
+      // linger time (the stream's timeout closes the socket); then the graceful TCP close.
+      lowest().expires_after(kLinger);
+      SSL_set_shutdown(stream_.native_handle(), SSL_RECEIVED_SHUTDOWN);
+      stream_.async_shutdown([self = self()](const boost::system::error_code& /*ec*/) {
+        self->guarded([&] {
+          if (self->closed_) return;
+          self->lowest().expires_never();
+          linger_close(self, self->lowest().socket(), self->linger_timer_, kLinger,
+                       [raw = self.get()] { raw->close_now(); });
+        });
+      });
+      return;
+    }
+    lowest().expires_never();
+    linger_close(shared_from_this(), lowest().socket(), linger_timer_, kLinger, [this] { close_now(); });
   }
 
   void close_now() {
@@ -643,18 +759,21 @@ class HttpConnection final : public Connection {
     closed_ = true;
     state_ = State::kClosing;
     linger_timer_.cancel();
-    stream_.close();
+    lowest().close();
     finished();
   }
 
   Strand strand_;
-  beast::tcp_stream stream_;
+  std::shared_ptr<ssl::context> tls_;  // before stream_: outlives the SSL object
+  Stream stream_;
   asio::steady_timer linger_timer_;
   std::shared_ptr<const Settings> settings_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   http::response<http::string_body> res_;
 
+  std::array<char, 2048> hello_{};  // TLS: the first bytes, handed to the handshake
+  std::string refusal_;             // TLS: the plaintext answer to a plaintext client
   State state_ = State::kIdle;
   std::uint64_t request_seq_ = 0;  // completions carry it; a stale one is ignored
   std::chrono::steady_clock::time_point started_at_{};
@@ -674,8 +793,12 @@ class HttpConnection final : public Connection {
 
 }  // namespace
 
-std::shared_ptr<Connection> make_http_connection(Core& core, Strand strand, tcp::socket socket) {
-  return std::make_shared<HttpConnection>(core, std::move(strand), std::move(socket));
+std::shared_ptr<Connection> make_http_connection(Core& core, Strand strand, tcp::socket socket, Front front,
+                                                 std::shared_ptr<ssl::context> tls) {
+  if (tls) {
+    return std::make_shared<HttpConnection<true>>(core, std::move(strand), std::move(socket), front, std::move(tls));
+  }
+  return std::make_shared<HttpConnection<false>>(core, std::move(strand), std::move(socket), front, nullptr);
 }
 
 }  // namespace rapport::net

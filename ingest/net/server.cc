@@ -102,14 +102,14 @@ bool Core::add(const std::shared_ptr<Connection>& connection) {
     connection->set_registered(next_id++);
     connections.emplace(connection->id(), connection);
   }
-  open_count[static_cast<std::size_t>(connection->transport())].fetch_add(1);
+  open_count[static_cast<std::size_t>(connection->front())].fetch_add(1);
   metrics.connections_open(connection->transport()).Increment();
   return true;
 }
 
-void Core::remove(std::uint64_t id, Transport transport) {
-  open_count[static_cast<std::size_t>(transport)].fetch_sub(1);
-  metrics.connections_open(transport).Decrement();
+void Core::remove(std::uint64_t id, Front front) {
+  open_count[static_cast<std::size_t>(front)].fetch_sub(1);
+  metrics.connections_open(transport_of(front)).Decrement();
   std::lock_guard lock(registry_mutex);
   connections.erase(id);
   registry_changed.notify_all();
@@ -216,15 +216,27 @@ std::string endpoint_string(const tcp::endpoint& e) {
   return (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" + std::to_string(e.port());
 }
 
-// Accepts connections of one transport and hands them to the front.
+const char* front_name(Front front) {
+  switch (front) {
+    case Front::kTcp:
+      return "tcp";
+    case Front::kHttp:
+      return "http";
+    case Front::kMetrics:
+      return "metrics";
+  }
+  return "?";
+}
+
+// Accepts connections of one front and hands them to it.
 class Listener : public std::enable_shared_from_this<Listener> {
  public:
-  Listener(Core& core, Transport transport)
-      : core_(core), transport_(transport), strand_(asio::make_strand(core.io)), acceptor_(strand_), timer_(strand_) {}
+  Listener(Core& core, Front front)
+      : core_(core), front_(front), strand_(asio::make_strand(core.io)), acceptor_(strand_), timer_(strand_) {}
 
   Status open(const std::string& address, int fd) {
     boost::system::error_code ec;
-    const char* what = transport_ == Transport::kHttp ? "http" : "tcp";
+    const char* what = front_name(front_);
     if (fd >= 0) {
       sockaddr_storage storage{};
       socklen_t length = sizeof storage;
@@ -300,16 +312,19 @@ class Listener : public std::enable_shared_from_this<Listener> {
     }
     try {
       const auto settings = core_.settings();
+      const std::size_t cap = front_ == Front::kMetrics ? kMaxMetricsConnections : settings->limits.max_connections;
       boost::system::error_code ignored;
       if (core_.draining()) {
         socket.close(ignored);
-      } else if (core_.open(transport_) >= settings->limits.max_connections) {
-        core_.metrics.connections_refused(transport_).Increment();
+      } else if (core_.open(front_) >= cap) {
+        core_.metrics.connections_refused(transport_of(front_)).Increment();
         socket.close(ignored);
       } else {
         socket.set_option(tcp::no_delay(true), ignored);
-        auto connection = transport_ == Transport::kTcp ? make_tcp_connection(core_, strand, std::move(socket))
-                                                        : make_http_connection(core_, strand, std::move(socket));
+        auto tls = core_.tls_context(front_);
+        auto connection = front_ == Front::kTcp
+                              ? make_tcp_connection(core_, strand, std::move(socket), std::move(tls))
+                              : make_http_connection(core_, strand, std::move(socket), front_, std::move(tls));
         if (core_.add(connection)) {
           asio::post(strand, [connection] { connection->start(); });
         } else {
@@ -323,7 +338,7 @@ class Listener : public std::enable_shared_from_this<Listener> {
   }
 
   Core& core_;
-  const Transport transport_;
+  const Front front_;
   Strand strand_;
   tcp::acceptor acceptor_;
   asio::steady_timer timer_;
@@ -337,7 +352,8 @@ struct NetworkServer::Impl {
   std::shared_ptr<net::Core> core;
   std::shared_ptr<net::Listener> http;
   std::shared_ptr<net::Listener> tcp;
-  std::string http_endpoint, tcp_endpoint;
+  std::shared_ptr<net::Listener> metrics;
+  std::string http_endpoint, tcp_endpoint, metrics_endpoint;
   std::optional<net::asio::executor_work_guard<net::asio::io_context::executor_type>> work;
   std::vector<std::thread> threads;
   std::mutex shutdown_mutex;
@@ -368,16 +384,29 @@ Result<std::unique_ptr<NetworkServer>> NetworkServer::start(const ServerOptions&
   impl->core = std::make_shared<net::Core>(handler, sink, metrics);
   impl->core->set_settings(options.limits, options.decode);
   impl->core->set_tokens(std::move(tokens));
+  if (options.tls.enabled()) {
+    auto context = net::make_tls_context(options.tls);
+    if (!context.ok()) return context.status();
+    impl->core->set_tls_context(std::move(context.value()));
+    impl->core->tls_http = options.tls.http;
+    impl->core->tls_tcp = options.tls.tcp;
+  }
   try {
     if (!options.http_address.empty() || options.http_fd >= 0) {
-      impl->http = std::make_shared<net::Listener>(*impl->core, Transport::kHttp);
+      impl->http = std::make_shared<net::Listener>(*impl->core, net::Front::kHttp);
       if (Status s = impl->http->open(options.http_address, options.http_fd); !s.ok()) return s;
       impl->http_endpoint = impl->http->endpoint();
     }
     if (!options.tcp_address.empty() || options.tcp_fd >= 0) {
-      impl->tcp = std::make_shared<net::Listener>(*impl->core, Transport::kTcp);
+      impl->tcp = std::make_shared<net::Listener>(*impl->core, net::Front::kTcp);
       if (Status s = impl->tcp->open(options.tcp_address, options.tcp_fd); !s.ok()) return s;
       impl->tcp_endpoint = impl->tcp->endpoint();
+    }
+    if (!options.metrics_address.empty() || options.metrics_fd >= 0) {
+      impl->metrics = std::make_shared<net::Listener>(*impl->core, net::Front::kMetrics);
+      if (Status s = impl->metrics->open(options.metrics_address, options.metrics_fd); !s.ok()) return s;
+      impl->metrics_endpoint = impl->metrics->endpoint();
+      impl->core->metrics_separate = true;
     }
     impl->work.emplace(impl->core->io.get_executor());
     const unsigned n = options.io_threads > 0 ? static_cast<unsigned>(options.io_threads)
@@ -391,16 +420,30 @@ Result<std::unique_ptr<NetworkServer>> NetworkServer::start(const ServerOptions&
   }
   if (impl->http) impl->http->start();
   if (impl->tcp) impl->tcp->start();
+  if (impl->metrics) impl->metrics->start();
   return std::unique_ptr<NetworkServer>(new NetworkServer(std::move(impl)));
 }
 
 std::string NetworkServer::http_endpoint() const { return impl_->http_endpoint; }
 std::string NetworkServer::tcp_endpoint() const { return impl_->tcp_endpoint; }
+std::string NetworkServer::metrics_endpoint() const { return impl_->metrics_endpoint; }
 
 void NetworkServer::set_tokens(std::shared_ptr<const TokenSet> tokens) { impl_->core->set_tokens(std::move(tokens)); }
 
 void NetworkServer::set_limits(const FrontLimits& limits, const DecodeOptions& decode) {
   impl_->core->set_settings(limits, decode);
+}
+
+Status NetworkServer::reload_tls(const TlsOptions& tls) {
+  net::Core& core = *impl_->core;
+  if (tls.http != core.tls_http || tls.tcp != core.tls_tcp) {
+    return Status::Error("tls.http and tls.tcp change only on restart");
+  }
+  if (!tls.enabled()) return Status::Ok();
+  auto context = net::make_tls_context(tls);
+  if (!context.ok()) return context.status();
+  core.set_tls_context(std::move(context.value()));
+  return Status::Ok();
 }
 
 void NetworkServer::shutdown(std::chrono::milliseconds deadline) {
@@ -417,6 +460,7 @@ void NetworkServer::shutdown(std::chrono::milliseconds deadline) {
   }
   if (impl_->http) impl_->http->stop();
   if (impl_->tcp) impl_->tcp->stop();
+  if (impl_->metrics) impl_->metrics->stop();
 
   // 2. Every connection stops reading and finishes what it already submitted.
   if (!impl_->threads.empty()) {
@@ -435,6 +479,7 @@ void NetworkServer::shutdown(std::chrono::milliseconds deadline) {
   impl_->threads.clear();
   if (impl_->http) impl_->http->close_now();
   if (impl_->tcp) impl_->tcp->close_now();
+  if (impl_->metrics) impl_->metrics->close_now();
   for (auto& c : core.snapshot()) c->force_close();
 }
 

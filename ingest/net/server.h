@@ -6,6 +6,9 @@
 // other request to the HttpHandler. The TCP front speaks NDJSON per
 // DESIGN §5. Both bound everything per connection (timeouts, header, body
 // and line limits, a connection cap) and stop reading while the sink is full.
+// Either front can speak TLS (OpenSSL, TLS 1.2+); an optional third listener
+// serves only /metrics and /healthz (plain HTTP), and the main HTTP listener
+// then answers 404 for /metrics.
 // Thread safety: all public methods may be called from any thread.
 #pragma once
 
@@ -63,11 +66,29 @@ struct FrontLimits {
   std::size_t max_inflight_submissions = 8;       // per TCP connection; reading pauses beyond
 };
 
+// TLS for the fronts. The certificate and key are read when the server
+// starts (and by reload_tls); problems are reported naming the file.
+struct TlsOptions {
+  std::string cert_file;            // PEM: the server certificate, then any intermediates
+  std::string key_file;             // PEM: its private key (unencrypted)
+  bool http = false;                // HTTPS on the HTTP listener
+  bool tcp = false;                 // TLS on the TCP NDJSON listener
+  std::string min_version = "1.2";  // "1.2" or "1.3"
+  bool enabled() const { return http || tcp; }
+};
+
+// Loads the certificate chain and key of `tls` and checks that they belong
+// together, as start() would; the error names the offending file.
+Status check_tls(const TlsOptions& tls);
+
 struct ServerOptions {
   std::string http_address = "127.0.0.1:8470";  // "host:port"; port 0 picks a free port; empty disables
   std::string tcp_address = "127.0.0.1:8471";
+  std::string metrics_address;  // "host:port" of a plain HTTP listener for /metrics and /healthz only; empty: none
   int http_fd = -1;  // an already-listening socket to adopt (systemd socket activation) instead of binding
   int tcp_fd = -1;
+  int metrics_fd = -1;
+  TlsOptions tls;
   int io_threads = 0;  // 0 = one per core
   FrontLimits limits;
   DecodeOptions decode;
@@ -87,9 +108,14 @@ class NetworkServer {
   // Bound addresses, "127.0.0.1:40123" (empty when disabled).
   std::string http_endpoint() const;
   std::string tcp_endpoint() const;
+  std::string metrics_endpoint() const;
 
   void set_tokens(std::shared_ptr<const TokenSet> tokens);
   void set_limits(const FrontLimits& limits, const DecodeOptions& decode);
+  // Re-reads the certificate, key and minimum version for connections
+  // accepted from now on (open ones keep theirs). Which listeners speak TLS
+  // is fixed at start. On error the running certificate stays.
+  Status reload_tls(const TlsOptions& tls);
 
   // Drain: close the listeners, stop reading, submit every complete line or
   // request already read, wait (at most `deadline`) until all their results

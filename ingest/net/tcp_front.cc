@@ -15,19 +15,33 @@
 //    not acknowledge lines a..b; the connection stays open and later acks
 //    cover later lines only (an ack N never vouches for a refused range).
 //  - A line over max_line_bytes is rejected (too_large) as soon as that is
-//    known, and its bytes are discarded up to the next '\n' unbuffered.
+//    known, and its bytes are discarded up to the next '\n' unbuffered. A
+//    blank line is never an error, whatever its length (as in HTTP NDJSON
+//    bodies): an over-long one is judged at its first non-blank byte or at
+//    its end, so the answer does not depend on how the bytes were split.
 //  - On EOF the remaining lines (an unterminated last line included) are
 //    submitted and answered, then the server closes its side.
+//  - A later {"auth":…} line is rejected like any bad line, and its token is
+//    never kept: the dead-letter payload is redacted.
+// TLS (the connection is templated on its stream): the first bytes must
+// start a TLS handshake, else the client gets {"error":"this port requires
+// TLS"} in plaintext and the connection closes. The handshake must finish
+// within read_timeout. Closing sends close_notify (bounded by the linger
+// time) before the graceful TCP close. A peer that closes without
+// close_notify is treated as EOF: a truncated NDJSON object never decodes.
 // Backpressure: reading pauses while the sink is full (retried every 5 ms),
 // while max_inflight_submissions are unanswered, or while 1 MiB of answers
 // wait for a client that does not read them.
 #include <algorithm>
 #include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/write.hpp>
 #include <cstring>
 #include <deque>
 #include <exception>
+#include <type_traits>
 
 #include "ingest/net/fronts.h"
 
@@ -39,6 +53,8 @@ constexpr std::size_t kMinFreeForRead = 16 * 1024;
 constexpr std::size_t kMaxPendingOutput = 1024 * 1024;
 constexpr auto kRetryDelay = std::chrono::milliseconds(5);
 constexpr auto kLinger = std::chrono::milliseconds(2000);
+constexpr std::string_view kPlaintextRefusal = "{\"error\":\"this port requires TLS\"}\n";
+constexpr std::string_view kRedactedAuthLine = "{\"auth\":\"<redacted>\"}";
 
 bool is_blank(std::string_view line) {
   return std::all_of(line.begin(), line.end(), [](char c) { return c == ' ' || c == '\t' || c == '\r'; });
@@ -67,12 +83,16 @@ bool parse_auth_line(std::string_view line, std::string_view& token) {
   return i == line.size();
 }
 
+template <bool kTls>
 class TcpConnection final : public Connection {
  public:
-  TcpConnection(Core& core, Strand strand, tcp::socket socket)
-      : Connection(core, Transport::kTcp),
+  using Stream = std::conditional_t<kTls, ssl::stream<tcp::socket>, tcp::socket>;
+
+  TcpConnection(Core& core, Strand strand, tcp::socket socket, std::shared_ptr<ssl::context> tls)
+      : Connection(core, Front::kTcp),
         strand_(std::move(strand)),
-        socket_(std::move(socket)),
+        tls_(std::move(tls)),
+        stream_(make_stream(std::move(socket), tls_.get())),
         settings_(core.settings()),
         read_timer_(strand_),
         write_timer_(strand_),
@@ -86,13 +106,17 @@ class TcpConnection final : public Connection {
       return;
     }
     started_ = true;
-    guarded([&] { maybe_read(); });
+    if constexpr (kTls) {
+      guarded([&] { begin_handshake(); });
+    } else {
+      guarded([&] { maybe_read(); });
+    }
   }
 
   void drain() override {
     draining_ = true;
-    if (!started_ || closed_) {
-      close_now();
+    if (!started_ || closed_ || handshaking_) {
+      close_now();  // nothing was read yet
       return;
     }
     guarded([&] {
@@ -116,6 +140,21 @@ class TcpConnection final : public Connection {
 
   std::shared_ptr<TcpConnection> self() { return std::static_pointer_cast<TcpConnection>(shared_from_this()); }
 
+  static Stream make_stream(tcp::socket socket, ssl::context* tls) {
+    if constexpr (kTls) {
+      return Stream(std::move(socket), *tls);
+    } else {
+      return socket;
+    }
+  }
+  tcp::socket& socket() {
+    if constexpr (kTls) {
+      return stream_.next_layer();
+    } else {
+      return stream_;
+    }
+  }
+
   // Runs f; an exception closes this connection instead of escaping the io thread.
   template <typename F>
   void guarded(F&& f) {
@@ -130,10 +169,90 @@ class TcpConnection final : public Connection {
     }
   }
 
+  // ---- TLS ----
+
+  // Reads the first bytes (a plaintext client is answered in plaintext), then
+  // hands them to the server handshake; all within read_timeout.
+  void begin_handshake() {
+    handshaking_ = true;
+    read_timer_.expires_after(settings_->limits.read_timeout);
+    read_timer_.async_wait([self = self()](const boost::system::error_code& ec) {
+      if (!ec && self->handshaking_) self->close_now();
+    });
+    socket().async_read_some(asio::buffer(hello_), [self = self()](const boost::system::error_code& ec, std::size_t n) {
+      self->guarded([&] { self->on_hello(ec, n); });
+    });
+  }
+
+  void on_hello(const boost::system::error_code& ec, std::size_t n) {
+    if (closed_) return;
+    if (ec || n == 0) {
+      close_now();
+      return;
+    }
+    if (!starts_tls_handshake(hello_[0])) {
+      refuse_plaintext();
+      return;
+    }
+    if constexpr (kTls) {
+      stream_.async_handshake(ssl::stream_base::server, asio::buffer(hello_.data(), n),
+                              [self = self()](const boost::system::error_code& e, std::size_t /*used*/) {
+                                self->guarded([&] { self->on_handshake(e); });
+                              });
+    }
+  }
+
+  void on_handshake(const boost::system::error_code& ec) {
+    if (closed_) return;
+    handshaking_ = false;
+    read_timer_.cancel();
+    if (ec || draining_) {
+      close_now();  // not TLS after all, no common version or cipher, timed out, or shutting down
+      return;
+    }
+    maybe_read();
+  }
+
+  void refuse_plaintext() {
+    handshaking_ = false;
+    lingering_ = true;
+    read_timer_.cancel();
+    asio::async_write(socket(), asio::buffer(kPlaintextRefusal.data(), kPlaintextRefusal.size()),
+                      [self = self()](const boost::system::error_code& /*ec*/, std::size_t /*n*/) {
+                        self->guarded([&] {
+                          if (self->closed_) return;
+                          linger_close(self, self->socket(), self->retry_timer_, kLinger,
+                                       [raw = self.get()] { raw->close_now(); });
+                        });
+                      });
+  }
+
+  // close_notify first, without waiting for the peer's (RFC 8446 §6.1 allows it), its write bounded by the
+  // linger time; then the graceful TCP close.
+  void tls_close() {
+    if constexpr (kTls) {
+      retry_timer_.expires_after(kLinger);
+      retry_timer_.async_wait([self = self()](const boost::system::error_code& ec) {
+        if (ec || self->tls_shutdown_done_) return;
+        boost::system::error_code ignored;
+        self->socket().cancel(ignored);  // completes the async_shutdown below
+      });
+      SSL_set_shutdown(stream_.native_handle(), SSL_RECEIVED_SHUTDOWN);
+      stream_.async_shutdown([self = self()](const boost::system::error_code& /*ec*/) {
+        self->guarded([&] {
+          self->tls_shutdown_done_ = true;
+          self->retry_timer_.cancel();
+          if (self->closed_) return;
+          linger_close(self, self->socket(), self->retry_timer_, kLinger, [raw = self.get()] { raw->close_now(); });
+        });
+      });
+    }
+  }
+
   // ---- reading ----
 
   void maybe_read() {
-    if (reading_ || closed_ || lingering_ || input_done_ || waiting_submit_) return;
+    if (reading_ || closed_ || lingering_ || input_done_ || waiting_submit_ || handshaking_) return;
     settings_ = core_.settings();
     const FrontLimits& limits = settings_->limits;
     if (inflight_ >= std::max<std::size_t>(1, limits.max_inflight_submissions)) return;
@@ -149,7 +268,7 @@ class TcpConnection final : public Connection {
     read_timer_.async_wait([self = self(), gen](const boost::system::error_code& ec) {
       if (!ec) self->guarded([&] { self->on_read_timer(gen); });
     });
-    socket_.async_read_some(asio::buffer(buf_.get() + end_, cap_ - end_),
+    stream_.async_read_some(asio::buffer(buf_.get() + end_, cap_ - end_),
                             [self = self()](const boost::system::error_code& ec, std::size_t n) {
                               self->guarded([&] { self->on_read(ec, n); });
                             });
@@ -188,12 +307,13 @@ class TcpConnection final : public Connection {
     no_more_reads_ = true;
     if (reading_) {
       boost::system::error_code ignored;
-      socket_.shutdown(tcp::socket::shutdown_receive, ignored);
+      socket().shutdown(tcp::socket::shutdown_receive, ignored);
       return;
     }
     input_done_ = true;
     end_ = 0;
     discarding_ = false;
+    blank_prefix_ = false;
   }
 
   void on_read(const boost::system::error_code& ec, std::size_t n) {
@@ -209,7 +329,8 @@ class TcpConnection final : public Connection {
       input_done_ = true;
       end_ = 0;
       discarding_ = false;
-    } else if (ec == asio::error::eof) {
+      blank_prefix_ = false;
+    } else if (ec == asio::error::eof || ec == ssl::error::stream_truncated) {
       input_done_ = true;
       process_final();
     } else if (ec) {
@@ -236,18 +357,26 @@ class TcpConnection final : public Connection {
     char* const data = buf_.get();
     std::size_t pos = 0;
     bool newline_seen = false;
+    Decoder& decoder = thread_decoder(*settings_);
+    const std::int64_t now_ms = wall_ms();
     if (discarding_) {
       const void* nl = std::memchr(data, '\n', end_);
+      const std::size_t upto = nl == nullptr ? end_ : static_cast<std::size_t>(static_cast<const char*>(nl) - data);
+      if (blank_prefix_ && !is_blank(std::string_view(data, upto))) {
+        blank_prefix_ = false;  // not blank after all: an over-long line
+        blank_head_.append(data, std::min(upto, kMaxPayloadBytes - std::min(kMaxPayloadBytes, blank_head_.size())));
+        handle_line(blank_head_, decoder, now_ms, /*too_long=*/true);
+        blank_head_.clear();
+      }
       if (nl == nullptr) {
         end_ = 0;  // still inside the over-long line
         return;
       }
-      pos = static_cast<std::size_t>(static_cast<const char*>(nl) - data) + 1;
+      if (blank_prefix_) end_blank_line(decoder, now_ms);
+      pos = upto + 1;
       discarding_ = false;
       newline_seen = true;
     }
-    Decoder& decoder = thread_decoder(*settings_);
-    const std::int64_t now_ms = wall_ms();
     while (pos < end_ && !refused_) {
       const void* nl = std::memchr(data + pos, '\n', end_ - pos);
       if (nl == nullptr) break;
@@ -262,8 +391,16 @@ class TcpConnection final : public Connection {
       return;
     }
     if (tail > max_line) {
-      // Too long already: reject it now and skip its remaining bytes unbuffered.
-      handle_line(std::string_view(data + pos, tail), decoder, now_ms, /*too_long=*/true);
+      // Too long already: reject it now and skip its remaining bytes unbuffered. Blank so far: blank lines are
+      // never errors, whatever their length, so the verdict waits for its end or its first non-blank byte (the
+      // answer must not depend on how the bytes were split into reads).
+      const std::string_view partial(data + pos, tail);
+      if (is_blank(partial)) {
+        blank_prefix_ = true;
+        blank_head_.assign(partial.substr(0, kMaxPayloadBytes));
+      } else {
+        handle_line(partial, decoder, now_ms, /*too_long=*/true);
+      }
       discarding_ = true;
       end_ = 0;
       if (!was_partial || newline_seen) partial_since_ = now;
@@ -274,15 +411,25 @@ class TcpConnection final : public Connection {
     if (!was_partial || newline_seen) partial_since_ = now;
   }
 
+  // An over-long line that stayed blank up to its end: a blank line.
+  void end_blank_line(Decoder& decoder, std::int64_t now_ms) {
+    blank_prefix_ = false;
+    blank_head_.clear();
+    handle_line(std::string_view(), decoder, now_ms);
+  }
+
   // At EOF: the unterminated last line (if any) is a line.
   void process_final() {
+    if (discarding_ && blank_prefix_ && !refused_) end_blank_line(thread_decoder(*settings_), wall_ms());
     if (discarding_ || end_ == 0 || refused_) {
       end_ = 0;
       discarding_ = false;
+      blank_prefix_ = false;
       return;
     }
     const std::size_t max_line = settings_->limits.max_line_bytes;
-    handle_line(std::string_view(buf_.get(), end_), thread_decoder(*settings_), wall_ms(), end_ > max_line);
+    const std::string_view line(buf_.get(), end_);
+    handle_line(line, thread_decoder(*settings_), wall_ms(), end_ > max_line && !is_blank(line));
     end_ = 0;
   }
 
@@ -300,6 +447,12 @@ class TcpConnection final : public Connection {
     Submission& sub = submission();
     if (too_long || line.size() > max_line) {
       reject(sub, number, RejectReason::kTooLarge, "line is longer than " + std::to_string(max_line) + " bytes", line);
+      return;
+    }
+    if (std::string_view token; parse_auth_line(line, token)) {
+      // Never keep a token: the dead-letter payload is redacted.
+      reject(sub, number, RejectReason::kMissingField, "an {\"auth\":…} line is only valid as the first line",
+             kRedactedAuthLine);
       return;
     }
     Event& event = sub.events.emplace_back();
@@ -503,7 +656,7 @@ class TcpConnection final : public Connection {
     write_timer_.async_wait([self = self()](const boost::system::error_code& ec) {
       if (!ec && self->writing_) self->close_now();  // the client stopped reading its answers
     });
-    asio::async_write(socket_, asio::buffer(writing_buf_),
+    asio::async_write(stream_, asio::buffer(writing_buf_),
                       [self = self()](const boost::system::error_code& ec, std::size_t /*n*/) {
                         self->guarded([&] { self->on_write(ec); });
                       });
@@ -532,7 +685,11 @@ class TcpConnection final : public Connection {
     read_timer_.cancel();
     write_timer_.cancel();
     retry_timer_.cancel();
-    linger_close(shared_from_this(), socket_, retry_timer_, kLinger, [this] { close_now(); });
+    if constexpr (kTls) {
+      tls_close();
+    } else {
+      linger_close(shared_from_this(), socket(), retry_timer_, kLinger, [this] { close_now(); });
+    }
   }
 
   void close_now() {
@@ -542,12 +699,13 @@ class TcpConnection final : public Connection {
     read_timer_.cancel();
     write_timer_.cancel();
     retry_timer_.cancel();
-    socket_.close(ignored);
+    socket().close(ignored);
     finished();
   }
 
   Strand strand_;
-  tcp::socket socket_;
+  std::shared_ptr<ssl::context> tls_;  // before stream_: outlives the SSL object
+  Stream stream_;
   std::shared_ptr<const Settings> settings_;
   asio::steady_timer read_timer_;
   asio::steady_timer write_timer_;
@@ -558,6 +716,8 @@ class TcpConnection final : public Connection {
   std::size_t cap_ = 0;
   std::size_t end_ = 0;
   bool discarding_ = false;                                 // inside an over-long line: drop bytes up to the next '\n'
+  bool blank_prefix_ = false;  // discarding an over-long line that has been blank so far (no verdict yet)
+  std::string blank_head_;     // its first bytes (up to kMaxPayloadBytes), the payload if it turns out not blank
   std::chrono::steady_clock::time_point partial_since_{};   // when the current partial line started
   std::chrono::steady_clock::time_point last_read_done_{};  // when the last read completed
   std::uint32_t line_ = 0;                                  // last line number given
@@ -582,6 +742,10 @@ class TcpConnection final : public Connection {
   std::string writing_buf_;  // the current write
   bool writing_ = false;
 
+  std::array<char, 2048> hello_{};  // TLS: the first bytes, handed to the handshake
+  bool handshaking_ = false;
+  bool tls_shutdown_done_ = false;
+
   std::uint64_t read_gen_ = 0;
   bool started_ = false;
   bool reading_ = false;
@@ -595,8 +759,10 @@ class TcpConnection final : public Connection {
 
 }  // namespace
 
-std::shared_ptr<Connection> make_tcp_connection(Core& core, Strand strand, tcp::socket socket) {
-  return std::make_shared<TcpConnection>(core, std::move(strand), std::move(socket));
+std::shared_ptr<Connection> make_tcp_connection(Core& core, Strand strand, tcp::socket socket,
+                                                std::shared_ptr<ssl::context> tls) {
+  if (tls) return std::make_shared<TcpConnection<true>>(core, std::move(strand), std::move(socket), std::move(tls));
+  return std::make_shared<TcpConnection<false>>(core, std::move(strand), std::move(socket), nullptr);
 }
 
 }  // namespace rapport::net

@@ -1,0 +1,592 @@
+// End-to-end security tests of rapportd: every route walked with no token, a
+// wrong token and each scope; tokens never in the log, /metrics or the
+// dead-letter store; TLS on both fronts with a throwaway certificate made by
+// the openssl tool; /metrics on a separate listener.
+#include <gtest/gtest.h>
+#include <simdjson.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/write.hpp>
+
+#include "tests/e2e/harness.h"
+
+namespace rapport::test {
+namespace {
+
+namespace asio = boost::asio;
+namespace ssl = boost::asio::ssl;
+using namespace std::chrono_literals;
+
+// Distinctive, so that any leak is found by a plain substring search.
+constexpr char kIngestToken[] = "sec-ingest-7f3a9c1e5b2d4068";
+constexpr char kReadToken[] = "sec-read-2b8e4f6a1c9d3057x";
+constexpr char kAdminToken[] = "sec-admin-5d1c7e9a3f2b6084";
+constexpr char kWrongToken[] = "sec-wrong-00000000000000000";
+const char* const kAllTokens[] = {kIngestToken, kReadToken, kAdminToken, kWrongToken};
+
+std::string tokens_toml() {
+  return std::string("[[auth.tokens]]\ntoken = \"") + kIngestToken + "\"\nscopes = [\"ingest\"]\n" +
+         "[[auth.tokens]]\ntoken = \"" + kReadToken + "\"\nscopes = [\"read\"]\n" + "[[auth.tokens]]\ntoken = \"" +
+         kAdminToken + "\"\nscopes = [\"admin\"]\n";
+}
+
+std::string event(const std::string& id, const std::string& customer) {
+  return R"({"event_id":")" + id + R"(","customer_id":")" + customer + R"(","ts":1700000000000,"type":"purchase",)" +
+         R"("amount":12.5})";
+}
+
+std::string bearer(const std::string& token) { return "Authorization: Bearer " + token; }
+
+std::string auth_line(const std::string& token) { return "{\"auth\":\"" + token + "\"}\n"; }
+
+// Reads TCP lines until an ack covering `line`; returns every line read (the ack last).
+std::vector<std::string> lines_until_ack(Client& c, int line) {
+  std::vector<std::string> lines;
+  while (auto l = c.read_line()) {
+    lines.push_back(*l);
+    if (l->rfind("{\"ack\":", 0) == 0 && std::stoi(l->substr(7)) >= line) return lines;
+  }
+  ADD_FAILURE() << "no ack for line " << line;
+  return lines;
+}
+
+// ---------------------------------------------------------------------------
+// The route walk
+
+enum class Want {
+  kOpen,     // 200 whatever the credentials
+  k401,      // 401 with WWW-Authenticate: Bearer
+  k403,      // 403 with WWW-Authenticate: ... insufficient_scope
+  kAllowed,  // past auth: neither 401 nor 403 (nor 5xx); 404/422 are answers of the route itself
+};
+
+const char* want_name(Want w) {
+  switch (w) {
+    case Want::kOpen:
+      return "200";
+    case Want::k401:
+      return "401";
+    case Want::k403:
+      return "403";
+    case Want::kAllowed:
+      return "allowed";
+  }
+  return "?";
+}
+
+struct RouteCase {
+  std::string method;
+  std::string target;
+  std::string body;
+  std::string content_type;
+  // What each credential gets: no token, a wrong token, the ingest, read and admin tokens.
+  Want none, wrong, ingest, read, admin;
+};
+
+// The expected table: every route of daemon/api.cc and the HTTP front. Admin grants every scope.
+std::vector<RouteCase> route_table() {
+  // Short names keep the table on one line per route: 401, 403, allowed (past auth), open (200 for anyone).
+  constexpr Want u401 = Want::k401, f403 = Want::k403, ok = Want::kAllowed, open = Want::kOpen;
+  const std::string events = event("walk-e1", "walk-1") + "\n";
+  const std::string ndjson = "application/x-ndjson", json = "application/json";
+  const std::string ids = R"({"ids":["walk-1"]})";
+  // clang-format off
+  return {
+      // method   target                          body    type    none  wrong ingest read  admin
+      {"POST",   "/v1/events",                    events, ndjson, u401, u401, ok,    f403, ok},
+      {"GET",    "/v1/customers/walk-1",          "",     "",     u401, u401, f403,  ok,   ok},
+      {"GET",    "/v1/customers/walk-1/events",   "",     "",     u401, u401, f403,  ok,   ok},
+      {"POST",   "/v1/customers:batchGet",        ids,    json,   u401, u401, f403,  ok,   ok},
+      {"GET",    "/v1/customers?tier=iron",       "",     "",     u401, u401, f403,  ok,   ok},
+      {"GET",    "/v1/deadletter",                "",     "",     u401, u401, f403,  f403, ok},
+      {"GET",    "/v1/model",                     "",     "",     u401, u401, f403,  ok,   ok},
+      {"POST",   "/v1/model:fit",                 "",     json,   u401, u401, f403,  f403, ok},
+      {"GET",    "/v1/tiers",                     "",     "",     u401, u401, f403,  ok,   ok},
+      {"DELETE", "/v1/customers/walk-1",          "",     "",     u401, u401, f403,  f403, ok},
+      {"GET",    "/healthz",                      "",     "",     open, open, open,  open, open},
+      {"GET",    "/readyz",                       "",     "",     open, open, open,  open, open},
+      {"GET",    "/metrics",                      "",     "",     open, open, open,  open, open},
+  };
+  // clang-format on
+}
+
+void expect_answer(const Client::Response& r, Want want, const std::string& what) {
+  switch (want) {
+    case Want::kOpen:
+      EXPECT_EQ(r.status, 200) << what << ": " << r.body;
+      break;
+    case Want::k401: {
+      EXPECT_EQ(r.status, 401) << what << ": " << r.body;
+      const auto it = r.headers.find("www-authenticate");
+      ASSERT_NE(it, r.headers.end()) << what;
+      EXPECT_EQ(it->second.rfind("Bearer", 0), 0u) << what << ": " << it->second;
+      break;
+    }
+    case Want::k403: {
+      EXPECT_EQ(r.status, 403) << what << ": " << r.body;
+      const auto it = r.headers.find("www-authenticate");
+      ASSERT_NE(it, r.headers.end()) << what;
+      EXPECT_NE(it->second.find("insufficient_scope"), std::string::npos) << what << ": " << it->second;
+      break;
+    }
+    case Want::kAllowed:
+      EXPECT_NE(r.status, 401) << what << ": " << r.body;
+      EXPECT_NE(r.status, 403) << what << ": " << r.body;
+      EXPECT_LT(r.status, 500) << what << ": " << r.body;
+      break;
+  }
+}
+
+// Walks every route with every credential (checking the table when `check`).
+void walk_http(int port, bool check) {
+  ASSERT_EQ(
+      http(port, "POST", "/v1/events", event("seed", "walk-1"), "application/json", {bearer(kIngestToken)}).status,
+      200);
+  for (const RouteCase& route : route_table()) {
+    const std::pair<const char*, Want> credentials[] = {{"", route.none},
+                                                        {kWrongToken, route.wrong},
+                                                        {kIngestToken, route.ingest},
+                                                        {kReadToken, route.read},
+                                                        {kAdminToken, route.admin}};
+    for (const auto& [token, want] : credentials) {
+      std::vector<std::string> headers;
+      if (*token != '\0') headers.push_back(bearer(token));
+      const auto r = http(port, route.method, route.target, route.body,
+                          route.content_type.empty() ? "application/json" : route.content_type, headers);
+      if (check) {
+        const std::string who = *token == '\0' ? "no token" : token == std::string(kWrongToken) ? "wrong token" : token;
+        expect_answer(r, want, route.method + " " + route.target + " with " + who + " (want " + want_name(want) + ")");
+      }
+    }
+  }
+}
+
+// TCP: no auth line, a wrong token, each scope's token.
+void walk_tcp(int port, bool check) {
+  {
+    Client c(port);
+    c.send(event("tcp-noauth", "walk-2") + "\n");
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::string answer = c.read_all(10s);
+    if (check) {
+      EXPECT_NE(answer.find("{\"error\":\"unauthorized"), std::string::npos) << answer;
+      EXPECT_LT(std::chrono::steady_clock::now() - t0, 8s) << "the connection was not closed";
+    }
+  }
+  {
+    Client c(port);
+    c.send(auth_line(kWrongToken) + event("tcp-wrong", "walk-2") + "\n");
+    const std::string answer = c.read_all(10s);
+    if (check) {
+      EXPECT_EQ(answer, "{\"error\":\"unauthorized: invalid token\"}\n");
+    }
+  }
+  {
+    Client c(port);
+    c.send(auth_line(kReadToken) + event("tcp-read", "walk-2") + "\n");
+    const std::string answer = c.read_all(10s);
+    if (check) {
+      EXPECT_EQ(answer, "{\"error\":\"forbidden: the token lacks the ingest scope\"}\n");
+    }
+  }
+  for (const char* token : {kIngestToken, kAdminToken}) {
+    Client c(port);
+    c.send(auth_line(token) + event(std::string("tcp-ok-") + token, "walk-2") + "\n");
+    const auto first = c.read_line();
+    const auto ack = c.read_line();
+    if (check) {
+      EXPECT_EQ(first.value_or(""), "{\"auth\":\"ok\"}") << token;
+      EXPECT_EQ(ack.value_or(""), "{\"ack\":1}") << token;
+    }
+  }
+}
+
+class SecurityTest : public ::testing::Test {
+ protected:
+  std::string write_config(const std::string& name, const std::string& content) {
+    const std::string path = dir_.file(name);
+    write_file(path, content);
+    return path;
+  }
+
+  TempDir dir_;
+};
+
+TEST_F(SecurityTest, EveryRouteAnswersEachCredentialAsTheTableSays) {
+  Daemon d(dir_.file("state"), {"--config", write_config("rapport.toml", tokens_toml())});
+  walk_http(d.http_port(), /*check=*/true);
+  walk_tcp(d.tcp_port(), /*check=*/true);
+}
+
+TEST_F(SecurityTest, TokensNeverAppearInTheLogMetricsOrDeadLetters) {
+  const std::string config = write_config("rapport.toml", tokens_toml());
+  Daemon d(dir_.file("state"), {"--config", config, "--log-level", "debug"});
+  const int port = d.http_port();
+  walk_http(port, /*check=*/false);
+  walk_tcp(d.tcp_port(), /*check=*/false);
+
+  // Malformed or misplaced Authorization headers.
+  const std::string admin = kAdminToken;
+  const std::vector<std::vector<std::string>> odd_headers = {
+      {"Authorization: Bearer " + admin + " trailing"},
+      {"Authorization: Token " + admin},
+      {"Authorization: " + admin},
+      {"Authorization: Bearer\t" + admin + "\t"},
+      {"Authorization: Bearer " + std::string(kWrongToken) + '\x01'},  // a control character: 400
+      {"X-Api-Key: " + admin, "Authorization: Basic " + admin},
+      {"X-Padding: " + std::string(9000, 'p') + kWrongToken},  // over the header limit: 431
+  };
+  for (const auto& headers : odd_headers) {
+    for (const std::string target : {"/v1/customers/walk-1", "/v1/events"}) {
+      const auto r = http(port, target == "/v1/events" ? "POST" : "GET", target, event("odd", "walk-3"),
+                          "application/x-ndjson", headers);
+      EXPECT_NE(r.status, 500) << headers[0].substr(0, 60);
+    }
+  }
+  EXPECT_EQ(http(port, "GET", "/v1/customers/walk-1?access_token=" + admin).status, 401);
+
+  // A TCP client that repeats its auth line: the second one is a rejected line whose payload is redacted.
+  {
+    Client c(d.tcp_port());
+    c.send(auth_line(kIngestToken) + event("rep-1", "walk-3") + "\n" + auth_line(kIngestToken));
+    const auto lines = lines_until_ack(c, 2);
+    ASSERT_GE(lines.size(), 3u);
+    EXPECT_EQ(lines[1].rfind("{\"line\":2,", 0), 0u) << lines[1];
+    for (const auto& l : lines) EXPECT_EQ(l.find(kIngestToken), std::string::npos) << l;
+  }
+
+  // A reload whose config has a token pasted where a key goes fails without echoing it.
+  write_file(config, tokens_toml() + "[[auth.tokens]]\n\"" + admin + "\" = \"oops\"\n");
+  d.signal(SIGHUP);
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (d.log().find("reload failed") == std::string::npos && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_NE(d.log().find("reload failed"), std::string::npos) << d.log();
+  write_file(config, tokens_toml());
+
+  const std::string metrics = http(port, "GET", "/metrics").body;
+  const std::string dead_letters = http(port, "GET", "/v1/deadletter?limit=1000", "", "", {bearer(admin)}).body;
+  const std::string log = d.log();
+  ASSERT_NE(log.find("listening http="), std::string::npos) << log;
+  ASSERT_NE(metrics.find("rapport_http_requests_total"), std::string::npos);
+  ASSERT_NE(dead_letters.find("<redacted>"), std::string::npos) << dead_letters;
+  for (const char* token : kAllTokens) {
+    EXPECT_EQ(log.find(token), std::string::npos) << token << " in the log:\n" << log;
+    EXPECT_EQ(metrics.find(token), std::string::npos) << token << " in /metrics";
+    EXPECT_EQ(dead_letters.find(token), std::string::npos) << token << " in the dead letters: " << dead_letters;
+  }
+}
+
+TEST_F(SecurityTest, ConfigErrorsNeverEchoATokenPastedInTheWrongPlace) {
+  const std::string admin = kAdminToken;
+  const std::vector<std::string> configs = {
+      "[auth]\n\"" + admin + "\" = 1\n",
+      "[[auth.tokens]]\ntoken = \"" + admin + "\"\nscopes = [\"root\"]\n",
+      "[[auth.tokens]]\n\"" + admin + "\" = \"admin\"\n",
+      "[[auth.tokens]]\ntoken = \"" + admin + "\"\nscopes = [\"admin\"]\ntoken_hint = 1\n",
+      "[[auth.tokens]]\ntoken = \"" + admin.substr(0, 10) + "\"\nscopes = [\"admin\"]\n",  // too short
+  };
+  int i = 0;
+  for (const std::string& content : configs) {
+    const std::string path = write_config("bad" + std::to_string(i++) + ".toml", content);
+    const auto r = run_command({binary("rapportd"), "--config", path, "--http", "127.0.0.1:0", "--tcp", "127.0.0.1:0",
+                                "--state-dir", dir_.file("state")});
+    EXPECT_EQ(r.exit_code, 2) << content;
+    EXPECT_NE(r.err.find("auth"), std::string::npos) << r.err;
+    EXPECT_EQ(r.err.find(admin.substr(0, 10)), std::string::npos) << r.err;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// TLS
+
+// A TLS client on its own io_context; every operation is bounded by a timeout.
+class TlsClient {
+ public:
+  // `ca_file`: verify the server against it (and its name against "localhost"); empty: no verification.
+  TlsClient(int port, const std::string& ca_file) : ctx_(ssl::context::tls_client) {
+    if (ca_file.empty()) {
+      ctx_.set_verify_mode(ssl::verify_none);
+    } else {
+      ctx_.load_verify_file(ca_file);
+      ctx_.set_verify_mode(ssl::verify_peer);
+      ctx_.set_verify_callback(ssl::host_name_verification("localhost"));
+    }
+    stream_.emplace(io_, ctx_);
+    SSL_set_tlsext_host_name(stream_->native_handle(), "localhost");
+    boost::system::error_code ec;
+    stream_->lowest_layer().connect(
+        asio::ip::tcp::endpoint(asio::ip::address_v4::loopback(), static_cast<unsigned short>(port)), ec);
+    if (!ec) handshake_ok_ = run([&](auto h) { stream_->async_handshake(ssl::stream_base::client, h); });
+  }
+
+  bool handshake_ok() const { return handshake_ok_; }
+  std::string error() const { return error_.message(); }
+
+  bool send(const std::string& data) {
+    return run([&](auto h) { asio::async_write(*stream_, asio::buffer(data), h); });
+  }
+  std::optional<std::string> read_line() {
+    for (;;) {
+      if (const auto nl = buffer_.find('\n'); nl != std::string::npos) {
+        std::string line = buffer_.substr(0, nl);
+        buffer_.erase(0, nl + 1);
+        return line;
+      }
+      if (!fill()) return std::nullopt;
+    }
+  }
+  // One HTTP/1.1 response (Content-Length bodies).
+  std::optional<Client::Response> read_response() {
+    for (;;) {
+      const auto end = buffer_.find("\r\n\r\n");
+      if (end != std::string::npos) {
+        Client::Response r;
+        r.status = std::stoi(buffer_.substr(9, 3));
+        std::size_t length = 0;
+        std::istringstream head(buffer_.substr(0, end));
+        for (std::string line; std::getline(head, line);) {
+          for (auto& ch : line) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+          if (line.rfind("content-length:", 0) == 0) length = std::stoul(line.substr(15));
+        }
+        if (buffer_.size() >= end + 4 + length) {
+          r.body = buffer_.substr(end + 4, length);
+          buffer_.erase(0, end + 4 + length);
+          return r;
+        }
+      }
+      if (!fill()) return std::nullopt;
+    }
+  }
+  Client::Response request(const std::string& method, const std::string& target, const std::string& body = "",
+                           const std::string& token = "") {
+    std::string req = method + " " + target + " HTTP/1.1\r\nHost: localhost\r\n";
+    if (!token.empty()) req += bearer(token) + "\r\n";
+    if (!body.empty() || method == "POST") {
+      req += "Content-Type: application/x-ndjson\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+    }
+    if (!send(req + "\r\n" + body)) return {};
+    return read_response().value_or(Client::Response{});
+  }
+
+ private:
+  bool fill() {
+    char chunk[16384];
+    std::size_t got = 0;
+    const bool ok = run([&](auto h) { stream_->async_read_some(asio::buffer(chunk), h); }, &got);
+    buffer_.append(chunk, got);
+    return ok && got > 0;
+  }
+  template <typename Op>
+  bool run(Op op, std::size_t* transferred = nullptr) {
+    bool done = false;
+    io_.restart();
+    op([&](const boost::system::error_code& ec, auto... n) {
+      done = true;
+      error_ = ec;
+      if constexpr (sizeof...(n) > 0) {
+        if (transferred != nullptr) *transferred = (n + ...);
+      }
+    });
+    io_.run_for(10s);
+    if (!done) {
+      boost::system::error_code ignored;
+      stream_->lowest_layer().cancel(ignored);
+      io_.restart();
+      io_.run();
+      error_ = asio::error::timed_out;
+      return false;
+    }
+    return !error_;
+  }
+
+  asio::io_context io_;
+  ssl::context ctx_;
+  std::optional<ssl::stream<asio::ip::tcp::socket>> stream_;
+  bool handshake_ok_ = false;
+  boost::system::error_code error_;
+  std::string buffer_;
+};
+
+// The "events" count of a customer's JSON (-1 when absent).
+double events_of(const std::string& customer_json) {
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  double v = -1;
+  if (parser.parse(customer_json).get(doc) != simdjson::SUCCESS) return -1;
+  if (doc.at_pointer("/events").get_double().get(v) != simdjson::SUCCESS) return -1;
+  return v;
+}
+
+class TlsE2eTest : public SecurityTest {
+ protected:
+  void SetUp() override {
+    if (::access("/usr/bin/openssl", X_OK) != 0) GTEST_FAIL() << "/usr/bin/openssl is missing: apt-get install openssl";
+    make_cert(cert_, key_);
+  }
+  void make_cert(const std::string& cert, const std::string& key) {
+    const auto r =
+        run_command({"/usr/bin/openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                     "/CN=localhost", "-addext", "subjectAltName=DNS:localhost", "-keyout", key, "-out", cert});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  std::string tls_config(const std::string& cert, const std::string& key) {
+    return tokens_toml() + "[tls]\ncert_file = \"" + cert + "\"\nkey_file = \"" + key + "\"\nhttp = true\ntcp = true\n";
+  }
+
+  const std::string cert_ = dir_.file("cert.pem");
+  const std::string key_ = dir_.file("key.pem");
+};
+
+TEST_F(TlsE2eTest, EventsAndQueriesOverTlsAndPlaintextClientsFailCleanly) {
+  Daemon d(dir_.file("state"), {"--config", write_config("rapport.toml", tls_config(cert_, key_))});
+  EXPECT_NE(d.log().find("tls: http on, tcp on"), std::string::npos) << d.log();
+
+  // TLS TCP: auth, events, acks.
+  TlsClient tcp(d.tcp_port(), cert_);
+  ASSERT_TRUE(tcp.handshake_ok()) << tcp.error();
+  ASSERT_TRUE(tcp.send(auth_line(kIngestToken) + event("t1", "tls-c") + "\n" + event("t2", "tls-c") + "\nbroken\n" +
+                       event("t3", "tls-c") + "\n"));
+  EXPECT_EQ(tcp.read_line().value_or(""), "{\"auth\":\"ok\"}");
+  std::vector<std::string> lines;
+  while (auto l = tcp.read_line()) {
+    lines.push_back(*l);
+    if (l->rfind("{\"ack\":4}", 0) == 0) break;
+  }
+  ASSERT_FALSE(lines.empty());
+  EXPECT_EQ(lines.back(), "{\"ack\":4}");
+  EXPECT_EQ(lines.size(), 2u);  // line 3's rejection, then the ack
+
+  // HTTPS, verified against the certificate, keep-alive.
+  TlsClient https(d.http_port(), cert_);
+  ASSERT_TRUE(https.handshake_ok()) << https.error();
+  auto r = https.request("POST", "/v1/events", event("h1", "tls-c") + "\n" + event("h2", "tls-c") + "\n", kIngestToken);
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.body, "{\"accepted\":2,\"duplicates\":0,\"rejected\":[]}");
+  r = https.request("GET", "/v1/customers/tls-c", "", kReadToken);
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(events_of(r.body), 5) << r.body;
+  EXPECT_EQ(https.request("GET", "/v1/customers/tls-c").status, 401);
+
+  // Plaintext clients on the TLS ports: a plaintext answer that says so, then close.
+  {
+    Client plain(d.tcp_port());
+    plain.send(auth_line(kIngestToken) + event("plain-1", "tls-c") + "\n");
+    EXPECT_EQ(plain.read_all(), "{\"error\":\"this port requires TLS\"}\n");
+  }
+  const auto refused = http(d.http_port(), "GET", "/healthz");
+  EXPECT_EQ(refused.status, 400);
+  EXPECT_NE(refused.body.find("https://"), std::string::npos) << refused.body;
+
+  // The TLS connections opened before are unaffected.
+  ASSERT_TRUE(tcp.send(event("t4", "tls-c") + "\n"));
+  EXPECT_EQ(tcp.read_line().value_or(""), "{\"ack\":5}");
+  r = https.request("GET", "/v1/customers/tls-c", "", kAdminToken);
+  EXPECT_EQ(events_of(r.body), 6) << r.body;
+
+  // A stock client: curl over HTTPS, verifying the certificate.
+  if (::access("/usr/bin/curl", X_OK) == 0) {
+    const auto c = run_command({"/usr/bin/curl", "-sS", "--max-time", "10", "--cacert", cert_, "-H", bearer(kReadToken),
+                                "https://localhost:" + std::to_string(d.http_port()) + "/v1/customers/tls-c"});
+    EXPECT_EQ(c.exit_code, 0) << c.err;
+    EXPECT_EQ(events_of(c.out), 6) << c.out;
+  }
+  EXPECT_EQ(d.stop(), 0);
+}
+
+TEST_F(TlsE2eTest, BadCertificateOrKeyRefusesToStartNamingTheFile) {
+  const std::string other_cert = dir_.file("other-cert.pem"), other_key = dir_.file("other-key.pem");
+  make_cert(other_cert, other_key);
+  const std::string garbage = dir_.file("garbage.pem");
+  write_file(garbage, "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n");
+  const std::string missing = dir_.file("no-such-cert.pem");
+  struct Case {
+    std::string cert, key, named, why;
+  };
+  const std::vector<Case> cases = {
+      {missing, key_, missing, "cannot read"},
+      {cert_, dir_.file("no-such-key.pem"), dir_.file("no-such-key.pem"), "cannot read"},
+      {garbage, key_, garbage, "not a PEM certificate"},
+      {cert_, other_key, other_key, "does not match the certificate"},
+  };
+  int i = 0;
+  for (const Case& c : cases) {
+    const std::string config = write_config("bad" + std::to_string(i++) + ".toml", tls_config(c.cert, c.key));
+    for (bool check_only : {false, true}) {
+      std::vector<std::string> argv = {binary("rapportd"), "--config",    config,
+                                       "--http",           "127.0.0.1:0", "--tcp",
+                                       "127.0.0.1:0",      "--state-dir", dir_.file("state")};
+      if (check_only) argv.push_back("--check-config");
+      const auto r = run_command(argv);
+      EXPECT_EQ(r.exit_code, 2) << c.named << ": " << r.err;
+      EXPECT_NE(r.err.find("'" + c.named + "'"), std::string::npos) << r.err;
+      EXPECT_NE(r.err.find(c.why), std::string::npos) << r.err;
+    }
+  }
+  // TLS on without a certificate at all.
+  const auto r = run_command(
+      {binary("rapportd"), "--config", write_config("none.toml", "[tls]\nhttp = true\n"), "--check-config"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("tls.cert_file"), std::string::npos) << r.err;
+}
+
+TEST_F(TlsE2eTest, SighupServesARenewedCertificate) {
+  const std::string config = write_config("rapport.toml", tls_config(cert_, key_));
+  Daemon d(dir_.file("state"), {"--config", config});
+  TlsClient before(d.http_port(), cert_);
+  ASSERT_TRUE(before.handshake_ok()) << before.error();
+  const std::string renewed_cert = dir_.file("renewed-cert.pem"), renewed_key = dir_.file("renewed-key.pem");
+  make_cert(renewed_cert, renewed_key);
+  write_file(config, tls_config(renewed_cert, renewed_key));
+  d.signal(SIGHUP);
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (d.log().find("configuration reloaded") == std::string::npos && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(20ms);
+  }
+  TlsClient renewed(d.http_port(), renewed_cert);  // verifies against the new certificate only
+  EXPECT_TRUE(renewed.handshake_ok()) << renewed.error();
+  TlsClient stale(d.http_port(), cert_);
+  EXPECT_FALSE(stale.handshake_ok());
+  EXPECT_EQ(before.request("GET", "/healthz").status, 200);  // an open connection keeps its session
+}
+
+// ---------------------------------------------------------------------------
+// /metrics on a separate address
+
+TEST_F(SecurityTest, MetricsOnASeparateAddress) {
+  Daemon d(dir_.file("state"),
+           {"--config", write_config("rapport.toml", tokens_toml() + "[metrics]\naddress = \"127.0.0.1:0\"\n")});
+  const std::string log = d.log();
+  const auto pos = log.find("listening metrics=");
+  ASSERT_NE(pos, std::string::npos) << log;
+  const std::string endpoint = log.substr(pos + 18, log.find('\n', pos) - pos - 18);
+  const int metrics_port = std::stoi(endpoint.substr(endpoint.rfind(':') + 1));
+  ASSERT_EQ(endpoint.rfind("127.0.0.1:", 0), 0u) << endpoint;
+
+  ASSERT_EQ(
+      http(d.http_port(), "POST", "/v1/events", event("m1", "metrics-c"), "application/json", {bearer(kIngestToken)})
+          .status,
+      200);
+  const auto metrics = http(metrics_port, "GET", "/metrics");
+  EXPECT_EQ(metrics.status, 200);
+  EXPECT_NE(metrics.body.find("rapport_events_accepted_total"), std::string::npos);
+  EXPECT_EQ(http(metrics_port, "GET", "/healthz").status, 200);
+  EXPECT_EQ(http(metrics_port, "GET", "/v1/customers/metrics-c", "", "", {bearer(kAdminToken)}).status, 404);
+  EXPECT_EQ(
+      http(metrics_port, "POST", "/v1/events", event("m2", "metrics-c"), "application/json", {bearer(kAdminToken)})
+          .status,
+      404);
+
+  const auto main_metrics = http(d.http_port(), "GET", "/metrics");
+  EXPECT_EQ(main_metrics.status, 404);
+  EXPECT_EQ(main_metrics.body.find("rapport_"), std::string::npos);
+  EXPECT_EQ(http(d.http_port(), "GET", "/healthz").status, 200);
+  EXPECT_EQ(http(d.http_port(), "GET", "/v1/customers/metrics-c", "", "", {bearer(kReadToken)}).status, 200);
+}
+
+}  // namespace
+}  // namespace rapport::test
