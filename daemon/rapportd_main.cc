@@ -143,6 +143,7 @@ int run(const std::string& config_path, const Overrides& overrides) {
   const bool watchdog = sd_watchdog_enabled(0, &watchdog_usec) > 0;
   const auto tick = watchdog ? std::chrono::microseconds(watchdog_usec / 2) : std::chrono::microseconds(1'000'000);
   std::uint64_t last_progress = writer.progress();
+  auto next_checkpoint = std::chrono::steady_clock::now() + config->storage.checkpoint_interval;
   for (;;) {
     timespec timeout{static_cast<time_t>(tick.count() / 1'000'000), static_cast<long>(tick.count() % 1'000'000) * 1000};
     const int sig = sigtimedwait(&signals, nullptr, &timeout);
@@ -180,6 +181,16 @@ int run(const std::string& config_path, const Overrides& overrides) {
       value.set_config(*config);
       log_info("configuration reloaded");
       continue;
+    }
+    // Checkpoint on the clock too: the store only checks its interval when a batch arrives, so an
+    // idle daemon would otherwise keep its last events in memory (safe in the journal) indefinitely.
+    if (std::chrono::steady_clock::now() >= next_checkpoint) {
+      next_checkpoint = std::chrono::steady_clock::now() + config->storage.checkpoint_interval;
+      if (!writer.busy()) {
+        writer.post([](Store& s) {
+          if (Status st = s.checkpoint(); !st.ok()) log_warn("checkpoint failed: " + st.message());
+        });
+      }
     }
     // Timeout: the watchdog is fed only while the writer makes progress or has nothing to do.
     if (watchdog) {
