@@ -658,6 +658,9 @@ TEST_F(JournalTest, ConcurrentReadersDuringErasures) {
     });
   }
   for (int round = 0; round < kRounds; ++round) {
+    // Let the readers complete a read between rounds, so reads really interleave with erasures
+    // however the scheduler (or an optimised build) favours this thread.
+    for (const long before = reads.load(); reads.load() == before;) std::this_thread::yield();
     std::vector<Event> batch;
     for (int i = 0; i < kPerRound; ++i) {
       batch.push_back(make_event("x", "r" + std::to_string(round) + "-" + std::to_string(i), i));
