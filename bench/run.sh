@@ -162,6 +162,7 @@ start_daemon() {  # [extra rapportd flags]; fresh state dir unless KEEP_STATE=1
   local attempt
   for attempt in 1 2; do
     [ "${KEEP_STATE:-0}" = 1 ] || rm -rf "$WORK/state"
+    : >"$WORK/daemon.log"  # truncate here: the child truncates it only after the fork, racing the grep below
     "$RAPPORTD" --http 127.0.0.1:0 --tcp 127.0.0.1:0 --state-dir "$WORK/state" "$@" 2>"$WORK/daemon.log" &
     pid=$!
     # Up to 2 minutes: on the shared machine a start (or the previous daemon's exit) can be slow.
@@ -391,9 +392,9 @@ if [ "$PROFILE" = 1 ] && command -v perf >/dev/null; then
     if [ "$name" = query ]; then
       "$LOADGEN" --tcp "$TCP" --http "$HTTP" --mode tcp -c 4 --file "$EVENTS_FILE" -n "$EVENTS" -q >/dev/null 2>&1 || true
     fi
-    "$LOADGEN" --tcp "$TCP" --http "$HTTP" -q --no-verify "$@" --duration $((2 * secs + 4)) >"$WORK/profile_load.txt" 2>&1 &
+    "$LOADGEN" --tcp "$TCP" --http "$HTTP" -q --no-verify "$@" --duration $((2 * secs + 10)) >"$WORK/profile_load.txt" 2>&1 &
     local lg=$!
-    sleep 2
+    sleep 6  # the loadgen reads the events first
     {
       echo "## $name: rapport-loadgen $*"
       echo "### per thread over ${secs} s (/proc/PID/task/TID/schedstat): on CPU, runnable but waiting for a CPU, context switches"

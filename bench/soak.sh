@@ -44,6 +44,7 @@ cleanup() { [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev
 trap cleanup EXIT
 start_daemon() {
   rm -rf "$WORK/state"
+  : >"$WORK/daemon.log"
   $B/daemon/rapportd --http 127.0.0.1:0 --tcp 127.0.0.1:0 --state-dir "$WORK/state" 2>"$WORK/daemon.log" &
   pid=$!
   for _ in $(seq 300); do grep -q "listening" "$WORK/daemon.log" 2>/dev/null && break; sleep 0.1; done

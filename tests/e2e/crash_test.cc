@@ -168,8 +168,10 @@ TEST(Crash, KillNineAtRandomMomentsLosesAndDuplicatesNothing) {
                     << ", distinct events sent " << sent[k];
     }
   }
-  // The timelines hold exactly the events sent, each once.
-  for (int c = 0; c < kCustomers && bad < 5; ++c) {
+  // The timelines hold exactly the events sent, each once (every customer's; every 8th after long runs, where paging
+  // through millions of events would dominate the run time).
+  const int timeline_step = book.size() <= 300'000 ? 1 : 8;
+  for (int c = 0; c < kCustomers && bad < 5; c += timeline_step) {
     std::vector<std::string> ids = timeline_ids(daemon.http_port(), book.customer(c));
     std::sort(ids.begin(), ids.end());
     std::vector<std::string> want;
