@@ -397,10 +397,10 @@ if [ "$PROFILE" = 1 ] && command -v perf >/dev/null; then
     sleep 6  # the loadgen reads the events first
     {
       echo "## $name: rapport-loadgen $*"
-      echo "### per thread over ${secs} s (/proc/PID/task/TID/schedstat): on CPU, runnable but waiting for a CPU, context switches"
       threads_sample >"$WORK/sched0"
       perf stat -e task-clock,context-switches,cpu-migrations,page-faults -p "$pid" -- sleep "$secs" 2>&1 | sed '/^$/d'
       threads_sample >"$WORK/sched1"
+      echo "### per thread over the same ${secs} s (/proc/PID/task/TID/schedstat): on CPU, runnable but waiting for a CPU, context switches"
       join <(sort "$WORK/sched0") <(sort "$WORK/sched1") | sort -k1,1n |
         awk -v s="$secs" '{run = ($5 - $2) / s / 1e7; wait = ($6 - $3) / s / 1e7;
           if (run + wait >= 1) printf "thread %-8s on CPU %5.1f %%   waiting for a CPU %5.1f %%   switches %d\n", $1, run, wait, $7 - $4}'
