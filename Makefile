@@ -44,35 +44,46 @@ test-fast: build-test
 test-asan: build-asan
 	cd build/asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j $(JOBS) --timeout 900
 
+# TSan at -O1: compiles ~20% faster than -O2 and runs the suite about as fast; races are found at any level.
 build-tsan: deps
-	cmake -S . -B build/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRAPPORT_SANITIZE=thread -DRAPPORT_BENCH=OFF -DRAPPORT_WERROR=ON $(CMAKE_FLAGS)
+	cmake -S . -B build/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g -DNDEBUG" \
+	  -DRAPPORT_SANITIZE=thread -DRAPPORT_BENCH=OFF -DRAPPORT_WERROR=ON $(CMAKE_FLAGS)
 	cmake --build build/tsan -j $(JOBS)
 
 # The ops label (promtool, Prometheus, the .deb) checks packaging, not threads: normal build only.
 test-tsan: build-tsan
 	cd build/tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ctest --output-on-failure -j $(JOBS) --timeout 900 -LE ops
 
-# libFuzzer targets (tests/fuzz), clang with ASan+UBSan. Each runs FUZZ_SECONDS on a copy of its
-# seed corpus in build/fuzz/work (the committed corpus stays as is); a crash, leak, timeout or OOM
-# fails the target and leaves the reproducer in build/fuzz/artifacts/<target>/. To keep a finding
-# as a regression test, copy the reproducer into tests/fuzz/corpus/<target>/ (fuzz.replay.* replay it).
+# libFuzzer targets (tests/fuzz), clang with ASan+UBSan. They run side by side, FUZZ_SECONDS each,
+# on copies of their seed corpora in build/fuzz/work (the committed corpus stays as is); output goes
+# to build/fuzz/<target>.log. A crash, leak, timeout or OOM fails the target and leaves the reproducer
+# in build/fuzz/artifacts/<target>/; to keep it as a regression test, copy it into
+# tests/fuzz/corpus/<target>/ (the fuzz.replay.* tests replay every file there).
 build-fuzz: deps
 	cmake -S . -B build/fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DRAPPORT_FUZZ=ON \
 	  -DRAPPORT_TESTS=OFF -DRAPPORT_BENCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS)
 	cmake --build build/fuzz -j $(JOBS) --target $(FUZZ_TARGETS:%=%_fuzz)
 
 fuzz: build-fuzz
-	@set -e; for t in $(FUZZ_TARGETS); do \
+	@echo "fuzz: $(FUZZ_TARGETS) for $(FUZZ_SECONDS) s each, side by side (logs: build/fuzz/<target>.log)"
+	@pids=""; for t in $(FUZZ_TARGETS); do \
 	  rm -rf build/fuzz/work/$$t build/fuzz/artifacts/$$t; \
 	  mkdir -p build/fuzz/work/$$t build/fuzz/artifacts/$$t; \
 	  cp tests/fuzz/corpus/$$t/* build/fuzz/work/$$t/; \
-	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
 	  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ASAN_SYMBOLIZER_PATH=/usr/lib/llvm-14/bin/llvm-symbolizer \
 	  ./build/fuzz/tests/fuzz/$${t}_fuzz -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
 	    -print_final_stats=1 -artifact_prefix=build/fuzz/artifacts/$$t/ build/fuzz/work/$$t \
-	    || { echo "fuzz: $$t FAILED; reproducer in build/fuzz/artifacts/$$t/"; exit 1; }; \
-	done
+	    > build/fuzz/$$t.log 2>&1 & pids="$$pids $$!"; \
+	done; \
+	fail=0; set -- $(FUZZ_TARGETS); for pid in $$pids; do t=$$1; shift; \
+	  if wait $$pid; then \
+	    grep -E '^(Done|stat::(average_exec_per_sec|new_units_added|peak_rss_mb))' build/fuzz/$$t.log | sed "s/^/fuzz: $$t: /"; \
+	  else \
+	    fail=1; tail -n 100 build/fuzz/$$t.log; \
+	    echo "fuzz: $$t FAILED; reproducer in build/fuzz/artifacts/$$t/, log in build/fuzz/$$t.log"; \
+	  fi; \
+	done; exit $$fail
 
 # The README's test command and what CI runs: the normal build, ASan+UBSan, TSan, then the fuzzers.
 test: test-fast test-asan test-tsan fuzz

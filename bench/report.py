@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Builds bench/RESULTS.md and the PNGs from the raw results of bench/run.sh
 (bench/results/: results.jsonl, machine.json, commands.txt, profile_*.txt,
-analysis.md, soak_summary.md). Re-run it to rebuild the report without
+analysis.md, soak_summary.md, and any other hand-written *.md there, included
+verbatim before the commands). Re-run it to rebuild the report without
 re-measuring:  python3 bench/report.py
 """
 import json
@@ -314,14 +315,16 @@ def main():
           f"RssAnon {anon:,.0f} MB after restart, {mem['after_queries_anon_kb'] / 1024:,.0f} MB after queries, "
           f"{mem['after_ingest_anon_kb'] / 1024:,.0f} MB right after the ingest | "
           f"{yn(max(mem['restart_anon_kb'], mem['after_queries_anon_kb']) / 1024 < T_RSS_MB)} (idle/queries) |")
-    soak = os.path.join(RES, "soak_summary.md")
-    if os.path.exists(soak):
-        verdict = "see below"
-        for line in open(soak):
+    soaks = sorted(p for p in os.listdir(RES) if p.startswith("soak_summary") and p.endswith(".md"))
+    for name in soaks:
+        verdict, rate = "see below", ""
+        for line in open(os.path.join(RES, name)):
             if line.startswith("verdict:"):
                 verdict = line.split(":", 1)[1].strip()
-        w(f"| RSS flat under a soak at half the peak rate | {verdict} | see *Soak* |")
-    else:
+            if line.startswith("`bench/soak.sh") and " at " in line:
+                rate = line.split(" at ", 1)[1].split(" (", 1)[0]
+        w(f"| RSS flat under a soak ({rate}) | {verdict} | see *Soak* |")
+    if not soaks:
         w("| RSS flat under a 10-minute soak | not run yet (`bench/soak.sh`) | — |")
     w("")
 
@@ -414,19 +417,26 @@ def main():
         w("")
         for p in profiles:
             w("```")
-            w(open(os.path.join(RES, p)).read().rstrip())
+            w(open(os.path.join(RES, p)).read().rstrip().replace(os.path.join(os.path.dirname(HERE), "build/bench/work/"), ""))
             w("```")
             w("")
-    if os.path.exists(soak):
-        w(open(soak).read().rstrip())
+    for name in soaks:
+        w(open(os.path.join(RES, name)).read().rstrip())
         w("")
+    # Hand-written sections kept beside the generated ones (e.g. micro-benchmark tables).
+    for extra in sorted(os.listdir(RES)):
+        if extra.endswith(".md") and extra != "analysis.md" and not extra.startswith("soak_summary"):
+            w(open(os.path.join(RES, extra)).read().rstrip())
+            w("")
 
     # ------------------------------------------------------------ commands
     w("## Exact commands")
     w("")
     w("`bench/run.sh" + (" --quick" if m.get("quick") else "") + "` ran, with fresh `rapportd --http 127.0.0.1:0 "
       "--tcp 127.0.0.1:0 --state-dir DIR` per ingest run (binaries in build/bench, "
-      "`cmake -DCMAKE_BUILD_TYPE=Release -DRAPPORT_BENCH=ON -DRAPPORT_TESTS=OFF -DRAPPORT_WERROR=OFF`):")
+      "`cmake -DCMAKE_BUILD_TYPE=Release -DRAPPORT_BENCH=ON -DRAPPORT_TESTS=OFF -DRAPPORT_WERROR=OFF`); "
+      "every rapport-loadgen line also got `--tcp ADDR --http ADDR --json -q --label CONFIG`, and each "
+      "configuration ran the stated number of times:")
     w("")
     w("```")
     cmds = os.path.join(RES, "commands.txt")

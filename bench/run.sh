@@ -430,5 +430,6 @@ m["loadavg_end"] = open('/proc/loadavg').read().split()[:3]
 m["wall_s"] = int(sys.argv[2])
 json.dump(m, open(sys.argv[1], "w"), indent=1)
 EOF
+rm -rf "$WORK/state"
 python3 bench/report.py
 log "done in $((T_END - T_START)) s: bench/RESULTS.md"

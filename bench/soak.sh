@@ -6,23 +6,27 @@
 # reports), into bench/results/soak.csv + bench/soak.png, then a summary
 # (flat or not) in bench/results/soak_summary.md, included in bench/RESULTS.md.
 #
-#   bench/soak.sh [--minutes 10] [--rate EVENTS_PER_S] [--connections 4] [--no-build]
+#   bench/soak.sh [--minutes 10] [--rate EVENTS_PER_S | --fraction 0.5] [--connections 4]
+#                 [--tag NAME] [--no-build]
 #
-# Without --rate: half the median of the TCP 4-connection runs in
-# bench/results/results.jsonl (bench/run.sh), else half of a 15 s closed-loop
-# run measured first. Events: generated (1 M customers, Zipf 1.1), a pool of
+# Without --rate: --fraction (default 0.5, "half the peak") of the median of the
+# TCP 4-connection runs in bench/results/results.jsonl (bench/run.sh), else of
+# a 15 s closed-loop run measured first. --tag NAME keeps the files of several
+# soaks apart (results/soak_NAME.csv, soak_NAME.png, results/soak_summary_NAME.md). Events: generated (1 M customers, Zipf 1.1), a pool of
 # 2 M cycled with fresh event_ids, so every event is new to the daemon.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-MINUTES=10 RATE="" CONNS=4 BUILD=1
+MINUTES=10 RATE="" CONNS=4 BUILD=1 FRACTION=0.5 TAG=""
 while [ $# -gt 0 ]; do
   case $1 in
     --minutes) MINUTES=$2; shift 2 ;;
     --rate) RATE=$2; shift 2 ;;
     --connections) CONNS=$2; shift 2 ;;
+    --fraction) FRACTION=$2; shift 2 ;;
+    --tag) TAG=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -34,7 +38,8 @@ if [ "$BUILD" = 1 ]; then
 fi
 command -v gnuplot >/dev/null || echo "gnuplot missing (bench/run.sh installs it): no PNG" >&2
 RES=bench/results
-WORK=$ROOT/$B/soak
+SUF=${TAG:+_$TAG}
+WORK=$ROOT/$B/soak$SUF
 rm -rf "$WORK"
 mkdir -p "$RES" "$WORK"
 log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
@@ -55,14 +60,17 @@ start_daemon() {
 LG=($B/bench/rapport-loadgen --customers 1000000 -n 2000000 --seed 11 -c "$CONNS")
 
 if [ -z "$RATE" ] && [ -f "$RES/results.jsonl" ]; then
-  RATE=$(python3 - "$RES/results.jsonl" <<'EOF'
+  PEAK=$(python3 - "$RES/results.jsonl" <<'EOF'
 import json, statistics, sys
 v = [json.loads(l)["loadgen"]["events_per_s"] for l in open(sys.argv[1])
      if '"config":"tcp_c4"' in l.replace(" ", "") and json.loads(l).get("loadgen")]
-print(int(statistics.median(v) / 2) if v else "")
+print(int(statistics.median(v)) if v else "")
 EOF
 )
-  [ -n "$RATE" ] && PEAK_SRC="half the median TCP 4-connection rate of bench/run.sh ($((RATE * 2)) events/s)"
+  if [ -n "$PEAK" ]; then
+    RATE=$(awk -v p="$PEAK" -v f="$FRACTION" 'BEGIN {printf "%d", p * f}')
+    PEAK_SRC="$FRACTION × the median TCP 4-connection rate of bench/run.sh, $PEAK events/s"
+  fi
 fi
 if [ -z "$RATE" ]; then
   log "measuring the peak (15 s closed loop)"
@@ -70,18 +78,18 @@ if [ -z "$RATE" ]; then
   peak=$("${LG[@]}" --mode tcp --tcp "$TCP" --http "$HTTP" --duration 15 --json -q |
     python3 -c 'import json,sys; print(int(json.load(sys.stdin)["events_per_s"]))')
   kill -TERM "$pid"; wait "$pid" || true; pid=""
-  RATE=$((peak / 2))
-  PEAK_SRC="half of a 15 s closed-loop TCP run measured just before ($peak events/s)"
+  RATE=$(awk -v p="$peak" -v f="$FRACTION" 'BEGIN {printf "%d", p * f}')
+  PEAK_SRC="$FRACTION × a 15 s closed-loop TCP run measured just before, $peak events/s"
 fi
 [ -n "${PEAK_SRC:-}" ] || PEAK_SRC="given with --rate"
 
 log "soak: $MINUTES min at $RATE events/s over $CONNS TCP connections"
 start_daemon
 rm -f "$WORK/stop"
-python3 bench/soak_sample.py "$pid" "$HTTP" "$RES/soak.csv" --until-file "$WORK/stop" &
+python3 bench/soak_sample.py "$pid" "$HTTP" "$RES/soak$SUF.csv" --until-file "$WORK/stop" &
 sampler=$!
 CMD=("${LG[@]}" --mode tcp --tcp "$TCP" --http "$HTTP" --rate "$RATE" --batch 100 --duration "$(awk -v m="$MINUTES" 'BEGIN {print m * 60}')"
-     --report-interval 1 --interval-file "$RES/soak_loadgen.jsonl" --json -q --label soak)
+     --report-interval 1 --interval-file "$RES/soak${SUF}_loadgen.jsonl" --json -q --label "soak$SUF")
 rc=0
 out=$("${CMD[@]}") || rc=$?
 sleep 2
@@ -89,21 +97,23 @@ touch "$WORK/stop"
 wait "$sampler" || true
 final_rss=$(awk '$1 == "VmRSS:" {print $2}' "/proc/$pid/status")
 kill -TERM "$pid"; wait "$pid" || true; pid=""
-echo "$out" >"$RES/soak_loadgen_summary.json"
+rm -rf "$WORK/state"  # tens of GB after a long soak
+echo "$out" >"$RES/soak${SUF}_loadgen_summary.json"
 
-python3 - "$RES" "$MINUTES" "$RATE" "$rc" "$PEAK_SRC" "rapport-loadgen ${CMD[*]:1}" <<'EOF'
+python3 - "$RES" "$MINUTES" "$RATE" "$rc" "$PEAK_SRC" "rapport-loadgen ${CMD[*]:1}" "$SUF" "$TAG" <<'EOF'
 import csv, json, os, statistics, sys
 res, minutes, rate, rc, peak_src, cmd = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6]
+suf, tag = sys.argv[7], sys.argv[8]
 cmd = cmd.replace(os.getcwd() + "/", "")
-rows = list(csv.DictReader(open(os.path.join(res, "soak.csv"))))
-lg = [json.loads(l) for l in open(os.path.join(res, "soak_loadgen.jsonl")) if l.strip()]
+rows = list(csv.DictReader(open(os.path.join(res, f"soak{suf}.csv"))))
+lg = [json.loads(l) for l in open(os.path.join(res, f"soak{suf}_loadgen.jsonl")) if l.strip()]
 try:
-    summary = json.load(open(os.path.join(res, "soak_loadgen_summary.json")))
+    summary = json.load(open(os.path.join(res, f"soak{suf}_loadgen_summary.json")))
 except Exception:
     summary = None
 # client-side p99 per second, joined by nearest second, into the CSV used for the plot
 by_t = {round(r["unix"]): r for r in lg}
-with open(os.path.join(res, "soak_plot.dat"), "w") as f:
+with open(os.path.join(res, f"soak{suf}_plot.dat"), "w") as f:
     f.write("# t rss_mb anon_mb fds events_per_s daemon_p99_ms loadgen_p99_ms\n")
     for r in rows:
         t = float(r["t_s"])
@@ -140,19 +150,21 @@ verdict = ("flat" if flat_mem and flat_fds else "NOT flat") + \
           f" (RssAnon {first_q:.0f} → {last_q:.0f} MB, {s_anon:+.2f} MB/min; fds {fd_range[0]}–{fd_range[1]})"
 pct = lambda v, p: sorted(v)[min(len(v) - 1, int(p / 100 * len(v)))] if v else float("nan")
 L = []
-L.append("## Soak")
+stalled = sum(1 for r in rows if float(r["events_per_s"]) == 0)
+L.append("## Soak" + (f" ({tag})" if tag else ""))
 L.append("")
-L.append(f"`bench/soak.sh --minutes {minutes:g}`: {minutes:g} min of open-loop TCP ingest at {rate:,} events/s "
+L.append(f"`bench/soak.sh --minutes {minutes:g}" + (f" --tag {tag}" if tag else "") + f"`: {minutes:g} min of open-loop TCP ingest at {rate:,} events/s "
          f"({peak_src}), 100 lines/write, sampled every second. Command: `{cmd}`.")
 L.append("")
-L.append("![soak](soak.png)")
+L.append(f"![soak](soak{suf}.png)")
 L.append("")
 L.append(f"verdict: {verdict}")
 L.append("")
 L.append("| | |")
 L.append("|---|---|")
-L.append(f"| samples | {len(rows)} (bench/results/soak.csv) |")
-L.append(f"| achieved events/s, median of 1 s samples | {statistics.median(eps) if eps else 0:,.0f} |")
+L.append(f"| samples | {len(rows)} (bench/results/soak{suf}.csv) |")
+L.append(f"| achieved events/s, median of 1 s samples | {statistics.median(eps) if eps else 0:,.0f} "
+         f"({stalled} seconds with no event acknowledged) |")
 if summary:
     L.append(f"| whole run (loadgen) | {summary['events']:,} events, {summary['events_per_s']:,} events/s, "
              f"p50/p99/p99.9 {summary['latency_ms']['p50']:.2f}/{summary['latency_ms']['p99']:.2f}/"
@@ -170,14 +182,14 @@ L.append(f"| per-second p99 ack latency, client side | median {statistics.median
 L.append(f"| per-second p99, daemon histogram (coarse buckets) | median {statistics.median(dp99) if dp99 else float('nan'):.1f} ms, "
          f"worst {max(dp99) if dp99 else float('nan'):.1f} ms |")
 L.append("")
-open(os.path.join(res, "soak_summary.md"), "w").write("\n".join(L) + "\n")
+open(os.path.join(res, f"soak_summary{suf}.md"), "w").write("\n".join(L) + "\n")
 print(verdict)
 EOF
 
 if command -v gnuplot >/dev/null; then
   gnuplot <<EOF || true
 set terminal pngcairo size 1000,640 font "sans,10"
-set output '$ROOT/bench/soak.png'
+set output '$ROOT/bench/soak$SUF.png'
 set multiplot layout 2,1 title 'rapportd soak: $MINUTES min at $RATE events/s (TCP, open loop)'
 set grid
 set xlabel 'seconds'
@@ -188,14 +200,14 @@ set y2tics
 set y2range [0:*]
 set yrange [0:*]
 set key top left
-plot '$ROOT/$RES/soak_plot.dat' using 1:2 with lines lw 2 title 'VmRSS', \
+plot '$ROOT/$RES/soak${SUF}_plot.dat' using 1:2 with lines lw 2 title 'VmRSS', \
      '' using 1:3 with lines lw 2 title 'RssAnon', \
      '' using 1:4 axes x1y2 with lines lw 1 title 'fds'
 set ylabel 'p99 ack latency per second, ms'
 set y2label 'events/s'
 set logscale y
 set yrange [*:*]
-plot '$ROOT/$RES/soak_plot.dat' using 1:7 with lines lw 1 title 'p99 (loadgen)', \
+plot '$ROOT/$RES/soak${SUF}_plot.dat' using 1:7 with lines lw 1 title 'p99 (loadgen)', \
      '' using 1:6 with lines lw 1 title 'p99 (daemon histogram)', \
      '' using 1:5 axes x1y2 with lines lw 1 lc rgb '#999999' title 'events/s'
 unset multiplot
@@ -205,7 +217,7 @@ fi
 if [ -f "$RES/results.jsonl" ]; then
   python3 bench/report.py >/dev/null
 else
-  cat "$RES/soak_summary.md" >>bench/RESULTS.md
+  cat "$RES/soak_summary$SUF.md" >>bench/RESULTS.md
 fi
-log "soak done: $(grep '^verdict' "$RES/soak_summary.md")"
+log "soak done: $(grep '^verdict' "$RES/soak_summary$SUF.md")"
 exit "$rc"

@@ -199,6 +199,24 @@ TEST_F(Hostile, SlowlorisAndIdleConnectionsDoNotStarveNormalClients) {
   EXPECT_TRUE(daemon_->alive());
 }
 
+// Reads one HTTP response from a raw socket (status only; nullopt if closed first).
+std::optional<int> response_status(int fd, milliseconds timeout) {
+  std::string got;
+  const auto deadline = Clock::now() + timeout;
+  while (got.find("\r\n") == std::string::npos) {
+    const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) return std::nullopt;
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left)) <= 0) return std::nullopt;
+    char buf[4096];
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) return std::nullopt;
+    got.append(buf, static_cast<std::size_t>(n));
+  }
+  if (got.rfind("HTTP/1.1 ", 0) != 0 || got.size() < 12) return std::nullopt;
+  return std::stoi(got.substr(9, 3));
+}
+
 TEST_F(Hostile, ConnectionCapRefusesExtraConnectionsCleanlyAndServiceResumes) {
   start("max_connections = 50\nidle_timeout_ms = 60000");
   const int http_port = daemon_->http_port();
@@ -243,9 +261,15 @@ TEST_F(Hostile, ConnectionCapRefusesExtraConnectionsCleanlyAndServiceResumes) {
     EXPECT_EQ(normal.read_line(milliseconds(10000)).value_or("closed"), "{\"ack\":1}");
   }
 
-  // HTTP: the same with the cap on the HTTP front.
-  for (int i = 0; i < 50; ++i) held.push_back(connect_loopback(http_port));
-  std::this_thread::sleep_for(milliseconds(300));
+  // HTTP: the same with the cap on the HTTP front. Each held connection completes one keep-alive
+  // request first, which proves the daemon accepted it (and counts it) before the extras arrive.
+  for (int i = 0; i < 50; ++i) {
+    const int fd = connect_loopback(http_port);
+    held.push_back(fd);
+    const std::string request = "GET /healthz HTTP/1.1\r\nHost: rapport\r\n\r\n";
+    ASSERT_EQ(::send(fd, request.data(), request.size(), MSG_NOSIGNAL), static_cast<ssize_t>(request.size()));
+    ASSERT_EQ(response_status(fd, milliseconds(10000)).value_or(-1), 200) << "held connection " << i;
+  }
   int refused_http = 0;
   for (int i = 0; i < 5; ++i) {
     try {
@@ -270,24 +294,6 @@ TEST_F(Hostile, ConnectionCapRefusesExtraConnectionsCleanlyAndServiceResumes) {
   const std::string after = metrics_text(http_port);
   EXPECT_GE(metric(after, "rapport_connections_refused_total", {"transport=\"http\""}).value_or(0), 5);
   EXPECT_EQ(json_number(http(http_port, "GET", "/v1/customers/cap").body, "/events").value_or(-1), 1);
-}
-
-// Reads one HTTP response from a raw socket (status only; nullopt if closed first).
-std::optional<int> response_status(int fd, milliseconds timeout) {
-  std::string got;
-  const auto deadline = Clock::now() + timeout;
-  while (got.find("\r\n") == std::string::npos) {
-    const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
-    if (left <= 0) return std::nullopt;
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(left)) <= 0) return std::nullopt;
-    char buf[4096];
-    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    if (n <= 0) return std::nullopt;
-    got.append(buf, static_cast<std::size_t>(n));
-  }
-  if (got.rfind("HTTP/1.1 ", 0) != 0 || got.size() < 12) return std::nullopt;
-  return std::stoi(got.substr(9, 3));
 }
 
 TEST_F(Hostile, HeaderBodyAndLineLimitsHoldAgainstOversizedInput) {
