@@ -523,7 +523,52 @@ struct OverlayEntry {
   std::uint32_t count = 0;
   std::uint32_t record_bytes = 0;  // checkpoint size estimate of the state record
   std::uint16_t id_size = 0;
-  bool in_db = false;  // `customers` held a record when the entry was created
+  bool in_db = false;    // `customers` holds (or, for an entry taken over from the frozen overlay, will hold) a record
+  bool written = false;  // frozen overlay: its checkpoint slice has been committed
+};
+
+// Customer changes and pending events since a checkpoint position: the active
+// overlay (events journaled since the last checkpoint began) or the frozen one
+// (what the checkpoint in progress is writing). Entries and pending events
+// are append-only until the overlay is cleared; erased customers' entries stay, dead.
+struct Overlay {
+  std::vector<OverlayEntry> entries;
+  std::string customer_arena;  // their ids
+  KeyIndex customer_index;     // id -> entry
+  std::vector<PendingEvent> pending;
+  std::string pending_arena;  // their keys: customer_id '\0' event_id
+  KeyIndex pending_index;     // key -> pending event, for dedup: the writer's alone (not under overlay_mutex)
+  // Counters of what is not in the stored databases yet (frozen: not yet written by a slice).
+  std::size_t pending_events = 0;
+  std::size_t new_customers = 0;     // entries without a `customers` record
+  std::size_t checkpoint_bytes = 0;  // size estimate of their records
+
+  std::string_view customer_id(const OverlayEntry& e) const {
+    return std::string_view(customer_arena).substr(e.id, e.id_size);
+  }
+  std::string_view pending_key(const PendingEvent& e) const {
+    return std::string_view(pending_arena).substr(e.key, e.key_size);
+  }
+  std::uint32_t find_entry(std::string_view id, std::uint64_t hash) const {
+    return customer_index.find(id, hash, [&](std::uint32_t i) { return customer_id(entries[i]); });
+  }
+  bool is_pending(std::string_view event_key, std::uint64_t hash) const {
+    return pending_index.find(event_key, hash, [&](std::uint32_t i) { return pending_key(pending[i]); }) != kNone;
+  }
+  bool empty() const { return entries.empty(); }
+  // Empties the overlay but its dedup index (capacity kept); returns the
+  // entries so that the caller frees their states outside any lock.
+  std::vector<OverlayEntry> clear() {
+    std::vector<OverlayEntry> old;
+    old.swap(entries);
+    entries.reserve(old.capacity());
+    customer_arena.clear();
+    customer_index.clear();
+    pending.clear();
+    pending_arena.clear();
+    pending_events = new_customers = checkpoint_bytes = 0;
+    return old;
+  }
 };
 
 std::uint32_t estimate_record_bytes(std::string_view id, const CustomerState& s) {
@@ -612,52 +657,55 @@ struct Store::Impl {
   mutable std::mutex gate;
   mutable std::shared_mutex resize_mutex;
 
-  // ---- the overlay: changes journaled since the last checkpoint ----
-  // Changed only by the writer holding op_mutex, under overlay_mutex
-  // exclusively; read by the writer freely and by readers under it shared.
+  // ---- the overlays: changes journaled since the last completed checkpoint ----
+  // `active` takes new events; `frozen` holds what the checkpoint in progress
+  // is writing, slice by slice (empty when none is). Changed only by the
+  // writer holding op_mutex, under overlay_mutex exclusively; read by the
+  // writer freely and by readers under it shared. A customer's current state
+  // is its active entry, else its frozen one, else its stored record.
   mutable std::shared_mutex overlay_mutex;
-  std::vector<OverlayEntry> entries;         // changed customers (append-only until the checkpoint)
-  std::string customer_arena;                // their ids
-  KeyIndex customer_index;                   // id -> entry
-  std::vector<PendingEvent> pending;         // pending events (append-only until the checkpoint)
-  std::string pending_arena;                 // their keys: customer_id '\0' event_id
-  std::uint64_t generation = kNoGeneration;  // the stored generation the overlay is relative to
-  std::uint64_t checkpoint_seq = 0;          // the checkpoint sequence it is relative to
-  std::uint64_t seen_seq = 0;                // highest journal sequence it covers
+  Overlay active, frozen;
+  std::uint64_t generation = kNoGeneration;  // the stored generation the overlays are relative to
+  std::uint64_t checkpoint_seq = 0;          // the completed checkpoint they are relative to
+  std::uint64_t seen_seq = 0;                // highest journal sequence they cover
   std::uint64_t next_seq = 1;                // next journal sequence to append
-  std::size_t pending_events = 0;
-  std::size_t new_customers = 0;     // overlay entries with no `customers` record yet
-  std::size_t checkpoint_bytes = 0;  // size estimate of the next checkpoint's records
   // The generation a checkpoint or erasure is committing: readers seeing it
   // wait for the overlay to catch up rather than mixing old and new.
   std::atomic<std::uint64_t> committing_generation{kNoGeneration};
 
   // Writer state (op_mutex).
-  KeyIndex pending_index;            // key -> pending event, for dedup
   ApplyConfig journal_config;        // the ApplyConfig in effect at seen_seq
   std::string journal_config_bytes;  // encoded
-  std::optional<std::chrono::steady_clock::time_point> first_pending;
+  std::optional<std::chrono::steady_clock::time_point> first_pending;  // of the active overlay
   Delta delta;
+
+  // The checkpoint in progress (op_mutex): the frozen overlay's live entries
+  // in key order, written slice by slice from `slice_next`; the journal
+  // position and config it covers. See checkpoint_slice().
+  bool checkpointing = false;
+  std::vector<std::pair<std::string_view, std::uint32_t>> slice_order;  // views into frozen.customer_arena
+  std::size_t slice_next = 0;
+  std::size_t slice_records_left = 0;  // customers + events not yet written
+  std::uint64_t frozen_seq = 0, frozen_next_seq = 0;
+  std::string frozen_config_bytes;
+  std::size_t last_batch_events = 0;  // paces the slices (see slice_budget())
+  std::atomic<std::uint64_t> checkpoints_done{0}, slices_done{0};
 
   // Writer scratch, guarded by write_mutex.
   std::string key, value;
 
   Impl() { encode_apply_config(journal_config, journal_config_bytes); }
 
-  std::string_view customer_id(const OverlayEntry& e) const {
-    return std::string_view(customer_arena).substr(e.id, e.id_size);
+  // A customer's latest overlay state (active, else frozen), or nullptr if neither holds it.
+  const std::shared_ptr<const CustomerState>* overlay_state(std::string_view id, std::uint64_t hash) const {
+    if (const std::uint32_t i = active.find_entry(id, hash); i != kNone) return &active.entries[i].state;
+    if (const std::uint32_t i = frozen.find_entry(id, hash); i != kNone) return &frozen.entries[i].state;
+    return nullptr;
   }
-  std::string_view pending_key(const PendingEvent& e) const {
-    return std::string_view(pending_arena).substr(e.key, e.key_size);
-  }
-  // The overlay entry of a customer, or kNone.
-  std::uint32_t find_entry(std::string_view id, std::uint64_t hash) const {
-    return customer_index.find(id, hash, [&](std::uint32_t i) { return customer_id(entries[i]); });
-  }
-  std::uint32_t find_entry(std::string_view id) const { return find_entry(id, hash_key(id)); }
   bool is_pending(std::string_view event_key, std::uint64_t hash) const {
-    return pending_index.find(event_key, hash, [&](std::uint32_t i) { return pending_key(pending[i]); }) != kNone;
+    return active.is_pending(event_key, hash) || frozen.is_pending(event_key, hash);
   }
+  std::size_t pending_events() const { return active.pending_events + frozen.pending_events; }
   ~Impl() {
     if (env) mdb_env_close(env);
   }
@@ -954,10 +1002,16 @@ struct Store::Impl {
     if (change != kNone) return 0;
     StateChange fresh;
     fresh.hash = hash;
-    if (const std::uint32_t live = use_overlay ? find_entry(id, hash) : kNone; live != kNone) {
+    const std::uint32_t live = use_overlay ? active.find_entry(id, hash) : kNone;
+    const std::uint32_t held = use_overlay && live == kNone ? frozen.find_entry(id, hash) : kNone;
+    if (live != kNone) {
       fresh.live = live;
-      fresh.in_db = entries[live].in_db;
-      fresh.state = std::make_shared<CustomerState>(*entries[live].state);
+      fresh.in_db = active.entries[live].in_db;
+      fresh.state = std::make_shared<CustomerState>(*active.entries[live].state);
+    } else if (held != kNone) {
+      // The checkpoint in progress writes (or wrote) its record: the stored index may hold its events.
+      fresh.in_db = true;
+      fresh.state = std::make_shared<CustomerState>(*frozen.entries[held].state);
     } else {
       fresh.state = std::make_shared<CustomerState>();
       if (int rc = load_customer(txn, id, *fresh.state, fresh.in_db, context); rc != 0) return rc;
@@ -980,31 +1034,30 @@ struct Store::Impl {
     return rc;
   }
 
-  // ---- the overlay ----
+  // ---- the overlays ----
 
-  // Empties the overlay (under overlay_mutex, exclusively); returns the
-  // entries so that the caller frees them after releasing the lock.
-  std::vector<OverlayEntry> clear_overlay_locked() {
-    std::vector<OverlayEntry> old;
-    old.swap(entries);
-    entries.reserve(old.capacity());
-    customer_arena.clear();
-    customer_index.clear();
-    pending.clear();
-    pending_arena.clear();
-    pending_events = new_customers = checkpoint_bytes = 0;
+  // Forgets both overlays and any checkpoint in progress (under
+  // overlay_mutex, exclusively); returns the entries so that the caller
+  // frees them after releasing the lock.
+  std::vector<OverlayEntry> clear_overlays_locked() {
+    std::vector<OverlayEntry> old = active.clear();
+    std::vector<OverlayEntry> old_frozen = frozen.clear();
+    old.insert(old.end(), std::make_move_iterator(old_frozen.begin()), std::make_move_iterator(old_frozen.end()));
+    checkpointing = false;
+    slice_order.clear();
+    slice_next = slice_records_left = 0;
     return old;
   }
 
-  // Moves a committed delta into the overlay.
+  // Moves a committed delta into the active overlay.
   void install(Delta& d) {
     std::vector<OverlayEntry> old;  // freed after the lock is released
     std::vector<std::uint32_t> installed(d.customers.size());
-    const auto first_new = static_cast<std::uint32_t>(d.rebuild ? 0 : pending.size());
+    const auto first_new = static_cast<std::uint32_t>(d.rebuild ? 0 : active.pending.size());
     {
       std::unique_lock<std::shared_mutex> lock(overlay_mutex);
       if (d.rebuild) {
-        old = clear_overlay_locked();
+        old = clear_overlays_locked();
         generation = d.generation;
         checkpoint_seq = d.checkpoint;
         seen_seq = d.checkpoint;
@@ -1015,48 +1068,52 @@ struct Store::Impl {
         if (!change.changed) continue;
         std::uint32_t index = change.live;
         if (index == kNone) {
-          index = static_cast<std::uint32_t>(entries.size());
-          OverlayEntry& entry = entries.emplace_back();
-          entry.id = arena_append(customer_arena, d.customer_id(static_cast<std::uint32_t>(c)));
+          index = static_cast<std::uint32_t>(active.entries.size());
+          OverlayEntry& entry = active.entries.emplace_back();
+          entry.id = arena_append(active.customer_arena, d.customer_id(static_cast<std::uint32_t>(c)));
           entry.id_size = change.id_size;
           entry.in_db = change.in_db;
-          if (!change.in_db) ++new_customers;
-          customer_index.insert(index, change.hash);
+          if (!change.in_db) ++active.new_customers;
+          active.customer_index.insert(index, change.hash);
         }
-        OverlayEntry& entry = entries[index];
-        checkpoint_bytes -= entry.record_bytes;
-        entry.record_bytes = estimate_record_bytes(customer_id(entry), *change.state);
-        checkpoint_bytes += entry.record_bytes;
+        OverlayEntry& entry = active.entries[index];
+        active.checkpoint_bytes -= entry.record_bytes;
+        entry.record_bytes = estimate_record_bytes(active.customer_id(entry), *change.state);
+        active.checkpoint_bytes += entry.record_bytes;
         entry.state = std::move(change.state);
         installed[c] = index;
       }
       for (std::uint32_t i = 0; i < d.events.size(); ++i) {
         const NewEvent& e = d.events[i];
-        const auto p = static_cast<std::uint32_t>(pending.size());
-        pending.push_back(PendingEvent{e.seq, e.ts_ms, arena_append(pending_arena, d.key(i)), kNone, e.key_size});
-        OverlayEntry& entry = entries[installed[e.customer]];
+        const auto p = static_cast<std::uint32_t>(active.pending.size());
+        active.pending.push_back(
+            PendingEvent{e.seq, e.ts_ms, arena_append(active.pending_arena, d.key(i)), kNone, e.key_size});
+        OverlayEntry& entry = active.entries[installed[e.customer]];
         if (entry.last == kNone) {
           entry.first = p;
         } else {
-          pending[entry.last].next = p;
+          active.pending[entry.last].next = p;
         }
         entry.last = p;
         ++entry.count;
-        checkpoint_bytes += e.key_size + kIndexValueBytes + kEntryOverhead;
+        active.checkpoint_bytes += e.key_size + kIndexValueBytes + kEntryOverhead;
       }
-      pending_events += d.events.size();
+      active.pending_events += d.events.size();
       seen_seq = std::max(seen_seq, d.last_seq);
       next_seq = std::max(next_seq, d.next_seq);
     }
-    // The dedup index is the writer's alone.
-    if (d.rebuild) pending_index.clear(d.events.size());
-    for (std::uint32_t i = 0; i < d.events.size(); ++i) pending_index.insert(first_new + i, d.events[i].hash);
+    // The dedup indexes are the writer's alone.
+    if (d.rebuild) {
+      active.pending_index.clear(d.events.size());
+      frozen.pending_index.clear();
+    }
+    for (std::uint32_t i = 0; i < d.events.size(); ++i) active.pending_index.insert(first_new + i, d.events[i].hash);
     if (d.config_changed) {
       journal_config = d.config;
       journal_config_bytes = d.config_bytes;
     }
-    if (pending_events > 0 && !first_pending) first_pending = std::chrono::steady_clock::now();
-    if (pending_events == 0) first_pending.reset();
+    if (active.pending_events > 0 && !first_pending) first_pending = std::chrono::steady_clock::now();
+    if (active.pending_events == 0) first_pending.reset();
     d.clear();
   }
 
@@ -1140,12 +1197,25 @@ struct Store::Impl {
         const std::uint64_t hash = hash_key(event_key);
         // Deduplicated before it was journaled; a repeat here would be a bug, so it is not applied twice.
         if (!delta.has_key(event_key, hash) && (delta.rebuild || !is_pending(event_key, hash))) {
-          to_event(record, event);
           std::uint32_t change = kNone;
           if ((rc = touch(txn, record.customer_id, !delta.rebuild, change, context)) != 0) return rc;
-          apply_event(*delta.customers[change].state, event, delta.config);
-          delta.customers[change].changed = true;
-          delta.add_event(event_key, hash, change, seq, event.ts_ms);
+          bool indexed = false;
+          if (delta.customers[change].in_db) {
+            // A slice of an unfinished checkpoint already wrote it into the stored record.
+            MDB_val ik = to_val(event_key), iv;
+            rc = mdb_get(txn, events, &ik, &iv);
+            if (rc != 0 && rc != MDB_NOTFOUND) {
+              context = "cannot look up event " + in_quotes(record.customer_id) + "/" + in_quotes(record.event_id);
+              return rc;
+            }
+            indexed = rc == 0;
+          }
+          if (!indexed) {
+            to_event(record, event);
+            apply_event(*delta.customers[change].state, event, delta.config);
+            delta.customers[change].changed = true;
+            delta.add_event(event_key, hash, change, seq, event.ts_ms);
+          }
         }
       }
       rc = cursor.get(k, v, MDB_NEXT);
@@ -1158,28 +1228,74 @@ struct Store::Impl {
   }
 
   // ---- checkpoints ----
+  //
+  // A checkpoint freezes the active overlay (new events go to a fresh one)
+  // and writes the frozen customers in key order, a slice per transaction,
+  // each customer's record together with its index entries: a stored record
+  // holds exactly the events the index holds for it. The last slice also
+  // records the journal position covered (storage.checkpoint_sequence).
+  // A crash between slices replays from the previous position; replay skips
+  // events the index already holds. Every slice bumps storage.generation, so
+  // readers (read_merged) and other processes notice the change.
 
-  // One transaction writing every overlay customer and pending index entry,
-  // in key order, and the journal position they cover. op_mutex held.
-  Status checkpoint_locked() {
-    if (options.read_only) return Status::Error("store opened read-only: " + in_quotes(options.directory));
-    if (empty) return Status::Ok();
-    for (int attempt = 0;; ++attempt) {
+  bool checkpoint_due() const {
+    if (active.pending_events == 0) return false;
+    if (active.pending_events >= options.checkpoint_events) return true;
+    return first_pending && std::chrono::steady_clock::now() - *first_pending >= options.checkpoint_interval;
+  }
+
+  // Freezes the active overlay: the checkpoint to write. op_mutex held, none in progress.
+  void begin_checkpoint() {
+    std::vector<OverlayEntry> old;  // the last frozen overlay's entries, freed after the lock is released
+    {
+      std::unique_lock<std::shared_mutex> lock(overlay_mutex);
+      old = frozen.clear();
+      std::swap(active, frozen);
+    }
+    active.pending_index.clear(frozen.pending_events);
+    first_pending.reset();
+    slice_order.clear();
+    slice_order.reserve(frozen.entries.size());
+    slice_records_left = 0;
+    for (std::uint32_t i = 0; i < frozen.entries.size(); ++i) {
+      const OverlayEntry& entry = frozen.entries[i];
+      if (!entry.state) continue;
+      slice_order.emplace_back(frozen.customer_id(entry), i);
+      slice_records_left += 1 + entry.count;
+    }
+    std::sort(slice_order.begin(), slice_order.end());
+    slice_next = 0;
+    frozen_seq = seen_seq;
+    frozen_config_bytes = journal_config_bytes;
+    checkpointing = true;
+  }
+
+  // Records (customers + events) the next slice may write: enough that the
+  // checkpoint in progress ends while the active overlay fills up to half of
+  // checkpoint_events at the size of the last batch; everything when that
+  // is near.
+  std::size_t slice_budget() const {
+    constexpr std::size_t kMinSliceRecords = 4096;
+    const std::size_t limit = std::max<std::size_t>(options.checkpoint_events, 1);
+    const std::size_t room = active.pending_events < limit ? limit - active.pending_events : 0;
+    const std::size_t slices_left = room / std::max<std::size_t>(last_batch_events, 1) / 2;
+    if (slices_left <= 1) return SIZE_MAX;
+    return std::max(kMinSliceRecords, (slice_records_left + slices_left - 1) / slices_left);
+  }
+
+  // Writes the next slice of the checkpoint in progress: at most `budget`
+  // records (at least one customer). op_mutex held.
+  Status checkpoint_slice(std::size_t budget) {
+    for (int attempt = 0; checkpointing; ++attempt) {
       if (attempt > 0) {
+        // Another process wrote: catch up (a rebuild drops the checkpoint in progress; the
+        // slices already written stay valid).
         if (Status s = refresh(); !s) return s;
+        if (!checkpointing) return Status::Ok();
       }
-      if (pending_events == 0 && entries.empty()) return Status::Ok();
-
-      // Customers in key order, each once; then each one's index entries in key order.
-      std::vector<std::pair<std::string_view, std::uint32_t>> sorted;
-      sorted.reserve(entries.size());
-      for (std::uint32_t i = 0; i < entries.size(); ++i) {
-        if (entries[i].state) sorted.emplace_back(customer_id(entries[i]), i);
-      }
-      std::sort(sorted.begin(), sorted.end());
       std::vector<std::pair<std::string_view, std::uint32_t>> index;
-
-      bool stale = false;
+      std::size_t end = slice_next, written_bytes = 0;
+      bool stale = false, last = false;
       const std::uint64_t next_generation = generation + 1;
       Status s = write([&](MDB_txn* txn, std::string& context) -> int {
         int rc = is_stale(txn, stale, context);
@@ -1194,8 +1310,12 @@ struct Store::Impl {
           context = "cannot open cursors";
           return rc;
         }
-        for (const auto& [id, i] : sorted) {
-          const OverlayEntry& entry = entries[i];
+        std::size_t records = 0;
+        written_bytes = 0;
+        for (end = slice_next; end < slice_order.size() && (records == 0 || records < budget); ++end) {
+          const auto& [id, i] = slice_order[end];
+          const OverlayEntry& entry = frozen.entries[i];
+          if (!entry.state) continue;  // erased since the checkpoint began
           serialize_into(*entry.state, value);
           MDB_val k = to_val(id), v = to_val(value);
           if ((rc = customer_cursor.put(k, v, 0)) != 0) {
@@ -1203,12 +1323,13 @@ struct Store::Impl {
             return rc;
           }
           index.clear();
-          for (std::uint32_t p = entry.first; p != kNone; p = pending[p].next) {
-            index.emplace_back(pending_key(pending[p]), p);
+          for (std::uint32_t p = entry.first; p != kNone; p = frozen.pending[p].next) {
+            index.emplace_back(frozen.pending_key(frozen.pending[p]), p);
+            written_bytes += frozen.pending[p].key_size + kIndexValueBytes + kEntryOverhead;
           }
           std::sort(index.begin(), index.end());
           for (const auto& [event_key, p] : index) {
-            encode_index(pending[p].seq, pending[p].ts_ms, value);
+            encode_index(frozen.pending[p].seq, frozen.pending[p].ts_ms, value);
             k = to_val(event_key);
             v = to_val(value);
             if ((rc = index_cursor.put(k, v, 0)) != 0) {
@@ -1216,15 +1337,20 @@ struct Store::Impl {
               return rc;
             }
           }
+          records += 1 + entry.count;
+          written_bytes += entry.record_bytes;
         }
-        if ((rc = put_meta_u64(txn, kCheckpointKey, seen_seq, context)) != 0) return rc;
-        if ((rc = put_meta_u64(txn, kJournalNextKey, next_seq, context)) != 0) return rc;
-        value.assign(1, static_cast<char>(kRecordVersion));
-        value += journal_config_bytes;
-        MDB_val k = to_val(kApplyConfigKey), v = to_val(value);
-        if ((rc = mdb_put(txn, meta, &k, &v, 0)) != 0) {
-          context = "cannot write meta " + in_quotes(kApplyConfigKey);
-          return rc;
+        last = end == slice_order.size();
+        if (last) {
+          if ((rc = put_meta_u64(txn, kCheckpointKey, frozen_seq, context)) != 0) return rc;
+          if ((rc = put_meta_u64(txn, kJournalNextKey, next_seq, context)) != 0) return rc;
+          value.assign(1, static_cast<char>(kRecordVersion));
+          value += frozen_config_bytes;
+          MDB_val k = to_val(kApplyConfigKey), v = to_val(value);
+          if ((rc = mdb_put(txn, meta, &k, &v, 0)) != 0) {
+            context = "cannot write meta " + in_quotes(kApplyConfigKey);
+            return rc;
+          }
         }
         if ((rc = put_meta_u64(txn, kGenerationKey, next_generation, context)) != 0) return rc;
         committing_generation.store(next_generation, std::memory_order_release);
@@ -1238,21 +1364,63 @@ struct Store::Impl {
       std::vector<OverlayEntry> old;  // freed after the lock is released
       {
         std::unique_lock<std::shared_mutex> lock(overlay_mutex);
-        old = clear_overlay_locked();
         generation = next_generation;
-        checkpoint_seq = seen_seq;
+        for (std::size_t i = slice_next; i < end; ++i) {
+          OverlayEntry& entry = frozen.entries[slice_order[i].second];
+          if (!entry.state) continue;
+          entry.written = true;
+          frozen.pending_events -= entry.count;
+          if (!entry.in_db) --frozen.new_customers;
+          slice_records_left -= 1 + entry.count;
+        }
+        frozen.checkpoint_bytes -= std::min(frozen.checkpoint_bytes, written_bytes);
+        if (last) {
+          old = frozen.clear();
+          checkpoint_seq = frozen_seq;
+          checkpointing = false;
+        }
       }
       committing_generation.store(kNoGeneration, std::memory_order_release);
-      pending_index.clear();
-      first_pending.reset();
+      slices_done.fetch_add(1, std::memory_order_relaxed);
+      if (last) checkpoints_done.fetch_add(1, std::memory_order_relaxed);
+      slice_next = end;
+      if (last) {
+        frozen.pending_index.clear();
+        slice_order.clear();
+        slice_next = slice_records_left = 0;
+      }
       return Status::Ok();
     }
+    return Status::Ok();
   }
 
-  bool checkpoint_due() const {
-    if (pending_events == 0) return false;
-    if (pending_events >= options.checkpoint_events) return true;
-    return first_pending && std::chrono::steady_clock::now() - *first_pending >= options.checkpoint_interval;
+  // Finishes the checkpoint in progress, then checkpoints everything else
+  // pending, each in one transaction. op_mutex held.
+  Status complete_checkpoint_locked() {
+    if (options.read_only) return Status::Error("store opened read-only: " + in_quotes(options.directory));
+    if (empty) return Status::Ok();
+    for (int round = 0; round < 4; ++round) {
+      if (checkpointing) {
+        if (Status s = checkpoint_slice(SIZE_MAX); !s) return s;
+        if (checkpointing) continue;  // not expected: one slice takes all
+      }
+      if (active.empty()) return Status::Ok();
+      begin_checkpoint();
+    }
+    return checkpointing || !active.empty() ? Status::Error("checkpoint failed: the store keeps changing")
+                                            : Status::Ok();
+  }
+
+  // Bounded progress: the next slice of the checkpoint in progress, or a new
+  // checkpoint's first slice if one is due (or begin_now and anything is
+  // pending). op_mutex held.
+  Status checkpoint_step_locked(bool begin_now) {
+    if (options.read_only || empty) return Status::Ok();
+    if (!checkpointing) {
+      if (!(checkpoint_due() || (begin_now && !active.empty()))) return Status::Ok();
+      begin_checkpoint();
+    }
+    return checkpoint_slice(slice_budget());
   }
 
   // Grows the map ahead of the next checkpoint, so that transaction (the
@@ -1261,7 +1429,7 @@ struct Store::Impl {
     MDB_envinfo info;
     if (mdb_env_info(env, &info) != 0) return;
     const std::size_t used = (info.me_last_pgno + 1) * page_size;
-    const std::size_t need = used + 2 * checkpoint_bytes + 64 * page_size;
+    const std::size_t need = used + 2 * (active.checkpoint_bytes + frozen.checkpoint_bytes) + 64 * page_size;
     std::size_t next = info.me_mapsize;
     while (next < need && next < options.max_map_bytes) {
       next = next > options.max_map_bytes / 2 ? options.max_map_bytes : next * 2;
@@ -1353,7 +1521,7 @@ Store::~Store() {
   Impl& d = *impl_;
   if (d.options.checkpoint_on_close && !d.options.read_only && !d.empty) {
     std::lock_guard<std::mutex> op(d.op_mutex);
-    (void)d.checkpoint_locked();  // on failure the journal still holds everything; the next open replays it
+    (void)d.complete_checkpoint_locked();  // on failure the journal holds everything; the next open replays it
   }
 }
 
@@ -1473,8 +1641,8 @@ Status Store::apply_batch(std::span<const Event> events, const ApplyConfig& conf
   }
   std::lock_guard<std::mutex> op(d.op_mutex);
   // Memory stays bounded: past twice the checkpoint size, a checkpoint must succeed first.
-  if (d.pending_events >= 2 * std::max<std::size_t>(d.options.checkpoint_events, 1)) {
-    if (Status s = d.checkpoint_locked(); !s) return s;
+  if (d.pending_events() >= 2 * std::max<std::size_t>(d.options.checkpoint_events, 1)) {
+    if (Status s = d.complete_checkpoint_locked(); !s) return s;
   }
   std::string config_bytes;
   encode_apply_config(config, config_bytes);
@@ -1560,14 +1728,22 @@ Status Store::apply_batch(std::span<const Event> events, const ApplyConfig& conf
   }
   d.install(d.delta);
   d.ensure_headroom();
-  if (d.checkpoint_due()) (void)d.checkpoint_locked();  // on failure: retried after the next batch
+  d.last_batch_events = events.size();
+  if (d.options.checkpoint_in_apply_batch) (void)d.checkpoint_step_locked(false);  // on failure: retried later
   return Status::Ok();
 }
 
 Status Store::checkpoint() {
   Impl& d = *impl_;
   std::lock_guard<std::mutex> op(d.op_mutex);
-  return d.checkpoint_locked();
+  return d.complete_checkpoint_locked();
+}
+
+Result<bool> Store::checkpoint_step(bool begin_now) {
+  Impl& d = *impl_;
+  std::lock_guard<std::mutex> op(d.op_mutex);
+  if (Status s = d.checkpoint_step_locked(begin_now); !s) return s;
+  return d.checkpointing;
 }
 
 Result<bool> Store::erase_customer(std::string_view customer_id) {
@@ -1627,10 +1803,12 @@ Result<bool> Store::erase_customer(std::string_view customer_id) {
         existed = true;
       }
       // Pending events: their journal records (replay must not bring them back).
-      if (const std::uint32_t i = d.find_entry(customer_id); i != kNone) {
-        existed = true;
-        for (std::uint32_t p = d.entries[i].first; p != kNone; p = d.pending[p].next) {
-          if ((rc = delete_journal(d.pending[p].seq)) != 0) return rc;
+      for (const Overlay* overlay : {&d.active, &d.frozen}) {
+        if (const std::uint32_t i = overlay->find_entry(customer_id, hash_key(customer_id)); i != kNone) {
+          existed = true;
+          for (std::uint32_t p = overlay->entries[i].first; p != kNone; p = overlay->pending[p].next) {
+            if ((rc = delete_journal(overlay->pending[p].seq)) != 0) return rc;
+          }
         }
       }
       if (!existed) return 0;  // nothing changed: no new generation
@@ -1648,36 +1826,47 @@ Result<bool> Store::erase_customer(std::string_view customer_id) {
     break;
   }
   if (existed) {
-    std::shared_ptr<const CustomerState> removed;  // freed after the lock is released
+    std::shared_ptr<const CustomerState> removed[2];  // freed after the lock is released
     const std::uint64_t hash = hash_key(customer_id);
-    const std::uint32_t i = d.find_entry(customer_id, hash);
-    if (i != kNone) {
-      // The dedup index is the writer's alone.
-      for (std::uint32_t p = d.entries[i].first; p != kNone; p = d.pending[p].next) {
-        const std::string_view key = d.pending_key(d.pending[p]);
-        d.pending_index.erase(key, hash_key(key), [&](std::uint32_t j) { return d.pending_key(d.pending[j]); });
+    Overlay* overlays[2] = {&d.active, &d.frozen};
+    std::uint32_t found[2];
+    for (int o = 0; o < 2; ++o) {
+      Overlay& overlay = *overlays[o];
+      found[o] = overlay.find_entry(customer_id, hash);
+      if (found[o] == kNone) continue;
+      // The dedup indexes are the writer's alone.
+      for (std::uint32_t p = overlay.entries[found[o]].first; p != kNone; p = overlay.pending[p].next) {
+        const std::string_view key = overlay.pending_key(overlay.pending[p]);
+        overlay.pending_index.erase(key, hash_key(key),
+                                    [&](std::uint32_t j) { return overlay.pending_key(overlay.pending[j]); });
       }
     }
     {
       std::unique_lock<std::shared_mutex> lock(d.overlay_mutex);
-      if (i != kNone) {
-        // The entry stays, dead, until the checkpoint; its pending events are unlinked.
-        OverlayEntry& entry = d.entries[i];
-        removed = std::move(entry.state);
-        d.customer_index.erase(customer_id, hash, [&](std::uint32_t j) { return d.customer_id(d.entries[j]); });
-        for (std::uint32_t p = entry.first; p != kNone; p = d.pending[p].next) {
-          d.checkpoint_bytes -= d.pending[p].key_size + kIndexValueBytes + kEntryOverhead;
+      for (int o = 0; o < 2; ++o) {
+        if (found[o] == kNone) continue;
+        // The entry stays, dead, until the overlay is cleared; its pending events are unlinked.
+        Overlay& overlay = *overlays[o];
+        OverlayEntry& entry = overlay.entries[found[o]];
+        removed[o] = std::move(entry.state);
+        overlay.customer_index.erase(customer_id, hash,
+                                     [&](std::uint32_t j) { return overlay.customer_id(overlay.entries[j]); });
+        if (!entry.written) {  // else a checkpoint slice already moved it out of the counters
+          for (std::uint32_t p = entry.first; p != kNone; p = overlay.pending[p].next) {
+            overlay.checkpoint_bytes -= overlay.pending[p].key_size + kIndexValueBytes + kEntryOverhead;
+          }
+          overlay.pending_events -= entry.count;
+          overlay.checkpoint_bytes -= entry.record_bytes;
+          if (!entry.in_db) --overlay.new_customers;
+          if (o == 1) d.slice_records_left -= 1 + entry.count;
         }
-        d.pending_events -= entry.count;
-        d.checkpoint_bytes -= entry.record_bytes;
-        if (!entry.in_db) --d.new_customers;
         entry.first = entry.last = kNone;
         entry.count = entry.record_bytes = 0;
       }
       d.generation = next_generation;
     }
     d.committing_generation.store(kNoGeneration, std::memory_order_release);
-    if (d.pending_events == 0) d.first_pending.reset();
+    if (d.active.pending_events == 0) d.first_pending.reset();
   }
   return existed;
 }
@@ -1689,8 +1878,8 @@ Result<std::optional<CustomerState>> Store::get_customer(std::string_view custom
   // A state changed since the checkpoint is the current one (the snapshot can only be older).
   {
     std::shared_lock<std::shared_mutex> lock(d.overlay_mutex);
-    if (const std::uint32_t i = d.find_entry(customer_id); i != kNone) {
-      result.emplace(*d.entries[i].state);
+    if (const auto* state = d.overlay_state(customer_id, hash_key(customer_id))) {
+      result.emplace(**state);
       return result;
     }
   }
@@ -1726,11 +1915,13 @@ Result<std::vector<TimelineEvent>> Store::customer_events(std::string_view custo
   Status s = d.read_merged(
       [&] {
         pending.clear();
-        if (const std::uint32_t i = d.find_entry(customer_id); i != kNone) {
-          pending.reserve(d.entries[i].count);
-          for (std::uint32_t p = d.entries[i].first; p != kNone; p = d.pending[p].next) {
-            const PendingEvent& e = d.pending[p];
-            pending.push_back(Item{e.ts_ms, std::string(d.pending_key(e).substr(prefix.size())), e.seq, {}});
+        const std::uint64_t hash = hash_key(customer_id);
+        for (const Overlay* overlay : {&d.active, &d.frozen}) {
+          if (const std::uint32_t i = overlay->find_entry(customer_id, hash); i != kNone) {
+            for (std::uint32_t p = overlay->entries[i].first; p != kNone; p = overlay->pending[p].next) {
+              const PendingEvent& e = overlay->pending[p];
+              pending.push_back(Item{e.ts_ms, std::string(overlay->pending_key(e).substr(prefix.size())), e.seq, {}});
+            }
           }
         }
       },
@@ -1754,7 +1945,14 @@ Result<std::vector<TimelineEvent>> Store::customer_events(std::string_view custo
         if (rc != 0 && rc != MDB_NOTFOUND) {
           return Status::Error(d.describe("cannot read events of customer " + in_quotes(customer_id), rc));
         }
-        if (with_overlay) items.insert(items.end(), pending.begin(), pending.end());
+        if (with_overlay && !pending.empty()) {
+          // A slice of the checkpoint in progress may have indexed some of the pending events already.
+          items.insert(items.end(), pending.begin(), pending.end());
+          std::sort(items.begin(), items.end(), [](const Item& a, const Item& b) { return a.event_id < b.event_id; });
+          items.erase(std::unique(items.begin(), items.end(),
+                                  [](const Item& a, const Item& b) { return a.event_id == b.event_id; }),
+                      items.end());
+        }
         if (offset >= items.size()) {
           items.clear();
           return Status::Ok();
@@ -1788,9 +1986,14 @@ Status Store::for_each_customer(
   return d.read_merged(
       [&] {
         changed.clear();
-        changed.reserve(d.entries.size());
-        for (const OverlayEntry& entry : d.entries) {
-          if (entry.state) changed.emplace_back(d.customer_id(entry), entry.state);
+        changed.reserve(d.active.entries.size() + d.frozen.entries.size());
+        for (const OverlayEntry& entry : d.active.entries) {
+          if (entry.state) changed.emplace_back(d.active.customer_id(entry), entry.state);
+        }
+        for (const OverlayEntry& entry : d.frozen.entries) {
+          if (!entry.state) continue;
+          const std::string_view id = d.frozen.customer_id(entry);
+          if (d.active.find_entry(id, hash_key(id)) == kNone) changed.emplace_back(id, entry.state);
         }
       },
       [&](MDB_txn* txn, bool with_overlay) {
@@ -1904,10 +2107,12 @@ StoreStats Store::stats() const {
   StoreStats stats;
   std::size_t pending = 0, added = 0;
   std::uint64_t checkpoint = 0;
+  bool in_progress = false;
   Status s = d.read_merged(
       [&] {
-        pending = d.pending_events;
-        added = d.new_customers;
+        in_progress = !d.frozen.empty();
+        pending = d.pending_events();
+        added = d.active.new_customers + d.frozen.new_customers;
         checkpoint = d.checkpoint_seq;
       },
       [&](MDB_txn* txn, bool with_overlay) {
@@ -1932,6 +2137,7 @@ StoreStats Store::stats() const {
             stats.events += pending;
             stats.pending_events = pending;
             stats.checkpoint_sequence = checkpoint;
+            stats.checkpoint_in_progress = in_progress;
           } else {
             std::string context;
             (void)d.get_meta_u64(txn, kCheckpointKey, stats.checkpoint_sequence, context);
@@ -1940,6 +2146,8 @@ StoreStats Store::stats() const {
         return Status::Ok();
       });
   (void)s;  // on failure the counters stay 0
+  stats.checkpoints = d.checkpoints_done.load(std::memory_order_relaxed);
+  stats.checkpoint_slices = d.slices_done.load(std::memory_order_relaxed);
   return stats;
 }
 

@@ -11,13 +11,16 @@
 // Events journaled since the last checkpoint live in memory as well (changed
 // customer states, pending dedup keys and timelines); every read sees the
 // checkpointed state plus those changes (read-your-writes). A checkpoint
-// writes them in one large sorted transaction; open() replays the journal
-// after the last checkpoint, so nothing acknowledged is lost by a crash.
+// freezes them and writes them sorted, in slices of bounded size between
+// batches (each customer's record with its events' index entries), so no
+// acknowledgement waits for a whole checkpoint; open() replays the journal
+// after the last completed checkpoint, skipping what a slice already wrote,
+// so nothing acknowledged is lost or applied twice by a crash.
 // See docs/design.md, "Storage".
 //
 // Thread safety: reads may run concurrently from any thread (each uses its
 // own read-only transaction). Writes (apply_batch, erase_customer,
-// checkpoint, put_meta, add_dead_letters) are serialised internally; Rapport
+// checkpoint, checkpoint_step, put_meta, add_dead_letters) are serialised internally; Rapport
 // calls them from one writer thread. Several processes may open the same
 // directory (LMDB is multi-process; a writer first catches up with what
 // other processes journaled); the map grows automatically when full.
@@ -52,11 +55,17 @@ struct StoreOptions {
   std::size_t max_map_bytes = 1ull << 40;      // growth stops here (then writes fail cleanly)
   std::size_t dead_letter_capacity = 10000;    // oldest dropped beyond this
   bool read_only = false;                      // open for reading only (inspection tools)
-  // Checkpoint (apply the journal to `customers` and `events`) once this many
-  // events are pending, or once the oldest pending event is older than
-  // checkpoint_interval (checked when a batch is applied). Bounds memory.
+  // Begin a checkpoint (apply the journal to `customers` and `events`) once
+  // this many events are pending, or once the oldest pending event is older
+  // than checkpoint_interval (checked at checkpoint_step). Bounds memory:
+  // past twice this many pending events, apply_batch first completes a
+  // checkpoint in one go.
   std::size_t checkpoint_events = 1000000;
   std::chrono::milliseconds checkpoint_interval{10000};
+  // apply_batch calls checkpoint_step() itself after each commit. The daemon
+  // turns this off and calls checkpoint_step() after it has acknowledged the
+  // batch, so no acknowledgement waits for a checkpoint slice.
+  bool checkpoint_in_apply_batch = true;
   // Checkpoint when the Store is destroyed. False leaves pending events to
   // journal replay at the next open (crash-recovery tests, benchmarks).
   bool checkpoint_on_close = true;
@@ -94,9 +103,12 @@ struct StoreStats {
   std::size_t max_readers = 0;
   std::uint64_t customers = 0;            // customers stored (checkpointed, plus new since)
   std::uint64_t events = 0;               // events stored (checkpointed, plus pending)
-  std::uint64_t pending_events = 0;       // journaled since the last checkpoint
+  std::uint64_t pending_events = 0;       // journaled, not yet written by a checkpoint
   std::uint64_t checkpoint_sequence = 0;  // last journal sequence applied by a checkpoint
   std::uint64_t journal_entries = 0;      // entries in `journal`
+  bool checkpoint_in_progress = false;
+  std::uint64_t checkpoints = 0;        // completed by this Store since it was opened
+  std::uint64_t checkpoint_slices = 0;  // slice transactions committed by this Store since it was opened
 };
 
 class Store {
@@ -113,8 +125,8 @@ class Store {
   // the event is appended to the journal and applied to its customer's state
   // (visible to reads once this returns). Dead letters are appended in the
   // same transaction. On error nothing was written and the message says why
-  // (e.g. disk full). May run a checkpoint afterwards (see StoreOptions); a
-  // failed checkpoint does not fail the batch, which is already durable.
+  // (e.g. disk full). May write a checkpoint slice afterwards (see
+  // StoreOptions); a failed slice does not fail the batch, which is already durable.
   Status apply_batch(std::span<const Event> events, const ApplyConfig& config, std::vector<EventOutcome>& outcomes,
                      std::span<const DeadLetter> dead_letters = {});
 
@@ -122,10 +134,17 @@ class Store {
   // customer existed. Later events for the same id start fresh.
   Result<bool> erase_customer(std::string_view customer_id);
 
-  // Writes every change pending since the last checkpoint to `customers`
-  // and `events` in one transaction. Also run by apply_batch (see
-  // StoreOptions) and on destruction.
+  // Completes the checkpoint in progress, then writes every other pending
+  // change to `customers` and `events`, in one transaction each. Run on
+  // destruction too.
   Status checkpoint();
+
+  // Bounded checkpoint progress: writes the next slice of the checkpoint in
+  // progress, or begins one and writes its first slice if one is due (or if
+  // begin_now and anything is pending). Slices are sized so a checkpoint ends
+  // well before the next is due at the current batch size. Returns whether
+  // a checkpoint is still in progress.
+  Result<bool> checkpoint_step(bool begin_now = false);
 
   Result<std::optional<CustomerState>> get_customer(std::string_view customer_id) const;
 
