@@ -230,6 +230,27 @@ Scores evaluate(const CustomerState& s, std::int64_t now_ms, const EvaluateConfi
   return out;
 }
 
+PurchaseHistory purchase_history_as_of(const CustomerState& s, std::int64_t as_of_ms) {
+  PurchaseHistory out;
+  const std::int32_t today = day_of(as_of_ms);
+  const auto end = std::upper_bound(s.purchase_days.begin(), s.purchase_days.end(), today,
+                                    [](std::int32_t day, const PurchaseDay& p) { return day < p.day; });
+  const auto n = static_cast<std::size_t>(end - s.purchase_days.begin());
+  out.transactions = static_cast<std::uint32_t>(n);
+  if (n == 0) return out;
+  const std::int32_t first = s.purchase_days.front().day;
+  const std::int32_t last = s.purchase_days[n - 1].day;
+  out.x = static_cast<double>(n - 1);
+  out.t_x_days = static_cast<double>(last - first);
+  out.T_days = static_cast<double>(today - first);
+  if (n > 1) {
+    std::int64_t repeat = 0;
+    for (std::size_t i = 1; i < n; ++i) repeat += s.purchase_days[i].amount;
+    out.mean_repeat_spend = to_currency(repeat) / out.x;
+  }
+  return out;
+}
+
 // ---- Serialization: version byte, then fixed-width little-endian fields. ----
 
 namespace {

@@ -120,6 +120,15 @@ struct Scores {
 
 Scores evaluate(const CustomerState& state, std::int64_t now_ms, const EvaluateConfig& config);
 
+// The value model's inputs as of `as_of_ms` counting only the purchase days up
+// to and including its UTC day (later purchases are ignored, as a fit on
+// history needs): the definitions of the Scores fields of the same names.
+struct PurchaseHistory {
+  std::uint32_t transactions = 0;  // purchase days up to as_of
+  double x = 0.0, t_x_days = 0.0, T_days = 0.0, mean_repeat_spend = 0.0;
+};
+PurchaseHistory purchase_history_as_of(const CustomerState& state, std::int64_t as_of_ms);
+
 // Versioned binary form (first byte = kFormatVersion). deserialize rejects
 // unknown versions and truncated input with a message.
 std::string serialize(const CustomerState& state);

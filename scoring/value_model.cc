@@ -20,15 +20,53 @@ double log_sum_exp(double u, double v) {
   return m + std::log(std::exp(u - m) + std::exp(v - m));
 }
 
-// Gauss hypergeometric function 2F1(a, b; c; z) for 0 <= z < 1 by its power series.
-double hyp2f1(double a, double b, double c, double z) {
-  double term = 1.0, sum = 1.0;
-  for (int k = 0; k < 100000; ++k) {
-    term *= (a + k) * (b + k) / ((c + k) * (k + 1.0)) * z;
+// C (2F1(A, B; C; z) - 1) / B by its power series,
+//   sum_{k>=1} (A)_k (B+1)_{k-1} z^k / ((C+1)_{k-1} k!),
+// which is also defined at B = 0 and C = 0 (C > -1). For 0 <= z < 1. Stops
+// when the remainder, bounded by the current term and max(term ratio, z), is
+// below 1e-17 of the sum; NaN when that takes more than 10^7 terms (z within
+// ~1e-7 of 1).
+double hyp2f1_scaled_excess(double A, double B, double C, double z) {
+  double term = A * z;
+  double sum = term;
+  if (term == 0) return 0.0;
+  for (int k = 1; k < 10'000'000; ++k) {
+    const double ratio = (A + k) * (B + k) / ((C + k) * (k + 1.0)) * z;
+    term *= ratio;
     sum += term;
-    if (std::abs(term) <= 1e-15 * std::abs(sum)) break;
+    const double rho = std::max(std::abs(ratio), z);
+    if (rho < 1 && std::abs(term) * rho <= 1e-17 * (1 - rho) * std::abs(sum)) return sum;
+    if (term == 0) return sum;
   }
-  return sum;
+  return std::numeric_limits<double>::quiet_NaN();
+}
+
+// (a+b+x-1)/(a-1) * [1 - (1-z)^(a-1) 2F1(a+b-1-r, a-1; a+b+x-1; z)] with
+// L = log(1 - z): the head and bracket of the BG/NBD expectations after
+// Euler's transformation. With eps = a-1, C = a+b+x-1 and F = 1 + eps H / C,
+// it is C (-expm1(eps L)/eps) - e^(eps L) H: no pole at a = 1 (eps -> 0) nor
+// at a + b = 1 (C = 0 when x = 0), where the textbook form is 0 x inf.
+double bgnbd_expectation_core(const BgNbdParams& p, double x, double z, double log1mz) {
+  const double eps = p.a - 1;
+  const double c = p.a + p.b + x - 1;
+  const double h = hyp2f1_scaled_excess(p.a + p.b - 1 - p.r, eps, c, z);
+  const double scaled = eps == 0 ? -log1mz : -std::expm1(eps * log1mz) / eps;
+  return c * scaled - std::exp(eps * log1mz) * h;
+}
+
+// log of the odds that a customer with x > 0 repeat purchases has dropped out
+// rather than being alive: a/(b+x-1) * ((alpha+T)/(alpha+t_x))^(r+x).
+double log_dropout_odds(const BgNbdParams& p, const PurchaseSummary& c) {
+  return std::log(p.a) - std::log(p.b + c.x - 1) + (p.r + c.x) * std::log1p((c.T - c.t_x) / (p.alpha + c.t_x));
+}
+
+// 1 / (1 + e^v) without overflow.
+double logistic_complement(double v) {
+  if (v > 0) {
+    const double e = std::exp(-v);
+    return e / (1 + e);
+  }
+  return 1 / (1 + std::exp(v));
 }
 
 using Objective = std::function<double(const std::vector<double>&)>;
@@ -138,21 +176,21 @@ double bgnbd_log_likelihood(const BgNbdParams& params, std::span<const PurchaseS
 
 double probability_alive(const BgNbdParams& p, const PurchaseSummary& c) {
   if (c.x <= 0) return 1.0;
-  const double odds = p.a / (p.b + c.x - 1) * std::pow((p.alpha + c.T) / (p.alpha + c.t_x), p.r + c.x);
-  return 1.0 / (1.0 + odds);
+  return logistic_complement(log_dropout_odds(p, c));
 }
 
 double expected_transactions(const BgNbdParams& p, const PurchaseSummary& c, double horizon) {
   if (horizon <= 0) return 0.0;
-  const double x = c.x;
   const double z = horizon / (p.alpha + c.T + horizon);
-  const double head = (p.a + p.b + x - 1) / (p.a - 1);
-  const double tail =
-      1.0 - std::pow((p.alpha + c.T) / (p.alpha + c.T + horizon), p.r + x) *
-                hyp2f1(p.r + x, p.b + x, p.a + p.b + x - 1, z);
-  const double denominator =
-      1.0 + (x > 0 ? p.a / (p.b + x - 1) * std::pow((p.alpha + c.T) / (p.alpha + c.t_x), p.r + x) : 0.0);
-  return std::max(0.0, head * tail / denominator);
+  const double log1mz = -std::log1p(horizon / (p.alpha + c.T));
+  const double unconditional_on_survival = bgnbd_expectation_core(p, c.x, z, log1mz);
+  const double alive = c.x > 0 ? logistic_complement(log_dropout_odds(p, c)) : 1.0;
+  return std::max(0.0, unconditional_on_survival * alive);
+}
+
+double unconditional_expected_transactions(const BgNbdParams& p, double t) {
+  if (t <= 0) return 0.0;
+  return std::max(0.0, bgnbd_expectation_core(p, 0.0, t / (p.alpha + t), -std::log1p(t / p.alpha)));
 }
 
 double gamma_gamma_log_likelihood(const GammaGammaParams& g, std::span<const PurchaseSummary> customers) {

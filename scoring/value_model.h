@@ -39,9 +39,23 @@ struct GammaGammaParams {
 double bgnbd_log_likelihood(const BgNbdParams& params, const PurchaseSummary& customer);
 double bgnbd_log_likelihood(const BgNbdParams& params, std::span<const PurchaseSummary> customers);
 
-// Expected number of transactions in the next `horizon`, given the history.
+// Expected number of transactions in the next `horizon`, given the history
+// (FHL 2005 eq. 10). Evaluated through Euler's transformation of its 2F1,
+// (1-z)^(r+x) 2F1(r+x, b+x; a+b+x-1; z) = (1-z)^(a-1) 2F1(a+b-1-r, a-1; a+b+x-1; z),
+// as Fader & Hardie's note "Overcoming the BG/NBD model's #NUM! error problem"
+// (2013) suggests: the untransformed factors overflow and underflow for large x
+// (0 x inf), the transformed series converges fast and stays near 1. The
+// factors 1/(a-1) and 1/(a+b+x-1) are folded into the series, so neither a = 1
+// nor a + b = 1 is a singularity.
+// NaN only if the series does not converge (z within ~1e-7 of 1).
 double expected_transactions(const BgNbdParams& params, const PurchaseSummary& customer, double horizon);
-// Probability that the customer is still alive (1 when x == 0).
+// Expected number of repeat transactions of a randomly chosen customer in the
+// first `t` after their first purchase (the unconditional expectation, FHL 2005
+// eq. 7: (a+b-1)/(a-1) [1 - (alpha/(alpha+t))^r 2F1(r, b; a+b-1; t/(alpha+t))]),
+// evaluated the same stable way.
+double unconditional_expected_transactions(const BgNbdParams& params, double t);
+// Probability that the customer is still alive (1 when x == 0); the odds are
+// computed in log space, so large x gives 0 or 1, never NaN.
 double probability_alive(const BgNbdParams& params, const PurchaseSummary& customer);
 
 // Gamma-Gamma log-likelihood of the repeat customers (x > 0) in `customers`.
