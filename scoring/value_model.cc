@@ -75,6 +75,7 @@ struct Minimum {
   std::vector<double> point;
   double value = 0;
   int iterations = 0;
+  bool converged = false;
 };
 
 // Nelder-Mead simplex minimisation (standard coefficients), from `start`.
@@ -135,23 +136,349 @@ Minimum nelder_mead(const Objective& f, std::vector<double> start, double step, 
     }
   }
   const auto best = std::min_element(values.begin(), values.end()) - values.begin();
-  return Minimum{simplex[best], values[best], it};
+  return Minimum{simplex[best], values[best], it, it < max_iterations};
 }
 
 // Restarts Nelder-Mead from its own optimum until the value stops improving.
-Minimum minimise(const Objective& f, std::vector<double> start) {
-  Minimum m = nelder_mead(f, std::move(start), 0.5, 5000);
+Minimum minimise(const Objective& f, std::vector<double> start, double step = 0.5) {
+  Minimum m = nelder_mead(f, std::move(start), step, 5000);
   int total = m.iterations;
   for (int restart = 0; restart < 20; ++restart) {
     Minimum again = nelder_mead(f, m.point, 0.1, 5000);
     total += again.iterations;
     const bool improved = again.value < m.value - 1e-9 * (std::abs(m.value) + 1);
     if (again.value < m.value) m = std::move(again);
-    if (!improved) break;
+    if (!improved) {
+      m.converged = m.converged && again.converged;
+      break;
+    }
   }
   m.iterations = total;
   return m;
 }
+
+// An objective with its gradient: returns f(x) (+inf where undefined) and sets `g`.
+using ObjectiveWithGradient = std::function<double(const std::vector<double>& x, std::vector<double>& g)>;
+
+double dot(const std::vector<double>& u, const std::vector<double>& v) {
+  double s = 0;
+  for (std::size_t i = 0; i < u.size(); ++i) s += u[i] * v[i];
+  return s;
+}
+
+double max_abs(const std::vector<double>& v) {
+  double m = 0;
+  for (double e : v) m = std::max(m, std::abs(e));
+  return m;
+}
+
+// BFGS (inverse-Hessian form) with a backtracking line search whose steps are
+// at most 1 in every coordinate (a factor e in a log-parameter). Converged
+// when every gradient component is at most `gtol`, or when no step is found
+// any more and the gradient is at most 1000 gtol (f at its rounding floor).
+Minimum bfgs(const ObjectiveWithGradient& fg, std::vector<double> x, double gtol, int max_iterations) {
+  const std::size_t n = x.size();
+  std::vector<double> g(n), x_new(n), g_new(n), d(n), s(n), y(n), hy(n);
+  std::vector<double> h(n * n, 0.0);
+  const auto reset = [&] {
+    std::fill(h.begin(), h.end(), 0.0);
+    for (std::size_t i = 0; i < n; ++i) h[i * n + i] = 1.0;
+  };
+  reset();
+  bool scaled = false;
+  double f = fg(x, g);
+  Minimum out{x, f, 0, false};
+  if (!std::isfinite(f)) return out;
+  int it = 0;
+  for (; it < max_iterations; ++it) {
+    if (max_abs(g) <= gtol) {
+      out.converged = true;
+      break;
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+      d[i] = 0;
+      for (std::size_t j = 0; j < n; ++j) d[i] -= h[i * n + j] * g[j];
+    }
+    double slope = dot(g, d);
+    if (!(slope < 0)) {  // not a descent direction: start again from steepest descent
+      reset();
+      scaled = false;
+      for (std::size_t i = 0; i < n; ++i) d[i] = -g[i];
+      slope = dot(g, d);
+    }
+    double step = std::min(1.0, 1.0 / max_abs(d));
+    double f_new = 0;
+    bool accepted = false;
+    for (int tries = 0; tries < 60; ++tries) {
+      for (std::size_t i = 0; i < n; ++i) x_new[i] = x[i] + step * d[i];
+      f_new = fg(x_new, g_new);
+      // Armijo; or, where f changes by no more than its rounding noise, the
+      // approximate Wolfe condition of Hager & Zhang on the slope along d
+      // (the gradient stays accurate when differences of f no longer are).
+      if (std::isfinite(f_new) && (f_new <= f + 1e-4 * step * slope ||
+                                   (f_new <= f + 1e-12 * std::abs(f) && dot(g_new, d) <= -0.8 * slope))) {
+        accepted = true;
+        break;
+      }
+      // Minimum of the quadratic through f, the slope and f_new, kept within [0.1, 0.5] of the step.
+      double next = 0.5 * step;
+      if (std::isfinite(f_new)) {
+        const double q = -slope * step * step / (2 * (f_new - f - slope * step));
+        if (std::isfinite(q)) next = std::clamp(q, 0.1 * step, 0.5 * step);
+      }
+      step = next;
+    }
+    if (!accepted) {
+      out.converged = max_abs(g) <= 1000 * gtol;
+      break;
+    }
+    if (x_new == x) {  // the step vanished in rounding
+      out.converged = max_abs(g) <= 1000 * gtol;
+      break;
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+      s[i] = x_new[i] - x[i];
+      y[i] = g_new[i] - g[i];
+    }
+    const double sy = dot(s, y);
+    if (sy > 1e-12 * std::sqrt(dot(s, s) * dot(y, y))) {
+      if (!scaled) {  // the first update: scale the identity to the observed curvature
+        const double gamma = sy / dot(y, y);
+        for (double& e : h) e *= gamma;
+        scaled = true;
+      }
+      // H <- (I - rho s y') H (I - rho y s') + rho s s'
+      const double rho = 1.0 / sy;
+      for (std::size_t i = 0; i < n; ++i) {
+        hy[i] = 0;
+        for (std::size_t j = 0; j < n; ++j) hy[i] += h[i * n + j] * y[j];
+      }
+      const double yhy = dot(y, hy);
+      for (std::size_t i = 0; i < n; ++i) {
+        for (std::size_t j = 0; j < n; ++j) {
+          h[i * n + j] += -rho * (s[i] * hy[j] + hy[i] * s[j]) + (rho * rho * yhy + rho) * s[i] * s[j];
+        }
+      }
+    }
+    x.swap(x_new);
+    g.swap(g_new);
+    f = f_new;
+  }
+  out.point = x;
+  out.value = f;
+  out.iterations = it;
+  return out;
+}
+
+// BFGS from `start`; Nelder-Mead from its best point when it does not converge.
+Minimum minimise_with_gradient(const ObjectiveWithGradient& fg, std::vector<double> start, double gtol) {
+  Minimum m = bfgs(fg, std::move(start), gtol, 500);
+  if (m.converged) return m;
+  std::vector<double> unused(m.point.size());
+  const Objective f = [&](const std::vector<double>& x) { return fg(x, unused); };
+  const bool finite_start = std::isfinite(m.value);
+  Minimum polished = minimise(f, m.point, finite_start ? 0.1 : 0.5);
+  polished.iterations += m.iterations;
+  return polished;
+}
+
+// Digamma function for x > 0 (recurrence up to 10, then the asymptotic series; error < 1e-13).
+double digamma(double x) {
+  double result = 0;
+  while (x < 10) {
+    result -= 1 / x;
+    x += 1;
+  }
+  const double f = 1 / (x * x);
+  return result + std::log(x) - 0.5 / x -
+         f * (1.0 / 12 - f * (1.0 / 120 - f * (1.0 / 252 - f * (1.0 / 240 - f * (1.0 / 132)))));
+}
+
+// The BG/NBD data reduced to what the likelihood depends on: customers
+// without repeat purchases by T, repeat customers by distinct (x, t_x, T),
+// with every time value indexed into one table of distinct times and every x
+// into a table of distinct x, so an evaluation takes one log per distinct
+// time, a few lgamma/digamma per distinct x and one exp + one log1p per
+// distinct repeat customer.
+struct BgNbdData {
+  std::vector<double> times;  // distinct T and t_x values, ascending
+  std::vector<double> xs;     // distinct x > 0, ascending
+  struct Single {
+    std::uint32_t T;
+    double count;
+  };
+  struct Repeat {
+    std::uint32_t x, t_x, T;
+    double count;
+  };
+  std::vector<Single> singles;
+  std::vector<Repeat> repeats;
+  double customers = 0;
+};
+
+std::uint32_t index_of(const std::vector<double>& sorted, double v) {
+  return static_cast<std::uint32_t>(std::lower_bound(sorted.begin(), sorted.end(), v) - sorted.begin());
+}
+
+BgNbdData reduce_bgnbd(std::vector<PurchaseSummary>& data) {
+  BgNbdData out;
+  out.customers = static_cast<double>(data.size());
+  std::sort(data.begin(), data.end(), [](const PurchaseSummary& l, const PurchaseSummary& r) {
+    if (l.x != r.x) return l.x < r.x;
+    if (l.T != r.T) return l.T < r.T;
+    return l.t_x < r.t_x;
+  });
+  for (const PurchaseSummary& c : data) {
+    out.times.push_back(c.T);
+    if (c.x > 0) {
+      out.times.push_back(c.t_x);
+      if (out.xs.empty() || out.xs.back() != c.x) out.xs.push_back(c.x);
+    }
+  }
+  std::sort(out.times.begin(), out.times.end());
+  out.times.erase(std::unique(out.times.begin(), out.times.end()), out.times.end());
+  for (std::size_t i = 0; i < data.size();) {
+    std::size_t j = i;
+    while (j < data.size() && data[j].x == data[i].x && data[j].T == data[i].T &&
+           (data[i].x == 0 || data[j].t_x == data[i].t_x)) {
+      ++j;
+    }
+    const auto count = static_cast<double>(j - i);
+    const PurchaseSummary& c = data[i];
+    if (c.x == 0) {
+      out.singles.push_back({index_of(out.times, c.T), count});
+    } else {
+      out.repeats.push_back({index_of(out.xs, c.x), index_of(out.times, c.t_x), index_of(out.times, c.T), count});
+    }
+    i = j;
+  }
+  return out;
+}
+
+// -LL / customers and its gradient in (log r, log alpha, log a, log b).
+double bgnbd_objective(const BgNbdData& data, const std::vector<double>& theta, std::vector<double>& grad) {
+  const double r = std::exp(theta[0]), alpha = std::exp(theta[1]), a = std::exp(theta[2]), b = std::exp(theta[3]);
+  if (!(r > 0 && alpha > 0 && a > 0 && b > 0) || !std::isfinite(r + alpha + a + b)) {
+    return std::numeric_limits<double>::infinity();
+  }
+  const double log_alpha = std::log(alpha);
+  std::vector<double> log_time(data.times.size()), inv_time(data.times.size());
+  for (std::size_t i = 0; i < data.times.size(); ++i) {
+    log_time[i] = std::log(alpha + data.times[i]);
+    inv_time[i] = 1 / (alpha + data.times[i]);
+  }
+  double ll = 0, g_r = 0, g_alpha = 0, g_a = 0, g_b = 0;
+  for (const BgNbdData::Single& s : data.singles) {  // x = 0: r (log alpha - log(alpha + T))
+    ll += s.count * r * (log_alpha - log_time[s.T]);
+    g_r += s.count * (log_alpha - log_time[s.T]);
+    g_alpha += s.count * (r / alpha - r * inv_time[s.T]);
+  }
+  struct PerX {
+    double constant, log_q, d_r, d_a, d_b, inv_bx1;
+  };
+  std::vector<PerX> per_x(data.xs.size());
+  const double lg_r = std::lgamma(r), lg_ab = std::lgamma(a + b), lg_b = std::lgamma(b);
+  const double dg_r = digamma(r), dg_ab = digamma(a + b), dg_b = digamma(b);
+  for (std::size_t j = 0; j < data.xs.size(); ++j) {
+    const double x = data.xs[j];
+    const double dg_abx = digamma(a + b + x);
+    per_x[j] = PerX{std::lgamma(r + x) - lg_r + r * log_alpha + lg_ab + std::lgamma(b + x) - lg_b -
+                        std::lgamma(a + b + x),
+                    std::log(a) - std::log(b + x - 1),
+                    digamma(r + x) - dg_r + log_alpha,
+                    dg_ab - dg_abx,
+                    dg_ab + digamma(b + x) - dg_b - dg_abx,
+                    1 / (b + x - 1)};
+  }
+  for (const BgNbdData::Repeat& c : data.repeats) {
+    const PerX& px = per_x[c.x];
+    const double rx = r + data.xs[c.x];
+    const double lT = log_time[c.T], lt = log_time[c.t_x];
+    // log(e^A3 + e^A4) with A3 = -(r+x) log(alpha+T), A4 = log q - (r+x) log(alpha+t_x); w = share of A4.
+    const double d = px.log_q + rx * (lT - lt);
+    const double e = std::exp(-std::abs(d));
+    const double w = d > 0 ? 1 / (1 + e) : e / (1 + e);
+    ll += c.count * (px.constant - rx * lT + std::max(d, 0.0) + std::log1p(e));
+    g_r += c.count * (px.d_r - (1 - w) * lT - w * lt);
+    g_alpha += c.count * (r / alpha - rx * ((1 - w) * inv_time[c.T] + w * inv_time[c.t_x]));
+    g_a += c.count * (px.d_a + w / a);
+    g_b += c.count * (px.d_b - w * px.inv_bx1);
+  }
+  if (!std::isfinite(ll)) return std::numeric_limits<double>::infinity();
+  const double n = data.customers;
+  grad = {-g_r * r / n, -g_alpha * alpha / n, -g_a * a / n, -g_b * b / n};
+  return -ll / n;
+}
+
+// The Gamma-Gamma data: repeat customers by distinct x, and per customer x * mean spend.
+struct GammaGammaData {
+  std::vector<double> xs;      // distinct x, ascending
+  std::vector<double> counts;  // customers per distinct x
+  struct Customer {
+    std::uint32_t x;
+    double spend;  // x * mean spend
+  };
+  std::vector<Customer> customers;
+  double sum_x_log_z = 0, sum_log_z = 0, sum_x_log_x = 0;  // sums of x log(mean spend), log(mean spend), x log x
+  double n = 0;
+};
+
+GammaGammaData reduce_gamma_gamma(std::vector<PurchaseSummary>& data) {
+  GammaGammaData out;
+  out.n = static_cast<double>(data.size());
+  std::sort(data.begin(), data.end(), [](const PurchaseSummary& l, const PurchaseSummary& r) { return l.x < r.x; });
+  out.customers.reserve(data.size());
+  for (const PurchaseSummary& c : data) {
+    if (out.xs.empty() || out.xs.back() != c.x) {
+      out.xs.push_back(c.x);
+      out.counts.push_back(0);
+    }
+    out.counts.back() += 1;
+    out.customers.push_back({static_cast<std::uint32_t>(out.xs.size() - 1), c.x * c.mean_spend});
+    const double log_z = std::log(c.mean_spend);
+    out.sum_x_log_z += c.x * log_z;
+    out.sum_log_z += log_z;
+    out.sum_x_log_x += c.x * std::log(c.x);
+  }
+  return out;
+}
+
+// -LL / customers and its gradient in (log p, log q, log gamma).
+double gamma_gamma_objective(const GammaGammaData& data, const std::vector<double>& theta, std::vector<double>& grad) {
+  const double p = std::exp(theta[0]), q = std::exp(theta[1]), gamma = std::exp(theta[2]);
+  if (!(p > 0 && q > 0 && gamma > 0) || !std::isfinite(p + q + gamma)) return std::numeric_limits<double>::infinity();
+  const double log_gamma = std::log(gamma);
+  const double lg_q = std::lgamma(q), dg_q = digamma(q);
+  // Per customer: (px+q) log(gamma + x z); the rest by distinct x or from the precomputed sums.
+  double sum_log = 0, sum_x_log = 0, sum_inv = 0, sum_x_inv = 0;
+  for (const GammaGammaData::Customer& c : data.customers) {
+    const double x = data.xs[c.x];
+    const double l = std::log(gamma + c.spend);
+    const double inv = 1 / (gamma + c.spend);
+    sum_log += l;
+    sum_x_log += x * l;
+    sum_inv += inv;
+    sum_x_inv += x * inv;
+  }
+  double ll = p * data.sum_x_log_z - data.sum_log_z + p * data.sum_x_log_x - p * sum_x_log - q * sum_log +
+              data.n * (q * log_gamma - lg_q);
+  double g_p = data.sum_x_log_z + data.sum_x_log_x - sum_x_log;
+  double g_q = data.n * (log_gamma - dg_q) - sum_log;
+  const double g_gamma = data.n * q / gamma - p * sum_x_inv - q * sum_inv;
+  for (std::size_t j = 0; j < data.xs.size(); ++j) {
+    const double x = data.xs[j], n = data.counts[j];
+    ll += n * (std::lgamma(p * x + q) - std::lgamma(p * x));
+    const double dg = digamma(p * x + q);
+    g_p += n * x * (dg - digamma(p * x));
+    g_q += n * dg;
+  }
+  if (!std::isfinite(ll)) return std::numeric_limits<double>::infinity();
+  grad = {-g_p * p / data.n, -g_q * q / data.n, -g_gamma * gamma / data.n};
+  return -ll / data.n;
+}
+
+// Gradient tolerance of the per-customer objectives.
+constexpr double kGradientTolerance = 1e-9;
 
 bool valid(const PurchaseSummary& c) {
   return std::isfinite(c.x) && std::isfinite(c.t_x) && std::isfinite(c.T) && c.x >= 0 && c.t_x >= 0 && c.T >= c.t_x;
@@ -215,7 +542,7 @@ Result<BgNbdFit> fit_bgnbd(std::span<const PurchaseSummary> customers) {
   double mean_T = 0;
   std::size_t repeaters = 0;
   for (const PurchaseSummary& c : customers) {
-    if (!valid(c)) continue;
+    if (!valid(c) || (c.x > 0 && c.x < 1)) continue;
     data.push_back(c);
     mean_T += c.T;
     if (c.x > 0) ++repeaters;
@@ -225,16 +552,18 @@ Result<BgNbdFit> fit_bgnbd(std::span<const PurchaseSummary> customers) {
                          std::to_string(data.size()) + " customers, " + std::to_string(repeaters) + " repeaters");
   }
   mean_T = std::max(mean_T / static_cast<double>(data.size()), 1e-3);
-  const Objective nll = [&](const std::vector<double>& v) {
-    const BgNbdParams p{std::exp(v[0]), std::exp(v[1]), std::exp(v[2]), std::exp(v[3])};
-    const double ll = bgnbd_log_likelihood(p, data);
-    return std::isfinite(ll) ? -ll : std::numeric_limits<double>::max();
+  const std::uint64_t used = data.size();
+  const BgNbdData reduced = reduce_bgnbd(data);
+  const ObjectiveWithGradient objective = [&](const std::vector<double>& theta, std::vector<double>& grad) {
+    return bgnbd_objective(reduced, theta, grad);
   };
-  const Minimum m = minimise(nll, {0.0, std::log(mean_T), 0.0, 0.0});
+  const Minimum m = minimise_with_gradient(objective, {0.0, std::log(mean_T), 0.0, 0.0}, kGradientTolerance);
   BgNbdFit fit;
   fit.params = {std::exp(m.point[0]), std::exp(m.point[1]), std::exp(m.point[2]), std::exp(m.point[3])};
-  fit.log_likelihood = -m.value;
+  fit.log_likelihood = -m.value * reduced.customers;
   fit.iterations = m.iterations;
+  fit.converged = m.converged;
+  fit.customers = used;
   if (!std::isfinite(fit.log_likelihood)) return Status::Error("BG/NBD fit did not converge");
   return fit;
 }
@@ -252,16 +581,18 @@ Result<GammaGammaFit> fit_gamma_gamma(std::span<const PurchaseSummary> customers
                          std::to_string(data.size()));
   }
   mean_spend /= static_cast<double>(data.size());
-  const Objective nll = [&](const std::vector<double>& v) {
-    const GammaGammaParams g{std::exp(v[0]), std::exp(v[1]), std::exp(v[2])};
-    const double ll = gamma_gamma_log_likelihood(g, data);
-    return std::isfinite(ll) ? -ll : std::numeric_limits<double>::max();
+  const std::uint64_t used = data.size();
+  const GammaGammaData reduced = reduce_gamma_gamma(data);
+  const ObjectiveWithGradient objective = [&](const std::vector<double>& theta, std::vector<double>& grad) {
+    return gamma_gamma_objective(reduced, theta, grad);
   };
-  const Minimum m = minimise(nll, {0.0, std::log(2.0), std::log(mean_spend)});
+  const Minimum m = minimise_with_gradient(objective, {0.0, std::log(2.0), std::log(mean_spend)}, kGradientTolerance);
   GammaGammaFit fit;
   fit.params = {std::exp(m.point[0]), std::exp(m.point[1]), std::exp(m.point[2])};
-  fit.log_likelihood = -m.value;
+  fit.log_likelihood = -m.value * reduced.n;
   fit.iterations = m.iterations;
+  fit.converged = m.converged;
+  fit.customers = used;
   if (!std::isfinite(fit.log_likelihood)) return Status::Error("Gamma-Gamma fit did not converge");
   return fit;
 }
@@ -322,6 +653,8 @@ Tier classify_tier(const ValueModel* model, double clv, double profit_12m) {
 
 void set_tier_thresholds(ValueModel& model, const ValueConfig& config, std::vector<double>& clvs) {
   const double inf = std::numeric_limits<double>::infinity();
+  model.platinum_fraction = config.platinum_fraction;
+  model.gold_fraction = config.gold_fraction;
   if (clvs.empty()) {
     model.platinum_min_clv = model.gold_min_clv = inf;
     return;
@@ -360,14 +693,26 @@ std::string serialize(const ValueModel& m) {
   put(out, m.repeat_customers);
   put(out, m.platinum_min_clv);
   put(out, m.gold_min_clv);
+  // Version 2.
+  put(out, m.as_of_ms);
+  put(out, m.bgnbd_customers);
+  put(out, m.gamma_gamma_customers);
+  put(out, m.bgnbd_iterations);
+  put(out, m.gamma_gamma_iterations);
+  put(out, static_cast<std::uint8_t>(m.bgnbd_converged));
+  put(out, static_cast<std::uint8_t>(m.gamma_gamma_converged));
+  put(out, m.platinum_fraction);
+  put(out, m.gold_fraction);
   return out;
 }
 
 Status deserialize(std::string_view bytes, ValueModel& m) {
-  if (bytes.empty() || static_cast<std::uint8_t>(bytes[0]) != ValueModel::kFormatVersion) {
+  const auto version = bytes.empty() ? std::uint8_t{0} : static_cast<std::uint8_t>(bytes[0]);
+  if (version != 1 && version != ValueModel::kFormatVersion) {
     return Status::Error("value model record has an unknown format version");
   }
   ValueModel t;
+  t.version = version;
   std::size_t pos = 1;
   auto get = [&](auto& v) {
     if (bytes.size() - pos < sizeof(v)) return false;
@@ -375,9 +720,20 @@ Status deserialize(std::string_view bytes, ValueModel& m) {
     pos += sizeof(v);
     return true;
   };
-  const bool ok = get(t.bgnbd) && get(t.gamma_gamma) && get(t.bgnbd_log_likelihood) &&
-                  get(t.gamma_gamma_log_likelihood) && get(t.fitted_at_ms) && get(t.fit_seconds) &&
-                  get(t.customers) && get(t.repeat_customers) && get(t.platinum_min_clv) && get(t.gold_min_clv);
+  bool ok = get(t.bgnbd) && get(t.gamma_gamma) && get(t.bgnbd_log_likelihood) && get(t.gamma_gamma_log_likelihood) &&
+            get(t.fitted_at_ms) && get(t.fit_seconds) && get(t.customers) && get(t.repeat_customers) &&
+            get(t.platinum_min_clv) && get(t.gold_min_clv);
+  if (version == 1) {
+    t.as_of_ms = t.fitted_at_ms;  // version 1 fitted "as of" the time it recorded as the fit time
+  } else {
+    std::uint8_t bgnbd_converged = 0, gamma_gamma_converged = 0;
+    ok = ok && get(t.as_of_ms) && get(t.bgnbd_customers) && get(t.gamma_gamma_customers) &&
+         get(t.bgnbd_iterations) && get(t.gamma_gamma_iterations) && get(bgnbd_converged) &&
+         get(gamma_gamma_converged) && get(t.platinum_fraction) && get(t.gold_fraction);
+    if (bgnbd_converged > 1 || gamma_gamma_converged > 1) ok = false;
+    t.bgnbd_converged = bgnbd_converged == 1;
+    t.gamma_gamma_converged = gamma_gamma_converged == 1;
+  }
   if (!ok || pos != bytes.size()) return Status::Error("value model record is truncated or has trailing bytes");
   m = t;
   return Status::Ok();

@@ -66,34 +66,51 @@ double expected_spend(const GammaGammaParams& params, const PurchaseSummary& cus
 struct BgNbdFit {
   BgNbdParams params;
   double log_likelihood = 0;
-  int iterations = 0;
+  int iterations = 0;       // optimizer iterations (quasi-Newton, plus Nelder-Mead when it had to take over)
+  bool converged = false;   // the gradient vanished (or the simplex collapsed) before the iteration limit
+  std::uint64_t customers = 0;  // customers the fit used
 };
 struct GammaGammaFit {
   GammaGammaParams params;
   double log_likelihood = 0;
   int iterations = 0;
+  bool converged = false;
+  std::uint64_t customers = 0;  // repeat customers with a positive mean spend
 };
 
-// Maximum-likelihood fits (Nelder-Mead over log-parameters, restarted until
-// it stops improving). Fail with a message when the data cannot identify the
-// model (too few customers or no repeat purchases).
+// Maximum-likelihood fits over log-parameters: BFGS with analytic gradients
+// (the log-likelihoods are summed over distinct (x, t_x, T) and distinct x, so
+// one evaluation costs about one exp and one log1p per repeat customer), and
+// Nelder-Mead from BFGS's best point when BFGS does not converge. Fail with a
+// message when the data cannot identify the model (too few customers or no
+// repeat purchases). Customers with non-finite or inconsistent values are skipped.
 Result<BgNbdFit> fit_bgnbd(std::span<const PurchaseSummary> customers);
 Result<GammaGammaFit> fit_gamma_gamma(std::span<const PurchaseSummary> customers);
 
 // Everything the daemon stores after a fit.
 struct ValueModel {
-  static constexpr std::uint8_t kFormatVersion = 1;
+  // 2 adds as_of, the per-model customer counts, iterations, convergence and
+  // the tier fractions; records of version 1 are still read (see `version`).
+  static constexpr std::uint8_t kFormatVersion = 2;
   BgNbdParams bgnbd;
   GammaGammaParams gamma_gamma;
   double bgnbd_log_likelihood = 0;
   double gamma_gamma_log_likelihood = 0;
-  std::int64_t fitted_at_ms = 0;
+  std::int64_t fitted_at_ms = 0;  // when the fit ran (0 = no model)
+  std::int64_t as_of_ms = 0;      // the time T and t_x were measured at; later events were ignored
   double fit_seconds = 0;
   std::uint64_t customers = 0;         // population size of the fit
   std::uint64_t repeat_customers = 0;  // customers with x > 0
   // Tier thresholds on CLV from the population at fit time.
   double platinum_min_clv = 0;
   double gold_min_clv = 0;
+  // Version 2 fields (unknown in version-1 records: `version` says which).
+  std::uint64_t bgnbd_customers = 0;        // customers with a purchase (the BG/NBD population)
+  std::uint64_t gamma_gamma_customers = 0;  // repeat customers with a positive mean spend
+  std::int32_t bgnbd_iterations = 0, gamma_gamma_iterations = 0;
+  bool bgnbd_converged = false, gamma_gamma_converged = false;
+  double platinum_fraction = 0, gold_fraction = 0;  // the tier shares the thresholds were set with
+  std::uint8_t version = kFormatVersion;    // format of the record this model was read from
 };
 
 struct ValueConfig {

@@ -56,6 +56,9 @@ TEST(ValueModel, FitReproducesPublishedBgNbdEstimates) {
   EXPECT_NEAR(fit->params.a, 0.793, 0.005);
   EXPECT_NEAR(fit->params.b, 2.426, 0.02);
   EXPECT_NEAR(fit->log_likelihood, -9582.4, 0.1);
+  EXPECT_TRUE(fit->converged);
+  EXPECT_GT(fit->iterations, 0);
+  EXPECT_EQ(fit->customers, 2357u);
 }
 
 TEST(ValueModel, FitReproducesPublishedGammaGammaEstimates) {
@@ -65,6 +68,8 @@ TEST(ValueModel, FitReproducesPublishedGammaGammaEstimates) {
   EXPECT_NEAR(fit->params.p, 6.25, 0.02);
   EXPECT_NEAR(fit->params.q, 3.74, 0.02);
   EXPECT_NEAR(fit->params.gamma, 15.44, 0.1);
+  EXPECT_TRUE(fit->converged);
+  EXPECT_EQ(fit->customers, 946u);
 }
 
 TEST(ValueModel, ConditionalExpectationOfThePaper) {
@@ -198,6 +203,61 @@ TEST(ValueModel, SerializationRoundTrips) {
   EXPECT_EQ(back.gold_min_clv, 4.5);
   EXPECT_FALSE(deserialize(serialize(m).substr(0, 10), back).ok());
   EXPECT_FALSE(deserialize("\x07", back).ok());
+}
+
+TEST(ValueModel, SerializationKeepsAsOfCountsAndConvergenceAndReadsVersionOne) {
+  ValueModel m;
+  m.bgnbd = kPublished;
+  m.fitted_at_ms = 2'000;
+  m.as_of_ms = 1'000;
+  m.customers = 2360;
+  m.bgnbd_customers = 2357;
+  m.gamma_gamma_customers = 946;
+  m.bgnbd_iterations = 22;
+  m.gamma_gamma_iterations = 19;
+  m.bgnbd_converged = true;
+  m.platinum_fraction = 0.05;
+  m.gold_fraction = 0.15;
+  const std::string bytes = serialize(m);
+  ASSERT_EQ(static_cast<std::uint8_t>(bytes[0]), 2);
+  ValueModel back;
+  ASSERT_TRUE(deserialize(bytes, back).ok());
+  EXPECT_EQ(back.version, 2);
+  EXPECT_EQ(back.as_of_ms, 1'000);
+  EXPECT_EQ(back.fitted_at_ms, 2'000);
+  EXPECT_EQ(back.bgnbd_customers, 2357u);
+  EXPECT_EQ(back.gamma_gamma_customers, 946u);
+  EXPECT_EQ(back.bgnbd_iterations, 22);
+  EXPECT_EQ(back.gamma_gamma_iterations, 19);
+  EXPECT_TRUE(back.bgnbd_converged);
+  EXPECT_FALSE(back.gamma_gamma_converged);
+  EXPECT_EQ(back.gold_fraction, 0.15);
+  EXPECT_FALSE(deserialize(bytes + "x", back).ok());
+  std::string bad_flag = bytes;
+  bad_flag[bad_flag.size() - 2 * sizeof(double) - 2] = '\x05';  // bgnbd_converged must be 0 or 1
+  EXPECT_FALSE(deserialize(bad_flag, back).ok());
+
+  // A version-1 record (the fields up to the thresholds): as_of is its fit time, the rest unknown.
+  std::string v1 = bytes.substr(0, bytes.size() - (8 + 8 + 8 + 4 + 4 + 1 + 1 + 8 + 8));
+  v1[0] = '\x01';
+  ValueModel old;
+  ASSERT_TRUE(deserialize(v1, old).ok());
+  EXPECT_EQ(old.version, 1);
+  EXPECT_EQ(old.as_of_ms, 2'000);
+  EXPECT_EQ(old.customers, 2360u);
+  EXPECT_EQ(old.bgnbd.r, kPublished.r);
+  EXPECT_EQ(old.bgnbd_customers, 0u);
+}
+
+TEST(ValueModel, TierThresholdsRecordTheFractions) {
+  ValueModel model;
+  ValueConfig cfg;
+  cfg.platinum_fraction = 0.1;
+  cfg.gold_fraction = 0.2;
+  std::vector<double> clvs = {1, 2, 3};
+  set_tier_thresholds(model, cfg, clvs);
+  EXPECT_EQ(model.platinum_fraction, 0.1);
+  EXPECT_EQ(model.gold_fraction, 0.2);
 }
 
 }  // namespace
