@@ -144,6 +144,8 @@ class Section {
 
 constexpr double kMaxBytes = 1e12;
 constexpr double kMaxMillis = 7 * 24 * 3600 * 1000.0;
+constexpr double kMaxCheckpointEvents = 1e8;
+constexpr double kMinCheckpointIntervalMs = 100;
 
 Status apply_toml(const toml::table& root, Config& c) {
   Section top(&root, "");
@@ -162,6 +164,11 @@ Status apply_toml(const toml::table& root, Config& c) {
   storage.number("initial_map_bytes", c.storage.initial_map_bytes, 1 << 20, kMaxBytes * 1024);
   storage.number("max_map_bytes", c.storage.max_map_bytes, 1 << 20, kMaxBytes * 1024);
   storage.number("dead_letter_capacity", c.storage.dead_letter_capacity, 0, 1e9);
+  // Up to twice checkpoint_events are held in memory; below 100 ms the interval is most likely meant in seconds.
+  storage.number("checkpoint_events", c.storage.checkpoint_events, 1, kMaxCheckpointEvents);
+  double checkpoint_ms = static_cast<double>(c.storage.checkpoint_interval.count());
+  storage.number("checkpoint_interval_ms", checkpoint_ms, kMinCheckpointIntervalMs, kMaxMillis);
+  c.storage.checkpoint_interval = std::chrono::milliseconds(static_cast<std::int64_t>(checkpoint_ms));
   storage.finish();
 
   Section ingest(top.table("ingest"), "ingest");

@@ -34,7 +34,7 @@ struct ValueOptions : ValueConfig {
 struct Config {
   std::string config_path;  // where it was loaded from ("" = defaults)
   ServerOptions server;     // listeners (TLS, the metrics listener), io threads, limits, decode options
-  StoreOptions storage;     // state dir, durability, map size, dead-letter capacity
+  StoreOptions storage;     // state dir, durability, map size, dead-letter capacity, checkpoint thresholds
   WriterOptions writer;
   std::vector<TokenGrant> tokens;
   ApplyConfig apply;

@@ -143,7 +143,9 @@ int run(const std::string& config_path, const Overrides& overrides) {
   const bool watchdog = sd_watchdog_enabled(0, &watchdog_usec) > 0;
   const auto tick = watchdog ? std::chrono::microseconds(watchdog_usec / 2) : std::chrono::microseconds(1'000'000);
   std::uint64_t last_progress = writer.progress();
-  auto next_checkpoint = std::chrono::steady_clock::now() + config->storage.checkpoint_interval;
+  // The store keeps the checkpoint settings it was opened with (a reload changes them only on restart).
+  const std::chrono::milliseconds checkpoint_interval = (*store)->options().checkpoint_interval;
+  auto next_checkpoint = std::chrono::steady_clock::now() + checkpoint_interval;
   for (;;) {
     timespec timeout{static_cast<time_t>(tick.count() / 1'000'000), static_cast<long>(tick.count() % 1'000'000) * 1000};
     const int sig = sigtimedwait(&signals, nullptr, &timeout);
@@ -161,8 +163,11 @@ int run(const std::string& config_path, const Overrides& overrides) {
           reloaded->server.tcp_address != config->server.tcp_address ||
           reloaded->server.metrics_address != config->server.metrics_address ||
           reloaded->server.tls.http != config->server.tls.http || reloaded->server.tls.tcp != config->server.tls.tcp ||
-          reloaded->storage.directory != config->storage.directory) {
-        log_warn("listen addresses, which listeners speak TLS and the state dir change only on restart");
+          reloaded->storage.directory != config->storage.directory ||
+          reloaded->storage.checkpoint_events != config->storage.checkpoint_events ||
+          reloaded->storage.checkpoint_interval != config->storage.checkpoint_interval) {
+        log_warn("listen addresses, which listeners speak TLS, the state dir and the checkpoint settings change "
+                 "only on restart");
       }
       if (server_options.tls.enabled()) {  // a new certificate for new connections; the listeners stay as started
         TlsOptions tls = reloaded->server.tls;
@@ -185,7 +190,7 @@ int run(const std::string& config_path, const Overrides& overrides) {
     // Checkpoint on the clock too: the store only checks its interval when a batch arrives, so an
     // idle daemon would otherwise keep its last events in memory (safe in the journal) indefinitely.
     if (std::chrono::steady_clock::now() >= next_checkpoint) {
-      next_checkpoint = std::chrono::steady_clock::now() + config->storage.checkpoint_interval;
+      next_checkpoint = std::chrono::steady_clock::now() + checkpoint_interval;
       if (!writer.busy()) {
         writer.post([](Store& s) {
           if (Status st = s.checkpoint(); !st.ok()) log_warn("checkpoint failed: " + st.message());

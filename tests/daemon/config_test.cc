@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <utility>
 
 #include "common/json_writer.h"
 #include "daemon/api.h"
@@ -87,6 +88,46 @@ TEST_F(ConfigTest, WrongTypeAndRangeAreErrors) {
   c = load_config(write("[storage]\ndurability = \"sometimes\"\n"));
   ASSERT_FALSE(c.ok());
   EXPECT_NE(c.message().find("fsync, async"), std::string::npos) << c.message();
+}
+
+TEST_F(ConfigTest, CheckpointSettingsDefaultAndAreRead) {
+  auto d = load_config("");
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->storage.checkpoint_events, 1'000'000u);
+  EXPECT_EQ(d->storage.checkpoint_interval, std::chrono::milliseconds(10'000));
+  auto c = load_config(write("[storage]\ncheckpoint_events = 250000\ncheckpoint_interval_ms = 2500\n"));
+  ASSERT_TRUE(c.ok()) << c.message();
+  EXPECT_EQ(c->storage.checkpoint_events, 250'000u);
+  EXPECT_EQ(c->storage.checkpoint_interval, std::chrono::milliseconds(2500));
+  // The bounds themselves are accepted.
+  c = load_config(write("[storage]\ncheckpoint_events = 1\ncheckpoint_interval_ms = 100\n"));
+  ASSERT_TRUE(c.ok()) << c.message();
+  EXPECT_EQ(c->storage.checkpoint_events, 1u);
+  EXPECT_EQ(c->storage.checkpoint_interval, std::chrono::milliseconds(100));
+  c = load_config(write("[storage]\ncheckpoint_events = 100000000\ncheckpoint_interval_ms = 604800000\n"));
+  ASSERT_TRUE(c.ok()) << c.message();
+  EXPECT_EQ(c->storage.checkpoint_events, 100'000'000u);
+  EXPECT_EQ(c->storage.checkpoint_interval, std::chrono::hours(7 * 24));
+  EXPECT_TRUE(validate_config(*c).ok());
+}
+
+TEST_F(ConfigTest, BadCheckpointSettingsAreErrorsNamingTheKey) {
+  const std::pair<std::string, std::string> cases[] = {
+      {"checkpoint_events = 0", "'storage.checkpoint_events' must be between 1 and 100000000"},
+      {"checkpoint_events = -5", "'storage.checkpoint_events' must be between 1 and 100000000"},
+      {"checkpoint_events = 100000001", "'storage.checkpoint_events' must be between 1 and 100000000"},
+      {"checkpoint_events = \"1M\"", "'storage.checkpoint_events' must be a number"},
+      {"checkpoint_interval_ms = 0", "'storage.checkpoint_interval_ms' must be between 100 and 604800000"},
+      {"checkpoint_interval_ms = 10", "'storage.checkpoint_interval_ms' must be between 100 and 604800000"},
+      {"checkpoint_interval_ms = 604800001", "'storage.checkpoint_interval_ms' must be between 100 and 604800000"},
+      {"checkpoint_interval_ms = \"10s\"", "'storage.checkpoint_interval_ms' must be a number"},
+      {"checkpoint_interval = 10000", "unknown key 'storage.checkpoint_interval'"},
+  };
+  for (const auto& [line, want] : cases) {
+    auto c = load_config(write("[storage]\n" + line + "\n"));
+    ASSERT_FALSE(c.ok()) << line;
+    EXPECT_NE(c.message().find(want), std::string::npos) << line << ": " << c.message();
+  }
 }
 
 TEST_F(ConfigTest, SyntaxErrorsGiveLineAndColumn) {
@@ -177,6 +218,8 @@ TEST(ShippedConfig, LoadsAndEqualsTheDefaults) {
   EXPECT_EQ(c->storage.directory, d.storage.directory);
   EXPECT_EQ(c->storage.initial_map_bytes, d.storage.initial_map_bytes);
   EXPECT_EQ(c->storage.max_map_bytes, d.storage.max_map_bytes);
+  EXPECT_EQ(c->storage.checkpoint_events, d.storage.checkpoint_events);
+  EXPECT_EQ(c->storage.checkpoint_interval, d.storage.checkpoint_interval);
   EXPECT_EQ(c->server.limits.max_body_bytes, d.server.limits.max_body_bytes);
   EXPECT_EQ(c->server.limits.read_timeout, d.server.limits.read_timeout);
   EXPECT_EQ(c->server.decode.max_future_skew_ms, d.server.decode.max_future_skew_ms);
