@@ -5,11 +5,16 @@
 #include <signal.h>
 #include <systemd/sd-daemon.h>
 
+#include <charconv>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <system_error>
 
 #include <CLI/CLI.hpp>
 
@@ -44,6 +49,23 @@ Status apply_overrides(const Overrides& o, Config& c) {
   return validate_config(c);
 }
 
+// Test hook (docs/design.md, "Test hooks"): RAPPORT_TEST_STALL_WRITER_AFTER=N makes the storage writer block
+// after N group commits, so that tests can prove the watchdog stops. Only read when set.
+constexpr const char* kStallWriterEnv = "RAPPORT_TEST_STALL_WRITER_AFTER";
+
+Result<std::optional<std::uint64_t>> stall_writer_hook() {
+  const char* value = std::getenv(kStallWriterEnv);
+  if (value == nullptr) return std::optional<std::uint64_t>();
+  const std::string_view text(value);
+  std::uint64_t n = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size()) {
+    return Status::Error(std::string(kStallWriterEnv) + " must be a number of commits, got '" + std::string(text) +
+                         "'");
+  }
+  return std::optional<std::uint64_t>(n);
+}
+
 Result<Config> load(const std::string& path, const Overrides& o) {
   auto config = load_config(path);
   if (!config.ok()) return config.status();
@@ -67,6 +89,15 @@ int run(const std::string& config_path, const Overrides& overrides) {
   }
   auto config = std::make_shared<const Config>(std::move(loaded.value()));
   set_log_level(parse_log_level(config->log_level));
+  const auto stall_hook = stall_writer_hook();
+  if (!stall_hook.ok()) {
+    log_error(stall_hook.message());
+    return 2;
+  }
+  if (stall_hook->has_value()) {
+    log_warn(std::string("test hook ") + kStallWriterEnv + "=" + std::to_string(**stall_hook) +
+             ": the storage writer will stall after that many commits (never set this outside tests)");
+  }
   log_info(std::string("rapportd ") + RAPPORT_VERSION + " starting; config " +
            (config->config_path.empty() ? std::string("(defaults)") : config->config_path) + ", state dir " +
            config->storage.directory + ", durability " +
@@ -90,7 +121,9 @@ int run(const std::string& config_path, const Overrides& overrides) {
     return 2;
   }
   Metrics metrics(RAPPORT_VERSION);
-  Writer writer(**store, metrics, config->writer, config->apply);
+  WriterOptions writer_options = config->writer;
+  writer_options.test_stall_after_commits = *stall_hook;
+  Writer writer(**store, metrics, writer_options, config->apply);
   writer.start();
   ValueService value(**store, writer, metrics, *config);
   if (Status loaded_model = value.load(); !loaded_model.ok()) log_warn(loaded_model.message());

@@ -1,7 +1,10 @@
 #include "daemon/writer.h"
 
 #include <chrono>
+#include <string>
 #include <utility>
+
+#include "daemon/log.h"
 
 namespace rapport {
 
@@ -92,6 +95,7 @@ void Writer::run() {
     if (job) {
       job(store_);
     } else {
+      stall_if_due();
       commit(batch);
       batch.clear();
     }
@@ -101,6 +105,15 @@ void Writer::run() {
     }
     progress_.fetch_add(1, std::memory_order_relaxed);
   }
+}
+
+void Writer::stall_if_due() {
+  const std::uint64_t commit = commits_++;
+  if (!options_.test_stall_after_commits || commit < *options_.test_stall_after_commits) return;
+  std::unique_lock lock(mutex_);
+  if (stopping_) return;  // released: from now on every commit goes through
+  log_warn("test hook: the storage writer is stalled after " + std::to_string(commit) + " commits until shutdown");
+  wake_.wait(lock, [&] { return stopping_; });
 }
 
 void Writer::commit(std::vector<std::unique_ptr<Submission>>& batch) {

@@ -54,6 +54,8 @@ class Writer final : public IngestSink {
   using Item = std::variant<std::unique_ptr<Submission>, Job>;
   void run();
   void commit(std::vector<std::unique_ptr<Submission>>& batch);
+  // The test hook (WriterOptions::test_stall_after_commits): blocks until stop() once it is due.
+  void stall_if_due();
 
   Store& store_;
   Metrics& metrics_;
@@ -70,6 +72,7 @@ class Writer final : public IngestSink {
   std::atomic<bool> accepting_{true};
   std::atomic<std::uint64_t> progress_{0};
   std::thread thread_;
+  std::uint64_t commits_ = 0;  // writer thread only: group commits started
 
   // Writer-thread scratch, reused across commits.
   std::vector<Event> events_;

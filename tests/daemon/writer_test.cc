@@ -118,6 +118,44 @@ TEST_F(WriterTest, JobsRunInOrderWithSubmissions) {
   writer.stop();
 }
 
+// The test hook behind the watchdog e2e test: after N commits the writer takes the next batch and
+// blocks (busy, no progress, nothing completed) until stop(), which commits and completes it.
+TEST_F(WriterTest, StallHookBlocksAfterNCommitsUntilStop) {
+  WriterOptions options;
+  options.test_stall_after_commits = 1;
+  Writer writer(*store_, metrics_, options, ApplyConfig{});
+  writer.start();
+  std::promise<SubmissionResult> first, second;
+  auto a = submission({make_event("st", "1")}, first);
+  ASSERT_TRUE(writer.try_submit(a));
+  ASSERT_TRUE(first.get_future().get().status.ok());
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (writer.progress() < 1 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_EQ(writer.progress(), 1u);
+
+  auto b = submission({make_event("st", "2")}, second);
+  ASSERT_TRUE(writer.try_submit(b));
+  auto completed = second.get_future();
+  // However long we look, the stalled batch is neither completed nor stored, and the writer stays busy.
+  EXPECT_EQ(completed.wait_for(std::chrono::milliseconds(300)), std::future_status::timeout);
+  EXPECT_TRUE(writer.busy());
+  EXPECT_EQ(writer.progress(), 1u);
+  auto state = store_->get_customer("st");
+  ASSERT_TRUE(state.ok() && state->has_value());
+  EXPECT_EQ(evaluate(**state, 1700000000000, EvaluateConfig{}).revenue, 1);
+
+  writer.stop();  // releases the stall: the batch is committed and completed
+  ASSERT_EQ(completed.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  const SubmissionResult r = completed.get();
+  ASSERT_TRUE(r.status.ok()) << r.status.message();
+  EXPECT_EQ(r.outcomes, std::vector<Outcome>{Outcome::kAccepted});
+  state = store_->get_customer("st");
+  ASSERT_TRUE(state.ok() && state->has_value());
+  EXPECT_EQ(evaluate(**state, 1700000000000, EvaluateConfig{}).revenue, 2);
+}
+
 TEST_F(WriterTest, RejectionsBecomeDeadLetters) {
   Writer writer(*store_, metrics_, WriterOptions{}, ApplyConfig{});
   writer.start();

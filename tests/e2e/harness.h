@@ -103,8 +103,9 @@ class Daemon {
       : state_dir_(std::move(state_dir)), extra_(std::move(extra)) {
     start();
   }
-  // How systemd would start it: extra environment ("KEY=value") and listening
-  // sockets passed as fds 3, 4, ... with LISTEN_PID/LISTEN_FDS/LISTEN_FDNAMES.
+  // How systemd would start it: extra environment ("KEY=value"; WATCHDOG_PID is
+  // added when WATCHDOG_USEC is given) and listening sockets passed as fds
+  // 3, 4, ... with LISTEN_PID/LISTEN_FDS/LISTEN_FDNAMES.
   struct Systemd {
     std::vector<std::string> env;
     std::vector<int> listen_fds;
@@ -131,6 +132,10 @@ class Daemon {
       ::dup2(pipefd[1], 2);
       ::close(pipefd[0]);
       for (const std::string& kv : systemd_.env) ::putenv(const_cast<char*>(kv.c_str()));
+      // systemd sets WATCHDOG_PID with WATCHDOG_USEC: the watchdog is this process's, not a child's.
+      if (::getenv("WATCHDOG_USEC") != nullptr && ::getenv("WATCHDOG_PID") == nullptr) {
+        ::setenv("WATCHDOG_PID", std::to_string(::getpid()).c_str(), 1);
+      }
       if (!systemd_.listen_fds.empty()) {
         // Move the sockets out of the way first, then into place at 3, 4, ...
         std::vector<int> moved;
