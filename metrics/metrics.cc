@@ -24,6 +24,8 @@ constexpr std::array<std::string_view, kRouteCount> kRouteNames = {
     "model",      "model_fit", "deadletter",     "metrics",             "healthz",        "readyz",          "other",
 };
 
+constexpr std::array<std::string_view, kTlsFailureCount> kTlsFailureNames = {"plaintext", "error", "timeout"};
+
 constexpr std::array<std::string_view, 5> kTiers = {"platinum", "gold", "iron", "lead", "unranked"};
 
 std::string str(std::string_view v) { return std::string(v); }
@@ -35,6 +37,8 @@ Histogram::BucketBoundaries latency_buckets() {
 }  // namespace
 
 std::string_view route_name(Route route) { return kRouteNames[static_cast<std::size_t>(route)]; }
+
+std::string_view tls_failure_name(TlsFailure failure) { return kTlsFailureNames[static_cast<std::size_t>(failure)]; }
 
 Metrics::Metrics(std::string_view version) : registry_(std::make_shared<prometheus::Registry>()) {
   auto& reg = *registry_;
@@ -88,6 +92,17 @@ Metrics::Metrics(std::string_view version) : registry_(std::make_shared<promethe
     }
     for (int r = 0; r < kRejectReasonCount; ++r) {
       rejected_[t][r] = &rejected.Add({{"transport", tn}, {"reason", str(reject_reason_label(static_cast<RejectReason>(r)))}});
+    }
+  }
+  auto& tls_failures = BuildCounter()
+                           .Name("rapport_tls_handshake_failures_total")
+                           .Help("Connections to a TLS listener closed because the TLS handshake failed, by transport "
+                                 "and reason (plaintext client, handshake error, timeout)")
+                           .Register(reg);
+  for (const Transport t : {Transport::kTcp, Transport::kHttp}) {
+    for (int f = 0; f < kTlsFailureCount; ++f) {
+      tls_handshake_failures_[t == Transport::kTcp ? 0 : 1][f] = &tls_failures.Add(
+          {{"transport", str(transport_name(t))}, {"reason", str(tls_failure_name(static_cast<TlsFailure>(f)))}});
     }
   }
   auto& channels = BuildCounter()

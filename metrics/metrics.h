@@ -47,6 +47,16 @@ enum class Route : std::uint8_t {
 inline constexpr int kRouteCount = 14;
 std::string_view route_name(Route route);
 
+// Why a TLS handshake on a TLS listener failed: the `reason` label of
+// rapport_tls_handshake_failures_total.
+enum class TlsFailure : std::uint8_t {
+  kPlaintext,  // the client spoke plaintext (answered in plaintext and closed)
+  kError,      // the handshake failed: no common version or cipher, the client rejected the certificate, garbage
+  kTimeout,    // not finished within read_timeout
+};
+inline constexpr int kTlsFailureCount = 3;
+std::string_view tls_failure_name(TlsFailure failure);
+
 class Metrics {
  public:
   explicit Metrics(std::string_view version);
@@ -63,6 +73,10 @@ class Metrics {
   prometheus::Histogram& ack_latency(Transport t) { return *ack_latency_[idx(t)]; }
   prometheus::Gauge& connections_open(Transport t) { return *connections_open_[idx(t)]; }
   prometheus::Counter& connections_refused(Transport t) { return *connections_refused_[idx(t)]; }
+  // TLS listeners only (tcp, http); a client that closes before sending a byte is not counted.
+  prometheus::Counter& tls_handshake_failures(Transport t, TlsFailure f) {
+    return *tls_handshake_failures_[t == Transport::kTcp ? 0 : 1][idx(f)];
+  }
 
   // --- writer ---
   prometheus::Histogram& commit_batch_events() { return *commit_batch_events_; }
@@ -108,6 +122,7 @@ class Metrics {
   std::array<prometheus::Histogram*, kTransportCount> ack_latency_{};
   std::array<prometheus::Gauge*, kTransportCount> connections_open_{};
   std::array<prometheus::Counter*, kTransportCount> connections_refused_{};
+  std::array<std::array<prometheus::Counter*, kTlsFailureCount>, 2> tls_handshake_failures_{};  // [tcp, http]
   prometheus::Histogram* commit_batch_events_ = nullptr;
   prometheus::Histogram* commit_duration_ = nullptr;
   prometheus::Counter* commit_failures_ = nullptr;

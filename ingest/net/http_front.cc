@@ -356,10 +356,12 @@ class HttpConnection final : public Connection {
   void on_hello(const boost::system::error_code& ec, std::size_t n) {
     if (closed_) return;
     if (ec || n == 0 || draining_) {
+      if (ec == beast::error::timeout && !draining_) count_tls_failure(TlsFailure::kTimeout);
       close_now();
       return;
     }
     if (!starts_tls_handshake(hello_[0])) {
+      count_tls_failure(TlsFailure::kPlaintext);
       refuse_plaintext();
       return;
     }
@@ -375,11 +377,16 @@ class HttpConnection final : public Connection {
   void on_handshake(const boost::system::error_code& ec) {
     if (closed_) return;
     if (ec || draining_) {
-      close_now();  // not TLS after all, no common version or cipher, timed out, or shutting down
+      // Not TLS after all, no common version or cipher, the client refused the certificate, timed out; or
+      // shutting down (not a failure).
+      if (!draining_) count_tls_failure(ec == beast::error::timeout ? TlsFailure::kTimeout : TlsFailure::kError);
+      close_now();
       return;
     }
     read_request();
   }
+
+  void count_tls_failure(TlsFailure why) { core_.metrics.tls_handshake_failures(transport_, why).Increment(); }
 
   // A plaintext request on a TLS port: a plaintext 400 that says so, then close.
   void refuse_plaintext() {

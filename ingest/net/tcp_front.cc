@@ -177,7 +177,10 @@ class TcpConnection final : public Connection {
     handshaking_ = true;
     read_timer_.expires_after(settings_->limits.read_timeout);
     read_timer_.async_wait([self = self()](const boost::system::error_code& ec) {
-      if (!ec && self->handshaking_) self->close_now();
+      if (!ec && self->handshaking_ && !self->closed_) {
+        self->count_tls_failure(TlsFailure::kTimeout);
+        self->close_now();
+      }
     });
     socket().async_read_some(asio::buffer(hello_), [self = self()](const boost::system::error_code& ec, std::size_t n) {
       self->guarded([&] { self->on_hello(ec, n); });
@@ -191,6 +194,7 @@ class TcpConnection final : public Connection {
       return;
     }
     if (!starts_tls_handshake(hello_[0])) {
+      count_tls_failure(TlsFailure::kPlaintext);
       refuse_plaintext();
       return;
     }
@@ -207,11 +211,16 @@ class TcpConnection final : public Connection {
     handshaking_ = false;
     read_timer_.cancel();
     if (ec || draining_) {
-      close_now();  // not TLS after all, no common version or cipher, timed out, or shutting down
+      // Not TLS after all, no common version or cipher, the client refused the certificate; or shutting
+      // down (not a failure). A timeout closed the connection in the timer above.
+      if (!draining_) count_tls_failure(TlsFailure::kError);
+      close_now();
       return;
     }
     maybe_read();
   }
+
+  void count_tls_failure(TlsFailure why) { core_.metrics.tls_handshake_failures(transport_, why).Increment(); }
 
   void refuse_plaintext() {
     handshaking_ = false;

@@ -422,6 +422,27 @@ double events_of(const std::string& customer_json) {
   return v;
 }
 
+// One series of the Prometheus text exposition: `name` with every label of `labels` ("k=\"v\"", any order);
+// -1 when absent.
+double sample(const std::string& exposition, const std::string& name, const std::vector<std::string>& labels) {
+  std::istringstream in(exposition);
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(name + "{", 0) != 0) continue;
+    const auto close = line.find('}');
+    if (close == std::string::npos) continue;
+    const std::string label_block = line.substr(name.size() + 1, close - name.size() - 1);
+    bool all = true;
+    for (const std::string& l : labels) all = all && label_block.find(l) != std::string::npos;
+    if (all) return std::stod(line.substr(close + 2));
+  }
+  return -1;
+}
+
+double tls_failures(const std::string& exposition, const std::string& transport, const std::string& reason) {
+  return sample(exposition, "rapport_tls_handshake_failures_total",
+                {"transport=\"" + transport + "\"", "reason=\"" + reason + "\""});
+}
+
 class TlsE2eTest : public SecurityTest {
  protected:
   void SetUp() override {
@@ -472,6 +493,14 @@ TEST_F(TlsE2eTest, EventsAndQueriesOverTlsAndPlaintextClientsFailCleanly) {
   EXPECT_EQ(events_of(r.body), 5) << r.body;
   EXPECT_EQ(https.request("GET", "/v1/customers/tls-c").status, 401);
 
+  // Successful handshakes are not failures (/metrics needs no token).
+  std::string metrics = https.request("GET", "/metrics").body;
+  for (const char* transport : {"tcp", "http"}) {
+    for (const char* reason : {"plaintext", "error", "timeout"}) {
+      EXPECT_EQ(tls_failures(metrics, transport, reason), 0) << transport << " " << reason << "\n" << metrics;
+    }
+  }
+
   // Plaintext clients on the TLS ports: a plaintext answer that says so, then close.
   {
     Client plain(d.tcp_port());
@@ -487,6 +516,12 @@ TEST_F(TlsE2eTest, EventsAndQueriesOverTlsAndPlaintextClientsFailCleanly) {
   EXPECT_EQ(tcp.read_line().value_or(""), "{\"ack\":5}");
   r = https.request("GET", "/v1/customers/tls-c", "", kAdminToken);
   EXPECT_EQ(events_of(r.body), 6) << r.body;
+  // Each plaintext client was counted (before its refusal was written) on its transport, and only it.
+  metrics = https.request("GET", "/metrics").body;
+  EXPECT_EQ(tls_failures(metrics, "tcp", "plaintext"), 1) << metrics;
+  EXPECT_EQ(tls_failures(metrics, "http", "plaintext"), 1) << metrics;
+  EXPECT_EQ(tls_failures(metrics, "tcp", "error"), 0) << metrics;
+  EXPECT_EQ(tls_failures(metrics, "http", "error"), 0) << metrics;
 
   // A stock client: curl over HTTPS, verifying the certificate.
   if (::access("/usr/bin/curl", X_OK) == 0) {
@@ -551,6 +586,14 @@ TEST_F(TlsE2eTest, SighupServesARenewedCertificate) {
   EXPECT_TRUE(renewed.handshake_ok()) << renewed.error();
   TlsClient stale(d.http_port(), cert_);
   EXPECT_FALSE(stale.handshake_ok());
+  // The client refused the certificate: a handshake error on the server too (counted on its own thread).
+  double errors = -1;
+  while (std::chrono::steady_clock::now() < deadline + 10s) {
+    errors = tls_failures(renewed.request("GET", "/metrics").body, "http", "error");
+    if (errors >= 1) break;
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_EQ(errors, 1);
   EXPECT_EQ(before.request("GET", "/healthz").status, 200);  // an open connection keeps its session
 }
 

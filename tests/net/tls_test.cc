@@ -20,6 +20,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -382,6 +383,16 @@ class TlsTest : public ::testing::Test {
   }
   int tcp_port() const { return port_of(server_->tcp_endpoint()); }
   int http_port() const { return port_of(server_->http_endpoint()); }
+  double tls_failures(Transport t, TlsFailure f) { return metrics_.tls_handshake_failures(t, f).Value(); }
+  // Polls `done` for up to 10 s (for what the server counts on its own threads).
+  static bool eventually(const std::function<bool()>& done) {
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (!done()) {
+      if (std::chrono::steady_clock::now() >= deadline) return false;
+      std::this_thread::sleep_for(5ms);
+    }
+    return true;
+  }
 
   TempDir dir_;
   const std::string cert_ = dir_.file("cert.pem");
@@ -482,6 +493,12 @@ TEST_F(TlsTest, PlaintextClientsOnTlsPortsGetAClearRefusalAndOthersContinue) {
   ASSERT_TRUE(tls.send(event("p2") + "\n"));
   EXPECT_EQ(tls.read_line().value_or(""), "{\"ack\":2}");
   EXPECT_EQ(sink_.ids(), (std::vector<std::string>{"p1", "p2"}));
+  // Each refusal is a handshake failure of its transport; the good handshake is not.
+  for (const Transport t : {Transport::kTcp, Transport::kHttp}) {
+    EXPECT_EQ(tls_failures(t, TlsFailure::kPlaintext), 1) << transport_name(t);
+    EXPECT_EQ(tls_failures(t, TlsFailure::kError), 0) << transport_name(t);
+    EXPECT_EQ(tls_failures(t, TlsFailure::kTimeout), 0) << transport_name(t);
+  }
 }
 
 TEST_F(TlsTest, HandshakeMustFinishWithinTheReadTimeout) {
@@ -500,6 +517,14 @@ TEST_F(TlsTest, HandshakeMustFinishWithinTheReadTimeout) {
     EXPECT_TRUE(eof);
     EXPECT_LT(std::chrono::steady_clock::now() - t0, 4s);
   }
+  // Both the silent client and the unfinished handshake count as timeouts, on each transport (HTTP: once
+  // the read that the timeout closed completes, maybe after the client saw the close).
+  for (const Transport t : {Transport::kTcp, Transport::kHttp}) {
+    EXPECT_TRUE(eventually([&] { return tls_failures(t, TlsFailure::kTimeout) == 2; }))
+        << transport_name(t) << ": " << tls_failures(t, TlsFailure::kTimeout);
+    EXPECT_EQ(tls_failures(t, TlsFailure::kError), 0) << transport_name(t);
+    EXPECT_EQ(tls_failures(t, TlsFailure::kPlaintext), 0) << transport_name(t);
+  }
 }
 
 TEST_F(TlsTest, MinimumVersionIsEnforced) {
@@ -510,6 +535,10 @@ TEST_F(TlsTest, MinimumVersionIsEnforced) {
   EXPECT_FALSE(old.handshake_ok());
   TlsClient current(tcp_port());
   EXPECT_TRUE(current.handshake_ok()) << current.last_error().message();
+  // The refused version is a handshake error (counted on the server's strand, maybe after the client saw it).
+  EXPECT_TRUE(eventually([&] { return tls_failures(Transport::kTcp, TlsFailure::kError) == 1; }));
+  EXPECT_EQ(tls_failures(Transport::kTcp, TlsFailure::kPlaintext), 0);
+  EXPECT_EQ(tls_failures(Transport::kHttp, TlsFailure::kError), 0);
 }
 
 TEST_F(TlsTest, OnlyTheConfiguredFrontSpeaksTls) {
