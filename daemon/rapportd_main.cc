@@ -78,6 +78,7 @@ void refresh_storage_metrics(Store& store, Metrics& metrics) {
   metrics.lmdb_map_bytes().Set(static_cast<double>(s.map_bytes));
   metrics.lmdb_used_bytes().Set(static_cast<double>(s.used_bytes));
   metrics.lmdb_readers().Set(static_cast<double>(s.readers));
+  metrics.pending_events().Set(static_cast<double>(s.pending_events));
   metrics.customers("unranked").Set(static_cast<double>(s.customers));
 }
 
@@ -115,7 +116,9 @@ int run(const std::string& config_path, const Overrides& overrides) {
   // reports as clean refusals, not into SIGXFSZ killing the daemon mid-commit.
   signal(SIGXFSZ, SIG_IGN);
 
-  auto store = Store::open(config->storage);
+  StoreOptions store_options = config->storage;
+  store_options.checkpoint_in_apply_batch = false;  // the writer steps checkpoints after acknowledging
+  auto store = Store::open(store_options);
   if (!store.ok()) {
     log_error("storage: " + store.message());
     return 2;
@@ -224,11 +227,7 @@ int run(const std::string& config_path, const Overrides& overrides) {
     // idle daemon would otherwise keep its last events in memory (safe in the journal) indefinitely.
     if (std::chrono::steady_clock::now() >= next_checkpoint) {
       next_checkpoint = std::chrono::steady_clock::now() + checkpoint_interval;
-      if (!writer.busy()) {
-        writer.post([](Store& s) {
-          if (Status st = s.checkpoint(); !st.ok()) log_warn("checkpoint failed: " + st.message());
-        });
-      }
+      if (!writer.busy()) writer.request_checkpoint();
     }
     // Timeout: the watchdog is fed only while the writer makes progress or has nothing to do.
     if (watchdog) {

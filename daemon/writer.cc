@@ -57,6 +57,27 @@ void Writer::set_apply_config(const ApplyConfig& apply) {
   apply_ = apply;
 }
 
+bool Writer::request_checkpoint() {
+  return post([this](Store&) { checkpoint_step(true); });
+}
+
+void Writer::checkpoint_step(bool begin_now) {
+  const auto started = std::chrono::steady_clock::now();
+  auto more = store_.checkpoint_step(begin_now);
+  metrics_.checkpoint_slice_duration().Observe(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  if (!more.ok()) {
+    metrics_.checkpoint_failures().Increment();
+    if (!checkpoint_failing_) log_warn(more.message() + " (retried; the journal holds every acknowledged event)");
+    checkpoint_failing_ = true;
+    checkpointing_ = false;  // retried after the next batch or request, not in a tight loop
+    return;
+  }
+  if (checkpoint_failing_) log_info("checkpoint resumed");
+  checkpoint_failing_ = false;
+  checkpointing_ = *more;
+}
+
 bool Writer::busy() const {
   std::lock_guard lock(mutex_);
   return in_hand_ || !queue_.empty();
@@ -68,10 +89,16 @@ void Writer::run() {
     Job job;
     {
       std::unique_lock lock(mutex_);
+      if (queue_.empty() && checkpointing_ && !stopping_) {
+        // Idle: the next slice of the checkpoint in progress (the queue is checked again after it).
+        lock.unlock();
+        checkpoint_step(false);
+        continue;
+      }
       wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
       if (queue_.empty()) {
         in_hand_ = false;
-        return;  // stopping and drained
+        return;  // stopping and drained; the Store completes the checkpoint when it closes
       }
       // Take either one job, or a run of submissions up to the batch limit.
       if (std::holds_alternative<Job>(queue_.front())) {
@@ -157,6 +184,8 @@ void Writer::commit(std::vector<std::unique_ptr<Submission>>& batch) {
     metrics_.ack_latency(s->transport).Observe(std::chrono::duration<double>(finished - s->received_at).count());
     if (s->done) s->done(std::move(result));
   }
+  // Acknowledged: now the checkpoint's next slice, or its first if one is due.
+  if (status.ok()) checkpoint_step(false);
 }
 
 }  // namespace rapport

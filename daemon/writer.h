@@ -3,8 +3,12 @@
 // Fronts submit decoded chunks (IngestSink::try_submit); the writer takes
 // everything queued (up to batch_max_events) as one group commit, stores it
 // durably with Store::apply_batch, then completes every submission with the
-// outcome of each of its events — the acknowledgement point. Administrative
+// outcome of each of its events — the acknowledgement point — and only then
+// writes the next checkpoint slice (Store::checkpoint_step), so no
+// acknowledgement waits for checkpoint work. When nothing is queued it keeps
+// writing slices until the checkpoint in progress is done. Administrative
 // writes (erasure, model metadata) run as jobs on the same thread, in order.
+// The Store must be opened with StoreOptions::checkpoint_in_apply_batch off.
 // Thread safety: try_submit, post and the accessors may be called from any
 // thread; start/stop from the owner.
 #pragma once
@@ -45,6 +49,9 @@ class Writer final : public IngestSink {
   bool post(Job job);
 
   void set_apply_config(const ApplyConfig& apply);
+  // Begins a checkpoint of whatever is pending (if none is in progress); the
+  // writer finishes it in slices between batches and while idle.
+  bool request_checkpoint();
   // Number of completed writer loop iterations (commits and jobs); the watchdog checks it moves.
   std::uint64_t progress() const { return progress_.load(std::memory_order_relaxed); }
   // True while the writer has work queued or in hand.
@@ -56,6 +63,7 @@ class Writer final : public IngestSink {
   void commit(std::vector<std::unique_ptr<Submission>>& batch);
   // The test hook (WriterOptions::test_stall_after_commits): blocks until stop() once it is due.
   void stall_if_due();
+  void checkpoint_step(bool begin_now);
 
   Store& store_;
   Metrics& metrics_;
@@ -78,6 +86,8 @@ class Writer final : public IngestSink {
   std::vector<Event> events_;
   std::vector<EventOutcome> outcomes_;
   std::vector<DeadLetter> dead_letters_;
+  bool checkpointing_ = false;  // a checkpoint is in progress: idle time writes its slices
+  bool checkpoint_failing_ = false;  // the last slice failed (logged once until one succeeds)
 };
 
 }  // namespace rapport

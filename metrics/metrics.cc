@@ -128,6 +128,21 @@ Metrics::Metrics(std::string_view version) : registry_(std::make_shared<promethe
                           .Help("Storage commits that failed (batch refused, nothing stored)")
                           .Register(reg)
                           .Add({});
+  checkpoint_slice_duration_ = &BuildHistogram()
+                                    .Name("rapport_checkpoint_slice_duration_seconds")
+                                    .Help("Duration of one checkpoint slice (written after the batch before it was acknowledged)")
+                                    .Register(reg)
+                                    .Add({}, latency_buckets());
+  checkpoint_failures_ = &BuildCounter()
+                              .Name("rapport_checkpoint_failures_total")
+                              .Help("Checkpoint slices that failed (retried; the journal holds every acknowledged event)")
+                              .Register(reg)
+                              .Add({});
+  pending_events_ = &BuildGauge()
+                         .Name("rapport_checkpoint_pending_events")
+                         .Help("Acknowledged events held in memory and the journal, not yet written by a checkpoint")
+                         .Register(reg)
+                         .Add({});
   queue_depth_ = &BuildGauge()
                       .Name("rapport_queue_depth_events")
                       .Help("Events waiting for the storage writer")

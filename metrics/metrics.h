@@ -82,6 +82,9 @@ class Metrics {
   prometheus::Histogram& commit_batch_events() { return *commit_batch_events_; }
   prometheus::Histogram& commit_duration() { return *commit_duration_; }
   prometheus::Counter& commit_failures() { return *commit_failures_; }
+  prometheus::Histogram& checkpoint_slice_duration() { return *checkpoint_slice_duration_; }
+  prometheus::Counter& checkpoint_failures() { return *checkpoint_failures_; }
+  prometheus::Gauge& pending_events() { return *pending_events_; }
   prometheus::Gauge& queue_depth() { return *queue_depth_; }
   prometheus::Gauge& queue_capacity() { return *queue_capacity_; }
 
@@ -126,6 +129,9 @@ class Metrics {
   prometheus::Histogram* commit_batch_events_ = nullptr;
   prometheus::Histogram* commit_duration_ = nullptr;
   prometheus::Counter* commit_failures_ = nullptr;
+  prometheus::Histogram* checkpoint_slice_duration_ = nullptr;
+  prometheus::Counter* checkpoint_failures_ = nullptr;
+  prometheus::Gauge* pending_events_ = nullptr;
   prometheus::Gauge* queue_depth_ = nullptr;
   prometheus::Gauge* queue_capacity_ = nullptr;
   prometheus::Family<prometheus::Counter>* http_requests_ = nullptr;

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <future>
 #include <random>
+#include <thread>
 
 namespace rapport {
 namespace {
@@ -170,6 +171,56 @@ TEST_F(WriterTest, RejectionsBecomeDeadLetters) {
   EXPECT_EQ((*letters)[0].letter.payload, "{oops");
   EXPECT_EQ((*letters)[0].letter.reason, "malformed_json");
   EXPECT_EQ((*letters)[0].letter.transport, "http");
+  writer.stop();
+}
+
+// The daemon's arrangement: the store leaves checkpoints to the writer, which
+// writes slices after acknowledging and finishes a checkpoint while idle.
+TEST_F(WriterTest, WritesCheckpointSlicesAfterAcknowledgingAndFinishesThemWhenIdle) {
+  store_.reset();
+  StoreOptions options;
+  options.directory = dir_.string();
+  options.checkpoint_in_apply_batch = false;
+  options.checkpoint_events = 20000;
+  auto reopened = Store::open(options);
+  ASSERT_TRUE(reopened.ok()) << reopened.message();
+  store_ = std::move(reopened.value());
+
+  Writer writer(*store_, metrics_, WriterOptions{}, ApplyConfig{});
+  writer.start();
+  // 20 batches of 1000 events, each on new customers: a checkpoint becomes due with the last,
+  // many slices long at that batch size.
+  for (int b = 0; b < 20; ++b) {
+    std::vector<Event> events;
+    for (int i = 0; i < 1000; ++i) events.push_back(make_event("c" + std::to_string(b * 1000 + i), "e"));
+    std::promise<SubmissionResult> done;
+    auto s = submission(events, done);
+    ASSERT_TRUE(writer.try_submit(s));
+    ASSERT_TRUE(done.get_future().get().status.ok());
+  }
+  // Nothing else arrives: idle time writes the remaining slices.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (store_->stats().checkpoints == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  StoreStats stats = store_->stats();
+  EXPECT_EQ(stats.checkpoints, 1u);
+  EXPECT_GE(stats.checkpoint_slices, 2u) << "the checkpoint was not written in slices";
+  EXPECT_EQ(stats.pending_events, 0u);
+
+  // Below the threshold nothing is due; a request (the daemon's clock) checkpoints it anyway.
+  std::promise<SubmissionResult> more;
+  auto t = submission({make_event("late", "1")}, more);
+  ASSERT_TRUE(writer.try_submit(t));
+  ASSERT_TRUE(more.get_future().get().status.ok());
+  EXPECT_EQ(store_->stats().pending_events, 1u);
+  ASSERT_TRUE(writer.request_checkpoint());
+  while (store_->stats().checkpoints < 2 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  stats = store_->stats();
+  EXPECT_EQ(stats.checkpoints, 2u);
+  EXPECT_EQ(stats.pending_events, 0u);
   writer.stop();
 }
 
