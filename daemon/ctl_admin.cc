@@ -99,6 +99,7 @@ Result<HttpClientResponse> ctl_http(const CtlTarget& target, HttpClientRequest r
   const double timeout_s = target.timeout_s > 0 ? target.timeout_s : default_timeout_s;
   request.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(timeout_s * 1000));
   request.bearer_token = target.token;
+  request.ca_file = target.ca_file;
   return http_request(*endpoint, request);
 }
 

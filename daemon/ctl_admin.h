@@ -27,8 +27,9 @@ inline constexpr int kExitFatal = 2;    // usage error or nothing done
 
 // Where a subcommand works: a daemon (url non-empty) or a state dir.
 struct CtlTarget {
-  std::string url;          // "http://127.0.0.1:8470": talk to a running rapportd
+  std::string url;          // "http://127.0.0.1:8470" or "https://…": talk to a running rapportd
   std::string token;        // bearer token for url mode (--token or RAPPORT_TOKEN)
+  std::string ca_file;      // https url: PEM CA certificate(s) to trust instead of the system's (--ca-file)
   std::string state_dir;    // empty: from the config (default ./var/rapport)
   std::string config_path;  // rapportd TOML config (weights, value settings, limits)
   double timeout_s = 0;     // HTTP timeout; 0 = the subcommand's default

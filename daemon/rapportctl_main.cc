@@ -289,14 +289,18 @@ int get_command(const std::string& id, const std::string& state_dir, const std::
 
 namespace {
 
-// --url / --token / --state-dir / --config / --timeout on a subcommand.
+// --url / --token / --ca-file / --state-dir / --config / --timeout on a subcommand.
 void add_target_options(CLI::App* sub, rapport::CtlTarget& target, bool url, bool state_dir = true) {
   CLI::Option* url_opt = nullptr;
   if (url) {
     url_opt = sub->add_option("--url", target.url,
-                              "Talk to a running rapportd over HTTP, e.g. http://127.0.0.1:8470 (not a state dir)");
+                              "Talk to a running rapportd over HTTP or HTTPS, e.g. http://127.0.0.1:8470 or "
+                              "https://rapport.example:8470 (not a state dir)");
     sub->add_option("--token", target.token, "Bearer token for --url (default: $RAPPORT_TOKEN)")
         ->envname("RAPPORT_TOKEN");
+    sub->add_option("--ca-file", target.ca_file,
+                    "For an https:// --url: PEM file of the CA certificate(s) to trust instead of the system's, e.g. "
+                    "rapportd's own self-signed certificate");
     sub->add_option("--timeout", target.timeout_s, "HTTP timeout in seconds for --url (default 30; fit 600)")
         ->check(CLI::PositiveNumber);
   }

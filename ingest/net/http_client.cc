@@ -1,11 +1,25 @@
 #include "ingest/net/http_client.h"
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
+
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <memory>
 #include <optional>
+#include <type_traits>
 #include <utility>
 
 namespace rapport {
@@ -14,6 +28,7 @@ namespace {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 
 constexpr std::size_t kMaxResponseBodyBytes = 256u << 20;
@@ -24,11 +39,52 @@ std::string seconds_text(std::chrono::milliseconds d) {
   return buf;
 }
 
-// One request/response exchange driven by completion handlers on a private io_context.
+// The reason of the most recent OpenSSL error (and clears the thread's error queue).
+std::string openssl_reason() {
+  const unsigned long e = ERR_peek_last_error();
+  std::string out;
+  if (e != 0) {
+    const char* reason = ERR_reason_error_string(e);
+    out = reason != nullptr ? reason : "error " + std::to_string(e);
+  }
+  ERR_clear_error();
+  return out.empty() ? std::string("unknown OpenSSL error") : out;
+}
+
+// A client context: TLS >= 1.2, the server's certificate verified against `ca_file` (PEM) or, when it
+// is empty, the system's CA certificates.
+Result<std::unique_ptr<ssl::context>> make_client_context(const std::string& ca_file) {
+  std::unique_ptr<ssl::context> context;
+  try {
+    context = std::make_unique<ssl::context>(ssl::context::tls_client);
+  } catch (const std::exception& e) {
+    return Status::Error(std::string("cannot create a TLS context: ") + e.what());
+  }
+  SSL_CTX* ctx = context->native_handle();
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+  ERR_clear_error();
+  if (!ca_file.empty()) {
+    std::FILE* f = std::fopen(ca_file.c_str(), "rb");
+    if (f == nullptr) return Status::Error("CA file '" + ca_file + "': cannot read: " + std::strerror(errno));
+    std::fclose(f);
+    if (SSL_CTX_load_verify_locations(ctx, ca_file.c_str(), nullptr) != 1) {
+      return Status::Error("CA file '" + ca_file + "': no PEM certificate found (OpenSSL: " + openssl_reason() + ")");
+    }
+  } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+    return Status::Error("cannot load the system's CA certificates (OpenSSL: " + openssl_reason() + ")");
+  }
+  return context;
+}
+
+// One request/response exchange driven by completion handlers on a private io_context; over TLS when kTls.
+template <bool kTls>
 class Exchange {
  public:
-  Exchange(const HttpEndpoint& endpoint, const HttpClientRequest& request)
-      : endpoint_(endpoint), timeout_(request.timeout) {
+  using Stream = std::conditional_t<kTls, beast::ssl_stream<beast::tcp_stream>, beast::tcp_stream>;
+
+  Exchange(const HttpEndpoint& endpoint, const HttpClientRequest& request, ssl::context* tls)
+      : endpoint_(endpoint), timeout_(request.timeout), stream_(make_stream(ioc_, tls)) {
     req_.version(11);
     req_.method_string(request.method);
     std::string target = endpoint.base_path + request.target;
@@ -50,26 +106,24 @@ class Exchange {
     resolver_.async_resolve(
         endpoint_.host, endpoint_.port, [this](beast::error_code ec, const tcp::resolver::results_type& results) {
           if (ec) return fail("cannot resolve " + endpoint_.host, ec);
-          stream_.expires_after(timeout_);
-          stream_.async_connect(results, [this](beast::error_code ec2, const tcp::endpoint&) {
+          lowest().expires_after(timeout_);
+          lowest().async_connect(results, [this](beast::error_code ec2, const tcp::endpoint&) {
             if (ec2) return fail("cannot connect to " + endpoint_.url, ec2);
-            http::async_write(stream_, req_, [this](beast::error_code ec3, std::size_t) {
-              if (ec3) return fail("cannot send the request to " + endpoint_.url, ec3);
-              http::async_read(stream_, buffer_, parser_, [this](beast::error_code ec4, std::size_t) {
-                if (ec4) return fail("no valid response from " + endpoint_.url, ec4);
-                finished_ = true;
-              });
-            });
+            if constexpr (kTls) {
+              handshake();
+            } else {
+              send();
+            }
           });
         });
-    // The stream's expiry bounds connect, write and read; this bounds name resolution too.
+    // The stream's expiry bounds connect, handshake, write and read; this bounds name resolution too.
     ioc_.run_for(timeout_ + std::chrono::milliseconds(250));
     if (error_) return Status::Error(*error_);
     if (!finished_) {
       return Status::Error("no response from " + endpoint_.url + " within " + seconds_text(timeout_));
     }
     beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    lowest().socket().shutdown(tcp::socket::shutdown_both, ignored);
     HttpClientResponse response;
     const auto& msg = parser_.get();
     response.status = static_cast<int>(msg.result_int());
@@ -79,6 +133,65 @@ class Exchange {
   }
 
  private:
+  static Stream make_stream(asio::io_context& ioc, ssl::context* tls) {
+    if constexpr (kTls) {
+      return Stream(ioc, *tls);
+    } else {
+      (void)tls;
+      return Stream(ioc);
+    }
+  }
+  beast::tcp_stream& lowest() { return beast::get_lowest_layer(stream_); }
+
+  // TLS: the host name goes out as SNI and the certificate must be issued for it (or for the IP address).
+  void handshake() {
+    if constexpr (kTls) {
+      SSL* ssl_handle = stream_.native_handle();
+      boost::system::error_code not_ip;
+      asio::ip::make_address(endpoint_.host, not_ip);
+      if (not_ip) {
+        SSL_set_tlsext_host_name(ssl_handle, endpoint_.host.c_str());
+        SSL_set1_host(ssl_handle, endpoint_.host.c_str());
+      } else {
+        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl_handle), endpoint_.host.c_str());
+      }
+      stream_.async_handshake(ssl::stream_base::client, [this](beast::error_code ec) {
+        if (ec) return fail_handshake(ec);
+        send();
+      });
+    }
+  }
+
+  void send() {
+    http::async_write(stream_, req_, [this](beast::error_code ec, std::size_t) {
+      if (ec) return fail("cannot send the request to " + endpoint_.url, ec);
+      http::async_read(stream_, buffer_, parser_, [this](beast::error_code ec2, std::size_t) {
+        if (ec2) return fail("no valid response from " + endpoint_.url, ec2);
+        finished_ = true;
+      });
+    });
+  }
+
+  void fail_handshake(beast::error_code ec) {
+    if constexpr (kTls) {
+      const long verify = SSL_get_verify_result(stream_.native_handle());
+      const std::string what = "TLS handshake with " + endpoint_.url + " failed: ";
+      if (verify == X509_V_ERR_HOSTNAME_MISMATCH || verify == X509_V_ERR_IP_ADDRESS_MISMATCH) {
+        error_ = what + "the server's certificate is not issued for " + endpoint_.host +
+                 " (use the name the certificate was issued for in the URL)";
+      } else if (verify != X509_V_OK) {
+        error_ = what + "the server's certificate is not trusted: " + X509_verify_cert_error_string(verify) +
+                 " (pass the certificate of the CA that signed it, or the server's own self-signed one, with "
+                 "--ca-file)";
+      } else if (ec == beast::error::timeout) {
+        fail("TLS handshake with " + endpoint_.url, ec);
+      } else {
+        error_ = what + ec.message() + " (is it an HTTPS listener? rapportd speaks TLS on HTTP only with [tls] http = "
+                 "true; otherwise use http://)";
+      }
+    }
+  }
+
   void fail(const std::string& what, beast::error_code ec) {
     std::string message = what + ": ";
     if (ec == asio::error::connection_refused) {
@@ -87,7 +200,7 @@ class Exchange {
       message += "timed out after " + seconds_text(timeout_);
     } else if (ec == http::error::body_limit) {
       message += "response body larger than " + std::to_string(kMaxResponseBodyBytes >> 20) + " MiB";
-    } else if (ec == http::error::end_of_stream || ec == asio::error::eof) {
+    } else if (ec == http::error::end_of_stream || ec == asio::error::eof || ec == ssl::error::stream_truncated) {
       message += "the server closed the connection without a response";
     } else {
       message += ec.message();
@@ -99,7 +212,7 @@ class Exchange {
   std::chrono::milliseconds timeout_;
   asio::io_context ioc_;
   tcp::resolver resolver_{ioc_};
-  beast::tcp_stream stream_{ioc_};
+  Stream stream_;
   beast::flat_buffer buffer_;
   http::request<http::string_body> req_;
   http::response_parser<http::string_body> parser_;
@@ -112,15 +225,12 @@ class Exchange {
 Result<HttpEndpoint> parse_http_url(std::string_view url) {
   HttpEndpoint e;
   e.url = std::string(url);
-  constexpr std::string_view kScheme = "http://";
-  if (url.substr(0, 8) == "https://") {
-    return Status::Error("https URLs are not supported: use http:// on loopback or a TLS-terminating proxy (" + e.url +
-                         ")");
+  e.tls = url.substr(0, 8) == "https://";
+  const std::string_view scheme = e.tls ? "https://" : "http://";
+  if (url.size() <= scheme.size() || url.substr(0, scheme.size()) != scheme) {
+    return Status::Error("URL must look like http://HOST:PORT or https://HOST:PORT, got '" + e.url + "'");
   }
-  if (url.size() <= kScheme.size() || url.substr(0, kScheme.size()) != kScheme) {
-    return Status::Error("URL must look like http://HOST:PORT, got '" + e.url + "'");
-  }
-  std::string_view rest = url.substr(kScheme.size());
+  std::string_view rest = url.substr(scheme.size());
   const auto slash = rest.find('/');
   std::string_view authority = rest.substr(0, slash);
   if (slash != std::string_view::npos) {
@@ -134,7 +244,7 @@ Result<HttpEndpoint> parse_http_url(std::string_view url) {
   if (authority.find('@') != std::string_view::npos) {
     return Status::Error("URL must not carry credentials (use --token or RAPPORT_TOKEN): '" + e.url + "'");
   }
-  std::string_view host = authority, port = "80";
+  std::string_view host = authority, port = e.tls ? "443" : "80";
   if (!authority.empty() && authority.front() == '[') {  // [v6]:port
     const auto close = authority.find(']');
     if (close == std::string_view::npos) return Status::Error("bad IPv6 address in URL '" + e.url + "'");
@@ -159,8 +269,17 @@ Result<HttpEndpoint> parse_http_url(std::string_view url) {
 }
 
 Result<HttpClientResponse> http_request(const HttpEndpoint& endpoint, const HttpClientRequest& request) {
+  if (!endpoint.tls && !request.ca_file.empty()) {
+    return Status::Error("a CA file (--ca-file) applies to https:// URLs only, not to " + endpoint.url);
+  }
   try {
-    Exchange exchange(endpoint, request);
+    if (endpoint.tls) {
+      auto context = make_client_context(request.ca_file);
+      if (!context.ok()) return context.status();
+      Exchange<true> exchange(endpoint, request, context->get());
+      return exchange.run();
+    }
+    Exchange<false> exchange(endpoint, request, nullptr);
     return exchange.run();
   } catch (const std::exception& ex) {  // e.g. a header value Beast refuses
     return Status::Error("HTTP request to " + endpoint.url + " failed: " + ex.what());

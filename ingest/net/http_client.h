@@ -1,6 +1,8 @@
 // HttpClient: a small blocking HTTP/1.1 client (Boost.Beast) for rapportctl's
-// --url mode. One request per connection, an overall timeout per request,
-// plain http:// only. Hides Asio and Beast.
+// --url mode. One request per connection, an overall timeout per request;
+// http:// and https:// (OpenSSL through Asio SSL, TLS >= 1.2, the server's
+// certificate verified against the system's CAs or a given CA file, and its
+// name against the URL's host). Hides Asio, Beast and OpenSSL.
 // Thread safety: plain functions; each call uses its own io_context.
 #pragma once
 
@@ -12,15 +14,16 @@
 
 namespace rapport {
 
-// "http://host:port[/base]" split into its parts (port defaults to 80).
+// "http[s]://host:port[/base]" split into its parts (port defaults to 80, or 443 for https).
 struct HttpEndpoint {
   std::string host;
   std::string port;
   std::string base_path;  // without a trailing '/', e.g. "" or "/rapport"
   std::string url;        // as given, for messages
+  bool tls = false;       // https://
 };
 
-// Fails with a message for anything but http://host[:port][/path].
+// Fails with a message for anything but http[s]://host[:port][/path].
 Result<HttpEndpoint> parse_http_url(std::string_view url);
 
 struct HttpClientRequest {
@@ -29,7 +32,8 @@ struct HttpClientRequest {
   std::string body;
   std::string content_type = "application/json";  // sent when the body is non-empty or the method is POST
   std::string bearer_token;                       // "Authorization: Bearer ..." when non-empty
-  std::chrono::milliseconds timeout{30'000};      // for the whole exchange: resolve, connect, write, read
+  std::chrono::milliseconds timeout{30'000};      // for the whole exchange: resolve, connect, TLS, write, read
+  std::string ca_file;  // https: PEM certificate(s) to trust instead of the system's CAs (e.g. a self-signed one)
 };
 
 struct HttpClientResponse {
@@ -39,8 +43,10 @@ struct HttpClientResponse {
 };
 
 // Sends one request and reads the response. Any HTTP status is a success
-// here; a transport failure (refused, timeout, reset, unparsable response) is
-// an error whose message names the URL and suggests the usual cause.
+// here; a transport failure (refused, timeout, reset, unparsable response,
+// an unreadable CA file, a TLS handshake that fails or a certificate that is
+// not trusted or not for the host) is an error whose message names the URL
+// and suggests the usual cause.
 Result<HttpClientResponse> http_request(const HttpEndpoint& endpoint, const HttpClientRequest& request);
 
 // Percent-encodes everything but RFC 3986 unreserved characters (for path segments and query values).

@@ -597,6 +597,61 @@ TEST_F(TlsE2eTest, SighupServesARenewedCertificate) {
   EXPECT_EQ(before.request("GET", "/healthz").status, 200);  // an open connection keeps its session
 }
 
+CommandResult rapportctl(std::vector<std::string> args) {
+  args.insert(args.begin(), binary("rapportctl"));
+  return run_command(args);
+}
+
+// rapportctl --url https://… verifies the daemon's certificate against --ca-file and the URL's host.
+TEST_F(TlsE2eTest, RapportctlTalksToAnHttpsDaemonWithACaFile) {
+  Daemon d(dir_.file("state"), {"--config", write_config("rapport.toml", tls_config(cert_, key_))});
+  TlsClient https(d.http_port(), cert_);
+  ASSERT_TRUE(https.handshake_ok()) << https.error();
+  ASSERT_EQ(https.request("POST", "/v1/events", event("c1", "ctl-c") + "\n", kIngestToken).status, 200);
+  const std::string port = std::to_string(d.http_port());
+  const std::string url = "https://localhost:" + port;  // the certificate is issued for localhost
+
+  const auto get = rapportctl({"get", "ctl-c", "--url", url, "--ca-file", cert_, "--token", kReadToken});
+  ASSERT_EQ(get.exit_code, 0) << get.err;
+  EXPECT_NE(get.out.find("\"customer_id\":\"ctl-c\""), std::string::npos) << get.out;
+  EXPECT_EQ(events_of(get.out), 1) << get.out;
+  const auto erased = rapportctl({"erase", "ctl-c", "--url", url, "--ca-file", cert_, "--token", kAdminToken});
+  ASSERT_EQ(erased.exit_code, 0) << erased.err;
+  EXPECT_EQ(rapportctl({"get", "ctl-c", "--url", url, "--ca-file", cert_, "--token", kReadToken}).exit_code, 1);
+
+  struct Case {
+    std::vector<std::string> args;
+    std::string says;
+  };
+  const std::vector<Case> refused = {
+      {{"--url", url}, "certificate is not trusted"},  // the system's CAs do not know it
+      {{"--url", "https://127.0.0.1:" + port, "--ca-file", cert_}, "not issued for 127.0.0.1"},
+      {{"--url", url, "--ca-file", dir_.file("missing.pem")}, "missing.pem"},
+      {{"--url", "http://localhost:" + port}, "HTTP 400: this port speaks HTTPS (TLS): use an https:// URL"},
+      {{"--url", "http://localhost:" + port, "--ca-file", cert_}, "applies to https:// URLs only"},
+  };
+  for (const Case& c : refused) {
+    std::vector<std::string> args = {"get", "ctl-c", "--token", kReadToken};
+    args.insert(args.end(), c.args.begin(), c.args.end());
+    const auto r = rapportctl(args);
+    EXPECT_EQ(r.exit_code, 2) << c.says << ": " << r.err;
+    EXPECT_EQ(r.err.rfind("rapportctl: ", 0), 0u) << r.err;
+    EXPECT_NE(r.err.find(c.says), std::string::npos) << r.err;
+  }
+
+  // https:// to a daemon that serves plain HTTP: a handshake error that says what to check.
+  Daemon plain(dir_.file("plain-state"), {"--config", write_config("plain.toml", tokens_toml())});
+  const auto r = rapportctl({"tiers", "--url", "https://localhost:" + std::to_string(plain.http_port()), "--ca-file",
+                             cert_, "--token", kReadToken});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("TLS handshake with https://localhost:"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("is it an HTTPS listener?"), std::string::npos) << r.err;
+
+  const auto help = rapportctl({"get", "--help"});
+  EXPECT_NE(help.out.find("--ca-file"), std::string::npos) << help.out;
+  EXPECT_NE(help.out.find("https://"), std::string::npos) << help.out;
+}
+
 // ---------------------------------------------------------------------------
 // /metrics on a separate address
 

@@ -8,6 +8,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -30,6 +31,7 @@
 #include <thread>
 #include <vector>
 
+#include "ingest/net/http_client.h"
 #include "ingest/net/server.h"
 
 namespace rapport {
@@ -67,8 +69,10 @@ class TempDir {
   std::filesystem::path path_;
 };
 
-// Writes a self-signed certificate for `common_name` and its key as PEM files.
-void write_self_signed(const std::string& cert_path, const std::string& key_path, const std::string& common_name) {
+// Writes a self-signed certificate for `common_name` and its key as PEM files; `alt_names`, when given, is
+// its subjectAltName (e.g. "IP:127.0.0.1").
+void write_self_signed(const std::string& cert_path, const std::string& key_path, const std::string& common_name,
+                       const std::string& alt_names = "") {
   EVP_PKEY* key = EVP_EC_gen("P-256");
   ASSERT_NE(key, nullptr);
   X509* cert = X509_new();
@@ -81,6 +85,12 @@ void write_self_signed(const std::string& cert_path, const std::string& key_path
   X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(common_name.c_str()), -1,
                              -1, 0);
   X509_set_issuer_name(cert, name);
+  if (!alt_names.empty()) {
+    X509_EXTENSION* san = X509V3_EXT_conf_nid(nullptr, nullptr, NID_subject_alt_name, alt_names.c_str());
+    ASSERT_NE(san, nullptr);
+    X509_add_ext(cert, san, -1);
+    X509_EXTENSION_free(san);
+  }
   ASSERT_GT(X509_sign(cert, key, EVP_sha256()), 0);
   std::FILE* f = std::fopen(cert_path.c_str(), "wb");
   ASSERT_NE(f, nullptr);
@@ -586,6 +596,64 @@ TEST_F(TlsTest, BadCertificateOrKeyFilesFailNamingTheFile) {
     EXPECT_EQ(r.message(), checked.message());
   }
   EXPECT_TRUE(check_tls(options().tls).ok());
+}
+
+// rapportctl's client: https:// verified against a CA file and the URL's host (IP or name).
+TEST_F(TlsTest, HttpClientSpeaksHttpsVerifyingTheCertificateAndItsHost) {
+  const std::string cert = dir_.file("ip-cert.pem"), key = dir_.file("ip-key.pem");
+  write_self_signed(cert, key, "rapport-test-ip", "IP:127.0.0.1");
+  ServerOptions o = options(/*http_tls=*/true, /*tcp_tls=*/false);
+  o.tls.cert_file = cert;
+  o.tls.key_file = key;
+  start(o);
+  const std::string port = std::to_string(http_port());
+  const auto request = [](const std::string& url, const std::string& ca_file) -> Result<HttpClientResponse> {
+    auto endpoint = parse_http_url(url);
+    if (!endpoint.ok()) return endpoint.status();
+    HttpClientRequest r;
+    r.target = "/v1/x";
+    r.timeout = 10s;
+    r.ca_file = ca_file;
+    return http_request(*endpoint, r);
+  };
+
+  auto ok = request("https://127.0.0.1:" + port, cert);
+  ASSERT_TRUE(ok.ok()) << ok.message();
+  EXPECT_EQ(ok->status, 200);
+  EXPECT_EQ(ok->body, "path=/v1/x");
+
+  // Not trusted: the system's CAs (no CA file), or a CA file with another certificate.
+  for (const std::string& ca : {std::string(), cert_}) {
+    auto r = request("https://127.0.0.1:" + port, ca);
+    ASSERT_FALSE(r.ok()) << ca;
+    EXPECT_NE(r.message().find("certificate is not trusted"), std::string::npos) << r.message();
+    EXPECT_NE(r.message().find("--ca-file"), std::string::npos) << r.message();
+  }
+  // Trusted, but not issued for this host name.
+  auto wrong_host = request("https://localhost:" + port, cert);
+  ASSERT_FALSE(wrong_host.ok());
+  EXPECT_NE(wrong_host.message().find("not issued for localhost"), std::string::npos) << wrong_host.message();
+  // A CA file that cannot be read, or is not PEM.
+  auto missing = request("https://127.0.0.1:" + port, dir_.file("none.pem"));
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.message().find("CA file '" + dir_.file("none.pem") + "': cannot read"), std::string::npos)
+      << missing.message();
+  auto not_pem = request("https://127.0.0.1:" + port, key);
+  ASSERT_FALSE(not_pem.ok());
+  EXPECT_NE(not_pem.message().find("no PEM certificate"), std::string::npos) << not_pem.message();
+  // Plain http:// to the TLS port gets the front's plaintext refusal as an HTTP answer.
+  auto plain = request("http://127.0.0.1:" + port, "");
+  ASSERT_TRUE(plain.ok()) << plain.message();
+  EXPECT_EQ(plain->status, 400);
+  EXPECT_NE(plain->body.find("https://"), std::string::npos) << plain->body;
+  // https:// to a plain HTTP listener: the handshake fails with a hint.
+  server_.reset();
+  start(options(/*http_tls=*/false, /*tcp_tls=*/false));
+  auto to_plain = request("https://127.0.0.1:" + std::to_string(http_port()), cert);
+  ASSERT_FALSE(to_plain.ok());
+  EXPECT_NE(to_plain.message().find("TLS handshake with https://127.0.0.1:"), std::string::npos)
+      << to_plain.message();
+  EXPECT_NE(to_plain.message().find("is it an HTTPS listener?"), std::string::npos) << to_plain.message();
 }
 
 TEST_F(TlsTest, ReloadServesTheNewCertificateToNewConnectionsAndKeepsItOnError) {
