@@ -1,15 +1,18 @@
 #include "daemon/api.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <chrono>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include <simdjson.h>
 
 #include "common/json_writer.h"
 #include "daemon/customer_json.h"
+#include "daemon/value_records.h"
 
 namespace rapport {
 namespace {
@@ -195,7 +198,7 @@ Route Api::handle(HttpRequest&& request, HttpRespond respond) {
       return model(respond);
     case Route::kModelFit:
       if (method != "POST") break;
-      return fit_model(respond);
+      return fit_model(request, respond);
     case Route::kTiers:
       if (!is_get) break;
       return tiers(respond);
@@ -384,49 +387,14 @@ Route Api::dead_letters(const HttpRequest& request, HttpRespond& respond) {
 
 namespace {
 
-void write_thresholds(JsonWriter& w, const ValueModel& m) {
-  w.key("thresholds").begin_object();
-  // Infinite thresholds (an empty tier) are written as null.
-  if (std::isfinite(m.platinum_min_clv)) {
-    w.field("platinum_min_clv", m.platinum_min_clv);
-  } else {
-    w.key("platinum_min_clv").null();
-  }
-  if (std::isfinite(m.gold_min_clv)) {
-    w.field("gold_min_clv", m.gold_min_clv);
-  } else {
-    w.key("gold_min_clv").null();
-  }
-  w.end_object();
+std::string model_json(const ValueSnapshot& snap) {
+  JsonWriter w;
+  write_value_model_json(w, snap.model);
+  return w.take();
 }
 
-std::string model_json(const ValueSnapshot& snap) {
-  const ValueModel& m = snap.model;
-  JsonWriter w;
-  w.begin_object()
-      .field("fitted_at", format_rfc3339(m.fitted_at_ms))
-      .field("fit_seconds", m.fit_seconds)
-      .field("time_unit", "days")
-      .field("customers", m.customers)
-      .field("repeat_customers", m.repeat_customers);
-  w.key("bgnbd")
-      .begin_object()
-      .field("r", m.bgnbd.r)
-      .field("alpha", m.bgnbd.alpha)
-      .field("a", m.bgnbd.a)
-      .field("b", m.bgnbd.b)
-      .field("log_likelihood", m.bgnbd_log_likelihood)
-      .end_object();
-  w.key("gamma_gamma")
-      .begin_object()
-      .field("p", m.gamma_gamma.p)
-      .field("q", m.gamma_gamma.q)
-      .field("gamma", m.gamma_gamma.gamma)
-      .field("log_likelihood", m.gamma_gamma_log_likelihood)
-      .end_object();
-  write_thresholds(w, m);
-  w.end_object();
-  return w.take();
+bool blank(std::string_view text) {
+  return text.find_first_not_of(" \t\r\n") == std::string_view::npos;
 }
 
 }  // namespace
@@ -441,15 +409,59 @@ Route Api::model(HttpRespond& respond) {
   return Route::kModel;
 }
 
-Route Api::fit_model(HttpRespond& respond) {
-  auto shared = std::make_shared<HttpRespond>(std::move(respond));
-  const bool queued = value_.request_fit([shared](const Result<std::shared_ptr<const ValueSnapshot>>& result) {
-    if (result.ok()) {
-      (*shared)(json_ok(model_json(**result)));
-    } else {
-      (*shared)(json_error(422, "fit failed: " + result.message()));
+Route Api::fit_model(const HttpRequest& request, HttpRespond& respond) {
+  // Optional body {"as_of": "YYYY-MM-DD" or RFC 3339}: T and t_x measured then, later events ignored.
+  constexpr std::string_view kShape = R"(: send no body to fit as of now, or {"as_of":"1997-09-30"} )"
+                                      R"((YYYY-MM-DD, midnight UTC, or RFC 3339 such as "1997-09-30T00:00:00Z"))";
+  std::optional<std::int64_t> as_of;
+  if (!blank(request.body)) {
+    simdjson::dom::parser parser;
+    simdjson::dom::element doc;
+    simdjson::dom::object object;
+    if (parser.parse(request.body).get(doc) != simdjson::SUCCESS || doc.get_object().get(object) != simdjson::SUCCESS) {
+      respond(json_error(400, "the fit request body must be a JSON object" + std::string(kShape)));
+      return Route::kModelFit;
     }
-  });
+    for (const auto field : object) {
+      if (field.key != "as_of") {
+        respond(json_error(400, "unknown field \"" + std::string(field.key) +
+                                    "\" in the fit request; the only field is \"as_of\"" + std::string(kShape)));
+        return Route::kModelFit;
+      }
+      if (as_of.has_value()) {
+        respond(json_error(400, "\"as_of\" is given more than once in the fit request"));
+        return Route::kModelFit;
+      }
+      std::string_view text;
+      if (field.value.get_string().get(text) != simdjson::SUCCESS) {
+        respond(json_error(400, "\"as_of\" must be a string" + std::string(kShape)));
+        return Route::kModelFit;
+      }
+      auto parsed = parse_as_of(text);
+      if (!parsed.ok()) {
+        respond(json_error(400, "\"as_of\": " + parsed.message()));
+        return Route::kModelFit;
+      }
+      const std::int64_t now = now_ms();
+      if (*parsed > now) {
+        respond(json_error(400, "\"as_of\" " + format_rfc3339(*parsed) + " is in the future (now is " +
+                                    format_rfc3339(now) +
+                                    "): T and t_x are measured at as_of, so it must not be later than now"));
+        return Route::kModelFit;
+      }
+      as_of = *parsed;
+    }
+  }
+  auto shared = std::make_shared<HttpRespond>(std::move(respond));
+  const bool queued = value_.request_fit(
+      [shared](const Result<std::shared_ptr<const ValueSnapshot>>& result) {
+        if (result.ok()) {
+          (*shared)(json_ok(model_json(**result)));
+        } else {
+          (*shared)(json_error(422, "fit failed: " + result.message()));
+        }
+      },
+      as_of);
   if (!queued) (*shared)(json_error(503, "shutting down"));
   return Route::kModelFit;
 }
@@ -468,7 +480,7 @@ Route Api::tiers(HttpRespond& respond) {
     w.field(tier_name(static_cast<Tier>(t)), snap->tier_counts[t]);
   }
   w.end_object();
-  write_thresholds(w, snap->model);
+  write_tier_thresholds(w, snap->model);
   w.key("fractions")
       .begin_object()
       .field("platinum", cfg->value.platinum_fraction)

@@ -37,7 +37,7 @@ class Api final : public HttpHandler {
   Route batch_get(const HttpRequest& request, HttpRespond& respond);
   Route dead_letters(const HttpRequest& request, HttpRespond& respond);
   Route model(HttpRespond& respond);
-  Route fit_model(HttpRespond& respond);
+  Route fit_model(const HttpRequest& request, HttpRespond& respond);
   Route tiers(HttpRespond& respond);
   Route list_customers(const HttpRequest& request, HttpRespond& respond);
 

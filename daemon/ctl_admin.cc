@@ -28,26 +28,6 @@ std::int64_t wall_ms() {
 
 double round4(double v) { return std::round(v * 1e4) / 1e4; }
 
-// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
-std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) {
-  y -= m <= 2;
-  const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const auto yoe = static_cast<unsigned>(y - era * 400);
-  const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
-}
-
-bool digits(std::string_view s, std::size_t pos, std::size_t n, int& out) {
-  if (pos + n > s.size()) return false;
-  out = 0;
-  for (std::size_t i = pos; i < pos + n; ++i) {
-    if (s[i] < '0' || s[i] > '9') return false;
-    out = out * 10 + (s[i] - '0');
-  }
-  return true;
-}
-
 // The stored value model, if any (a record that cannot be read is an error).
 Result<std::optional<ValueModel>> load_model(const Store& store) {
   auto bytes = store.get_meta(kValueModelMetaKey);
@@ -108,61 +88,6 @@ int ctl_http_failure(const HttpClientResponse& response, const std::string& what
   if (response.status == 401) message += " (pass --token or set RAPPORT_TOKEN)";
   if (response.status == 403) message += " (this needs a token with the admin scope)";
   return ctl_error(message, response.status == 404 ? kExitPartial : kExitFatal);
-}
-
-Result<std::int64_t> parse_as_of(std::string_view text) {
-  const auto bad = [&] {
-    return Status::Error("'" + std::string(text) +
-                         "' is not a date: use YYYY-MM-DD (midnight UTC) or RFC 3339, e.g. 2024-05-01T12:00:00Z");
-  };
-  int year = 0, month = 0, day = 0;
-  if (!digits(text, 0, 4, year) || text.size() < 10 || text[4] != '-' || !digits(text, 5, 2, month) || text[7] != '-' ||
-      !digits(text, 8, 2, day)) {
-    return bad();
-  }
-  static constexpr int kDaysIn[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  if (month < 1 || month > 12 || day < 1 || day > kDaysIn[month - 1]) return bad();
-  const bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-  if (month == 2 && day == 29 && !leap) return bad();
-  std::int64_t ms = days_from_civil(year, static_cast<unsigned>(month), static_cast<unsigned>(day)) * 86'400'000;
-  if (text.size() == 10) return ms;
-
-  int hour = 0, minute = 0, second = 0;
-  if ((text[10] != 'T' && text[10] != 't' && text[10] != ' ') || !digits(text, 11, 2, hour) || text.size() < 19 ||
-      text[13] != ':' || !digits(text, 14, 2, minute) || text[16] != ':' || !digits(text, 17, 2, second) || hour > 23 ||
-      minute > 59 || second > 60) {
-    return bad();
-  }
-  ms += (hour * 3600 + minute * 60 + std::min(second, 59)) * 1000LL;
-  std::size_t pos = 19;
-  if (pos < text.size() && text[pos] == '.') {
-    ++pos;
-    int scale = 100;
-    const std::size_t start = pos;
-    while (pos < text.size() && text[pos] >= '0' && text[pos] <= '9') {
-      ms += (text[pos] - '0') * scale;
-      scale /= 10;
-      ++pos;
-    }
-    if (pos == start) return bad();
-  }
-  if (pos == text.size()) return bad();  // RFC 3339 needs a zone
-  if (text[pos] == 'Z' || text[pos] == 'z') {
-    ++pos;
-  } else if (text[pos] == '+' || text[pos] == '-') {
-    int oh = 0, om = 0;
-    if (!digits(text, pos + 1, 2, oh) || pos + 3 >= text.size() || text[pos + 3] != ':' ||
-        !digits(text, pos + 4, 2, om) || oh > 23 || om > 59) {
-      return bad();
-    }
-    const std::int64_t offset = (oh * 60 + om) * 60'000LL;
-    ms += text[pos] == '+' ? -offset : offset;
-    pos += 6;
-  } else {
-    return bad();
-  }
-  if (pos != text.size()) return bad();
-  return ms;
 }
 
 // --- get --url ---------------------------------------------------------------
@@ -427,12 +352,17 @@ int ctl_tiers(const CtlTarget& target, bool json) {
 
 int ctl_fit(const CtlTarget& target, const FitOptions& options) {
   if (!target.url.empty()) {
-    if (!options.as_of.empty()) {
-      return ctl_error("--as-of is not supported with --url: the daemon fits as of now (use --state-dir)");
-    }
     HttpClientRequest request;
     request.method = "POST";
     request.target = "/v1/model:fit";
+    if (!options.as_of.empty()) {
+      // Checked here for the same message as in state-dir mode; the daemon checks it again.
+      auto parsed = parse_as_of(options.as_of);
+      if (!parsed.ok()) return ctl_error(parsed.message());
+      JsonWriter body;
+      body.begin_object().field("as_of", options.as_of).end_object();
+      request.body = body.take();
+    }
     auto response = ctl_http(target, std::move(request), /*default_timeout_s=*/600);
     if (!response.ok()) return ctl_error(response.message());
     if (response->status != 200) return ctl_http_failure(*response, "fit");
@@ -443,6 +373,10 @@ int ctl_fit(const CtlTarget& target, const FitOptions& options) {
   if (!options.as_of.empty()) {
     auto parsed = parse_as_of(options.as_of);
     if (!parsed.ok()) return ctl_error(parsed.message());
+    if (*parsed > as_of) {
+      return ctl_error("--as-of " + format_rfc3339(*parsed) +
+                       " is in the future: T and t_x are measured at as_of, so it must not be later than now");
+    }
     as_of = *parsed;
   }
   auto config = ctl_config(target);

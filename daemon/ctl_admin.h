@@ -52,8 +52,7 @@ Result<HttpClientResponse> ctl_http(const CtlTarget& target, HttpClientRequest r
 // Reports a non-2xx answer: "rapportctl: <what>: HTTP <status>: <error field>"; returns 1 for 404, else 2.
 int ctl_http_failure(const HttpClientResponse& response, const std::string& what);
 
-// "2024-05-01" (midnight UTC) or RFC 3339 ("2024-05-01T12:00:00Z", offsets, fractions) -> epoch ms.
-Result<std::int64_t> parse_as_of(std::string_view text);
+// parse_as_of (the --as-of dates) is in daemon/value_records.h.
 
 // --- subcommands ----------------------------------------------------------
 
@@ -78,7 +77,7 @@ int ctl_top(const CtlTarget& target, const TopOptions& options);
 int ctl_tiers(const CtlTarget& target, bool json);
 
 struct FitOptions {
-  std::string as_of;  // state dir only; default now
+  std::string as_of;  // default now; over --url sent as {"as_of": …} to POST /v1/model:fit
   bool save = false;  // state dir only: store the model and tier counts in meta (the daemon always stores)
 };
 int ctl_fit(const CtlTarget& target, const FitOptions& options);

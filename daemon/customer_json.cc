@@ -102,6 +102,7 @@ void write_customer_json(JsonWriter& out, std::string_view customer_id, const Cu
           .field("q", model->gamma_gamma.q)
           .field("gamma", model->gamma_gamma.gamma)
           .field("fitted_at", format_rfc3339(model->fitted_at_ms))
+          .field("as_of", format_rfc3339(model->as_of_ms))
           .end_object();
     }
     out.field("horizon_days", value.horizon_days)

@@ -369,7 +369,7 @@ int main(int argc, char** argv) {
   rapport::FitOptions fit_options;
   auto* fit = app.add_subcommand("fit", "Fit the value model (BG/NBD + Gamma-Gamma) over every customer and print it "
                                         "as JSON; with --url the daemon fits, stores and uses it");
-  fit->add_option("--as-of", fit_options.as_of, "Fit as of YYYY-MM-DD or RFC 3339 time (default now; state dir only)");
+  fit->add_option("--as-of", fit_options.as_of, "Fit as of YYYY-MM-DD or RFC 3339 time: T and t_x measured then, later events ignored (default now)");
   fit->add_flag("--save", fit_options.save,
                 "State dir: store the model and tier counts (meta value_model / value_tier_counts) for rapportd, "
                 "tiers and top");

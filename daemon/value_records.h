@@ -1,6 +1,7 @@
 // Value records: how the fitted value model and the tier counts are kept in
 // the store's `meta` database (shared by rapportd's ValueService and
-// rapportctl), and the JSON rendering of a model that both print.
+// rapportctl), the JSON rendering of a model that both print, and the as-of
+// dates both accept.
 // Pure functions; no I/O. Thread safety: plain values.
 #pragma once
 
@@ -10,6 +11,7 @@
 #include <string_view>
 
 #include "common/json_writer.h"
+#include "common/status.h"
 #include "scoring/value_model.h"
 
 namespace rapport {
@@ -28,8 +30,16 @@ bool decode_tier_counts(std::string_view bytes, TierCounts& counts);
 // {"platinum_min_clv":…,"gold_min_clv":…} under the key "thresholds"; infinite thresholds (an empty tier) as null.
 void write_tier_thresholds(JsonWriter& w, const ValueModel& model);
 
-// The model object of GET /v1/model: fitted_at, fit_seconds, time_unit, customers, repeat_customers,
-// bgnbd {r, alpha, a, b, log_likelihood}, gamma_gamma {p, q, gamma, log_likelihood}, thresholds.
+// The model object of GET /v1/model (and POST /v1/model:fit, rapportctl fit):
+//   {"as_of", "bgnbd": {"r", "alpha", "a", "b", "time_unit": "day", "log_likelihood", "customers",
+//    "iterations", "converged"}, "gamma_gamma": {"p", "q", "gamma", "log_likelihood", "customers",
+//    "iterations", "converged"}, "tiers": {"platinum_min_clv", "gold_min_clv", "platinum_fraction",
+//    "gold_fraction"}, "fitted_at", "fit_seconds", "customers", "repeat_customers"}
+// Fields a version-1 record does not hold (customers per model, iterations, convergence, fractions) are null.
 void write_value_model_json(JsonWriter& w, const ValueModel& model);
+
+// The as-of time of a fit or ranking: "2024-05-01" (midnight UTC) or RFC 3339
+// ("2024-05-01T12:00:00Z", offsets, fractions) -> epoch ms; an error naming both forms otherwise.
+Result<std::int64_t> parse_as_of(std::string_view text);
 
 }  // namespace rapport

@@ -1,5 +1,8 @@
 #include "daemon/value_service.h"
 
+#include <algorithm>
+
+#include "daemon/customer_json.h"
 #include "daemon/log.h"
 #include "daemon/value_records.h"
 
@@ -21,19 +24,24 @@ PurchaseSummary purchase_summary(const Scores& s) {
 }
 
 Result<ValueSnapshot> fit_population(const Store& store, const EvaluateConfig& scoring, const ValueConfig& value,
-                                     std::int64_t now_ms) {
+                                     std::int64_t as_of_ms) {
   const auto started = std::chrono::steady_clock::now();
+  constexpr std::int64_t kDayMs = 86'400'000;
+  const auto day_of = [](std::int64_t ms) { return ms >= 0 ? ms / kDayMs : (ms - kDayMs + 1) / kDayMs; };
+  const std::int64_t as_of_day = day_of(as_of_ms);
   std::vector<PurchaseSummary> buyers;
   std::vector<float> profit_12m;  // parallel to buyers
   std::uint64_t customers = 0, non_buyer_leads = 0;
   Status visited = store.for_each_customer([&](std::string_view, const CustomerState& state) {
+    if (state.event_count == 0 || day_of(state.first_seen_ms) > as_of_day) return true;  // not a customer yet
     ++customers;
-    const Scores s = evaluate(state, now_ms, scoring);
-    if (s.transactions == 0) {
+    const Scores s = evaluate(state, as_of_ms, scoring);
+    const PurchaseHistory h = purchase_history_as_of(state, as_of_ms);
+    if (h.transactions == 0) {
       if (s.profit_12m < 0) ++non_buyer_leads;
       return true;
     }
-    buyers.push_back(purchase_summary(s));
+    buyers.push_back(PurchaseSummary{h.x, h.t_x_days, h.T_days, h.mean_repeat_spend});
     profit_12m.push_back(static_cast<float>(s.profit_12m));
     return true;
   });
@@ -50,7 +58,14 @@ Result<ValueSnapshot> fit_population(const Store& store, const EvaluateConfig& s
   m.gamma_gamma = gamma_gamma->params;
   m.bgnbd_log_likelihood = bgnbd->log_likelihood;
   m.gamma_gamma_log_likelihood = gamma_gamma->log_likelihood;
-  m.fitted_at_ms = now_ms;
+  m.bgnbd_customers = bgnbd->customers;
+  m.gamma_gamma_customers = gamma_gamma->customers;
+  m.bgnbd_iterations = bgnbd->iterations;
+  m.gamma_gamma_iterations = gamma_gamma->iterations;
+  m.bgnbd_converged = bgnbd->converged;
+  m.gamma_gamma_converged = gamma_gamma->converged;
+  m.as_of_ms = as_of_ms;
+  m.fitted_at_ms = wall_ms();
   m.customers = customers;
   for (const PurchaseSummary& b : buyers) m.repeat_customers += b.x > 0 ? 1 : 0;
 
@@ -122,19 +137,19 @@ void ValueService::stop() {
   }
   wake_.notify_all();
   if (thread_.joinable()) thread_.join();
-  std::vector<FitDone> waiting;
+  std::vector<FitRequest> waiting;
   {
     std::lock_guard lock(mutex_);
     waiting.swap(waiting_);
   }
-  for (auto& done : waiting) done(Status::Error("shutting down"));
+  for (auto& request : waiting) request.done(Status::Error("shutting down"));
 }
 
-bool ValueService::request_fit(FitDone done) {
+bool ValueService::request_fit(FitDone done, std::optional<std::int64_t> as_of_ms) {
   {
     std::lock_guard lock(mutex_);
     if (stopping_) return false;
-    waiting_.push_back(std::move(done));
+    waiting_.push_back(FitRequest{as_of_ms, std::move(done)});
     fit_requested_ = true;
   }
   wake_.notify_all();
@@ -173,41 +188,54 @@ void ValueService::run() {
 void ValueService::fit_now() {
   EvaluateConfig evaluate;
   ValueConfig value;
-  std::vector<FitDone> waiting;
+  std::vector<FitRequest> waiting;
   {
     std::lock_guard lock(mutex_);
     evaluate = evaluate_;
     value = value_;
     waiting.swap(waiting_);
   }
-  auto fitted = fit_population(store_, evaluate, value, wall_ms());
+  // One fit per distinct as_of, in the order first asked for (a scheduled fit: one as of now).
+  std::vector<std::optional<std::int64_t>> as_ofs;
+  for (const FitRequest& r : waiting) {
+    if (std::find(as_ofs.begin(), as_ofs.end(), r.as_of_ms) == as_ofs.end()) as_ofs.push_back(r.as_of_ms);
+  }
+  if (as_ofs.empty()) as_ofs.emplace_back();
+  for (const auto& as_of : as_ofs) {
+    auto result = fit_once(evaluate, value, as_of.value_or(wall_ms()));
+    for (FitRequest& r : waiting) {
+      if (r.as_of_ms == as_of) r.done(result);
+    }
+  }
+}
+
+Result<std::shared_ptr<const ValueSnapshot>> ValueService::fit_once(const EvaluateConfig& evaluate,
+                                                                    const ValueConfig& value, std::int64_t as_of_ms) {
+  auto fitted = fit_population(store_, evaluate, value, as_of_ms);
   metrics_.model_fits(fitted.ok()).Increment();
-  Result<std::shared_ptr<const ValueSnapshot>> result = Status::Error("no fit");
   if (!fitted.ok()) {
     log_warn("value model fit failed: " + fitted.message());
-    result = fitted.status();
-  } else {
-    auto snap = std::make_shared<const ValueSnapshot>(std::move(*fitted));
-    metrics_.model_fit_timestamp().Set(static_cast<double>(snap->model.fitted_at_ms) / 1000.0);
-    metrics_.model_fit_duration().Set(snap->model.fit_seconds);
-    metrics_.model_log_likelihood().Set(snap->model.bgnbd_log_likelihood);
-    for (int t = 0; t < kTierCount; ++t) {
-      metrics_.customers(tier_name(static_cast<Tier>(t))).Set(static_cast<double>(snap->tier_counts[t]));
-    }
-    writer_.post([model = serialize(snap->model), counts = encode_tier_counts(snap->tier_counts)](Store& store) {
-      Status s = store.put_meta(kModelKey, model);
-      if (s.ok()) s = store.put_meta(kTierCountsKey, counts);
-      if (!s.ok()) log_warn("cannot store the value model: " + s.message());
-    });
-    log_info("value model fitted over " + std::to_string(snap->model.customers) + " customers in " +
-             std::to_string(snap->model.fit_seconds) + " s");
-    {
-      std::lock_guard lock(mutex_);
-      current_ = snap;
-    }
-    result = std::move(snap);
+    return fitted.status();
   }
-  for (auto& done : waiting) done(result);
+  auto snap = std::make_shared<const ValueSnapshot>(std::move(*fitted));
+  metrics_.model_fit_timestamp().Set(static_cast<double>(snap->model.fitted_at_ms) / 1000.0);
+  metrics_.model_fit_duration().Set(snap->model.fit_seconds);
+  metrics_.model_log_likelihood().Set(snap->model.bgnbd_log_likelihood);
+  for (int t = 0; t < kTierCount; ++t) {
+    metrics_.customers(tier_name(static_cast<Tier>(t))).Set(static_cast<double>(snap->tier_counts[t]));
+  }
+  writer_.post([model = serialize(snap->model), counts = encode_tier_counts(snap->tier_counts)](Store& store) {
+    Status s = store.put_meta(kModelKey, model);
+    if (s.ok()) s = store.put_meta(kTierCountsKey, counts);
+    if (!s.ok()) log_warn("cannot store the value model: " + s.message());
+  });
+  log_info("value model fitted over " + std::to_string(snap->model.customers) + " customers as of " +
+           format_rfc3339(snap->model.as_of_ms) + " in " + std::to_string(snap->model.fit_seconds) + " s");
+  {
+    std::lock_guard lock(mutex_);
+    current_ = snap;
+  }
+  return Result<std::shared_ptr<const ValueSnapshot>>(std::move(snap));
 }
 
 }  // namespace rapport

@@ -16,6 +16,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -33,9 +34,12 @@ struct ValueSnapshot {
   std::array<std::uint64_t, kTierCount> tier_counts{};
 };
 
-// Fits the model over every customer of `store` as of `now_ms` (pure computation over a read snapshot).
+// Fits the model over every customer of `store` as of `as_of_ms` (a computation over one read
+// snapshot): T and t_x are measured at as_of, purchases after its UTC day are ignored and customers
+// first seen after that day are not counted (purchases are whole UTC days, so as_of's day counts).
+// The model's fitted_at is the wall clock.
 Result<ValueSnapshot> fit_population(const Store& store, const EvaluateConfig& scoring, const ValueConfig& value,
-                                     std::int64_t now_ms);
+                                     std::int64_t as_of_ms);
 
 // The inputs of the value model for one customer, in days.
 PurchaseSummary purchase_summary(const Scores& scores);
@@ -53,8 +57,10 @@ class ValueService {
   void stop();
   void set_config(const Config& config);
 
-  // Queues a fit; `done` runs on the fitter thread when it finishes. Returns false once stopped.
-  bool request_fit(FitDone done);
+  // Queues a fit as of `as_of_ms` (default: now, when the fit starts); `done` runs on the fitter
+  // thread when it finishes. Requests queued together with the same as_of share one fit; the
+  // last fit to succeed becomes the current model. Returns false once stopped.
+  bool request_fit(FitDone done, std::optional<std::int64_t> as_of_ms = std::nullopt);
 
   // The current model (null before the first fit).
   std::shared_ptr<const ValueSnapshot> current() const;
@@ -62,6 +68,8 @@ class ValueService {
  private:
   void run();
   void fit_now();
+  Result<std::shared_ptr<const ValueSnapshot>> fit_once(const EvaluateConfig& evaluate, const ValueConfig& value,
+                                                        std::int64_t as_of_ms);
 
   Store& store_;
   Writer& writer_;
@@ -71,7 +79,11 @@ class ValueService {
   std::condition_variable wake_;
   EvaluateConfig evaluate_;                     // guarded by mutex_
   ValueOptions value_;                          // guarded by mutex_
-  std::vector<FitDone> waiting_;                // guarded by mutex_
+  struct FitRequest {
+    std::optional<std::int64_t> as_of_ms;
+    FitDone done;
+  };
+  std::vector<FitRequest> waiting_;             // guarded by mutex_
   bool fit_requested_ = false;                  // guarded by mutex_
   bool stopping_ = false;                       // guarded by mutex_
   std::shared_ptr<const ValueSnapshot> current_;  // guarded by mutex_

@@ -28,8 +28,8 @@ class ValueServiceTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
   }
 
-  // The CDNOW calibration purchases, plus `leads` customers who only cost money.
-  void load_cdnow(int leads) {
+  // The CDNOW calibration purchases (every purchase with `all_dates`), plus `leads` customers who only cost money.
+  void load_cdnow(int leads, bool all_dates = false) {
     std::ifstream in(std::string(RAPPORT_CDNOW_DIR) + "/CDNOW_sample.txt");
     ASSERT_TRUE(in) << "CDNOW data missing";
     std::vector<Event> events;
@@ -40,7 +40,7 @@ class ValueServiceTest : public ::testing::Test {
       tm.tm_mon = std::stoi(date.substr(4, 2)) - 1;
       tm.tm_mday = std::stoi(date.substr(6, 2));
       const std::int64_t ts = static_cast<std::int64_t>(timegm(&tm)) * 1000;
-      if (ts > kCalibrationEndMs) continue;
+      if (ts > kCalibrationEndMs && !all_dates) continue;
       Event& e = events.emplace_back();
       e.event_id.assign(std::to_string(events.size()));
       e.customer_id.assign("cdnow-" + sample);
@@ -78,7 +78,13 @@ TEST_F(ValueServiceTest, FitPopulationReproducesCdnowInDaysAndCountsTiers) {
   EXPECT_NEAR(m.bgnbd.b, 2.426, 0.03);
   EXPECT_EQ(m.customers, 2360u);
   EXPECT_EQ(m.repeat_customers, 946u);
-  EXPECT_EQ(m.fitted_at_ms, kCalibrationEndMs);
+  EXPECT_EQ(m.as_of_ms, kCalibrationEndMs);
+  EXPECT_GT(m.fitted_at_ms, kCalibrationEndMs);  // the wall clock of the fit
+  EXPECT_EQ(m.bgnbd_customers, 2357u);
+  EXPECT_EQ(m.gamma_gamma_customers, 946u);
+  EXPECT_TRUE(m.bgnbd_converged);
+  EXPECT_TRUE(m.gamma_gamma_converged);
+  EXPECT_EQ(m.platinum_fraction, value.platinum_fraction);
   const auto& counts = snap->tier_counts;
   EXPECT_EQ(counts[static_cast<int>(Tier::kLead)], 3u);
   EXPECT_EQ(counts[static_cast<int>(Tier::kUnranked)], 0u);
@@ -90,6 +96,47 @@ TEST_F(ValueServiceTest, FitPopulationReproducesCdnowInDaysAndCountsTiers) {
   EXPECT_NEAR(static_cast<double>(counts[static_cast<int>(Tier::kGold)]), 353, 3);
   EXPECT_GT(m.platinum_min_clv, m.gold_min_clv);
   EXPECT_GT(m.gold_min_clv, 0);
+}
+
+// With the forecast period's purchases in the store too, a fit as of the end of the calibration
+// period sees exactly the calibration data: later purchases and later customers are ignored.
+TEST_F(ValueServiceTest, FitPopulationAsOfIgnoresLaterEvents) {
+  load_cdnow(0);
+  auto calibration_only = fit_population(*store_, EvaluateConfig{}, ValueConfig{}, kCalibrationEndMs);
+  ASSERT_TRUE(calibration_only.ok()) << calibration_only.message();
+  store_.reset();
+  std::filesystem::remove_all(dir_);
+  auto reopened = Store::open(options_);
+  ASSERT_TRUE(reopened.ok()) << reopened.message();
+  store_ = std::move(reopened.value());
+  load_cdnow(0, /*all_dates=*/true);
+  Event late;  // first seen after as_of
+  late.event_id.assign("late");
+  late.customer_id.assign("zz-late");
+  late.type = EventType::kSupport;
+  late.ts_ms = kCalibrationEndMs + 40 * 86'400'000LL;
+  late.cost = 5;
+  std::vector<EventOutcome> outcomes;
+  const std::vector<Event> batch = {late};
+  ASSERT_TRUE(store_->apply_batch(batch, ApplyConfig{}, outcomes).ok());
+  auto everything = fit_population(*store_, EvaluateConfig{}, ValueConfig{}, kCalibrationEndMs);
+  ASSERT_TRUE(everything.ok()) << everything.message();
+  const ValueModel& a = calibration_only->model;
+  const ValueModel& b = everything->model;
+  EXPECT_EQ(b.customers, 2357u);
+  EXPECT_EQ(b.repeat_customers, a.repeat_customers);
+  EXPECT_EQ(b.bgnbd.r, a.bgnbd.r);
+  EXPECT_EQ(b.bgnbd.alpha, a.bgnbd.alpha);
+  EXPECT_EQ(b.bgnbd.b, a.bgnbd.b);
+  EXPECT_EQ(b.gamma_gamma.gamma, a.gamma_gamma.gamma);
+  EXPECT_EQ(b.bgnbd_log_likelihood, a.bgnbd_log_likelihood);
+  EXPECT_EQ(b.platinum_min_clv, a.platinum_min_clv);
+  EXPECT_EQ(everything->tier_counts, calibration_only->tier_counts);
+  // As of the end of the data, the later purchases (and the late customer) count.
+  auto at_end = fit_population(*store_, EvaluateConfig{}, ValueConfig{}, kCalibrationEndMs + 273 * 86'400'000LL);
+  ASSERT_TRUE(at_end.ok());
+  EXPECT_EQ(at_end->model.customers, 2358u);
+  EXPECT_GT(at_end->model.repeat_customers, a.repeat_customers);
 }
 
 TEST_F(ValueServiceTest, FitOnDemandIsStoredAndReloaded) {

@@ -183,7 +183,8 @@ TEST_F(RapportctlAdmin, FitSaveThenTiersCountEveryCustomerAndTopAgrees) {
   simdjson::dom::parser parser;
   simdjson::dom::element model;
   ASSERT_EQ(parser.parse(fit.out).get(model), simdjson::SUCCESS) << fit.out;
-  EXPECT_EQ(std::string_view(model["fitted_at"].get_string()), "2023-11-15T00:00:00.000Z");
+  EXPECT_EQ(std::string_view(model["as_of"].get_string()), "2023-11-15T00:00:00.000Z");
+  EXPECT_GT(std::string_view(model["fitted_at"].get_string()), "2023-11-15");  // when the fit ran
   EXPECT_EQ(std::uint64_t(model["customers"].get_uint64()), customers.size());
   EXPECT_GT(double(model["bgnbd"]["r"].get_double()), 0);
 
@@ -221,14 +222,56 @@ TEST_F(RapportctlAdmin, FitSaveThenTiersCountEveryCustomerAndTopAgrees) {
   for (const char* t : {"platinum", "gold", "iron", "lead"}) EXPECT_EQ(ranked[t], counts[t]) << t;
 }
 
-TEST_F(RapportctlAdmin, FitRejectsAsOfOverUrlAndBadDates) {
-  const auto url = ctl({"fit", "--as-of", "2024-01-01", "--url", "http://127.0.0.1:" + std::to_string(closed_port())});
-  EXPECT_EQ(url.exit_code, 2);
-  EXPECT_NE(url.err.find("--as-of is not supported with --url"), std::string::npos) << url.err;
-  const auto bad = ctl({"fit", "--as-of", "2024-02-30", "--state-dir", state()});
-  EXPECT_EQ(bad.exit_code, 2);
-  EXPECT_NE(bad.err.find("not a date"), std::string::npos) << bad.err;
-  // Too little data to identify the model: a clear failure, not a crash.
+// --as-of works over --url too (POST /v1/model:fit {"as_of": …}) and gives the fit a state dir gives;
+// bad and future dates are clear errors in both modes.
+TEST_F(RapportctlAdmin, FitAsOfOverUrlMatchesTheStateDirAndBadDatesAreRejected) {
+  const auto gen =
+      ctl({"generate", "--customers", "200", "--events", "10000", "--seed", "9", "--end-ms", "1700000000000"});
+  ASSERT_EQ(gen.exit_code, 0);
+  write_file(dir_.file("gen.ndjson"), gen.out);
+  ASSERT_EQ(ctl({"import", "-q", "--async", dir_.file("gen.ndjson"), "--state-dir", state()}).exit_code, 0);
+  const std::string as_of = "2023-10-01";  // before the generated history ends: later events are ignored
+  const auto dir_fit = ctl({"fit", "--as-of", as_of, "--state-dir", state()});
+  ASSERT_EQ(dir_fit.exit_code, 0) << dir_fit.err;
+
+  Daemon d(state());
+  const auto url_fit = ctl({"fit", "--as-of", as_of, "--url", url_of(d)});
+  ASSERT_EQ(url_fit.exit_code, 0) << url_fit.err;
+  simdjson::dom::parser p1, p2;
+  simdjson::dom::element by_url, by_dir;
+  ASSERT_EQ(p1.parse(url_fit.out).get(by_url), simdjson::SUCCESS) << url_fit.out;
+  ASSERT_EQ(p2.parse(dir_fit.out).get(by_dir), simdjson::SUCCESS) << dir_fit.out;
+  EXPECT_EQ(std::string_view(by_url["as_of"].get_string()), "2023-10-01T00:00:00.000Z");
+  for (const char* p : {"r", "alpha", "a", "b", "log_likelihood", "customers"}) {
+    EXPECT_EQ(double(by_url["bgnbd"][p].get_double()), double(by_dir["bgnbd"][p].get_double())) << p;
+  }
+  for (const char* p : {"p", "q", "gamma", "customers"}) {
+    EXPECT_EQ(double(by_url["gamma_gamma"][p].get_double()), double(by_dir["gamma_gamma"][p].get_double())) << p;
+  }
+  EXPECT_EQ(std::uint64_t(by_url["customers"].get_uint64()), std::uint64_t(by_dir["customers"].get_uint64()));
+  // The daemon keeps it as its model.
+  const auto model = http(d.http_port(), "GET", "/v1/model");
+  ASSERT_EQ(model.status, 200);
+  EXPECT_NE(model.body.find(R"("as_of":"2023-10-01T00:00:00.000Z")"), std::string::npos) << model.body;
+
+  // Bad dates: refused before anything is sent (url) or opened (dir), with the same message.
+  for (const std::string& mode : {std::string("--url"), std::string("--state-dir")}) {
+    SCOPED_TRACE(mode);
+    const std::string where = mode == "--url" ? url_of(d) : state();
+    const auto bad = ctl({"fit", "--as-of", "2024-02-30", mode, where});
+    EXPECT_EQ(bad.exit_code, 2);
+    EXPECT_NE(bad.err.find("'2024-02-30' is not a date: use YYYY-MM-DD"), std::string::npos) << bad.err;
+    const auto future = ctl({"fit", "--as-of", "2999-01-01", mode, where});
+    EXPECT_EQ(future.exit_code, 2);
+    EXPECT_NE(future.err.find("is in the future"), std::string::npos) << future.err;
+  }
+  // A closed port is a clear connection error, not a usage error.
+  const auto closed = ctl({"fit", "--as-of", as_of, "--url", "http://127.0.0.1:" + std::to_string(closed_port())});
+  EXPECT_EQ(closed.exit_code, 2);
+  EXPECT_EQ(closed.err.find("--as-of is not supported"), std::string::npos) << closed.err;
+}
+
+TEST_F(RapportctlAdmin, FitWithTooLittleDataFailsClearly) {
   ASSERT_EQ(import_text(dir_, purchase_line("1", "alice", 5), state()).exit_code, 0);
   const auto tiny = ctl({"fit", "--state-dir", state()});
   EXPECT_EQ(tiny.exit_code, 2);

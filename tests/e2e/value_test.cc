@@ -28,7 +28,8 @@ double number_at(const std::string& json, const char* pointer) {
 
 // The CDNOW calibration purchases as NDJSON, shifted by whole days so that
 // 1997-09-30 is today: the customers' x, t_x and T (in days) are the paper's.
-std::string cdnow_ndjson(std::size_t& customers) {
+// With `all_dates`, every purchase (the forecast period too) at its real date.
+std::string cdnow_ndjson(std::size_t& customers, bool all_dates = false) {
   std::ifstream in(std::string(RAPPORT_CDNOW_DIR) + "/CDNOW_sample.txt");
   if (!in) throw std::runtime_error("CDNOW data missing under " RAPPORT_CDNOW_DIR);
   const std::int64_t today = static_cast<std::int64_t>(std::time(nullptr)) * 1000 / kDayMs;
@@ -42,8 +43,8 @@ std::string cdnow_ndjson(std::size_t& customers) {
     tm.tm_mday = std::stoi(date.substr(6, 2));
     const std::int64_t day = static_cast<std::int64_t>(timegm(&tm)) / 86400;
     ids.insert(sample);
-    if (day > kCalibrationEndDay) continue;
-    const std::int64_t ts = (day - kCalibrationEndDay + today) * kDayMs + 3'600'000;
+    if (day > kCalibrationEndDay && !all_dates) continue;
+    const std::int64_t ts = (all_dates ? day : day - kCalibrationEndDay + today) * kDayMs + 3'600'000;
     out += R"({"event_id":"cd-)" + std::to_string(++n) + R"(","customer_id":"cdnow-)" + sample +
            R"(","ts":)" + std::to_string(ts) + R"(,"type":"purchase","channel":"web","amount":)" + dollars + "}\n";
   }
@@ -73,6 +74,11 @@ TEST(ValueEndToEnd, FitsTheCdnowModelAndRanksCustomersIntoTiers) {
   EXPECT_NEAR(number_at(fit.body, "/gamma_gamma/q"), 3.74, 0.05) << fit.body;
   EXPECT_NEAR(number_at(fit.body, "/gamma_gamma/gamma"), 15.44, 0.2) << fit.body;
   EXPECT_EQ(number_at(fit.body, "/customers"), static_cast<double>(customers));
+  EXPECT_EQ(number_at(fit.body, "/bgnbd/customers"), static_cast<double>(customers));
+  EXPECT_EQ(number_at(fit.body, "/gamma_gamma/customers"), 946);
+  EXPECT_NE(fit.body.find(R"("time_unit":"day")"), std::string::npos) << fit.body;
+  EXPECT_NE(fit.body.find(R"("converged":true)"), std::string::npos) << fit.body;
+  EXPECT_GT(number_at(fit.body, "/tiers/platinum_min_clv"), number_at(fit.body, "/tiers/gold_min_clv"));
 
   const auto model = http(d.http_port(), "GET", "/v1/model");
   ASSERT_EQ(model.status, 200);
@@ -120,6 +126,40 @@ TEST(ValueEndToEnd, FitsTheCdnowModelAndRanksCustomersIntoTiers) {
   const auto again = http(d.http_port(), "GET", "/v1/model");
   ASSERT_EQ(again.status, 200) << again.body;
   EXPECT_EQ(number_at(again.body, "/bgnbd/r"), number_at(fit.body, "/bgnbd/r"));
+}
+
+// The issue's acceptance: the whole CDNOW log streamed in at its real dates (the forecast period
+// too), a fit as of 1997-09-30 reproduces the published estimates within 1 %: T and t_x are
+// measured at as_of and later purchases ignored.
+TEST(ValueEndToEnd, FitAsOfReproducesThePaperFromTheWholeLog) {
+  TempDir dir;
+  Daemon d(dir.file("state"));
+  std::size_t customers = 0;
+  const std::string body = cdnow_ndjson(customers, /*all_dates=*/true);
+  const auto ingest = http(d.http_port(), "POST", "/v1/events", body, "application/x-ndjson");
+  ASSERT_EQ(ingest.status, 200) << ingest.body;
+  EXPECT_NE(ingest.body.find(R"("accepted":6919)"), std::string::npos) << ingest.body;
+
+  const auto fit = http(d.http_port(), "POST", "/v1/model:fit", R"({"as_of":"1997-09-30"})", "application/json");
+  ASSERT_EQ(fit.status, 200) << fit.body;
+  EXPECT_NE(fit.body.find(R"("as_of":"1997-09-30T00:00:00.000Z")"), std::string::npos) << fit.body;
+  EXPECT_NEAR(number_at(fit.body, "/bgnbd/r") / 0.243, 1, 0.01) << fit.body;
+  EXPECT_NEAR(number_at(fit.body, "/bgnbd/alpha") / 7 / 4.414, 1, 0.01) << fit.body;
+  EXPECT_NEAR(number_at(fit.body, "/bgnbd/a") / 0.793, 1, 0.01) << fit.body;
+  EXPECT_NEAR(number_at(fit.body, "/bgnbd/b") / 2.426, 1, 0.01) << fit.body;
+  EXPECT_NEAR(number_at(fit.body, "/gamma_gamma/p") / 6.25, 1, 0.01) << fit.body;
+  EXPECT_NEAR(number_at(fit.body, "/gamma_gamma/q") / 3.74, 1, 0.01) << fit.body;
+  EXPECT_NEAR(number_at(fit.body, "/gamma_gamma/gamma") / 15.44, 1, 0.01) << fit.body;
+  EXPECT_EQ(number_at(fit.body, "/bgnbd/customers"), static_cast<double>(customers));
+
+  // Bad requests are 400 with a message that says what to send.
+  const auto bad = http(d.http_port(), "POST", "/v1/model:fit", R"({"as_of":"1997-13-01"})", "application/json");
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_NE(bad.body.find("is not a date: use YYYY-MM-DD"), std::string::npos) << bad.body;
+  const auto unknown = http(d.http_port(), "POST", "/v1/model:fit", R"({"from":"1997-01-01"})", "application/json");
+  EXPECT_EQ(unknown.status, 400);
+  EXPECT_NE(unknown.body.find("unknown field"), std::string::npos) << unknown.body;
+
 }
 
 TEST(ValueEndToEnd, FitWithoutEnoughDataIsAClearError) {
