@@ -1,9 +1,11 @@
 #include "daemon/api.h"
 
 #include <algorithm>
+#include <bit>
 #include <charconv>
 #include <cmath>
 #include <chrono>
+#include <queue>
 #include <string>
 #include <utility>
 #include <vector>
@@ -491,6 +493,99 @@ Route Api::tiers(HttpRespond& respond) {
   return Route::kTiers;
 }
 
+namespace {
+
+// Orders of GET /v1/customers besides the default id order: descending by the metric, ties by id.
+enum class ListOrder { kId, kClv, kSatisfaction, kLoyalty, kChurnRisk };
+
+bool parse_list_order(std::string_view name, ListOrder& order) {
+  static constexpr std::pair<std::string_view, ListOrder> kOrders[] = {{"clv", ListOrder::kClv},
+                                                                       {"satisfaction", ListOrder::kSatisfaction},
+                                                                       {"loyalty", ListOrder::kLoyalty},
+                                                                       {"churn_risk", ListOrder::kChurnRisk}};
+  for (const auto& [n, o] : kOrders) {
+    if (n == name) {
+      order = o;
+      return true;
+    }
+  }
+  return false;
+}
+
+// The cursor of an ordered listing: the evaluation time of its first page, the model it was
+// ranked against and the last (value, id) returned, so later pages evaluate every customer at
+// the same time against the same model and continue strictly after that pair.
+//   o1.<order>.<as_of ms hex>.<fitted_at ms hex>.<value bits hex>.<id bytes hex>
+struct ListCursor {
+  std::int64_t as_of_ms = 0;
+  std::int64_t fitted_at_ms = 0;
+  double value = 0;
+  std::string id;
+};
+
+std::string hex_u64(std::uint64_t v) {
+  char buf[17];
+  const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v, 16);
+  return std::string(buf, end);
+}
+
+std::string encode_cursor(std::string_view order, const ListCursor& c) {
+  std::string out = "o1." + std::string(order) + "." + hex_u64(static_cast<std::uint64_t>(c.as_of_ms)) + "." +
+                    hex_u64(static_cast<std::uint64_t>(c.fitted_at_ms)) + "." +
+                    hex_u64(std::bit_cast<std::uint64_t>(c.value)) + ".";
+  static constexpr char kDigits[] = "0123456789abcdef";
+  for (const unsigned char ch : c.id) {
+    out.push_back(kDigits[ch >> 4]);
+    out.push_back(kDigits[ch & 15]);
+  }
+  return out;
+}
+
+bool parse_u64_hex(std::string_view text, std::uint64_t& out) {
+  if (text.empty() || text.size() > 16) return false;
+  const auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), out, 16);
+  return ec == std::errc() && p == text.data() + text.size();
+}
+
+// Fails (false) on anything but a cursor of this order.
+bool decode_cursor(std::string_view text, std::string_view order, ListCursor& c) {
+  const std::string prefix = "o1." + std::string(order) + ".";
+  if (text.substr(0, prefix.size()) != prefix) return false;
+  text.remove_prefix(prefix.size());
+  std::uint64_t parts[3] = {};
+  for (std::uint64_t& part : parts) {
+    const auto dot = text.find('.');
+    if (dot == std::string_view::npos || !parse_u64_hex(text.substr(0, dot), part)) return false;
+    text.remove_prefix(dot + 1);
+  }
+  if (text.empty() || text.size() % 2 != 0 || text.size() > 2 * kMaxIdBytes) return false;
+  c.as_of_ms = static_cast<std::int64_t>(parts[0]);
+  c.fitted_at_ms = static_cast<std::int64_t>(parts[1]);
+  c.value = std::bit_cast<double>(parts[2]);
+  if (std::isnan(c.value)) return false;
+  c.id.clear();
+  for (std::size_t i = 0; i < text.size(); i += 2) {
+    const int hi = hex(text[i]), lo = hex(text[i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    c.id.push_back(static_cast<char>(hi * 16 + lo));
+  }
+  return true;
+}
+
+struct Ranked {
+  double value = 0;  // the order's metric (NaN mapped to -inf)
+  std::string id;
+  double clv = 0, profit_12m = 0;
+};
+
+// Higher value first, then id ascending: a total order, so pages neither repeat nor skip.
+bool ranks_before(double value, std::string_view id, double other_value, std::string_view other_id) {
+  if (value != other_value) return value > other_value;
+  return id < other_id;
+}
+
+}  // namespace
+
 Route Api::list_customers(const HttpRequest& request, HttpRespond& respond) {
   const std::string tier_param = query_param(request.query, "tier");
   Tier wanted = Tier::kUnranked;
@@ -503,7 +598,106 @@ Route Api::list_customers(const HttpRequest& request, HttpRespond& respond) {
     respond(json_error(400, "'limit' must be an integer 1..1000"));
     return Route::kCustomersList;
   }
-  const std::string cursor = query_param(request.query, "cursor");  // the last id of the previous page
+  const std::string order_param = query_param(request.query, "order");
+  ListOrder order = ListOrder::kId;
+  if (!order_param.empty() && !parse_list_order(order_param, order)) {
+    respond(json_error(400, "'order' must be one of clv, satisfaction, loyalty, churn_risk (descending, ties by "
+                            "customer id), or absent for customer id order; got '" +
+                                order_param + "'"));
+    return Route::kCustomersList;
+  }
+  const std::string cursor = query_param(request.query, "cursor");
+  const auto cfg = config();
+  const auto snap = value_.current();
+  const ValueModel* model = snap ? &snap->model : nullptr;
+  if (order == ListOrder::kId) return list_customers_by_id(wanted, *limit, cursor, respond);
+
+  if ((order == ListOrder::kClv || order == ListOrder::kChurnRisk) && model == nullptr) {
+    respond(json_error(409, "order=" + order_param +
+                                " needs a fitted value model and none is fitted yet; POST /v1/model:fit first"));
+    return Route::kCustomersList;
+  }
+  const std::int64_t fitted_at = model != nullptr ? model->fitted_at_ms : 0;
+  ListCursor after;
+  const bool has_cursor = !cursor.empty();
+  if (has_cursor) {
+    if (!decode_cursor(cursor, order_param, after)) {
+      respond(json_error(400, "'cursor' is not a next_cursor of this route with order=" + order_param +
+                                  "; pass next_cursor unchanged (percent-encoded) with the same order"));
+      return Route::kCustomersList;
+    }
+    if (after.fitted_at_ms != fitted_at) {
+      respond(json_error(409, "the value model was refitted since this cursor was issued, so tiers and values "
+                              "changed; start again without a cursor"));
+      return Route::kCustomersList;
+    }
+  }
+  const std::int64_t as_of = has_cursor ? after.as_of_ms : now_ms();
+
+  // Keep the best limit+1 customers after the cursor (one more tells whether a next page exists).
+  const auto worse = [](const Ranked& a, const Ranked& b) { return ranks_before(a.value, a.id, b.value, b.id); };
+  std::priority_queue<Ranked, std::vector<Ranked>, decltype(worse)> best(worse);  // top() = the worst kept
+  const std::size_t keep = *limit + 1;
+  Status visited = store_.for_each_customer([&](std::string_view id, const CustomerState& state) {
+    const Scores s = evaluate(state, as_of, cfg->evaluate);
+    const CustomerValue v = model != nullptr && s.transactions > 0
+                                ? customer_value(*model, cfg->value, purchase_summary(s))
+                                : CustomerValue{};
+    if (classify_tier(model, v.clv, s.profit_12m) != wanted) return true;
+    double value = 0;
+    switch (order) {
+      case ListOrder::kClv: value = v.clv; break;
+      case ListOrder::kSatisfaction: value = s.satisfaction; break;
+      case ListOrder::kLoyalty: value = s.loyalty; break;
+      case ListOrder::kChurnRisk: value = v.churn_risk; break;
+      case ListOrder::kId: break;
+    }
+    if (std::isnan(value)) value = -INFINITY;
+    if (has_cursor && !ranks_before(after.value, after.id, value, id)) return true;  // on an earlier page
+    if (best.size() == keep && !ranks_before(value, id, best.top().value, best.top().id)) return true;
+    best.push(Ranked{value, std::string(id), v.clv, s.profit_12m});
+    if (best.size() > keep) best.pop();
+    return true;
+  });
+  if (!visited.ok()) {
+    respond(json_error(503, "storage error: " + visited.message()));
+    return Route::kCustomersList;
+  }
+  std::vector<Ranked> rows;
+  rows.reserve(best.size());
+  while (!best.empty()) {
+    rows.push_back(best.top());
+    best.pop();
+  }
+  std::reverse(rows.begin(), rows.end());
+  const bool more = rows.size() > *limit;
+  if (more) rows.pop_back();
+
+  JsonWriter w;
+  w.begin_object()
+      .field("tier", tier_name(wanted))
+      .field("order", order_param)
+      .field("as_of", format_rfc3339(as_of))
+      .key("customers")
+      .begin_array();
+  for (const Ranked& r : rows) {
+    w.begin_object().field("customer_id", r.id);
+    if (order != ListOrder::kClv) w.field(order_param, std::round(r.value * 1e4) / 1e4);
+    w.field("clv", std::round(r.clv * 1e4) / 1e4).field("profit_12m", std::round(r.profit_12m * 1e4) / 1e4);
+    w.end_object();
+  }
+  w.end_array();
+  if (more) {
+    w.field("next_cursor", encode_cursor(order_param, ListCursor{as_of, fitted_at, rows.back().value, rows.back().id}));
+  } else {
+    w.key("next_cursor").null();
+  }
+  w.end_object();
+  respond(json_ok(w.take()));
+  return Route::kCustomersList;
+}
+
+Route Api::list_customers_by_id(Tier wanted, std::size_t limit, const std::string& cursor, HttpRespond& respond) {
   const auto cfg = config();
   const auto snap = value_.current();
   const ValueModel* model = snap ? &snap->model : nullptr;
@@ -516,13 +710,10 @@ Route Api::list_customers(const HttpRequest& request, HttpRespond& respond) {
   Status visited = store_.for_each_customer([&](std::string_view id, const CustomerState& state) {
     if (!cursor.empty() && id <= cursor) return true;
     const Scores s = evaluate(state, now, cfg->evaluate);
-    const double clv = model != nullptr && s.transactions > 0
-                           ? customer_value(*model, cfg->value, PurchaseSummary{s.x, s.t_x_days, s.T_days,
-                                                                                s.mean_repeat_spend})
-                                 .clv
-                           : 0.0;
+    const double clv =
+        model != nullptr && s.transactions > 0 ? customer_value(*model, cfg->value, purchase_summary(s)).clv : 0.0;
     if (classify_tier(model, clv, s.profit_12m) != wanted) return true;
-    if (written == *limit) {
+    if (written == limit) {
       more = true;
       return false;
     }

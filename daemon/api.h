@@ -40,6 +40,7 @@ class Api final : public HttpHandler {
   Route fit_model(const HttpRequest& request, HttpRespond& respond);
   Route tiers(HttpRespond& respond);
   Route list_customers(const HttpRequest& request, HttpRespond& respond);
+  Route list_customers_by_id(Tier wanted, std::size_t limit, const std::string& cursor, HttpRespond& respond);
 
   Store& store_;
   Writer& writer_;

@@ -1,6 +1,7 @@
 // The value-model routes of the HTTP API, driven through Api::handle with a
 // real store, writer and fitter (no sockets): POST /v1/model:fit with an
-// as_of body and the shape of GET /v1/model.
+// as_of body, the shape of GET /v1/model, and GET /v1/customers ordered by a
+// metric with stable cursor pagination.
 #include "daemon/api.h"
 
 #include <gtest/gtest.h>
@@ -304,6 +305,176 @@ TEST_F(ApiValueTest, FitsWithDifferentAsOfQueuedTogetherEachAnswerTheirOwn) {
       899'164'800'000));
   EXPECT_EQ(first.get_future().get(), 875'577'600'000);
   EXPECT_EQ(second.get_future().get(), 899'164'800'000);
+}
+
+// --- GET /v1/customers?tier=…&order=…&limit=…&cursor=… -------------------------------------------
+
+struct Page {
+  std::vector<std::string> ids;
+  std::string as_of;
+  std::string next;  // empty at the end
+};
+
+Page parse_page(const HttpResponse& r) {
+  Page page;
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  if (r.status != 200 || parser.parse(r.body).get(doc) != simdjson::SUCCESS) {
+    ADD_FAILURE() << r.status << " " << r.body;
+    return page;
+  }
+  for (simdjson::dom::element c : doc["customers"].get_array()) page.ids.emplace_back(std::string_view(c["customer_id"].get_string()));
+  std::string_view as_of;
+  if (doc["as_of"].get_string().get(as_of) == simdjson::SUCCESS) page.as_of = std::string(as_of);
+  if (!doc["next_cursor"].is_null()) page.next = std::string(std::string_view(doc["next_cursor"].get_string()));
+  return page;
+}
+
+std::string percent_encode_all(std::string_view s) {
+  std::string out;
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  for (const unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
+TEST_F(ApiValueTest, OrderedListingPagesInMetricOrderWithoutRepeatsOrSkips) {
+  load_cdnow(/*recent=*/true);
+  // Some satisfaction and loyalty signals so those orders are not all ties (most customers still tie).
+  std::vector<Event> signals;
+  const std::int64_t recent = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                  std::chrono::system_clock::now().time_since_epoch())
+                                  .count() -
+                              30 * kDayMs;
+  for (int i = 1; i <= 300; ++i) {
+    Event& e = signals.emplace_back();
+    e.event_id.assign("s" + std::to_string(i));
+    char id[32];
+    std::snprintf(id, sizeof id, "cdnow-%04d", i * 7);
+    e.customer_id.assign(id);
+    e.type = EventType::kSurvey;
+    e.ts_ms = recent + i * 60'000;
+    e.csat = 1 + i % 5;
+  }
+  apply(std::move(signals));
+  ASSERT_EQ(call("POST", "/v1/model:fit").status, 200);  // as of now
+  const auto snap = service_->current();
+  ASSERT_NE(snap, nullptr);
+
+  for (const std::string order : {"clv", "satisfaction", "loyalty", "churn_risk"}) {
+    for (const std::string tier : {"platinum", "iron"}) {
+      SCOPED_TRACE(order + " " + tier);
+      // Page through with a small limit.
+      std::vector<std::string> paged;
+      std::string cursor, as_of;
+      int pages = 0;
+      for (;; ++pages) {
+        ASSERT_LT(pages, 2000);
+        const std::string target = "/v1/customers?tier=" + tier + "&order=" + order + "&limit=37" +
+                                   (cursor.empty() ? "" : "&cursor=" + percent_encode_all(cursor));
+        const auto response = call("GET", target);
+        const Page page = parse_page(response);
+        if (as_of.empty()) as_of = page.as_of;
+        EXPECT_EQ(page.as_of, as_of);  // every page evaluated at the first page's time
+        if (!cursor.empty()) {
+          // Asking for the same page again gives the same answer, later as well.
+          std::this_thread::sleep_for(std::chrono::milliseconds(3));
+          EXPECT_EQ(call("GET", target).body, response.body);
+        }
+        paged.insert(paged.end(), page.ids.begin(), page.ids.end());
+        if (page.next.empty()) break;
+        EXPECT_EQ(page.ids.size(), 37u);
+        cursor = page.next;
+      }
+      // No repeats.
+      EXPECT_EQ(std::set<std::string>(paged.begin(), paged.end()).size(), paged.size());
+      // The expected order, computed here: every customer of the tier at as_of, by the metric descending, then id.
+      ASSERT_FALSE(as_of.empty());
+      std::int64_t as_of_ms = 0;
+      {
+        auto parsed = parse_as_of(as_of);
+        ASSERT_TRUE(parsed.ok()) << as_of;
+        as_of_ms = *parsed;
+      }
+      std::vector<std::pair<double, std::string>> want;
+      ASSERT_TRUE(store_
+                      ->for_each_customer([&](std::string_view id, const CustomerState& state) {
+                        const Scores s = evaluate(state, as_of_ms, config_.evaluate);
+                        const CustomerValue v = s.transactions > 0
+                                                    ? customer_value(snap->model, config_.value, purchase_summary(s))
+                                                    : CustomerValue{};
+                        if (tier_name(classify_tier(&snap->model, v.clv, s.profit_12m)) != tier) return true;
+                        const double value = order == "clv"            ? v.clv
+                                             : order == "satisfaction" ? s.satisfaction
+                                             : order == "loyalty"      ? s.loyalty
+                                                                       : v.churn_risk;
+                        want.emplace_back(value, std::string(id));
+                        return true;
+                      })
+                      .ok());
+      std::sort(want.begin(), want.end(), [](const auto& l, const auto& r) {
+        if (l.first != r.first) return l.first > r.first;
+        return l.second < r.second;
+      });
+      ASSERT_GT(want.size(), 37u);  // several pages
+      std::vector<std::string> want_ids;
+      for (const auto& [v, id] : want) want_ids.push_back(id);
+      EXPECT_EQ(paged, want_ids);
+      // The first page agrees with one large page.
+      const Page all = parse_page(call("GET", "/v1/customers?tier=" + tier + "&order=" + order + "&limit=1000"));
+      ASSERT_GE(all.ids.size(), 37u);
+      EXPECT_TRUE(std::equal(all.ids.begin(), all.ids.begin() + 37, paged.begin()));
+    }
+  }
+}
+
+TEST_F(ApiValueTest, OrderedListingRejectsUnknownOrdersAndForeignOrStaleCursors) {
+  load_cdnow();
+  auto r = call("GET", "/v1/customers?tier=iron&order=clv");
+  EXPECT_EQ(r.status, 409) << r.body;  // no model yet
+  EXPECT_NE(error_of(r).find("POST /v1/model:fit"), std::string::npos) << r.body;
+  // Satisfaction and loyalty need no model (every customer is unranked then).
+  EXPECT_EQ(call("GET", "/v1/customers?tier=unranked&order=loyalty&limit=5").status, 200);
+
+  ASSERT_EQ(call("POST", "/v1/model:fit", R"({"as_of":"1997-09-30"})").status, 200);
+  r = call("GET", "/v1/customers?tier=iron&order=revenue");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(error_of(r).find("'order' must be one of clv, satisfaction, loyalty, churn_risk"), std::string::npos)
+      << r.body;
+  EXPECT_NE(error_of(r).find("got 'revenue'"), std::string::npos) << r.body;
+  EXPECT_EQ(call("GET", "/v1/customers?tier=iron&order=CLV").status, 400);
+  EXPECT_EQ(call("GET", "/v1/customers?tier=iron&order=clv&limit=0").status, 400);
+  EXPECT_EQ(call("GET", "/v1/customers?tier=bronze&order=clv").status, 400);
+
+  const Page first = parse_page(call("GET", "/v1/customers?tier=iron&order=clv&limit=10"));
+  ASSERT_FALSE(first.next.empty());
+  for (const std::string& bad : {std::string("garbage"), std::string("o1.clv.1.2.3"), first.next + "0",
+                                 first.next.substr(0, first.next.size() - 1), std::string("cdnow-0001")}) {
+    SCOPED_TRACE(bad);
+    r = call("GET", "/v1/customers?tier=iron&order=clv&limit=10&cursor=" + percent_encode_all(bad));
+    EXPECT_EQ(r.status, 400) << r.body;
+    EXPECT_NE(error_of(r).find("'cursor' is not a next_cursor"), std::string::npos) << r.body;
+  }
+  // A cursor of one order is refused by another.
+  r = call("GET", "/v1/customers?tier=iron&order=churn_risk&cursor=" + percent_encode_all(first.next));
+  EXPECT_EQ(r.status, 400) << r.body;
+  // After a refit the values and tiers changed: the cursor is stale.
+  ASSERT_EQ(call("POST", "/v1/model:fit", R"({"as_of":"1997-10-31"})").status, 200);
+  r = call("GET", "/v1/customers?tier=iron&order=clv&cursor=" + percent_encode_all(first.next));
+  EXPECT_EQ(r.status, 409) << r.body;
+  EXPECT_NE(error_of(r).find("start again without a cursor"), std::string::npos) << r.body;
+  // The id order keeps its plain cursor.
+  const Page by_id = parse_page(call("GET", "/v1/customers?tier=iron&limit=3"));
+  ASSERT_EQ(by_id.ids.size(), 3u);
+  EXPECT_TRUE(std::is_sorted(by_id.ids.begin(), by_id.ids.end()));
+  EXPECT_EQ(by_id.next, by_id.ids.back());
 }
 
 }  // namespace

@@ -160,6 +160,23 @@ TEST(ValueEndToEnd, FitAsOfReproducesThePaperFromTheWholeLog) {
   EXPECT_EQ(unknown.status, 400);
   EXPECT_NE(unknown.body.find("unknown field"), std::string::npos) << unknown.body;
 
+  // Customers of a tier by CLV, descending, paged with the cursor.
+  const auto first = http(d.http_port(), "GET", "/v1/customers?tier=iron&order=clv&limit=5");
+  ASSERT_EQ(first.status, 200) << first.body;
+  simdjson::dom::parser parser;
+  const simdjson::dom::element page = parser.parse(first.body);
+  ASSERT_EQ(page["customers"].get_array().size(), 5u);
+  double previous = INFINITY;
+  for (simdjson::dom::element c : page["customers"].get_array()) {
+    const double clv = c["clv"].get_double();
+    EXPECT_LE(clv, previous);
+    previous = clv;
+  }
+  const std::string cursor(std::string_view(page["next_cursor"].get_string()));
+  const auto second = http(d.http_port(), "GET", "/v1/customers?tier=iron&order=clv&limit=5&cursor=" + cursor);
+  ASSERT_EQ(second.status, 200) << second.body;
+  EXPECT_LE(number_at(second.body, "/customers/0/clv"), previous);
+  EXPECT_EQ(http(d.http_port(), "GET", "/v1/customers?tier=iron&order=recency").status, 400);
 }
 
 TEST(ValueEndToEnd, FitWithoutEnoughDataIsAClearError) {
