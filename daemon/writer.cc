@@ -91,8 +91,14 @@ void Writer::run() {
       std::unique_lock lock(mutex_);
       if (queue_.empty() && checkpointing_ && !stopping_) {
         // Idle: the next slice of the checkpoint in progress (the queue is checked again after it).
+        // Busy and counted as progress like any other work, so a stuck slice starves the watchdog.
+        in_hand_ = true;
         lock.unlock();
         checkpoint_step(false);
+        lock.lock();
+        in_hand_ = false;
+        lock.unlock();
+        progress_.fetch_add(1, std::memory_order_relaxed);
         continue;
       }
       wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
