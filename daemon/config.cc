@@ -113,11 +113,19 @@ class Section {
   }
 
   void fail(std::string_view key, const std::string& what) {
-    if (error_.empty()) error_ = "'" + qualified(key) + "' " + what;
+    if (!error_.empty()) return;
+    // Appended piece by piece: GCC 12 at -O3 misreads a chain of operator+ here (-Wrestrict).
+    error_.push_back('\'');
+    error_ += qualified(key);
+    error_ += "' ";
+    error_ += what;
   }
   const std::string& error() const { return error_; }
   std::string qualified(std::string_view key) const {
-    return name_.empty() ? std::string(key) : name_ + "." + std::string(key);
+    std::string out = name_;  // appended piece by piece: GCC 12 at -O3 misreads operator+ chains (-Wrestrict)
+    if (!out.empty()) out += '.';
+    out += key;
+    return out;
   }
 
  private:
@@ -212,7 +220,8 @@ Status apply_toml(const toml::table& root, Config& c) {
       if (const toml::array* scopes = t.array("scopes")) {
         for (const toml::node& s : *scopes) {
           if (!s.is_string()) return Status::Error("'" + name + ".scopes' must list strings");
-          scopes_joined += (scopes_joined.empty() ? "" : ",") + *s.value<std::string>();
+          if (!scopes_joined.empty()) scopes_joined.push_back(',');
+          scopes_joined += *s.value<std::string>();
         }
       }
       t.finish();

@@ -477,5 +477,28 @@ TEST_F(ApiValueTest, OrderedListingRejectsUnknownOrdersAndForeignOrStaleCursors)
   EXPECT_EQ(by_id.next, by_id.ids.back());
 }
 
+// Before any fit a customer's value fields are null and say why; after a fit they are numbers.
+TEST_F(ApiValueTest, ValueFieldsAreNullWithAReasonBeforeAnyFit) {
+  load_cdnow(/*recent=*/true);
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  HttpResponse before = call("GET", "/v1/customers/cdnow-0001");
+  ASSERT_EQ(before.status, 200) << before.body;
+  ASSERT_EQ(parser.parse(before.body).get(doc), simdjson::SUCCESS);
+  for (const char* field : {"clv", "expected_transactions", "expected_spend", "p_alive", "churn_risk"}) {
+    EXPECT_TRUE(doc["value"][field].is_null()) << field;
+  }
+  std::string_view reason;
+  ASSERT_EQ(doc["value"]["unavailable_reason"].get_string().get(reason), simdjson::SUCCESS) << before.body;
+  EXPECT_NE(reason.find("POST /v1/model:fit"), std::string_view::npos) << reason;
+
+  ASSERT_EQ(call("POST", "/v1/model:fit").status, 200);
+  HttpResponse after = call("GET", "/v1/customers/cdnow-0001");
+  ASSERT_EQ(parser.parse(after.body).get(doc), simdjson::SUCCESS);
+  EXPECT_GE(num(doc["value"]["clv"]), 0.0) << after.body;
+  EXPECT_GT(num(doc["value"]["p_alive"]), 0.0) << after.body;
+  EXPECT_EQ(doc["value"]["unavailable_reason"].error(), simdjson::NO_SUCH_FIELD) << after.body;
+}
+
 }  // namespace
 }  // namespace rapport
