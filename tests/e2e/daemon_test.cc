@@ -282,13 +282,13 @@ TEST_F(DaemonTest, KillNineUnderLoadLosesNoAcknowledgedEvent) {
   Daemon d(dir_.file("state"));
   constexpr int kCustomers = 20;
   constexpr int kEvents = 60000;
-  std::vector<int> acked_lines(1, 0);
+  std::atomic<int> acked_line{0};  // written by the reader thread, read by the sender
   {
     Client c(d.tcp_port());
     std::atomic<bool> done{false};
     std::thread reader([&] {
       while (auto line = c.read_line(std::chrono::seconds(5))) {
-        if (line->rfind("{\"ack\":", 0) == 0) acked_lines[0] = std::stoi(line->substr(7));
+        if (line->rfind("{\"ack\":", 0) == 0) acked_line = std::stoi(line->substr(7));
         if (done) break;
       }
     });
@@ -299,7 +299,7 @@ TEST_F(DaemonTest, KillNineUnderLoadLosesNoAcknowledgedEvent) {
         if (chunk.size() > 64 * 1024) {
           c.send(chunk);
           chunk.clear();
-          if (i > kEvents / 3 && acked_lines[0] > 0) break;
+          if (i > kEvents / 3 && acked_line > 0) break;
         }
       }
     } catch (const std::exception&) {
@@ -308,7 +308,7 @@ TEST_F(DaemonTest, KillNineUnderLoadLosesNoAcknowledgedEvent) {
     done = true;
     reader.join();
   }
-  const int acked = acked_lines[0];
+  const int acked = acked_line.load();
   ASSERT_GT(acked, 0);
   d.restart();
   // Acked lines are exactly lines 1..acked, i.e. events k0..k(acked-1); each adds 1 to revenue.

@@ -67,6 +67,16 @@ struct CommandResult {
   std::string err;
 };
 
+// In a forked child before exec: stdout to /dev/null, so that a daemon outliving its test (the test
+// process died, e.g. on a sanitizer report) never holds ctest's output pipe open, which would hang ctest.
+inline void detach_stdout() {
+  const int null = ::open("/dev/null", O_WRONLY);
+  if (null >= 0) {
+    ::dup2(null, 1);
+    if (null != 1) ::close(null);
+  }
+}
+
 // Runs a command to completion, capturing stdout and stderr (stdin from `input_file` if given).
 inline CommandResult run_command(const std::vector<std::string>& argv, const std::string& input_file = "") {
   TempDir tmp;
@@ -131,6 +141,7 @@ class Daemon {
     if (pid_ == 0) {
       ::dup2(pipefd[1], 2);
       ::close(pipefd[0]);
+      detach_stdout();
       for (const std::string& kv : systemd_.env) ::putenv(const_cast<char*>(kv.c_str()));
       // systemd sets WATCHDOG_PID with WATCHDOG_USEC: the watchdog is this process's, not a child's.
       if (::getenv("WATCHDOG_USEC") != nullptr && ::getenv("WATCHDOG_PID") == nullptr) {

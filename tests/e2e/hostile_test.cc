@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 
+#include <mutex>
 #include <random>
 
 #include "tests/e2e/reliability.h"
@@ -128,6 +129,7 @@ TEST_F(Hostile, SlowlorisAndIdleConnectionsDoNotStarveNormalClients) {
 
   // One thread drives all of them: a byte per second to each slow one, and notices server closes.
   std::atomic<bool> stop{false};
+  std::mutex closed_mutex;  // guards Conn::closed_at while the driver runs (it writes, the test reads)
   const auto dribbling = Clock::now();
   std::thread driver([&] {
     std::vector<pollfd> polls(conns.size());
@@ -151,7 +153,10 @@ TEST_F(Hostile, SlowlorisAndIdleConnectionsDoNotStarveNormalClients) {
         if (polls[i].revents == 0) continue;
         char buf[4096];
         const ssize_t n = ::recv(conns[i].fd, buf, sizeof buf, 0);
-        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) conns[i].closed_at = Clock::now();
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+          std::lock_guard lock(closed_mutex);
+          conns[i].closed_at = Clock::now();
+        }
       }
     }
   });
@@ -167,6 +172,7 @@ TEST_F(Hostile, SlowlorisAndIdleConnectionsDoNotStarveNormalClients) {
 
   // The server closes the slow ones after read_timeout and the idle ones after idle_timeout.
   auto closed = [&](bool slow) {
+    std::lock_guard lock(closed_mutex);
     return std::count_if(conns.begin(), conns.end(),
                          [&](const Conn& c) { return c.slow == slow && c.closed_at != Clock::time_point{}; });
   };

@@ -190,6 +190,7 @@ class Rapportd {
     pid_ = ::fork();
     if (pid_ == 0) {
       ::dup2(pipefd[1], 2);
+      detach_stdout();
       ::close_range(3, ~0U, 0);  // no test sockets leak into the daemon
       if (options_.before_exec) options_.before_exec();
       ::execv(args[0], args.data());
