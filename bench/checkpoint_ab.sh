@@ -37,8 +37,10 @@ log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 
 run_one() {  # binary label rep
   local bin=$1 label=$2 rep=$3 conf="$WORK/rapport.toml"
-  rm -rf "$WORK/state"; : >"$WORK/daemon.log"; : >"$conf"
-  [ -n "$CKPT" ] && printf '[storage]\ncheckpoint_events = %s\n' "$CKPT" >"$conf"
+  rm -rf "$WORK/state"; : >"$WORK/daemon.log"
+  # No scheduled value-model fits: they would compete for the CPU and blur what is compared.
+  printf '[value]\nfit_interval_s = 0\n' >"$conf"
+  [ -n "$CKPT" ] && printf '[storage]\ncheckpoint_events = %s\n' "$CKPT" >>"$conf"
   "$bin" --config "$conf" --http 127.0.0.1:0 --tcp 127.0.0.1:0 --state-dir "$WORK/state" 2>"$WORK/daemon.log" &
   pid=$!
   for _ in $(seq 300); do grep -q "listening http" "$WORK/daemon.log" 2>/dev/null && break; sleep 0.1; done
