@@ -578,6 +578,14 @@ struct Ranked {
   double clv = 0, profit_12m = 0;
 };
 
+// A finite double as the shortest JSON number that parses back to it exactly; null otherwise.
+std::string exact_number(double v) {
+  if (!std::isfinite(v)) return "null";
+  char buf[32];
+  const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  return ec == std::errc() ? std::string(buf, end) : std::string("null");
+}
+
 // Higher value first, then id ascending: a total order, so pages neither repeat nor skip.
 bool ranks_before(double value, std::string_view id, double other_value, std::string_view other_id) {
   if (value != other_value) return value > other_value;
@@ -684,6 +692,9 @@ Route Api::list_customers(const HttpRequest& request, HttpRespond& respond) {
     w.begin_object().field("customer_id", r.id);
     if (order != ListOrder::kClv) w.field(order_param, std::round(r.value * 1e4) / 1e4);
     w.field("clv", std::round(r.clv * 1e4) / 1e4).field("profit_12m", std::round(r.profit_12m * 1e4) / 1e4);
+    // The exact sort key (the metric unrounded, shortest round-trip form; null for none): lets a client
+    // merge several tiers' listings in the order one scan gives (rapportctl top --url).
+    w.key("order_value").raw(exact_number(r.value));
     w.end_object();
   }
   w.end_array();

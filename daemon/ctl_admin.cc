@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <optional>
 #include <queue>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -120,20 +121,197 @@ struct RanksBefore {
   }
 };
 
+// Prints the ranking as `top` does in both modes: a table (id, metric, tier) or JSON.
+// `scanned` is the number of customers looked at (state-dir mode only; omitted when negative).
+void print_top(const std::string& by, const std::string& as_of, std::int64_t scanned, const std::vector<Ranked>& rows,
+               bool json) {
+  if (json) {
+    JsonWriter w;
+    w.begin_object().field("by", by).field("as_of", as_of);
+    if (scanned >= 0) w.field("scanned", static_cast<std::uint64_t>(scanned));
+    w.key("customers").begin_array();
+    for (const Ranked& r : rows) {
+      w.begin_object().field("customer_id", r.id).field(by, round4(r.value)).field("tier", tier_name(r.tier));
+      w.end_object();
+    }
+    w.end_array().end_object();
+    std::printf("%s\n", w.str().c_str());
+    return;
+  }
+  std::size_t id_width = std::string_view("customer_id").size();
+  for (const Ranked& r : rows) id_width = std::max(id_width, r.id.size());
+  const int idw = static_cast<int>(id_width);
+  const int vw = static_cast<int>(std::max<std::size_t>(by.size(), 14));
+  std::printf("%-*s  %*s  %s\n", idw, "customer_id", vw, by.c_str(), "tier");
+  for (const Ranked& r : rows) {
+    std::printf("%-*s  %*.4f  %s\n", idw, r.id.c_str(), vw, round4(r.value), std::string(tier_name(r.tier)).c_str());
+  }
+}
+
+// The orders GET /v1/customers?order= offers (descending, ties by id: the order of `top`).
+constexpr std::string_view kUrlTopMetrics[] = {"clv", "churn_risk", "satisfaction", "loyalty"};
+
+// Customers per GET /v1/customers request: the route's maximum.
+constexpr std::size_t kTopPageLimit = 1000;
+
+// The fitted_at of the daemon's model ("" before the first fit), to tell whether it refitted meanwhile.
+Result<std::string> daemon_model_fitted_at(const CtlTarget& target) {
+  HttpClientRequest request;
+  request.target = "/v1/model";
+  auto response = ctl_http(target, std::move(request));
+  if (!response.ok()) return response.status();
+  if (response->status == 404) return std::string();
+  if (response->status != 200) {
+    return Status::Error("top: GET /v1/model: HTTP " + std::to_string(response->status) + ": " +
+                         json_error_field(response->body) +
+                         (response->status == 401 ? " (pass --token or set RAPPORT_TOKEN)" : ""));
+  }
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  std::string_view fitted_at;
+  if (parser.parse(response->body.data(), response->body.size()).get(doc) != simdjson::SUCCESS ||
+      doc["fitted_at"].get_string().get(fitted_at) != simdjson::SUCCESS) {
+    return Status::Error("top: the daemon's /v1/model answer has no fitted_at");
+  }
+  return std::string(fitted_at);
+}
+
+// Why a page request failed: an HTTP answer that is not 200 (status > 0) or a transport/format error.
+struct TopFetchError {
+  int http_status = 0;
+  std::string message;
+};
+
+// The best `n` customers of `tier` by `by`, from GET /v1/customers?tier=&order=, following next_cursor
+// (pages of at most kTopPageLimit). Appends to `out`; sets `as_of` from the first page.
+std::optional<TopFetchError> fetch_tier_top(const CtlTarget& target, const std::string& by, Tier tier,
+                                            std::size_t n, std::vector<Ranked>& out, std::string& as_of) {
+  std::string cursor;
+  std::size_t got = 0;
+  simdjson::dom::parser parser;
+  while (got < n) {
+    const std::size_t limit = std::min(n - got, kTopPageLimit);
+    HttpClientRequest request;
+    request.target = "/v1/customers?tier=" + std::string(tier_name(tier)) + "&order=" + by +
+                     "&limit=" + std::to_string(limit) + (cursor.empty() ? "" : "&cursor=" + percent_encode(cursor));
+    auto response = ctl_http(target, std::move(request));
+    if (!response.ok()) return TopFetchError{0, response.message()};
+    if (response->status != 200) {
+      return TopFetchError{response->status, "top: HTTP " + std::to_string(response->status) + ": " +
+                                                 json_error_field(response->body)};
+    }
+    simdjson::dom::element doc;
+    simdjson::dom::array customers;
+    if (parser.parse(response->body.data(), response->body.size()).get(doc) != simdjson::SUCCESS ||
+        doc["customers"].get_array().get(customers) != simdjson::SUCCESS) {
+      return TopFetchError{0, "top: the daemon's /v1/customers answer is not a listing"};
+    }
+    std::string_view page_as_of;
+    if (as_of.empty() && doc["as_of"].get_string().get(page_as_of) == simdjson::SUCCESS) {
+      as_of = std::string(page_as_of);
+    }
+    for (simdjson::dom::element c : customers) {
+      std::string_view id;
+      if (c["customer_id"].get_string().get(id) != simdjson::SUCCESS) {
+        return TopFetchError{0, "top: a listed customer has no customer_id"};
+      }
+      // order_value is the exact sort key; a daemon without it gives the metric rounded to 4 decimals.
+      simdjson::dom::element v;
+      if (c["order_value"].get(v) != simdjson::SUCCESS && c[by].get(v) != simdjson::SUCCESS) {
+        return TopFetchError{0, "top: listed customer " + std::string(id) + " has no " + by};
+      }
+      double value = -INFINITY;  // null: no value, ranked last (as NaN in a state-dir scan)
+      if (!v.is_null() && v.get_double().get(value) != simdjson::SUCCESS) {
+        return TopFetchError{0, "top: listed customer " + std::string(id) + " has a " + by + " that is not a number"};
+      }
+      out.push_back(Ranked{value, std::string(id), tier});
+      ++got;
+    }
+    std::string_view next;
+    if (doc["next_cursor"].get_string().get(next) != simdjson::SUCCESS || next.empty()) break;  // the last page
+    if (customers.size() == 0) break;  // no progress: never loop
+    cursor.assign(next);
+  }
+  return std::nullopt;
+}
+
+// top --url: the best n of each asked tier over the daemon's ranking route, merged.
+int ctl_top_url(const CtlTarget& target, const TopOptions& options) {
+  const std::string& by = options.by;
+  if (std::find(std::begin(kUrlTopMetrics), std::end(kUrlTopMetrics), by) == std::end(kUrlTopMetrics)) {
+    return ctl_error("top --by " + by +
+                     " is not available with --url: the daemon ranks by clv, churn_risk, satisfaction or loyalty "
+                     "only; use --state-dir for p_alive, profit_12m and revenue (it reads beside a running "
+                     "rapportd)");
+  }
+  if (!options.as_of.empty()) {
+    return ctl_error("top --as-of is not available with --url: the daemon ranks as of now; use --state-dir for "
+                     "--as-of (it reads beside a running rapportd)");
+  }
+  std::vector<Tier> tiers;
+  if (!options.tier.empty()) {
+    tiers.push_back(Tier::kUnranked);
+    if (!parse_tier(options.tier, tiers.back())) {
+      return ctl_error("unknown tier '" + options.tier + "': use platinum, gold, iron, lead or unranked");
+    }
+  } else {
+    for (int i = 0; i < kTierCount; ++i) tiers.push_back(static_cast<Tier>(i));
+  }
+  // Every tier must be ranked against one model: when the daemon refits while we read, start again.
+  constexpr int kAttempts = 3;
+  for (int attempt = 1;; ++attempt) {
+    auto fitted_before = daemon_model_fitted_at(target);
+    if (!fitted_before.ok()) return ctl_error(fitted_before.message());
+    if (fitted_before->empty() && (by == "clv" || by == "churn_risk")) {
+      return ctl_error("the daemon at " + target.url + " has no value model yet to rank by " + by +
+                       ": run `rapportctl fit --url` (or POST /v1/model:fit) first");
+    }
+    std::vector<Ranked> rows;
+    std::string as_of;
+    std::optional<TopFetchError> failed;
+    for (const Tier tier : tiers) {
+      failed = fetch_tier_top(target, by, tier, options.n, rows, as_of);
+      if (failed) break;
+    }
+    if (failed && failed->http_status == 0) return ctl_error(failed->message);
+    auto fitted_after = daemon_model_fitted_at(target);
+    if (!fitted_after.ok()) return ctl_error(fitted_after.message());
+    const bool refitted = *fitted_after != *fitted_before;
+    if (refitted && attempt < kAttempts) continue;
+    if (failed) {
+      std::string message = failed->message;
+      if (failed->http_status == 401) message += " (pass --token or set RAPPORT_TOKEN)";
+      if (failed->http_status == 403) message += " (this needs a token with the read scope)";
+      return ctl_error(message);
+    }
+    if (refitted) return ctl_error("top: the daemon refitted its value model " + std::to_string(kAttempts) +
+                                   " times while top was reading; try again");
+    // The global top n is the top n of the union of the tiers' top n, in the order one scan gives. Each tier is
+    // read at its own instant: a customer whose events moved it between tiers meanwhile is kept once, ranked
+    // where it was seen first.
+    std::sort(rows.begin(), rows.end(), RanksBefore{});
+    std::vector<Ranked> top;
+    top.reserve(std::min(rows.size(), options.n));
+    std::unordered_set<std::string_view> seen;  // views of rows' ids, which stay put
+    for (const Ranked& r : rows) {
+      if (top.size() == options.n) break;
+      if (seen.insert(r.id).second) top.push_back(r);
+    }
+    print_top(by, as_of, /*scanned=*/-1, top, options.json);
+    return kExitOk;
+  }
+}
+
 }  // namespace
 
 int ctl_top(const CtlTarget& target, const TopOptions& options) {
-  if (!target.url.empty()) {
-    return ctl_error(
-        "top works on a state dir only (the HTTP API has no ranking route): use --state-dir, which "
-        "reads beside a running rapportd");
-  }
+  if (options.n == 0) return ctl_error("-n must be at least 1");
+  if (!target.url.empty()) return ctl_top_url(target, options);
   const std::string& by = options.by;
   if (std::find(std::begin(kTopMetrics), std::end(kTopMetrics), by) == std::end(kTopMetrics)) {
     return ctl_error("unknown metric '" + by +
                      "' for --by: use clv, churn_risk, p_alive, profit_12m, revenue, satisfaction or loyalty");
   }
-  if (options.n == 0) return ctl_error("-n must be at least 1");
   Tier wanted = Tier::kUnranked;
   if (!options.tier.empty() && !parse_tier(options.tier, wanted)) {
     return ctl_error("unknown tier '" + options.tier + "': use platinum, gold, iron, lead or unranked");
@@ -203,27 +381,7 @@ int ctl_top(const CtlTarget& target, const TopOptions& options) {
     best.pop();
   }
   std::reverse(rows.begin(), rows.end());
-
-  if (options.json) {
-    JsonWriter w;
-    w.begin_object().field("by", by).field("as_of", format_rfc3339(now)).field("scanned", scanned);
-    w.key("customers").begin_array();
-    for (const Ranked& r : rows) {
-      w.begin_object().field("customer_id", r.id).field(by, round4(r.value)).field("tier", tier_name(r.tier));
-      w.end_object();
-    }
-    w.end_array().end_object();
-    std::printf("%s\n", w.str().c_str());
-    return kExitOk;
-  }
-  std::size_t id_width = std::string_view("customer_id").size();
-  for (const Ranked& r : rows) id_width = std::max(id_width, r.id.size());
-  const int idw = static_cast<int>(id_width);
-  const int vw = static_cast<int>(std::max<std::size_t>(by.size(), 14));
-  std::printf("%-*s  %*s  %s\n", idw, "customer_id", vw, by.c_str(), "tier");
-  for (const Ranked& r : rows) {
-    std::printf("%-*s  %*.4f  %s\n", idw, r.id.c_str(), vw, round4(r.value), std::string(tier_name(r.tier)).c_str());
-  }
+  print_top(by, format_rfc3339(now), static_cast<std::int64_t>(scanned), rows, options.json);
   return kExitOk;
 }
 

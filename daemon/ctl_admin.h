@@ -70,7 +70,10 @@ struct TopOptions {
   std::string as_of;  // evaluation time (default now)
   bool json = false;
 };
-// The n customers with the highest value of the metric (state dir only: the API has no ranking route).
+// The n customers with the highest value of the metric, ties by id. State dir: one scan of every customer.
+// Url: GET /v1/customers?tier=T&order=M for the asked tier, or for each tier, paged with next_cursor up to n
+// customers each, then merged into the same order (metrics clv, churn_risk, satisfaction and loyalty only;
+// no as_of: the daemon ranks as of now).
 int ctl_top(const CtlTarget& target, const TopOptions& options);
 
 // Customers per tier at the last fit, the thresholds and the configured fractions.

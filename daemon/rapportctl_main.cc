@@ -1,7 +1,7 @@
 // rapportctl: Rapport's admin CLI.
 //   rapportctl import FILE... --state-dir DIR   NDJSON through the same decoder and writer as rapportd
 //   rapportctl get CUSTOMER_ID [--explain]      (--state-dir DIR or --url http://127.0.0.1:8470)
-//   rapportctl top --by METRIC -n N [--tier T]  (state dir)
+//   rapportctl top --by METRIC -n N [--tier T]  (state dir or --url)
 //   rapportctl tiers | fit [--save] | erase ID | deadletter list|replay   (state dir or --url)
 //   rapportctl backup DEST | restore SRC        (state dir)
 //   rapportctl generate --customers N --events M [--seed S]
@@ -346,17 +346,21 @@ int main(int argc, char** argv) {
 
   rapport::CtlTarget top_target;
   rapport::TopOptions top_options;
-  auto* top = app.add_subcommand("top", "The N customers with the highest value of a metric (state dir only: scans "
-                                        "every customer)");
+  auto* top = app.add_subcommand(
+      "top", "The N customers with the highest value of a metric, ties by id. State dir: scans every customer. "
+             "--url: pages through the daemon's GET /v1/customers?tier=T&order=M for --tier T, or for each tier, "
+             "and merges them into the same order (clv, churn_risk, satisfaction, loyalty only; no --as-of)");
   top->add_option("--by", top_options.by,
-                  "Metric: clv (default), churn_risk, p_alive, profit_12m, revenue, satisfaction, loyalty")
+                  "Metric: clv (default), churn_risk, p_alive, profit_12m, revenue, satisfaction, loyalty (--url: clv, "
+                  "churn_risk, satisfaction, loyalty)")
       ->check(CLI::IsMember({"clv", "churn_risk", "p_alive", "profit_12m", "revenue", "satisfaction", "loyalty"}));
   top->add_option("-n", top_options.n, "How many customers (default 10)")->check(CLI::Range(1, 10'000'000));
   top->add_option("--tier", top_options.tier, "Only customers of this tier: platinum, gold, iron, lead, unranked")
       ->check(CLI::IsMember({"platinum", "gold", "iron", "lead", "unranked"}));
-  top->add_option("--as-of", top_options.as_of, "Evaluate as of YYYY-MM-DD or RFC 3339 time (default now)");
+  top->add_option("--as-of", top_options.as_of,
+                  "Evaluate as of YYYY-MM-DD or RFC 3339 time (default now; state dir only)");
   top->add_flag("--json", top_options.json, "JSON instead of a table");
-  add_target_options(top, top_target, /*url=*/false);
+  add_target_options(top, top_target, /*url=*/true);
 
   rapport::CtlTarget tiers_target;
   bool tiers_json = false;

@@ -10,6 +10,7 @@
 #include <map>
 #include <set>
 #include <thread>
+#include <tuple>
 
 #include "tests/e2e/harness.h"
 
@@ -147,6 +148,181 @@ TEST_F(RapportctlAdmin, TopRejectsBadArguments) {
   const auto missing = ctl({"top", "--by", "revenue", "--state-dir", dir_.file("nowhere")});
   EXPECT_EQ(missing.exit_code, 2);
   EXPECT_EQ(missing.err.rfind("rapportctl: ", 0), 0u) << missing.err;
+}
+
+// --- top --url -------------------------------------------------------------------
+
+// The "customers" array of `top --json` output as (id, value, tier) triples, and the fields beside it.
+struct TopJson {
+  std::vector<std::tuple<std::string, double, std::string>> rows;
+  std::string by, as_of;
+  bool has_scanned = false;
+};
+TopJson parse_top(const std::string& json, const std::string& metric) {
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  if (parser.parse(json).get(doc) != simdjson::SUCCESS) throw std::runtime_error("not JSON: " + json);
+  TopJson t;
+  t.by = std::string(std::string_view(doc["by"].get_string()));
+  t.as_of = std::string(std::string_view(doc["as_of"].get_string()));
+  t.has_scanned = doc["scanned"].error() == simdjson::SUCCESS;
+  for (simdjson::dom::element c : doc["customers"].get_array()) {
+    t.rows.emplace_back(std::string(std::string_view(c["customer_id"].get_string())), double(c[metric].get_double()),
+                        std::string(std::string_view(c["tier"].get_string())));
+  }
+  return t;
+}
+
+constexpr const char* kTopReadToken = "top-read-token-0123456789";
+
+// "" when the texts are equal, else the first line where they differ (outputs run to thousands of lines).
+std::string first_difference(const std::string& got, const std::string& want) {
+  const auto a = lines_of(got), b = lines_of(want);
+  for (std::size_t i = 0; i < std::max(a.size(), b.size()); ++i) {
+    const std::string l = i < a.size() ? a[i] : "<none>", r = i < b.size() ? b[i] : "<none>";
+    if (l != r) return "line " + std::to_string(i + 1) + ": got '" + l + "', want '" + r + "'";
+  }
+  return got == want ? "" : "trailing whitespace";
+}
+
+// rapportctl top --url (GET /v1/customers?tier=&order= paged and merged over the tiers) prints exactly what the
+// state-dir scan prints, table and JSON, for one tier and for all, for N below, within and beyond a page (1000).
+TEST_F(RapportctlAdmin, TopOverUrlPrintsWhatTheStateDirScanPrints) {
+  const auto gen = ctl({"generate", "--customers", "5000", "--events", "40000", "--seed", "3"});
+  ASSERT_EQ(gen.exit_code, 0);
+  write_file(dir_.file("gen.ndjson"), gen.out);
+  ASSERT_EQ(ctl({"import", "-q", "--async", dir_.file("gen.ndjson"), "--state-dir", state()}).exit_code, 0);
+  ASSERT_EQ(ctl({"fit", "--save", "--state-dir", state()}).exit_code, 0);  // rapportd loads it at start
+  const auto tiers = ctl({"tiers", "--json", "--state-dir", state()});
+  ASSERT_EQ(tiers.exit_code, 0) << tiers.err;
+  simdjson::dom::parser tiers_parser;
+  const simdjson::dom::element counts = tiers_parser.parse(tiers.out)["counts"];
+  std::map<std::string, std::uint64_t> count;
+  std::uint64_t total = 0;
+  for (const char* t : {"platinum", "gold", "iron", "lead", "unranked"}) total += count[t] = counts[t].get_uint64();
+  ASSERT_GT(count["iron"], 1500u) << "iron must span pages of 1000: " << tiers.out;
+  ASSERT_GT(count["lead"], 10u) << tiers.out;  // leads rank anywhere by CLV: the merge interleaves tiers
+
+  const std::string config = dir_.file("tokens.toml");
+  write_file(config, std::string("[[auth.tokens]]\ntoken = \"") + kTopReadToken + "\"\nscopes = [\"read\"]\n");
+  Daemon d(state(), {"--config", config});
+  const std::vector<std::string> url = {"--url", url_of(d), "--token", kTopReadToken};
+
+  // The route carries each item's exact sort key beside the rounded metric.
+  const auto page = http(d.http_port(), "GET", "/v1/customers?tier=iron&order=churn_risk&limit=3", "",
+                         "application/json", {std::string("Authorization: Bearer ") + kTopReadToken});
+  ASSERT_EQ(page.status, 200) << page.body;
+  EXPECT_NE(page.body.find("\"order_value\":"), std::string::npos) << page.body;
+  {
+    simdjson::dom::parser parser;
+    const simdjson::dom::element first = parser.parse(page.body)["customers"].at(0);
+    EXPECT_EQ(std::round(double(first["order_value"].get_double()) * 1e4) / 1e4, double(first["churn_risk"].get_double()))
+        << page.body;
+  }
+
+  for (const std::string by : {"clv", "churn_risk"}) {
+    for (const std::string tier : {"", "iron", "lead", "platinum"}) {
+      for (const std::size_t n : {std::size_t{7}, std::size_t{1500}, std::size_t{100'000}}) {
+        SCOPED_TRACE(by + " tier '" + tier + "' n " + std::to_string(n));
+        std::vector<std::string> args = {"top", "--by", by, "-n", std::to_string(n)};
+        if (!tier.empty()) args.insert(args.end(), {"--tier", tier});
+        std::vector<std::string> dir_args = args, url_args = args;
+        dir_args.insert(dir_args.end(), {"--state-dir", state()});
+        url_args.insert(url_args.end(), url.begin(), url.end());
+        const auto by_dir = ctl(dir_args);
+        const auto by_url = ctl(url_args);
+        ASSERT_EQ(by_dir.exit_code, 0) << by_dir.err;
+        ASSERT_EQ(by_url.exit_code, 0) << by_url.err;
+        EXPECT_EQ(first_difference(by_url.out, by_dir.out), "");  // the table, byte for byte
+        const std::size_t in_scope = tier.empty() ? total : count[tier];
+        EXPECT_EQ(lines_of(by_url.out).size(), 1 + std::min<std::size_t>(n, in_scope));
+
+        dir_args.push_back("--json");
+        url_args.push_back("--json");
+        const auto json_dir = ctl(dir_args);
+        const auto json_url = ctl(url_args);
+        ASSERT_EQ(json_dir.exit_code, 0) << json_dir.err;
+        ASSERT_EQ(json_url.exit_code, 0) << json_url.err;
+        const TopJson from_dir = parse_top(json_dir.out, by), from_url = parse_top(json_url.out, by);
+        EXPECT_EQ(from_url.rows.size(), from_dir.rows.size());
+        for (std::size_t i = 0; i < std::min(from_url.rows.size(), from_dir.rows.size()); ++i) {
+          if (from_url.rows[i] != from_dir.rows[i]) {
+            ADD_FAILURE() << "JSON row " << i << ": got " << std::get<0>(from_url.rows[i]) << " "
+                          << std::get<1>(from_url.rows[i]) << " " << std::get<2>(from_url.rows[i]) << ", want "
+                          << std::get<0>(from_dir.rows[i]) << " " << std::get<1>(from_dir.rows[i]) << " "
+                          << std::get<2>(from_dir.rows[i]);
+            break;
+          }
+        }
+        EXPECT_EQ(from_url.by, by);
+        EXPECT_EQ(from_url.as_of.substr(0, 10), from_dir.as_of.substr(0, 10)) << json_url.out;
+        EXPECT_TRUE(from_dir.has_scanned);
+        EXPECT_FALSE(from_url.has_scanned);  // the daemon does not say how many it scanned
+        if (tier == "iron" && n > 1000) {
+          EXPECT_GT(from_url.rows.size(), 1000u);  // more than one page of one tier
+        }
+        if (tier.empty() && n == 1500) {  // several tiers in the merged top
+          std::set<std::string> seen_tiers;
+          for (const auto& row : from_url.rows) seen_tiers.insert(std::get<2>(row));
+          EXPECT_GE(seen_tiers.size(), 3u);
+        }
+      }
+    }
+  }
+}
+
+TEST_F(RapportctlAdmin, TopOverUrlRefusesWhatOnlyTheStateDirOffers) {
+  const auto gen = ctl({"generate", "--customers", "200", "--events", "10000", "--seed", "9"});
+  ASSERT_EQ(gen.exit_code, 0);
+  write_file(dir_.file("gen.ndjson"), gen.out);
+  ASSERT_EQ(ctl({"import", "-q", "--async", dir_.file("gen.ndjson"), "--state-dir", state()}).exit_code, 0);
+  const std::string config = dir_.file("tokens.toml");
+  write_file(config, std::string("[[auth.tokens]]\ntoken = \"") + kTopReadToken + "\"\nscopes = [\"read\"]\n");
+  Daemon d(state(), {"--config", config});
+  const std::string url = url_of(d);
+
+  // Before any fit: clv and churn_risk need the daemon's model.
+  const auto unfitted = ctl({"top", "--by", "clv", "--url", url, "--token", kTopReadToken});
+  EXPECT_EQ(unfitted.exit_code, 2);
+  EXPECT_NE(unfitted.err.find("rapportctl: the daemon at " + url + " has no value model yet to rank by clv"),
+            std::string::npos)
+      << unfitted.err;
+  EXPECT_NE(unfitted.err.find("rapportctl fit --url"), std::string::npos) << unfitted.err;
+  // Satisfaction needs none (every customer is unranked then), and agrees with the state dir.
+  const auto satisfaction = ctl({"top", "--by", "satisfaction", "-n", "5", "--url", url, "--token", kTopReadToken});
+  ASSERT_EQ(satisfaction.exit_code, 0) << satisfaction.err;
+  EXPECT_EQ(lines_of(satisfaction.out).size(), 6u) << satisfaction.out;
+  EXPECT_NE(satisfaction.out.find("unranked"), std::string::npos) << satisfaction.out;
+
+  // Metrics the route does not rank by, and --as-of, are usage errors pointing at --state-dir; nothing is asked.
+  for (const std::string by : {"p_alive", "profit_12m", "revenue"}) {
+    SCOPED_TRACE(by);
+    const auto r = ctl({"top", "--by", by, "--url", url, "--token", kTopReadToken});
+    EXPECT_EQ(r.exit_code, 2);
+    EXPECT_EQ(r.out, "");
+    EXPECT_NE(r.err.find("rapportctl: top --by " + by + " is not available with --url"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("use --state-dir for p_alive, profit_12m and revenue"), std::string::npos) << r.err;
+    // ... even when no daemon listens.
+    const auto closed = ctl({"top", "--by", by, "--url", "http://127.0.0.1:" + std::to_string(closed_port())});
+    EXPECT_EQ(closed.exit_code, 2);
+    EXPECT_NE(closed.err.find("use --state-dir"), std::string::npos) << closed.err;
+  }
+  const auto as_of = ctl({"top", "--by", "satisfaction", "--as-of", "2024-01-01", "--url", url, "--token",
+                          kTopReadToken});
+  EXPECT_EQ(as_of.exit_code, 2);
+  EXPECT_NE(as_of.err.find("rapportctl: top --as-of is not available with --url"), std::string::npos) << as_of.err;
+  EXPECT_NE(as_of.err.find("use --state-dir"), std::string::npos) << as_of.err;
+  EXPECT_EQ(ctl({"top", "--by", "happiness", "--url", url}).exit_code, 2);
+  EXPECT_EQ(ctl({"top", "--url", url, "--state-dir", state()}).exit_code, 2);  // one or the other
+
+  // A missing token is a clear error naming --token; a closed port a clear connection error.
+  const auto anonymous = ctl({"top", "--by", "satisfaction", "--url", url});
+  EXPECT_EQ(anonymous.exit_code, 2);
+  EXPECT_NE(anonymous.err.find("HTTP 401"), std::string::npos) << anonymous.err;
+  EXPECT_NE(anonymous.err.find("--token"), std::string::npos) << anonymous.err;
+  const auto closed = ctl({"top", "--by", "loyalty", "--url", "http://127.0.0.1:" + std::to_string(closed_port())});
+  EXPECT_EQ(closed.exit_code, 2);
+  EXPECT_NE(closed.err.find("connection refused"), std::string::npos) << closed.err;
 }
 
 // --- fit and tiers -------------------------------------------------------------
