@@ -27,7 +27,7 @@ root="$work/root"
 dpkg-deb -x "$deb" "$root"
 for f in usr/bin/rapportd usr/bin/rapportctl etc/rapport/rapport.toml usr/lib/systemd/system/rapportd.service \
   usr/lib/systemd/system/rapportd.socket usr/lib/systemd/system/rapportd-tcp.socket \
-  usr/share/rapport/grafana/rapport.json usr/share/doc/rapport/README.md; do
+  usr/share/rapport/grafana/rapport.json usr/share/rapport/prometheus/alerts.yml usr/share/doc/rapport/README.md; do
   [[ -e "$root/$f" ]] || { echo "FAIL: $f missing from the package"; exit 1; }
 done
 
