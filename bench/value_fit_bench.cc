@@ -10,68 +10,23 @@
 
 #include <cmath>
 #include <cstdint>
-#include <random>
 #include <vector>
 
 #include "scoring/value_model.h"
+#include "tests/scoring/value_simulation.h"
 
 namespace {
 
 using namespace rapport;
 
-// Portable samplers over mt19937_64 (the same draws on every library).
-class Rng {
- public:
-  explicit Rng(std::uint64_t seed) : engine_(seed) {}
-  double uniform() { return static_cast<double>(engine_() >> 11) * 0x1.0p-53; }
-  double positive() {
-    double u = 0;
-    while (u == 0) u = uniform();
-    return u;
-  }
-  double normal() { return std::sqrt(-2 * std::log(positive())) * std::cos(2 * M_PI * uniform()); }
-  double gamma(double shape) {  // Marsaglia & Tsang, rate 1
-    if (shape < 1) return gamma(shape + 1) * std::pow(positive(), 1 / shape);
-    const double d = shape - 1.0 / 3, c = 1 / std::sqrt(9 * d);
-    for (;;) {
-      double x = 0, v = 0;
-      do {
-        x = normal();
-        v = 1 + c * x;
-      } while (v <= 0);
-      v = v * v * v;
-      if (std::log(positive()) < 0.5 * x * x + d - d * v + d * std::log(v)) return d * v;
-    }
-  }
-
- private:
-  std::mt19937_64 engine_;
-};
-
-// BG/NBD + Gamma-Gamma customers in days: first purchases spread over two
-// years before "now", r = 0.25, alpha = 30 days, a = 0.8, b = 2.5, spend p = 6, q = 4, gamma = 16.
+// BG/NBD + Gamma-Gamma customers in days (tests/scoring/value_simulation.h): first purchases
+// spread over two years before "now", r = 0.25, alpha = 30 days, a = 0.8, b = 2.5, spend p = 6,
+// q = 4, gamma = 16; whole_days floors t_x and T as rapportd does.
 std::vector<PurchaseSummary> simulate(std::size_t n, bool whole_days) {
-  const BgNbdParams bg{0.25, 30.0, 0.8, 2.5};
-  const GammaGammaParams gg{6.0, 4.0, 16.0};
-  Rng rng(42);
-  std::vector<PurchaseSummary> out(n);
-  for (PurchaseSummary& c : out) {
-    const double lambda = rng.gamma(bg.r) / bg.alpha;
-    const double ga = rng.gamma(bg.a);
-    const double p = ga / (ga + rng.gamma(bg.b));
-    const double nu = rng.gamma(gg.q) / gg.gamma;
-    c.T = 730 * rng.uniform();
-    double t = 0, spend = 0;
-    for (;;) {
-      t += -std::log(rng.positive()) / lambda;
-      if (t > c.T) break;
-      c.x += 1;
-      c.t_x = t;
-      spend += rng.gamma(gg.p) / nu;
-      if (rng.uniform() < p) break;
-    }
-    c.mean_spend = c.x > 0 ? spend / c.x : 0;
-    if (whole_days) {
+  std::vector<PurchaseSummary> out =
+      testing::simulate_customers({0.25, 30.0, 0.8, 2.5}, {6.0, 4.0, 16.0}, static_cast<int>(n), 0, 730, 42);
+  if (whole_days) {
+    for (PurchaseSummary& c : out) {
       c.T = std::floor(c.T);
       c.t_x = std::floor(c.t_x);
     }
