@@ -8,8 +8,9 @@
 // idle timeouts) so that every limit is reachable with fuzzer-sized inputs.
 //
 // Invariants (violation = __builtin_trap()):
-//  - the server closes a half-closed connection within 15 s (its own timeouts are 1 s; the
-//    slack is for sanitizer builds on a loaded 2-core machine, libFuzzer's -timeout is 30 s);
+//  - the server closes a half-closed connection within 15 s (legitimately up to ~3 s: a 1 s read
+//    timeout, the answer's write, then up to 2 s of linger for the peer's FIN; the rest is slack
+//    for sanitizer builds on a loaded 2-core machine; libFuzzer's -timeout is 30 s);
 //  - the answer is empty or starts with a well-formed "HTTP/1.x NNN " status line, and
 //    every response that can be delimited (Content-Length) has a well-formed status line;
 //  - no 5xx unless this input made the handler drop a request or throw (500) or the
