@@ -27,8 +27,14 @@
 // + rapport_events_duplicate_total for the transport) must have moved by
 // exactly the number of events the daemon acknowledged as accepted or
 // duplicate; otherwise exit 1. --json prints one JSON object for scripts.
+#include <sys/resource.h>
+
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <atomic>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -41,13 +47,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <sys/resource.h>
-
-#include <boost/asio.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
-#include <CLI/CLI.hpp>
 
 #include "daemon/generator.h"
 
@@ -91,8 +90,8 @@ class Histogram {
   // Percentile p in [0, 100], in milliseconds (upper edge of the bucket, capped by the max seen).
   double percentile_ms(double p) const {
     if (total_ == 0) return 0;
-    const auto target = std::max<std::uint64_t>(
-        1, static_cast<std::uint64_t>(std::ceil(p / 100.0 * static_cast<double>(total_))));
+    const auto target =
+        std::max<std::uint64_t>(1, static_cast<std::uint64_t>(std::ceil(p / 100.0 * static_cast<double>(total_))));
     std::uint64_t seen = 0;
     for (std::size_t b = 0; b < counts_.size(); ++b) {
       seen += counts_[b];
@@ -137,20 +136,20 @@ struct Options {
   double zipf = 1.1;
   std::uint64_t seed = 1;
   std::string file;
-  double rate = 0;              // events/s overall (requests/s for query); 0 = closed loop
-  double duration = 0;          // seconds; 0 = send the prepared events once
-  std::uint64_t requests = 0;   // query: requests to send (default --events)
-  std::size_t batch = 1000;     // events per TCP write / HTTP request
-  std::size_t window = 10000;   // TCP: max unacknowledged lines per connection
+  double rate = 0;             // events/s overall (requests/s for query); 0 = closed loop
+  double duration = 0;         // seconds; 0 = send the prepared events once
+  std::uint64_t requests = 0;  // query: requests to send (default --events)
+  std::size_t batch = 1000;    // events per TCP write / HTTP request
+  std::size_t window = 10000;  // TCP: max unacknowledged lines per connection
   bool verify = true;
   bool json = false;
   std::string token;
-  double report_interval = 0;   // seconds; 0 = no interval reports
-  std::string interval_file;    // where interval reports go (default stderr)
+  double report_interval = 0;  // seconds; 0 = no interval reports
+  std::string interval_file;   // where interval reports go (default stderr)
   std::string label;
   bool quiet = false;
-  std::string write_events;     // write the prepared events to this file and exit
-  bool cycle_customers = false; // generated events: customer of event i = c<i mod customers> (every customer appears)
+  std::string write_events;      // write the prepared events to this file and exit
+  bool cycle_customers = false;  // generated events: customer of event i = c<i mod customers> (every customer appears)
 };
 
 tcp::endpoint endpoint_of(const std::string& target) {
@@ -163,8 +162,8 @@ tcp::endpoint endpoint_of(const std::string& target) {
 
 // The lines one connection sends, in one contiguous buffer.
 struct Lines {
-  std::string data;                // every line, each ending in '\n'
-  std::vector<std::size_t> ends;   // ends[i] = offset just past line i's '\n'
+  std::string data;               // every line, each ending in '\n'
+  std::vector<std::size_t> ends;  // ends[i] = offset just past line i's '\n'
   std::size_t size() const { return ends.size(); }
   std::size_t begin_of(std::size_t i) const { return i == 0 ? 0 : ends[i - 1]; }
   std::string_view range(std::size_t i, std::size_t j) const {
@@ -300,22 +299,22 @@ Counters read_counters(const Options& o, const std::string& transport) {
 // without locking, except against the interval reporter (a mutex per shard).
 struct Shard {
   std::mutex mutex;
-  Histogram latency;    // whole run
-  Histogram interval;   // since the last interval report
-  std::uint64_t events = 0;     // accepted or duplicate, as the server answered
-  std::uint64_t requests = 0;   // HTTP requests / TCP chunks completed
-  std::uint64_t bytes = 0;      // payload bytes written
-  std::uint64_t errors = 0;     // protocol/transport errors and non-2xx answers (except query 404)
-  std::uint64_t rejected = 0;   // events the server rejected (bad lines)
-  std::uint64_t refused = 0;    // events the server refused (storage unavailable / 503)
-  std::uint64_t misses = 0;     // query: 404
+  Histogram latency;           // whole run
+  Histogram interval;          // since the last interval report
+  std::uint64_t events = 0;    // accepted or duplicate, as the server answered
+  std::uint64_t requests = 0;  // HTTP requests / TCP chunks completed
+  std::uint64_t bytes = 0;     // payload bytes written
+  std::uint64_t errors = 0;    // protocol/transport errors and non-2xx answers (except query 404)
+  std::uint64_t rejected = 0;  // events the server rejected (bad lines)
+  std::uint64_t refused = 0;   // events the server refused (storage unavailable / 503)
+  std::uint64_t misses = 0;    // query: 404
   std::uint64_t interval_events = 0;
 };
 
 struct Run {
   const Options& o;
   Clock::time_point start;
-  std::atomic<bool> stop{false};   // --duration elapsed: send no more
+  std::atomic<bool> stop{false};  // --duration elapsed: send no more
   std::atomic<int> active{0};
 };
 
@@ -376,7 +375,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     return scratch_;
   }
   void record_latency(Clock::time_point since, Clock::time_point now) {
-    const auto ns = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(now - since).count());
+    const auto ns =
+        static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(now - since).count());
     std::lock_guard lock(shard_.mutex);
     shard_.latency.record(ns);
     if (o_.report_interval > 0) shard_.interval.record(ns);
@@ -436,8 +436,8 @@ class TcpConnection final : public Connection {
 
  private:
   struct Chunk {
-    std::uint64_t last_line;   // 1-based line number of the chunk's last line
-    Clock::time_point since;   // intended (open loop) or actual (closed loop) send time
+    std::uint64_t last_line;  // 1-based line number of the chunk's last line
+    Clock::time_point since;  // intended (open loop) or actual (closed loop) send time
   };
   std::shared_ptr<TcpConnection> me() { return std::static_pointer_cast<TcpConnection>(shared_from_this()); }
 
@@ -473,8 +473,9 @@ class TcpConnection final : public Connection {
   }
 
   void read() {
-    socket_.async_read_some(asio::buffer(rbuf_ + rlen_, sizeof rbuf_ - rlen_),
-                            [self = me()](const boost::system::error_code& ec, std::size_t n) { self->on_read(ec, n); });
+    socket_.async_read_some(
+        asio::buffer(rbuf_ + rlen_, sizeof rbuf_ - rlen_),
+        [self = me()](const boost::system::error_code& ec, std::size_t n) { self->on_read(ec, n); });
   }
 
   void on_read(const boost::system::error_code& ec, std::size_t n) {
@@ -629,9 +630,8 @@ class HttpConnection final : public Connection {
   void read_response() {
     response_.emplace();
     response_->body_limit(64 << 20);
-    http::async_read(socket_, rbuf_, *response_, [self = me()](const boost::system::error_code& ec, std::size_t) {
-      self->on_response(ec);
-    });
+    http::async_read(socket_, rbuf_, *response_,
+                     [self = me()](const boost::system::error_code& ec, std::size_t) { self->on_response(ec); });
   }
 
   void on_response(const boost::system::error_code& ec) {
@@ -661,8 +661,7 @@ class HttpConnection final : public Connection {
       refused = in_request_;
     } else {
       errors = 1;
-      if (errors_logged_++ < 3)
-        std::fprintf(stderr, "HTTP %u: %.200s\n", status, res.body().c_str());
+      if (errors_logged_++ < 3) std::fprintf(stderr, "HTTP %u: %.200s\n", status, res.body().c_str());
     }
     {
       std::lock_guard lock(shard_.mutex);
@@ -723,22 +722,30 @@ int main(int argc, char** argv) {
   app.add_option("--http", o.http_target, "rapportd HTTP address (default 127.0.0.1:8470; also used for /metrics)");
   app.add_option("-c,--connections", o.connections, "Concurrent connections (default 4)")->check(CLI::Range(1, 4096));
   app.add_option("--threads", o.threads, "io threads driving the connections (default 1)")->check(CLI::Range(1, 64));
-  app.add_option("-n,--events", o.events, "Events to prepare and send (default 1000000); with --duration, the pool cycled through");
+  app.add_option("-n,--events", o.events,
+                 "Events to prepare and send (default 1000000); with --duration, the pool cycled through");
   app.add_option("--customers", o.customers, "Distinct customers when generating (default 1000000)");
-  app.add_option("--zipf", o.zipf, "Customer skew exponent when generating (default 1.1; 0 = uniform)")->check(CLI::Range(0.0, 5.0));
+  app.add_option("--zipf", o.zipf, "Customer skew exponent when generating (default 1.1; 0 = uniform)")
+      ->check(CLI::Range(0.0, 5.0));
   app.add_option("--seed", o.seed, "Generator seed (default 1)");
-  app.add_option("--file", o.file, "Read events from this NDJSON file (e.g. rapportctl generate) instead of generating");
-  app.add_option("--rate", o.rate, "Open loop: target events/s overall (requests/s for query); default 0 = closed loop");
-  app.add_option("--duration", o.duration,
-                 "Send for this many seconds, cycling through the events with fresh event_ids (default 0 = each event once)");
+  app.add_option("--file", o.file,
+                 "Read events from this NDJSON file (e.g. rapportctl generate) instead of generating");
+  app.add_option("--rate", o.rate,
+                 "Open loop: target events/s overall (requests/s for query); default 0 = closed loop");
+  app.add_option(
+      "--duration", o.duration,
+      "Send for this many seconds, cycling through the events with fresh event_ids (default 0 = each event once)");
   app.add_option("--requests", o.requests, "query: requests to send (default: --events)");
-  app.add_option("--batch", o.batch, "Events per TCP write / HTTP batch request (default 1000)")->check(CLI::Range(1, 1'000'000));
-  app.add_option("--window", o.window, "TCP: max unacknowledged lines per connection (default 10000)")->check(CLI::Range(1, 1'000'000'000));
+  app.add_option("--batch", o.batch, "Events per TCP write / HTTP batch request (default 1000)")
+      ->check(CLI::Range(1, 1'000'000));
+  app.add_option("--window", o.window, "TCP: max unacknowledged lines per connection (default 10000)")
+      ->check(CLI::Range(1, 1'000'000'000));
   app.add_option("--token", o.token, "Bearer token (HTTP Authorization, TCP auth line)");
   app.add_flag("!--no-verify", o.verify, "Skip checking the daemon's counters against what it acknowledged");
   app.add_flag("--json", o.json, "Print the summary as one JSON object on stdout");
-  app.add_option("--report-interval", o.report_interval,
-                 "Every this many seconds, print a JSON line (t, events/s, p50/p99/max ms of the interval) (default 0 = off)");
+  app.add_option(
+      "--report-interval", o.report_interval,
+      "Every this many seconds, print a JSON line (t, events/s, p50/p99/max ms of the interval) (default 0 = off)");
   app.add_option("--interval-file", o.interval_file, "Write the interval lines to this file instead of stderr");
   app.add_option("--label", o.label, "Free text copied into the JSON output (for scripts)");
   app.add_flag("-q,--quiet", o.quiet, "No progress messages on stderr");
@@ -827,8 +834,9 @@ int main(int argc, char** argv) {
       } else {
         conn = std::make_shared<HttpConnection>(*ios[t], run, *shards[t], per_conn[static_cast<std::size_t>(c)],
                                                 std::move(ids[static_cast<std::size_t>(c)]), o.mode == "http-single");
-        conn->per_conn_requests_ = query_total / static_cast<std::uint64_t>(o.connections) +
-                                   (static_cast<std::uint64_t>(c) < query_total % static_cast<std::uint64_t>(o.connections));
+        conn->per_conn_requests_ =
+            query_total / static_cast<std::uint64_t>(o.connections) +
+            (static_cast<std::uint64_t>(c) < query_total % static_cast<std::uint64_t>(o.connections));
       }
       conn->connect(ep);
       conns.push_back(std::move(conn));
@@ -876,9 +884,9 @@ int main(int argc, char** argv) {
       std::fprintf(interval_out,
                    "{\"t\":%.3f,\"unix\":%.3f,\"events_per_s\":%.0f,\"answers\":%llu,\"p50_ms\":%.3f,\"p99_ms\":%.3f,"
                    "\"max_ms\":%.3f}\n",
-                   elapsed,
-                   std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(), static_cast<double>(ev) / dt, static_cast<unsigned long long>(h.count()),
-                   h.percentile_ms(50), h.percentile_ms(99), h.max_ms());
+                   elapsed, std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(),
+                   static_cast<double>(ev) / dt, static_cast<unsigned long long>(h.count()), h.percentile_ms(50),
+                   h.percentile_ms(99), h.max_ms());
       std::fflush(interval_out);
     }
   }
@@ -923,25 +931,28 @@ int main(int argc, char** argv) {
         "{\"label\":\"%s\",\"mode\":\"%s\",\"connections\":%d,\"threads\":%d,\"batch\":%zu,\"rate_target\":%.0f,"
         "\"duration_target\":%.1f,\"events\":%llu,\"requests\":%llu,\"bytes\":%llu,\"seconds\":%.3f,"
         "\"events_per_s\":%.0f,\"requests_per_s\":%.0f,\"MB_per_s\":%.2f,\"loadgen_cpu_s\":%.3f,\"process_cpu_s\":%.3f,"
-        "\"latency_ms\":{\"count\":%llu,\"mean\":%.3f,\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,\"p999\":%.3f,\"max\":%.3f},"
+        "\"latency_ms\":{\"count\":%llu,\"mean\":%.3f,\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,\"p999\":%.3f,\"max\":%."
+        "3f},"
         "\"errors\":%llu,\"rejected\":%llu,\"refused\":%llu,\"misses\":%llu,"
-        "\"verify\":{\"checked\":%s,\"ok\":%s,\"daemon_accepted\":%.0f,\"daemon_duplicate\":%.0f,\"daemon_rejected\":%.0f}}\n",
+        "\"verify\":{\"checked\":%s,\"ok\":%s,\"daemon_accepted\":%.0f,\"daemon_duplicate\":%.0f,\"daemon_rejected\":%."
+        "0f}}\n",
         json_escape(o.label).c_str(), o.mode.c_str(), o.connections, o.threads, o.batch, o.rate, o.duration,
         static_cast<unsigned long long>(units), static_cast<unsigned long long>(total.requests),
-        static_cast<unsigned long long>(total.bytes), secs, eps, static_cast<double>(total.requests) / secs, mbps, cpu_used, cpu_seconds(),
-        static_cast<unsigned long long>(h.count()), h.mean_ms(), h.percentile_ms(50), h.percentile_ms(90),
-        h.percentile_ms(99), h.percentile_ms(99.9), h.max_ms(), static_cast<unsigned long long>(total.errors),
-        static_cast<unsigned long long>(total.rejected), static_cast<unsigned long long>(total.refused),
-        static_cast<unsigned long long>(total.misses), verified ? "true" : "false", verify_ok ? "true" : "false",
-        delta.accepted, delta.duplicate, delta.rejected);
+        static_cast<unsigned long long>(total.bytes), secs, eps, static_cast<double>(total.requests) / secs, mbps,
+        cpu_used, cpu_seconds(), static_cast<unsigned long long>(h.count()), h.mean_ms(), h.percentile_ms(50),
+        h.percentile_ms(90), h.percentile_ms(99), h.percentile_ms(99.9), h.max_ms(),
+        static_cast<unsigned long long>(total.errors), static_cast<unsigned long long>(total.rejected),
+        static_cast<unsigned long long>(total.refused), static_cast<unsigned long long>(total.misses),
+        verified ? "true" : "false", verify_ok ? "true" : "false", delta.accepted, delta.duplicate, delta.rejected);
   } else {
-    std::printf("mode=%s connections=%d events=%.0f seconds=%.3f events_per_s=%.0f requests_per_s=%.0f MB_per_s=%.1f "
-                "ack_p50_ms=%.3f ack_p99_ms=%.3f ack_p999_ms=%.3f ack_max_ms=%.3f errors=%llu rejected=%llu "
-                "refused=%llu misses=%llu\n",
-                o.mode.c_str(), o.connections, units, secs, eps, static_cast<double>(total.requests) / secs, mbps,
-                h.percentile_ms(50), h.percentile_ms(99), h.percentile_ms(99.9), h.max_ms(),
-                static_cast<unsigned long long>(total.errors), static_cast<unsigned long long>(total.rejected),
-                static_cast<unsigned long long>(total.refused), static_cast<unsigned long long>(total.misses));
+    std::printf(
+        "mode=%s connections=%d events=%.0f seconds=%.3f events_per_s=%.0f requests_per_s=%.0f MB_per_s=%.1f "
+        "ack_p50_ms=%.3f ack_p99_ms=%.3f ack_p999_ms=%.3f ack_max_ms=%.3f errors=%llu rejected=%llu "
+        "refused=%llu misses=%llu\n",
+        o.mode.c_str(), o.connections, units, secs, eps, static_cast<double>(total.requests) / secs, mbps,
+        h.percentile_ms(50), h.percentile_ms(99), h.percentile_ms(99.9), h.max_ms(),
+        static_cast<unsigned long long>(total.errors), static_cast<unsigned long long>(total.rejected),
+        static_cast<unsigned long long>(total.refused), static_cast<unsigned long long>(total.misses));
   }
   std::fflush(stdout);
   if (verified) {

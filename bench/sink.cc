@@ -9,16 +9,15 @@
 //   rapport-sink [--listen 127.0.0.1:0] [--no-decode]
 // Prints "listening tcp=HOST:PORT" on stderr once ready; SIGTERM/SIGINT stop it
 // and print the totals.
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <boost/asio.hpp>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
-#include <atomic>
-#include <chrono>
 #include <string>
 #include <thread>
-
-#include <boost/asio.hpp>
-#include <CLI/CLI.hpp>
 
 #include "ingest/decoder.h"
 

@@ -1,16 +1,16 @@
 #include "daemon/api.h"
 
+#include <simdjson.h>
+
 #include <algorithm>
 #include <bit>
 #include <charconv>
-#include <cmath>
 #include <chrono>
+#include <cmath>
 #include <queue>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <simdjson.h>
 
 #include "common/json_writer.h"
 #include "daemon/customer_json.h"
@@ -395,9 +395,7 @@ std::string model_json(const ValueSnapshot& snap) {
   return w.take();
 }
 
-bool blank(std::string_view text) {
-  return text.find_first_not_of(" \t\r\n") == std::string_view::npos;
-}
+bool blank(std::string_view text) { return text.find_first_not_of(" \t\r\n") == std::string_view::npos; }
 
 }  // namespace
 
@@ -609,9 +607,10 @@ Route Api::list_customers(const HttpRequest& request, HttpRespond& respond) {
   const std::string order_param = query_param(request.query, "order");
   ListOrder order = ListOrder::kId;
   if (!order_param.empty() && !parse_list_order(order_param, order)) {
-    respond(json_error(400, "'order' must be one of clv, satisfaction, loyalty, churn_risk (descending, ties by "
-                            "customer id), or absent for customer id order; got '" +
-                                order_param + "'"));
+    respond(json_error(400,
+                       "'order' must be one of clv, satisfaction, loyalty, churn_risk (descending, ties by "
+                       "customer id), or absent for customer id order; got '" +
+                           order_param + "'"));
     return Route::kCustomersList;
   }
   const std::string cursor = query_param(request.query, "cursor");
@@ -621,8 +620,8 @@ Route Api::list_customers(const HttpRequest& request, HttpRespond& respond) {
   if (order == ListOrder::kId) return list_customers_by_id(wanted, *limit, cursor, respond);
 
   if ((order == ListOrder::kClv || order == ListOrder::kChurnRisk) && model == nullptr) {
-    respond(json_error(409, "order=" + order_param +
-                                " needs a fitted value model and none is fitted yet; POST /v1/model:fit first"));
+    respond(json_error(
+        409, "order=" + order_param + " needs a fitted value model and none is fitted yet; POST /v1/model:fit first"));
     return Route::kCustomersList;
   }
   const std::int64_t fitted_at = model != nullptr ? model->fitted_at_ms : 0;
@@ -635,8 +634,9 @@ Route Api::list_customers(const HttpRequest& request, HttpRespond& respond) {
       return Route::kCustomersList;
     }
     if (after.fitted_at_ms != fitted_at) {
-      respond(json_error(409, "the value model was refitted since this cursor was issued, so tiers and values "
-                              "changed; start again without a cursor"));
+      respond(json_error(409,
+                         "the value model was refitted since this cursor was issued, so tiers and values "
+                         "changed; start again without a cursor"));
       return Route::kCustomersList;
     }
   }
@@ -654,11 +654,20 @@ Route Api::list_customers(const HttpRequest& request, HttpRespond& respond) {
     if (classify_tier(model, v.clv, s.profit_12m) != wanted) return true;
     double value = 0;
     switch (order) {
-      case ListOrder::kClv: value = v.clv; break;
-      case ListOrder::kSatisfaction: value = s.satisfaction; break;
-      case ListOrder::kLoyalty: value = s.loyalty; break;
-      case ListOrder::kChurnRisk: value = v.churn_risk; break;
-      case ListOrder::kId: break;
+      case ListOrder::kClv:
+        value = v.clv;
+        break;
+      case ListOrder::kSatisfaction:
+        value = s.satisfaction;
+        break;
+      case ListOrder::kLoyalty:
+        value = s.loyalty;
+        break;
+      case ListOrder::kChurnRisk:
+        value = v.churn_risk;
+        break;
+      case ListOrder::kId:
+        break;
     }
     if (std::isnan(value)) value = -INFINITY;
     if (has_cursor && !ranks_before(after.value, after.id, value, id)) return true;  // on an earlier page
@@ -728,8 +737,11 @@ Route Api::list_customers_by_id(Tier wanted, std::size_t limit, const std::strin
       more = true;
       return false;
     }
-    w.begin_object().field("customer_id", id).field("clv", std::round(clv * 1e4) / 1e4)
-        .field("profit_12m", std::round(s.profit_12m * 1e4) / 1e4).end_object();
+    w.begin_object()
+        .field("customer_id", id)
+        .field("clv", std::round(clv * 1e4) / 1e4)
+        .field("profit_12m", std::round(s.profit_12m * 1e4) / 1e4)
+        .end_object();
     last.assign(id);
     ++written;
     return true;

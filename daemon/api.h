@@ -47,8 +47,8 @@ class Api final : public HttpHandler {
   ValueService& value_;
   Metrics& metrics_;
   mutable std::mutex mutex_;
-  std::shared_ptr<const Config> config_;     // guarded by mutex_
-  std::shared_ptr<const TokenSet> tokens_;   // guarded by mutex_
+  std::shared_ptr<const Config> config_;    // guarded by mutex_
+  std::shared_ptr<const TokenSet> tokens_;  // guarded by mutex_
 };
 
 // Helpers shared with the tests.

@@ -1,10 +1,10 @@
 #include "daemon/config.h"
 
+#include <toml++/toml.h>
+
 #include <algorithm>
 #include <initializer_list>
 #include <string_view>
-
-#include <toml++/toml.h>
 
 namespace rapport {
 namespace {

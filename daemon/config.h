@@ -24,7 +24,7 @@
 namespace rapport {
 
 struct WriterOptions {
-  std::size_t batch_max_events = 50'000;       // group commit: at most this many events per commit
+  std::size_t batch_max_events = 50'000;          // group commit: at most this many events per commit
   std::size_t queue_capacity_events = 1'000'000;  // fronts stop reading when this many wait
   // Test hook, never set by the config: after this many group commits the writer blocks before the
   // next one (it has taken the batch, as a stuck disk would) until stop(). rapportd sets it from the

@@ -184,8 +184,8 @@ struct TopFetchError {
 
 // The best `n` customers of `tier` by `by`, from GET /v1/customers?tier=&order=, following next_cursor
 // (pages of at most kTopPageLimit). Appends to `out`; sets `as_of` from the first page.
-std::optional<TopFetchError> fetch_tier_top(const CtlTarget& target, const std::string& by, Tier tier,
-                                            std::size_t n, std::vector<Ranked>& out, std::string& as_of) {
+std::optional<TopFetchError> fetch_tier_top(const CtlTarget& target, const std::string& by, Tier tier, std::size_t n,
+                                            std::vector<Ranked>& out, std::string& as_of) {
   std::string cursor;
   std::size_t got = 0;
   simdjson::dom::parser parser;
@@ -197,8 +197,8 @@ std::optional<TopFetchError> fetch_tier_top(const CtlTarget& target, const std::
     auto response = ctl_http(target, std::move(request));
     if (!response.ok()) return TopFetchError{0, response.message()};
     if (response->status != 200) {
-      return TopFetchError{response->status, "top: HTTP " + std::to_string(response->status) + ": " +
-                                                 json_error_field(response->body)};
+      return TopFetchError{response->status,
+                           "top: HTTP " + std::to_string(response->status) + ": " + json_error_field(response->body)};
     }
     simdjson::dom::element doc;
     simdjson::dom::array customers;
@@ -245,8 +245,9 @@ int ctl_top_url(const CtlTarget& target, const TopOptions& options) {
                      "rapportd)");
   }
   if (!options.as_of.empty()) {
-    return ctl_error("top --as-of is not available with --url: the daemon ranks as of now; use --state-dir for "
-                     "--as-of (it reads beside a running rapportd)");
+    return ctl_error(
+        "top --as-of is not available with --url: the daemon ranks as of now; use --state-dir for "
+        "--as-of (it reads beside a running rapportd)");
   }
   std::vector<Tier> tiers;
   if (!options.tier.empty()) {
@@ -284,8 +285,9 @@ int ctl_top_url(const CtlTarget& target, const TopOptions& options) {
       if (failed->http_status == 403) message += " (this needs a token with the read scope)";
       return ctl_error(message);
     }
-    if (refitted) return ctl_error("top: the daemon refitted its value model " + std::to_string(kAttempts) +
-                                   " times while top was reading; try again");
+    if (refitted)
+      return ctl_error("top: the daemon refitted its value model " + std::to_string(kAttempts) +
+                       " times while top was reading; try again");
     // The global top n is the top n of the union of the tiers' top n, in the order one scan gives. Each tier is
     // read at its own instant: a customer whose events moved it between tiers meanwhile is kept once, ranked
     // where it was seen first.

@@ -27,15 +27,15 @@ std::string format_rfc3339(std::int64_t epoch_ms) {
   return buf;
 }
 
-void write_customer_json(JsonWriter& out, std::string_view customer_id, const CustomerState& state,
-                         std::int64_t now_ms, const EvaluateConfig& config, const ValueModel* model,
-                         const ValueConfig& value, bool explain) {
+void write_customer_json(JsonWriter& out, std::string_view customer_id, const CustomerState& state, std::int64_t now_ms,
+                         const EvaluateConfig& config, const ValueModel* model, const ValueConfig& value,
+                         bool explain) {
   const Scores s = evaluate(state, now_ms, config);
   const bool fitted = model != nullptr && model->fitted_at_ms != 0;
   const bool buyer = s.transactions > 0;
-  const CustomerValue v = fitted && buyer ? customer_value(*model, value, PurchaseSummary{s.x, s.t_x_days, s.T_days,
-                                                                                       s.mean_repeat_spend})
-                                          : CustomerValue{};
+  const CustomerValue v =
+      fitted && buyer ? customer_value(*model, value, PurchaseSummary{s.x, s.t_x_days, s.T_days, s.mean_repeat_spend})
+                      : CustomerValue{};
   const Tier tier = classify_tier(model, v.clv, s.profit_12m);
   out.begin_object();
   out.field("customer_id", customer_id);

@@ -9,13 +9,12 @@
 // Exit codes: 0 ok, 1 not found / partial, 2 usage or fatal error.
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
-
-#include <CLI/CLI.hpp>
 
 #include "common/json_writer.h"
 #include "daemon/config.h"
@@ -134,7 +133,8 @@ class Importer {
     for (const ImportError& e : errors_) {
       std::fprintf(stderr, "  %s:%zu: %s\n", e.file.c_str(), e.line, e.message.c_str());
     }
-    if (rejected_ > errors_.size()) std::fprintf(stderr, "  ... and %zu more rejected lines\n", rejected_ - errors_.size());
+    if (rejected_ > errors_.size())
+      std::fprintf(stderr, "  ... and %zu more rejected lines\n", rejected_ - errors_.size());
   }
   std::size_t rejected() const { return rejected_; }
 
@@ -161,14 +161,14 @@ class Importer {
     ++rejected_;
     std::string msg = std::string(reject_reason_label(reason)) + ": " + std::string(message);
     if (errors_.size() < 10) errors_.push_back({file_, line_no, msg});
-    dead_letters_.push_back(DeadLetter{wall_ms(), "import", std::string(reject_reason_label(reason)),
-                                       std::move(msg), std::string(payload.substr(0, 4096))});
+    dead_letters_.push_back(DeadLetter{wall_ms(), "import", std::string(reject_reason_label(reason)), std::move(msg),
+                                       std::string(payload.substr(0, 4096))});
   }
 
   bool flush() {
     if (filled_ == 0 && dead_letters_.empty()) return true;
-    Status s = store_.apply_batch(std::span<const Event>(batch_.data(), filled_), config_.apply, outcomes_,
-                                  dead_letters_);
+    Status s =
+        store_.apply_batch(std::span<const Event>(batch_.data(), filled_), config_.apply, outcomes_, dead_letters_);
     if (!s.ok()) {
       std::fprintf(stderr, "\nrapportctl: storage error: %s\n", s.message().c_str());
       return false;
@@ -192,7 +192,8 @@ class Importer {
       const double frac = std::min(1.0, static_cast<double>(bytes_) / static_cast<double>(total_bytes_));
       const int width = 30;
       const int filled = static_cast<int>(frac * width);
-      bar = "[" + std::string(static_cast<std::size_t>(filled), '#') + std::string(static_cast<std::size_t>(width - filled), '.') + "] ";
+      bar = "[" + std::string(static_cast<std::size_t>(filled), '#') +
+            std::string(static_cast<std::size_t>(width - filled), '.') + "] ";
       const double eta = rate > 0 ? static_cast<double>(total_bytes_ - std::min(bytes_, total_bytes_)) / rate : 0;
       char tail[64];
       std::snprintf(tail, sizeof tail, "%3.0f%% ETA %.0fs ", frac * 100, eta);
@@ -316,19 +317,20 @@ void add_target_options(CLI::App* sub, rapport::CtlTarget& target, bool url, boo
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"rapportctl — Rapport's admin CLI: import, inspect, rank, fit, erase, dead letters, backup and "
-               "restore.\n"
-               "Works on a state dir (beside a running rapportd: LMDB is multi-process) or, with --url, against a "
-               "running daemon.\nExit codes: 0 ok, 1 not found / partial, 2 usage or fatal error."};
+  CLI::App app{
+      "rapportctl — Rapport's admin CLI: import, inspect, rank, fit, erase, dead letters, backup and "
+      "restore.\n"
+      "Works on a state dir (beside a running rapportd: LMDB is multi-process) or, with --url, against a "
+      "running daemon.\nExit codes: 0 ok, 1 not found / partial, 2 usage or fatal error."};
   app.require_subcommand(1);
   app.set_version_flag("-V,--version", std::string("rapportctl ") + RAPPORT_VERSION);
-  app.failure_message([](const CLI::App* a, const CLI::Error& e) {
-    return "rapportctl: " + CLI::FailureMessage::simple(a, e);
-  });
+  app.failure_message(
+      [](const CLI::App* a, const CLI::Error& e) { return "rapportctl: " + CLI::FailureMessage::simple(a, e); });
 
   rapport::ImportOptions import;
-  auto* imp = app.add_subcommand("import", "Import NDJSON event files ('-' = stdin) into a state dir. Exit 0 = all "
-                                           "lines stored, 1 = some lines rejected, 2 = fatal error");
+  auto* imp = app.add_subcommand("import",
+                                 "Import NDJSON event files ('-' = stdin) into a state dir. Exit 0 = all "
+                                 "lines stored, 1 = some lines rejected, 2 = fatal error");
   imp->add_option("files", import.files, "NDJSON files, '-' for standard input")->required();
   imp->add_option("--state-dir", import.state_dir, "State directory (default ./var/rapport)");
   imp->add_option("-c,--config", import.config_path, "rapportd TOML config (scoring weights, costs, limits)");
@@ -347,9 +349,10 @@ int main(int argc, char** argv) {
   rapport::CtlTarget top_target;
   rapport::TopOptions top_options;
   auto* top = app.add_subcommand(
-      "top", "The N customers with the highest value of a metric, ties by id. State dir: scans every customer. "
-             "--url: pages through the daemon's GET /v1/customers?tier=T&order=M for --tier T, or for each tier, "
-             "and merges them into the same order (clv, churn_risk, satisfaction, loyalty only; no --as-of)");
+      "top",
+      "The N customers with the highest value of a metric, ties by id. State dir: scans every customer. "
+      "--url: pages through the daemon's GET /v1/customers?tier=T&order=M for --tier T, or for each tier, "
+      "and merges them into the same order (clv, churn_risk, satisfaction, loyalty only; no --as-of)");
   top->add_option("--by", top_options.by,
                   "Metric: clv (default), churn_risk, p_alive, profit_12m, revenue, satisfaction, loyalty (--url: clv, "
                   "churn_risk, satisfaction, loyalty)")
@@ -364,16 +367,19 @@ int main(int argc, char** argv) {
 
   rapport::CtlTarget tiers_target;
   bool tiers_json = false;
-  auto* tiers = app.add_subcommand("tiers", "Customers per tier at the last fit, the CLV thresholds and fractions "
-                                            "(exit 1 before the first fit)");
+  auto* tiers = app.add_subcommand("tiers",
+                                   "Customers per tier at the last fit, the CLV thresholds and fractions "
+                                   "(exit 1 before the first fit)");
   tiers->add_flag("--json", tiers_json, "JSON (the shape of GET /v1/tiers) instead of a table");
   add_target_options(tiers, tiers_target, /*url=*/true);
 
   rapport::CtlTarget fit_target;
   rapport::FitOptions fit_options;
-  auto* fit = app.add_subcommand("fit", "Fit the value model (BG/NBD + Gamma-Gamma) over every customer and print it "
-                                        "as JSON; with --url the daemon fits, stores and uses it");
-  fit->add_option("--as-of", fit_options.as_of, "Fit as of YYYY-MM-DD or RFC 3339 time: T and t_x measured then, later events ignored (default now)");
+  auto* fit = app.add_subcommand("fit",
+                                 "Fit the value model (BG/NBD + Gamma-Gamma) over every customer and print it "
+                                 "as JSON; with --url the daemon fits, stores and uses it");
+  fit->add_option("--as-of", fit_options.as_of,
+                  "Fit as of YYYY-MM-DD or RFC 3339 time: T and t_x measured then, later events ignored (default now)");
   fit->add_flag("--save", fit_options.save,
                 "State dir: store the model and tier counts (meta value_model / value_tier_counts) for rapportd, "
                 "tiers and top");
@@ -391,9 +397,10 @@ int main(int argc, char** argv) {
   deadletter->require_subcommand(1);
   auto* dl_list = deadletter->add_subcommand("list", "Print dead letters as JSON lines, oldest first");
   auto* dl_replay = deadletter->add_subcommand(
-      "replay", "Re-submit dead letters (e.g. after a config fix); those accepted or duplicate are removed, still "
-                "invalid ones stay and are reported (exit 1). With --url they are POSTed to the daemon and removed "
-                "from --state-dir when given");
+      "replay",
+      "Re-submit dead letters (e.g. after a config fix); those accepted or duplicate are removed, still "
+      "invalid ones stay and are reported (exit 1). With --url they are POSTed to the daemon and removed "
+      "from --state-dir when given");
   for (auto* sub : {dl_list, dl_replay}) {
     sub->add_option("--after", dl_options.after, "Start after this sequence number (default 0)");
     sub->add_option("--limit", dl_options.limit, "At most this many letters (default 0 = all)");
@@ -403,8 +410,9 @@ int main(int argc, char** argv) {
   rapport::CtlTarget backup_target;
   std::string backup_dest;
   bool backup_quiet = false;
-  auto* backup = app.add_subcommand("backup", "Hot, compacted copy of a state dir (safe while rapportd runs) into "
-                                              "DEST, which must not exist or be empty");
+  auto* backup = app.add_subcommand("backup",
+                                    "Hot, compacted copy of a state dir (safe while rapportd runs) into "
+                                    "DEST, which must not exist or be empty");
   backup->add_option("destination", backup_dest, "Backup directory (created; must be empty)")->required();
   backup->add_flag("-q,--quiet", backup_quiet, "No progress display");
   add_target_options(backup, backup_target, /*url=*/false);
@@ -412,19 +420,23 @@ int main(int argc, char** argv) {
   rapport::CtlTarget restore_target;
   std::string restore_src;
   bool restore_force = false;
-  auto* restore = app.add_subcommand("restore", "Copy a backup into --state-dir. Stop rapportd first: a state dir "
-                                                "in use is refused");
+  auto* restore = app.add_subcommand("restore",
+                                     "Copy a backup into --state-dir. Stop rapportd first: a state dir "
+                                     "in use is refused");
   restore->add_option("source", restore_src, "Backup directory made by `rapportctl backup`")->required();
   restore->add_flag("--force", restore_force, "Replace the data of a state dir that is not empty");
   add_target_options(restore, restore_target, /*url=*/false);
 
   rapport::GenerateOptions gen;
   auto* generate = app.add_subcommand("generate", "Write synthetic NDJSON events to standard output");
-  generate->add_option("--customers", gen.customers, "Distinct customers (default 1000)")->check(CLI::Range(1, 1'000'000'000));
+  generate->add_option("--customers", gen.customers, "Distinct customers (default 1000)")
+      ->check(CLI::Range(1, 1'000'000'000));
   generate->add_option("--events", gen.events, "Lines to write, duplicates included (default 10000)");
   generate->add_option("--seed", gen.seed, "Random seed (default 1); same seed, same output");
-  generate->add_option("--zipf", gen.zipf_exponent, "Customer skew exponent (default 1.1)")->check(CLI::Range(0.0, 5.0));
-  generate->add_option("--late", gen.late_fraction, "Fraction of late events (default 0.02)")->check(CLI::Range(0.0, 1.0));
+  generate->add_option("--zipf", gen.zipf_exponent, "Customer skew exponent (default 1.1)")
+      ->check(CLI::Range(0.0, 5.0));
+  generate->add_option("--late", gen.late_fraction, "Fraction of late events (default 0.02)")
+      ->check(CLI::Range(0.0, 1.0));
   generate->add_option("--duplicates", gen.duplicate_fraction, "Fraction of repeated lines (default 0.01)")
       ->check(CLI::Range(0.0, 1.0));
   generate->add_option("--end-ms", gen.end_ms, "Latest timestamp, epoch ms (default now - 1 h)");

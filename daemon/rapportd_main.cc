@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <systemd/sd-daemon.h>
 
+#include <CLI/CLI.hpp>
 #include <charconv>
 #include <chrono>
 #include <cstdint>
@@ -15,8 +16,6 @@
 #include <string>
 #include <string_view>
 #include <system_error>
-
-#include <CLI/CLI.hpp>
 
 #include "daemon/api.h"
 #include "daemon/config.h"
@@ -157,8 +156,8 @@ int run(const std::string& config_path, const Overrides& overrides) {
   }
   if (passed > 0) log_info("adopted " + std::to_string(passed) + " listener(s) from systemd");
 
-  auto server = NetworkServer::start(server_options, api, writer, metrics,
-                                     std::make_shared<const TokenSet>(config->tokens));
+  auto server =
+      NetworkServer::start(server_options, api, writer, metrics, std::make_shared<const TokenSet>(config->tokens));
   if (!server.ok()) {
     log_error("listen: " + server.message());
     value.stop();
@@ -202,8 +201,9 @@ int run(const std::string& config_path, const Overrides& overrides) {
           reloaded->storage.directory != config->storage.directory ||
           reloaded->storage.checkpoint_events != config->storage.checkpoint_events ||
           reloaded->storage.checkpoint_interval != config->storage.checkpoint_interval) {
-        log_warn("listen addresses, which listeners speak TLS, the state dir and the checkpoint settings change "
-                 "only on restart");
+        log_warn(
+            "listen addresses, which listeners speak TLS, the state dir and the checkpoint settings change "
+            "only on restart");
       }
       if (server_options.tls.enabled()) {  // a new certificate for new connections; the listeners stay as started
         TlsOptions tls = reloaded->server.tls;
@@ -253,18 +253,24 @@ int run(const std::string& config_path, const Overrides& overrides) {
 }  // namespace rapport
 
 int main(int argc, char** argv) {
-  CLI::App app{"rapportd — customer-interaction scoring daemon.\n"
-               "Ingests events over TCP NDJSON and HTTP, keeps per-customer scores in LMDB, serves them over HTTP."};
+  CLI::App app{
+      "rapportd — customer-interaction scoring daemon.\n"
+      "Ingests events over TCP NDJSON and HTTP, keeps per-customer scores in LMDB, serves them over HTTP."};
   std::string config_path;
   rapport::Overrides o;
   app.add_option("-c,--config", config_path, "TOML config file (every key optional; see docs/config.md)")
       ->check(CLI::ExistingFile);
-  app.add_option("--http", o.http, "HTTP listen address host:port (default 127.0.0.1:8470; port 0 = any free port; 'off' disables)");
-  app.add_option("--tcp", o.tcp, "TCP NDJSON listen address host:port (default 127.0.0.1:8471; port 0 = any free port; 'off' disables)");
+  app.add_option("--http", o.http,
+                 "HTTP listen address host:port (default 127.0.0.1:8470; port 0 = any free port; 'off' disables)");
+  app.add_option(
+      "--tcp", o.tcp,
+      "TCP NDJSON listen address host:port (default 127.0.0.1:8471; port 0 = any free port; 'off' disables)");
   app.add_option("--state-dir", o.state_dir, "Directory of the LMDB environment (default ./var/rapport)");
-  app.add_option("--durability", o.durability, "fsync (default: acked = on disk) or async (faster; a machine crash may lose recent acks)")
+  app.add_option("--durability", o.durability,
+                 "fsync (default: acked = on disk) or async (faster; a machine crash may lose recent acks)")
       ->check(CLI::IsMember({"fsync", "async"}));
-  app.add_option("--io-threads", o.io_threads, "Network io threads (default 0 = one per core)")->check(CLI::Range(0, 256));
+  app.add_option("--io-threads", o.io_threads, "Network io threads (default 0 = one per core)")
+      ->check(CLI::Range(0, 256));
   app.add_option("--log-level", o.log_level, "error, warn, info (default) or debug")
       ->check(CLI::IsMember({"error", "warn", "info", "debug"}));
   bool check_only = false;

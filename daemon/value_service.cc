@@ -166,7 +166,8 @@ void ValueService::run() {
   auto next_fit = std::chrono::steady_clock::now();
   // The first fit: a minute after start when no model is stored yet (data may
   // be arriving), else one interval after start.
-  next_fit += current_ ? value_.fit_interval : std::min<std::chrono::seconds>(value_.fit_interval, std::chrono::seconds(60));
+  next_fit +=
+      current_ ? value_.fit_interval : std::min<std::chrono::seconds>(value_.fit_interval, std::chrono::seconds(60));
   while (!stopping_) {
     const bool scheduled = value_.fit_interval.count() > 0;
     if (fit_requested_ || (scheduled && std::chrono::steady_clock::now() >= next_fit)) {

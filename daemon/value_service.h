@@ -77,15 +77,15 @@ class ValueService {
 
   mutable std::mutex mutex_;
   std::condition_variable wake_;
-  EvaluateConfig evaluate_;                     // guarded by mutex_
-  ValueOptions value_;                          // guarded by mutex_
+  EvaluateConfig evaluate_;  // guarded by mutex_
+  ValueOptions value_;       // guarded by mutex_
   struct FitRequest {
     std::optional<std::int64_t> as_of_ms;
     FitDone done;
   };
-  std::vector<FitRequest> waiting_;             // guarded by mutex_
-  bool fit_requested_ = false;                  // guarded by mutex_
-  bool stopping_ = false;                       // guarded by mutex_
+  std::vector<FitRequest> waiting_;               // guarded by mutex_
+  bool fit_requested_ = false;                    // guarded by mutex_
+  bool stopping_ = false;                         // guarded by mutex_
   std::shared_ptr<const ValueSnapshot> current_;  // guarded by mutex_
   std::thread thread_;
 };

@@ -15,7 +15,9 @@ Writer::Writer(Store& store, Metrics& metrics, WriterOptions options, ApplyConfi
 
 Writer::~Writer() { stop(); }
 
-void Writer::start() { thread_ = std::thread([this] { run(); }); }
+void Writer::start() {
+  thread_ = std::thread([this] { run(); });
+}
 
 void Writer::stop() {
   {
@@ -157,9 +159,9 @@ void Writer::commit(std::vector<std::unique_ptr<Submission>>& batch) {
   }
   events_.clear();
   dead_letters_.clear();
-  const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                          std::chrono::system_clock::now().time_since_epoch())
-                          .count();
+  const auto now_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
   for (const auto& s : batch) {
     events_.insert(events_.end(), s->events.begin(), s->events.end());
     for (const Rejection& r : s->rejections) {

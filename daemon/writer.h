@@ -71,11 +71,11 @@ class Writer final : public IngestSink {
 
   mutable std::mutex mutex_;
   std::condition_variable wake_;
-  std::deque<Item> queue_;          // guarded by mutex_
-  std::size_t queued_events_ = 0;   // guarded by mutex_
-  bool stopping_ = false;           // guarded by mutex_
-  bool in_hand_ = false;            // guarded by mutex_
-  ApplyConfig apply_;               // guarded by mutex_
+  std::deque<Item> queue_;         // guarded by mutex_
+  std::size_t queued_events_ = 0;  // guarded by mutex_
+  bool stopping_ = false;          // guarded by mutex_
+  bool in_hand_ = false;           // guarded by mutex_
+  ApplyConfig apply_;              // guarded by mutex_
 
   std::atomic<bool> accepting_{true};
   std::atomic<std::uint64_t> progress_{0};
@@ -86,7 +86,7 @@ class Writer final : public IngestSink {
   std::vector<Event> events_;
   std::vector<EventOutcome> outcomes_;
   std::vector<DeadLetter> dead_letters_;
-  bool checkpointing_ = false;  // a checkpoint is in progress: idle time writes its slices
+  bool checkpointing_ = false;       // a checkpoint is in progress: idle time writes its slices
   bool checkpoint_failing_ = false;  // the last slice failed (logged once until one succeeds)
 };
 

@@ -1,6 +1,7 @@
 #include "metrics/metrics.h"
 
 #include <dirent.h>
+#include <prometheus/text_serializer.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -8,8 +9,6 @@
 #include <cstdio>
 #include <fstream>
 #include <string>
-
-#include <prometheus/text_serializer.h>
 
 namespace rapport {
 namespace {
@@ -20,8 +19,9 @@ using prometheus::BuildHistogram;
 using prometheus::Histogram;
 
 constexpr std::array<std::string_view, kRouteCount> kRouteNames = {
-    "events",     "customer", "customer_events", "customers_batch_get", "customers_list", "customer_delete", "tiers",
-    "model",      "model_fit", "deadletter",     "metrics",             "healthz",        "readyz",          "other",
+    "events", "customer", "customer_events", "customers_batch_get", "customers_list", "customer_delete",
+    "tiers",  "model",    "model_fit",       "deadletter",          "metrics",        "healthz",
+    "readyz", "other",
 };
 
 constexpr std::array<std::string_view, kTlsFailureCount> kTlsFailureNames = {"plaintext", "error", "timeout"};
@@ -57,10 +57,11 @@ Metrics::Metrics(std::string_view version) : registry_(std::make_shared<promethe
                        .Name("rapport_events_accepted_total")
                        .Help("Events durably stored, by transport and event type")
                        .Register(reg);
-  auto& duplicate = BuildCounter()
-                        .Name("rapport_events_duplicate_total")
-                        .Help("Events acknowledged as duplicates (same customer_id and event_id), by transport and type")
-                        .Register(reg);
+  auto& duplicate =
+      BuildCounter()
+          .Name("rapport_events_duplicate_total")
+          .Help("Events acknowledged as duplicates (same customer_id and event_id), by transport and type")
+          .Register(reg);
   auto& rejected = BuildCounter()
                        .Name("rapport_events_rejected_total")
                        .Help("Items rejected by validation, by transport and reason")
@@ -91,13 +92,15 @@ Metrics::Metrics(std::string_view version) : registry_(std::make_shared<promethe
       duplicate_[t][e] = &duplicate.Add({{"transport", tn}, {"type", en}});
     }
     for (int r = 0; r < kRejectReasonCount; ++r) {
-      rejected_[t][r] = &rejected.Add({{"transport", tn}, {"reason", str(reject_reason_label(static_cast<RejectReason>(r)))}});
+      rejected_[t][r] =
+          &rejected.Add({{"transport", tn}, {"reason", str(reject_reason_label(static_cast<RejectReason>(r)))}});
     }
   }
   auto& tls_failures = BuildCounter()
                            .Name("rapport_tls_handshake_failures_total")
-                           .Help("Connections to a TLS listener closed because the TLS handshake failed, by transport "
-                                 "and reason (plaintext client, handshake error, timeout)")
+                           .Help(
+                               "Connections to a TLS listener closed because the TLS handshake failed, by transport "
+                               "and reason (plaintext client, handshake error, timeout)")
                            .Register(reg);
   for (const Transport t : {Transport::kTcp, Transport::kHttp}) {
     for (int f = 0; f < kTlsFailureCount; ++f) {
@@ -113,11 +116,12 @@ Metrics::Metrics(std::string_view version) : registry_(std::make_shared<promethe
     by_channel_[c] = &channels.Add({{"channel", str(channel_name(static_cast<Channel>(c)))}});
   }
 
-  commit_batch_events_ = &BuildHistogram()
-                              .Name("rapport_commit_batch_events")
-                              .Help("Events per storage commit (group commit size)")
-                              .Register(reg)
-                              .Add({}, Histogram::BucketBoundaries{1, 10, 100, 1000, 5000, 10000, 50000, 100000, 500000});
+  commit_batch_events_ =
+      &BuildHistogram()
+           .Name("rapport_commit_batch_events")
+           .Help("Events per storage commit (group commit size)")
+           .Register(reg)
+           .Add({}, Histogram::BucketBoundaries{1, 10, 100, 1000, 5000, 10000, 50000, 100000, 500000});
   commit_duration_ = &BuildHistogram()
                           .Name("rapport_commit_duration_seconds")
                           .Help("Duration of one storage commit including fsync")
@@ -128,16 +132,18 @@ Metrics::Metrics(std::string_view version) : registry_(std::make_shared<promethe
                           .Help("Storage commits that failed (batch refused, nothing stored)")
                           .Register(reg)
                           .Add({});
-  checkpoint_slice_duration_ = &BuildHistogram()
-                                    .Name("rapport_checkpoint_slice_duration_seconds")
-                                    .Help("Duration of one checkpoint slice (written after the batch before it was acknowledged)")
-                                    .Register(reg)
-                                    .Add({}, latency_buckets());
-  checkpoint_failures_ = &BuildCounter()
-                              .Name("rapport_checkpoint_failures_total")
-                              .Help("Checkpoint slices that failed (retried; the journal holds every acknowledged event)")
-                              .Register(reg)
-                              .Add({});
+  checkpoint_slice_duration_ =
+      &BuildHistogram()
+           .Name("rapport_checkpoint_slice_duration_seconds")
+           .Help("Duration of one checkpoint slice (written after the batch before it was acknowledged)")
+           .Register(reg)
+           .Add({}, latency_buckets());
+  checkpoint_failures_ =
+      &BuildCounter()
+           .Name("rapport_checkpoint_failures_total")
+           .Help("Checkpoint slices that failed (retried; the journal holds every acknowledged event)")
+           .Register(reg)
+           .Add({});
   pending_events_ = &BuildGauge()
                          .Name("rapport_checkpoint_pending_events")
                          .Help("Acknowledged events held in memory and the journal, not yet written by a checkpoint")
@@ -154,10 +160,8 @@ Metrics::Metrics(std::string_view version) : registry_(std::make_shared<promethe
                          .Register(reg)
                          .Add({});
 
-  http_requests_ = &BuildCounter()
-                        .Name("rapport_http_requests_total")
-                        .Help("HTTP requests by route and status code")
-                        .Register(reg);
+  http_requests_ =
+      &BuildCounter().Name("rapport_http_requests_total").Help("HTTP requests by route and status code").Register(reg);
   auto& http_duration = BuildHistogram()
                             .Name("rapport_http_request_duration_seconds")
                             .Help("HTTP request duration by route")
@@ -171,14 +175,15 @@ Metrics::Metrics(std::string_view version) : registry_(std::make_shared<promethe
                     .Help("Customers by pyramid tier (unranked before the first model fit)")
                     .Register(reg);
   for (std::string_view tier : kTiers) customers_->Add({{"tier", str(tier)}});
-  lmdb_map_bytes_ =
-      &BuildGauge().Name("rapport_lmdb_map_size_bytes").Help("LMDB map size").Register(reg).Add({});
+  lmdb_map_bytes_ = &BuildGauge().Name("rapport_lmdb_map_size_bytes").Help("LMDB map size").Register(reg).Add({});
   lmdb_used_bytes_ =
       &BuildGauge().Name("rapport_lmdb_used_bytes").Help("LMDB pages in use times page size").Register(reg).Add({});
-  lmdb_readers_ =
-      &BuildGauge().Name("rapport_lmdb_readers").Help("LMDB reader slots in use").Register(reg).Add({});
-  dead_letters_ =
-      &BuildGauge().Name("rapport_dead_letters").Help("Rejected items kept in the dead-letter store").Register(reg).Add({});
+  lmdb_readers_ = &BuildGauge().Name("rapport_lmdb_readers").Help("LMDB reader slots in use").Register(reg).Add({});
+  dead_letters_ = &BuildGauge()
+                       .Name("rapport_dead_letters")
+                       .Help("Rejected items kept in the dead-letter store")
+                       .Register(reg)
+                       .Add({});
   model_fit_timestamp_ = &BuildGauge()
                               .Name("rapport_model_fit_timestamp_seconds")
                               .Help("Unix time of the last successful value-model fit (0 = never)")
@@ -203,13 +208,9 @@ Metrics::Metrics(std::string_view version) : registry_(std::make_shared<promethe
                       .Help("User and system CPU time spent in seconds")
                       .Register(reg)
                       .Add({});
-  process_rss_ = &BuildGauge()
-                      .Name("process_resident_memory_bytes")
-                      .Help("Resident memory size in bytes")
-                      .Register(reg)
-                      .Add({});
-  process_fds_ =
-      &BuildGauge().Name("process_open_fds").Help("Number of open file descriptors").Register(reg).Add({});
+  process_rss_ =
+      &BuildGauge().Name("process_resident_memory_bytes").Help("Resident memory size in bytes").Register(reg).Add({});
+  process_fds_ = &BuildGauge().Name("process_open_fds").Help("Number of open file descriptors").Register(reg).Add({});
   process_start_ = &BuildGauge()
                         .Name("process_start_time_seconds")
                         .Help("Start time of the process since the Unix epoch in seconds")

@@ -8,18 +8,18 @@
 // called from any thread.
 #pragma once
 
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
 #include <array>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
-
-#include <prometheus/counter.h>
-#include <prometheus/family.h>
-#include <prometheus/gauge.h>
-#include <prometheus/histogram.h>
-#include <prometheus/registry.h>
 
 #include "ingest/decoder.h"
 #include "ingest/submission.h"
@@ -147,7 +147,7 @@ class Metrics {
   prometheus::Counter* model_fits_ok_ = nullptr;
   prometheus::Counter* model_fits_failed_ = nullptr;
   prometheus::Counter* process_cpu_ = nullptr;  // advanced by the CPU time used since the last scrape
-  double process_cpu_reported_ = 0;  // guarded by refresh_mutex_
+  double process_cpu_reported_ = 0;             // guarded by refresh_mutex_
   prometheus::Gauge* process_rss_ = nullptr;
   prometheus::Gauge* process_fds_ = nullptr;
   prometheus::Gauge* process_start_ = nullptr;

@@ -30,8 +30,8 @@ double to_currency(std::int64_t units) { return static_cast<double>(units) / kMo
 
 // Adds `amount` to `day` in a sorted, distinct day list.
 void add_to_day(std::vector<PurchaseDay>& days, std::int32_t day, std::int64_t amount) {
-  auto it = std::lower_bound(days.begin(), days.end(), day,
-                             [](const PurchaseDay& p, std::int32_t d) { return p.day < d; });
+  auto it =
+      std::lower_bound(days.begin(), days.end(), day, [](const PurchaseDay& p, std::int32_t d) { return p.day < d; });
   if (it != days.end() && it->day == day) {
     it->amount += amount;
   } else {
@@ -75,11 +75,16 @@ double saturate(double amount, double half_saturation) {
 
 std::string_view loyalty_stage_name(LoyaltyStage stage) {
   switch (stage) {
-    case LoyaltyStage::kNone: return "none";
-    case LoyaltyStage::kCognitive: return "cognitive";
-    case LoyaltyStage::kAffective: return "affective";
-    case LoyaltyStage::kConative: return "conative";
-    case LoyaltyStage::kAction: return "action";
+    case LoyaltyStage::kNone:
+      return "none";
+    case LoyaltyStage::kCognitive:
+      return "cognitive";
+    case LoyaltyStage::kAffective:
+      return "affective";
+    case LoyaltyStage::kConative:
+      return "conative";
+    case LoyaltyStage::kAction:
+      return "action";
   }
   return "none";
 }
@@ -155,7 +160,7 @@ Scores evaluate(const CustomerState& s, std::int64_t now_ms, const EvaluateConfi
 
   // Satisfaction: weighted decayed mean with a neutral prior.
   const std::array<double, kSignalClassCount> class_weight = {
-      config.weight_csat,      config.weight_nps,        config.weight_rating,
+      config.weight_csat,      config.weight_nps,       config.weight_rating,
       config.weight_sentiment, config.weight_complaint, config.weight_refund,
   };
   double weight = 0.0, sum = 0.0;
@@ -208,8 +213,7 @@ Scores evaluate(const CustomerState& s, std::int64_t now_ms, const EvaluateConfi
   // Loyalty (Oliver): components in [0, 1].
   out.loyalty_cognitive = saturate(s.engagement * decay, kEngagementHalfSaturation);
   out.loyalty_affective = std::clamp((out.satisfaction - 50.0) / 40.0, 0.0, 1.0);
-  out.loyalty_conative =
-      saturate((s.intention_positive - s.intention_negative) * decay, kIntentionHalfSaturation);
+  out.loyalty_conative = saturate((s.intention_positive - s.intention_negative) * decay, kIntentionHalfSaturation);
   if (!s.purchase_days.empty()) {
     const double since_last = std::max(0.0, now_day - static_cast<double>(s.purchase_days.back().day) - 1.0);
     out.loyalty_action = saturate(repeats_12m, kRepeatHalfSaturation) * std::exp2(-since_last / half_life);

@@ -34,8 +34,8 @@ struct ApplyConfig {
 // Parameters applied at evaluation (query) time: changing them re-weights
 // every customer at once without reprocessing.
 struct EvaluateConfig {
-  double half_life_days = 90.0;   // must match ApplyConfig::half_life_days
-  double prior_weight = 2.0;      // neutral pseudo-signals in the satisfaction mean
+  double half_life_days = 90.0;  // must match ApplyConfig::half_life_days
+  double prior_weight = 2.0;     // neutral pseudo-signals in the satisfaction mean
   // Satisfaction class weights.
   double weight_csat = 1.0;
   double weight_nps = 1.0;
@@ -52,8 +52,8 @@ enum class LoyaltyStage : std::uint8_t { kNone, kCognitive, kAffective, kConativ
 std::string_view loyalty_stage_name(LoyaltyStage stage);  // "none", "cognitive", ...
 
 struct PurchaseDay {
-  std::int32_t day = 0;        // days since 1970-01-01 (UTC)
-  std::int64_t amount = 0;     // money units spent that day
+  std::int32_t day = 0;     // days since 1970-01-01 (UTC)
+  std::int64_t amount = 0;  // money units spent that day
   friend bool operator==(const PurchaseDay&, const PurchaseDay&) = default;
 };
 
@@ -77,9 +77,9 @@ struct CustomerState {
   double decay_ref_day = 0.0;
   std::array<double, kSignalClassCount> signal_weight{};  // decayed number of signals per class
   std::array<double, kSignalClassCount> signal_sum{};     // decayed sum of signal values in [-1, 1]
-  double engagement = 0.0;         // decayed count of interactions (cognitive loyalty)
-  double intention_positive = 0.0; // decayed promoters (nps >= 9), referrals, renewals (conative)
-  double intention_negative = 0.0; // decayed detractors (nps <= 6), cancellations
+  double engagement = 0.0;                                // decayed count of interactions (cognitive loyalty)
+  double intention_positive = 0.0;  // decayed promoters (nps >= 9), referrals, renewals (conative)
+  double intention_negative = 0.0;  // decayed detractors (nps <= 6), cancellations
 
   // Money, in units (see kMoneyUnitsPerCurrency). Lifetime totals, plus per
   // day for the last 366 days before the latest event (12-month figures).

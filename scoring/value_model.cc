@@ -215,8 +215,8 @@ Minimum bfgs(const ObjectiveWithGradient& fg, std::vector<double> x, double gtol
       // Armijo; or, where f changes by no more than its rounding noise, the
       // approximate Wolfe condition of Hager & Zhang on the slope along d
       // (the gradient stays accurate when differences of f no longer are).
-      if (std::isfinite(f_new) && (f_new <= f + 1e-4 * step * slope ||
-                                   (f_new <= f + 1e-12 * std::abs(f) && dot(g_new, d) <= -0.8 * slope))) {
+      if (std::isfinite(f_new) &&
+          (f_new <= f + 1e-4 * step * slope || (f_new <= f + 1e-12 * std::abs(f) && dot(g_new, d) <= -0.8 * slope))) {
         accepted = true;
         break;
       }
@@ -382,13 +382,13 @@ double bgnbd_objective(const BgNbdData& data, const std::vector<double>& theta, 
   for (std::size_t j = 0; j < data.xs.size(); ++j) {
     const double x = data.xs[j];
     const double dg_abx = digamma(a + b + x);
-    per_x[j] = PerX{std::lgamma(r + x) - lg_r + r * log_alpha + lg_ab + std::lgamma(b + x) - lg_b -
-                        std::lgamma(a + b + x),
-                    std::log(a) - std::log(b + x - 1),
-                    digamma(r + x) - dg_r + log_alpha,
-                    dg_ab - dg_abx,
-                    dg_ab + digamma(b + x) - dg_b - dg_abx,
-                    1 / (b + x - 1)};
+    per_x[j] =
+        PerX{std::lgamma(r + x) - lg_r + r * log_alpha + lg_ab + std::lgamma(b + x) - lg_b - std::lgamma(a + b + x),
+             std::log(a) - std::log(b + x - 1),
+             digamma(r + x) - dg_r + log_alpha,
+             dg_ab - dg_abx,
+             dg_ab + digamma(b + x) - dg_b - dg_abx,
+             1 / (b + x - 1)};
   }
   for (const BgNbdData::Repeat& c : data.repeats) {
     const PerX& px = per_x[c.x];
@@ -624,11 +624,16 @@ CustomerValue customer_value(const ValueModel& model, const ValueConfig& config,
 
 std::string_view tier_name(Tier tier) {
   switch (tier) {
-    case Tier::kPlatinum: return "platinum";
-    case Tier::kGold: return "gold";
-    case Tier::kIron: return "iron";
-    case Tier::kLead: return "lead";
-    case Tier::kUnranked: return "unranked";
+    case Tier::kPlatinum:
+      return "platinum";
+    case Tier::kGold:
+      return "gold";
+    case Tier::kIron:
+      return "iron";
+    case Tier::kLead:
+      return "lead";
+    case Tier::kUnranked:
+      return "unranked";
   }
   return "unranked";
 }
@@ -663,7 +668,8 @@ void set_tier_thresholds(ValueModel& model, const ValueConfig& config, std::vect
   const auto n = clvs.size();
   // The k-th largest value is the threshold of the top k customers (ties join the higher tier).
   const auto platinum = static_cast<std::size_t>(std::floor(config.platinum_fraction * static_cast<double>(n)));
-  const auto gold = static_cast<std::size_t>(std::floor((config.platinum_fraction + config.gold_fraction) * static_cast<double>(n)));
+  const auto gold =
+      static_cast<std::size_t>(std::floor((config.platinum_fraction + config.gold_fraction) * static_cast<double>(n)));
   model.platinum_min_clv = platinum == 0 ? inf : clvs[platinum - 1];
   model.gold_min_clv = gold == 0 ? inf : clvs[std::min(gold, n) - 1];
   if (model.gold_min_clv > model.platinum_min_clv) model.gold_min_clv = model.platinum_min_clv;
@@ -727,9 +733,9 @@ Status deserialize(std::string_view bytes, ValueModel& m) {
     t.as_of_ms = t.fitted_at_ms;  // version 1 fitted "as of" the time it recorded as the fit time
   } else {
     std::uint8_t bgnbd_converged = 0, gamma_gamma_converged = 0;
-    ok = ok && get(t.as_of_ms) && get(t.bgnbd_customers) && get(t.gamma_gamma_customers) &&
-         get(t.bgnbd_iterations) && get(t.gamma_gamma_iterations) && get(bgnbd_converged) &&
-         get(gamma_gamma_converged) && get(t.platinum_fraction) && get(t.gold_fraction);
+    ok = ok && get(t.as_of_ms) && get(t.bgnbd_customers) && get(t.gamma_gamma_customers) && get(t.bgnbd_iterations) &&
+         get(t.gamma_gamma_iterations) && get(bgnbd_converged) && get(gamma_gamma_converged) &&
+         get(t.platinum_fraction) && get(t.gold_fraction);
     if (bgnbd_converged > 1 || gamma_gamma_converged > 1) ok = false;
     t.bgnbd_converged = bgnbd_converged == 1;
     t.gamma_gamma_converged = gamma_gamma_converged == 1;

@@ -66,8 +66,8 @@ double expected_spend(const GammaGammaParams& params, const PurchaseSummary& cus
 struct BgNbdFit {
   BgNbdParams params;
   double log_likelihood = 0;
-  int iterations = 0;       // optimizer iterations (quasi-Newton, plus Nelder-Mead when it had to take over)
-  bool converged = false;   // the gradient vanished (or the simplex collapsed) before the iteration limit
+  int iterations = 0;           // optimizer iterations (quasi-Newton, plus Nelder-Mead when it had to take over)
+  bool converged = false;       // the gradient vanished (or the simplex collapsed) before the iteration limit
   std::uint64_t customers = 0;  // customers the fit used
 };
 struct GammaGammaFit {
@@ -110,15 +110,15 @@ struct ValueModel {
   std::int32_t bgnbd_iterations = 0, gamma_gamma_iterations = 0;
   bool bgnbd_converged = false, gamma_gamma_converged = false;
   double platinum_fraction = 0, gold_fraction = 0;  // the tier shares the thresholds were set with
-  std::uint8_t version = kFormatVersion;    // format of the record this model was read from
+  std::uint8_t version = kFormatVersion;            // format of the record this model was read from
 };
 
 struct ValueConfig {
-  double horizon_days = 365.0;         // CLV horizon
-  double margin = 0.3;                 // share of spend that is profit
-  double annual_discount_rate = 0.1;   // future transactions are discounted by (1 + rate)^-years
-  double platinum_fraction = 0.05;     // top 5 % by CLV
-  double gold_fraction = 0.15;         // next 15 %
+  double horizon_days = 365.0;        // CLV horizon
+  double margin = 0.3;                // share of spend that is profit
+  double annual_discount_rate = 0.1;  // future transactions are discounted by (1 + rate)^-years
+  double platinum_fraction = 0.05;    // top 5 % by CLV
+  double gold_fraction = 0.15;        // next 15 %
 };
 
 struct CustomerValue {

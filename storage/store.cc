@@ -674,8 +674,8 @@ struct Store::Impl {
   std::atomic<std::uint64_t> committing_generation{kNoGeneration};
 
   // Writer state (op_mutex).
-  ApplyConfig journal_config;        // the ApplyConfig in effect at seen_seq
-  std::string journal_config_bytes;  // encoded
+  ApplyConfig journal_config;                                          // the ApplyConfig in effect at seen_seq
+  std::string journal_config_bytes;                                    // encoded
   std::optional<std::chrono::steady_clock::time_point> first_pending;  // of the active overlay
   Delta delta;
 

@@ -49,7 +49,7 @@ enum class Durability : std::uint8_t {
 };
 
 struct StoreOptions {
-  std::string directory;                       // created if missing
+  std::string directory;  // created if missing
   Durability durability = Durability::kFsync;
   std::size_t initial_map_bytes = 1ull << 30;  // grown by doubling on MDB_MAP_FULL
   std::size_t max_map_bytes = 1ull << 40;      // growth stops here (then writes fail cleanly)
@@ -79,7 +79,7 @@ struct DeadLetter {
   std::string transport;  // "tcp", "http", "import"
   std::string reason;     // reject reason label
   std::string message;
-  std::string payload;    // the raw item, truncated to 4 KiB
+  std::string payload;  // the raw item, truncated to 4 KiB
 };
 
 struct StoredDeadLetter {
@@ -97,9 +97,9 @@ struct TimelineEvent {
 };
 
 struct StoreStats {
-  std::size_t map_bytes = 0;    // current map size
-  std::size_t used_bytes = 0;   // pages in use * page size
-  std::size_t readers = 0;      // reader slots in use
+  std::size_t map_bytes = 0;   // current map size
+  std::size_t used_bytes = 0;  // pages in use * page size
+  std::size_t readers = 0;     // reader slots in use
   std::size_t max_readers = 0;
   std::uint64_t customers = 0;            // customers stored (checkpointed, plus new since)
   std::uint64_t events = 0;               // events stored (checkpointed, plus pending)

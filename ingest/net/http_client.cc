@@ -103,19 +103,19 @@ class Exchange {
   }
 
   Result<HttpClientResponse> run() {
-    resolver_.async_resolve(
-        endpoint_.host, endpoint_.port, [this](beast::error_code ec, const tcp::resolver::results_type& results) {
-          if (ec) return fail("cannot resolve " + endpoint_.host, ec);
-          lowest().expires_after(timeout_);
-          lowest().async_connect(results, [this](beast::error_code ec2, const tcp::endpoint&) {
-            if (ec2) return fail("cannot connect to " + endpoint_.url, ec2);
-            if constexpr (kTls) {
-              handshake();
-            } else {
-              send();
-            }
-          });
-        });
+    resolver_.async_resolve(endpoint_.host, endpoint_.port,
+                            [this](beast::error_code ec, const tcp::resolver::results_type& results) {
+                              if (ec) return fail("cannot resolve " + endpoint_.host, ec);
+                              lowest().expires_after(timeout_);
+                              lowest().async_connect(results, [this](beast::error_code ec2, const tcp::endpoint&) {
+                                if (ec2) return fail("cannot connect to " + endpoint_.url, ec2);
+                                if constexpr (kTls) {
+                                  handshake();
+                                } else {
+                                  send();
+                                }
+                              });
+                            });
     // The stream's expiry bounds connect, handshake, write and read; this bounds name resolution too.
     ioc_.run_for(timeout_ + std::chrono::milliseconds(250));
     if (error_) return Status::Error(*error_);
@@ -186,7 +186,8 @@ class Exchange {
       } else if (ec == beast::error::timeout) {
         fail("TLS handshake with " + endpoint_.url, ec);
       } else {
-        error_ = what + ec.message() + " (is it an HTTPS listener? rapportd speaks TLS on HTTP only with [tls] http = "
+        error_ = what + ec.message() +
+                 " (is it an HTTPS listener? rapportd speaks TLS on HTTP only with [tls] http = "
                  "true; otherwise use http://)";
       }
     }

@@ -57,13 +57,13 @@ class HttpHandler {
 
 // Limits; reloadable at run time (SIGHUP) with NetworkServer::set_limits.
 struct FrontLimits {
-  std::size_t max_line_bytes = 64 * 1024;         // TCP: longer lines are rejected and skipped
-  std::size_t max_body_bytes = 16 * 1024 * 1024;  // HTTP: 413 above this
-  std::size_t max_header_bytes = 8 * 1024;        // HTTP: 431 above this
-  std::chrono::milliseconds read_timeout{30'000};  // a started request / line must complete within this
+  std::size_t max_line_bytes = 64 * 1024;           // TCP: longer lines are rejected and skipped
+  std::size_t max_body_bytes = 16 * 1024 * 1024;    // HTTP: 413 above this
+  std::size_t max_header_bytes = 8 * 1024;          // HTTP: 431 above this
+  std::chrono::milliseconds read_timeout{30'000};   // a started request / line must complete within this
   std::chrono::milliseconds idle_timeout{300'000};  // idle keep-alive HTTP or TCP connection is closed after this
-  std::size_t max_connections = 4096;             // per transport; more are refused
-  std::size_t max_inflight_submissions = 8;       // per TCP connection; reading pauses beyond
+  std::size_t max_connections = 4096;               // per transport; more are refused
+  std::size_t max_inflight_submissions = 8;         // per TCP connection; reading pauses beyond
 };
 
 // TLS for the fronts. The certificate and key are read when the server
@@ -85,7 +85,7 @@ struct ServerOptions {
   std::string http_address = "127.0.0.1:8470";  // "host:port"; port 0 picks a free port; empty disables
   std::string tcp_address = "127.0.0.1:8471";
   std::string metrics_address;  // "host:port" of a plain HTTP listener for /metrics and /healthz only; empty: none
-  int http_fd = -1;  // an already-listening socket to adopt (systemd socket activation) instead of binding
+  int http_fd = -1;             // an already-listening socket to adopt (systemd socket activation) instead of binding
   int tcp_fd = -1;
   int metrics_fd = -1;
   TlsOptions tls;
@@ -99,8 +99,8 @@ class NetworkServer {
   // Binds the listeners and starts the io threads. Fails with a clear
   // message when an address is invalid or in use.
   static Result<std::unique_ptr<NetworkServer>> start(const ServerOptions& options, HttpHandler& handler,
-                                                       IngestSink& sink, Metrics& metrics,
-                                                       std::shared_ptr<const TokenSet> tokens);
+                                                      IngestSink& sink, Metrics& metrics,
+                                                      std::shared_ptr<const TokenSet> tokens);
   ~NetworkServer();  // shutdown(0) if still running
   NetworkServer(const NetworkServer&) = delete;
   NetworkServer& operator=(const NetworkServer&) = delete;

@@ -724,7 +724,7 @@ class TcpConnection final : public Connection {
   std::unique_ptr<char[]> buf_;
   std::size_t cap_ = 0;
   std::size_t end_ = 0;
-  bool discarding_ = false;                                 // inside an over-long line: drop bytes up to the next '\n'
+  bool discarding_ = false;    // inside an over-long line: drop bytes up to the next '\n'
   bool blank_prefix_ = false;  // discarding an over-long line that has been blank so far (no verdict yet)
   std::string blank_head_;     // its first bytes (up to kMaxPayloadBytes), the payload if it turns out not blank
   std::chrono::steady_clock::time_point partial_since_{};   // when the current partial line started

@@ -2,8 +2,6 @@
 // real store, writer and fitter (no sockets): POST /v1/model:fit with an
 // as_of body, the shape of GET /v1/model, and GET /v1/customers ordered by a
 // metric with stable cursor pagination.
-#include "daemon/api.h"
-
 #include <gtest/gtest.h>
 #include <simdjson.h>
 
@@ -18,6 +16,7 @@
 #include <set>
 #include <thread>
 
+#include "daemon/api.h"
 #include "daemon/value_records.h"
 
 namespace rapport {
@@ -69,10 +68,10 @@ class ApiValueTest : public ::testing::Test {
   // Every purchase of the CDNOW sample with its real date (the forecast period too), or
   // shifted by whole days so that the last one (1998-06-30) was yesterday.
   void load_cdnow(bool recent = false) {
-    const std::int64_t today = std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   std::chrono::system_clock::now().time_since_epoch())
-                                   .count() /
-                               kDayMs;
+    const std::int64_t today =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count() /
+        kDayMs;
     const std::int64_t shift_ms = recent ? (today - 1 - cdnow_ms("19980630") / kDayMs) * kDayMs : 0;
     std::ifstream in(std::string(RAPPORT_CDNOW_DIR) + "/CDNOW_sample.txt");
     ASSERT_TRUE(in) << "CDNOW_sample.txt missing under " << RAPPORT_CDNOW_DIR;
@@ -181,7 +180,8 @@ TEST_F(ApiValueTest, FitAsOfMeasuresAtAsOfIgnoresLaterEventsAndReproducesThePape
   EXPECT_TRUE(bool(bg["converged"].get_bool()));
   EXPECT_TRUE(bool(gg["converged"].get_bool()));
   EXPECT_GT(num(bg["iterations"]), 0);
-  // Log-likelihood in days: the paper's -9582.4 in weeks shifts by (x) log 7 per customer with x > 0... so only check it is finite.
+  // Log-likelihood in days: the paper's -9582.4 in weeks shifts by (x) log 7 per customer with x > 0... so only check
+  // it is finite.
   EXPECT_TRUE(std::isfinite(num(bg["log_likelihood"])));
   // fitted_at is when the fit ran, not as_of.
   const std::string fitted_at(std::string_view(m["fitted_at"].get_string()));
@@ -296,7 +296,9 @@ TEST_F(ApiValueTest, FitsWithDifferentAsOfQueuedTogetherEachAnswerTheirOwn) {
   load_cdnow();
   std::promise<std::int64_t> first, second;
   ASSERT_TRUE(service_->request_fit(
-      [&](const Result<std::shared_ptr<const ValueSnapshot>>& r) { first.set_value(r.ok() ? (*r)->model.as_of_ms : -1); },
+      [&](const Result<std::shared_ptr<const ValueSnapshot>>& r) {
+        first.set_value(r.ok() ? (*r)->model.as_of_ms : -1);
+      },
       875'577'600'000));
   ASSERT_TRUE(service_->request_fit(
       [&](const Result<std::shared_ptr<const ValueSnapshot>>& r) {
@@ -323,7 +325,8 @@ Page parse_page(const HttpResponse& r) {
     ADD_FAILURE() << r.status << " " << r.body;
     return page;
   }
-  for (simdjson::dom::element c : doc["customers"].get_array()) page.ids.emplace_back(std::string_view(c["customer_id"].get_string()));
+  for (simdjson::dom::element c : doc["customers"].get_array())
+    page.ids.emplace_back(std::string_view(c["customer_id"].get_string()));
   std::string_view as_of;
   if (doc["as_of"].get_string().get(as_of) == simdjson::SUCCESS) page.as_of = std::string(as_of);
   if (!doc["next_cursor"].is_null()) page.next = std::string(std::string_view(doc["next_cursor"].get_string()));
@@ -349,10 +352,10 @@ TEST_F(ApiValueTest, OrderedListingPagesInMetricOrderWithoutRepeatsOrSkips) {
   load_cdnow(/*recent=*/true);
   // Some satisfaction and loyalty signals so those orders are not all ties (most customers still tie).
   std::vector<Event> signals;
-  const std::int64_t recent = std::chrono::duration_cast<std::chrono::milliseconds>(
-                                  std::chrono::system_clock::now().time_since_epoch())
-                                  .count() -
-                              30 * kDayMs;
+  const std::int64_t recent =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count() -
+      30 * kDayMs;
   for (int i = 1; i <= 300; ++i) {
     Event& e = signals.emplace_back();
     e.event_id.assign("s" + std::to_string(i));

@@ -201,7 +201,8 @@ TEST(JsonWriter, ReplacesInvalidUtf8SoOutputStaysValid) {
   JsonWriter w;
   w.value(std::string_view("ok \xc3\xa9 bad \xff \xed\xa0\x80 cut \xe2\x82"));
   // Each invalid byte becomes U+FFFD (written as UTF-8).
-  EXPECT_EQ(w.str(), "\"ok \xc3\xa9 bad \xef\xbf\xbd \xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd cut \xef\xbf\xbd\xef\xbf\xbd\"");
+  EXPECT_EQ(w.str(),
+            "\"ok \xc3\xa9 bad \xef\xbf\xbd \xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd cut \xef\xbf\xbd\xef\xbf\xbd\"");
 }
 }  // namespace
 }  // namespace rapport

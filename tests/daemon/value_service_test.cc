@@ -152,9 +152,8 @@ TEST_F(ValueServiceTest, FitOnDemandIsStoredAndReloaded) {
     EXPECT_EQ(service.current(), nullptr);
     service.start();
     std::promise<bool> done;
-    ASSERT_TRUE(service.request_fit([&](const Result<std::shared_ptr<const ValueSnapshot>>& r) {
-      done.set_value(r.ok());
-    }));
+    ASSERT_TRUE(
+        service.request_fit([&](const Result<std::shared_ptr<const ValueSnapshot>>& r) { done.set_value(r.ok()); }));
     ASSERT_TRUE(done.get_future().get());
     ASSERT_NE(service.current(), nullptr);
     fitted_r = service.current()->model.bgnbd.r;

@@ -1,10 +1,9 @@
 // End-to-end tests of rapportd: the real binary on loopback port 0, real sockets.
 #include <gtest/gtest.h>
+#include <simdjson.h>
 
 #include <atomic>
 #include <set>
-
-#include <simdjson.h>
 
 #include "tests/e2e/harness.h"
 
@@ -55,8 +54,8 @@ class DaemonTest : public ::testing::Test {
 TEST_F(DaemonTest, TcpAcksEveryLineAndReportsBadLinesMidStream) {
   Daemon d(dir_.file("state"));
   Client c(d.tcp_port());
-  c.send(event("1", "tcp-a") + "\n" + event("2", "tcp-a") + "\n{\"event_id\": broken\n\n" + event("3", "tcp-a") +
-         "\n" + event("4", "tcp-a", "teleport") + "\n" + event("5", "tcp-a") + "\n");
+  c.send(event("1", "tcp-a") + "\n" + event("2", "tcp-a") + "\n{\"event_id\": broken\n\n" + event("3", "tcp-a") + "\n" +
+         event("4", "tcp-a", "teleport") + "\n" + event("5", "tcp-a") + "\n");
   const auto lines = read_until_ack(c, 7);
   ASSERT_FALSE(lines.empty());
   EXPECT_EQ(lines.back(), "{\"ack\":7}");
@@ -188,7 +187,8 @@ scopes = ["admin"]
   auto r = http(port, "POST", "/v1/events", event("a1", "sec"));
   EXPECT_EQ(r.status, 401);
   EXPECT_NE(r.headers["www-authenticate"].find("Bearer"), std::string::npos);
-  r = http(port, "POST", "/v1/events", event("a1", "sec"), "application/json", {"Authorization: Bearer wrong-token-000000000"});
+  r = http(port, "POST", "/v1/events", event("a1", "sec"), "application/json",
+           {"Authorization: Bearer wrong-token-000000000"});
   EXPECT_EQ(r.status, 401);
   r = http(port, "POST", "/v1/events", event("a1", "sec"), "application/json",
            {"Authorization: Bearer read-token-0123456789ab"});
@@ -203,8 +203,8 @@ scopes = ["admin"]
             200);
   EXPECT_EQ(http(port, "DELETE", "/v1/customers/sec", "", "", {"Authorization: Bearer read-token-0123456789ab"}).status,
             403);
-  EXPECT_EQ(
-      http(port, "DELETE", "/v1/customers/sec", "", "", {"Authorization: Bearer admin-token-0123456789a"}).status, 200);
+  EXPECT_EQ(http(port, "DELETE", "/v1/customers/sec", "", "", {"Authorization: Bearer admin-token-0123456789a"}).status,
+            200);
 
   Client bad(d.tcp_port());
   bad.send(event("t1", "sec") + "\n");
@@ -218,8 +218,8 @@ scopes = ["admin"]
 }
 
 TEST_F(DaemonTest, NonLoopbackWithoutTokensIsRefusedAtStart) {
-  const auto r = run_command({binary("rapportd"), "--http", "0.0.0.0:0", "--tcp", "127.0.0.1:0", "--state-dir",
-                              dir_.file("state")});
+  const auto r = run_command(
+      {binary("rapportd"), "--http", "0.0.0.0:0", "--tcp", "127.0.0.1:0", "--state-dir", dir_.file("state")});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("without authentication"), std::string::npos) << r.err;
 }
@@ -321,7 +321,8 @@ TEST_F(DaemonTest, KillNineUnderLoadLosesNoAcknowledgedEvent) {
   // Resending everything (at-least-once) converges to exactly one copy of each event.
   Client c(d.tcp_port());
   std::string all;
-  for (int i = 0; i < kEvents; ++i) all += purchase("k" + std::to_string(i), "kill" + std::to_string(i % kCustomers)) + "\n";
+  for (int i = 0; i < kEvents; ++i)
+    all += purchase("k" + std::to_string(i), "kill" + std::to_string(i % kCustomers)) + "\n";
   c.send(all);
   read_until_ack(c, kEvents);
   stored = 0;
@@ -365,8 +366,9 @@ TEST_F(DaemonTest, SighupReloadsTokensWithoutDroppingConnections) {
   }
   ASSERT_NE(d.log().find("configuration reloaded"), std::string::npos) << d.log();
   EXPECT_EQ(http(d.http_port(), "GET", "/v1/customers/hup").status, 401);
-  EXPECT_EQ(http(d.http_port(), "GET", "/v1/customers/hup", "", "", {"Authorization: Bearer reloaded-token-0123456"}).status,
-            200);
+  EXPECT_EQ(
+      http(d.http_port(), "GET", "/v1/customers/hup", "", "", {"Authorization: Bearer reloaded-token-0123456"}).status,
+      200);
   // The connection opened before the reload still works.
   keep.send(event("h2", "hup") + "\n");
   EXPECT_EQ(read_until_ack(keep, 2).back(), "{\"ack\":2}");

@@ -156,8 +156,8 @@ class Daemon {
         ::setenv("LISTEN_FDS", std::to_string(moved.size()).c_str(), 1);
         ::setenv("LISTEN_FDNAMES", systemd_.listen_fdnames.c_str(), 1);
       }
-      std::vector<std::string> argv = {binary("rapportd"), "--http", "127.0.0.1:0", "--tcp", "127.0.0.1:0",
-                                       "--state-dir", state_dir_};
+      std::vector<std::string> argv = {binary("rapportd"), "--http",      "127.0.0.1:0", "--tcp",
+                                       "127.0.0.1:0",      "--state-dir", state_dir_};
       argv.insert(argv.end(), extra_.begin(), extra_.end());
       std::vector<char*> args;
       for (auto& a : argv) args.push_back(a.data());
@@ -331,7 +331,8 @@ class Client {
 
  private:
   bool fill(std::chrono::steady_clock::time_point deadline) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) return false;
     pollfd p{fd_, POLLIN, 0};
     if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;

@@ -216,7 +216,8 @@ TEST_F(RapportctlAdmin, TopOverUrlPrintsWhatTheStateDirScanPrints) {
   {
     simdjson::dom::parser parser;
     const simdjson::dom::element first = parser.parse(page.body)["customers"].at(0);
-    EXPECT_EQ(std::round(double(first["order_value"].get_double()) * 1e4) / 1e4, double(first["churn_risk"].get_double()))
+    EXPECT_EQ(std::round(double(first["order_value"].get_double()) * 1e4) / 1e4,
+              double(first["churn_risk"].get_double()))
         << page.body;
   }
 
@@ -307,8 +308,8 @@ TEST_F(RapportctlAdmin, TopOverUrlRefusesWhatOnlyTheStateDirOffers) {
     EXPECT_EQ(closed.exit_code, 2);
     EXPECT_NE(closed.err.find("use --state-dir"), std::string::npos) << closed.err;
   }
-  const auto as_of = ctl({"top", "--by", "satisfaction", "--as-of", "2024-01-01", "--url", url, "--token",
-                          kTopReadToken});
+  const auto as_of =
+      ctl({"top", "--by", "satisfaction", "--as-of", "2024-01-01", "--url", url, "--token", kTopReadToken});
   EXPECT_EQ(as_of.exit_code, 2);
   EXPECT_NE(as_of.err.find("rapportctl: top --as-of is not available with --url"), std::string::npos) << as_of.err;
   EXPECT_NE(as_of.err.find("use --state-dir"), std::string::npos) << as_of.err;

@@ -57,8 +57,7 @@ TEST(Systemd, NotifiesReadyWatchdogAndStopping) {
   // Unix socket paths are short: keep it under /tmp.
   const std::string path = "/tmp/rapport-notify-" + std::to_string(::getpid());
   NotifySocket notify(path);
-  Daemon d(dir.file("state"), {},
-           Daemon::Systemd{{"NOTIFY_SOCKET=" + path, "WATCHDOG_USEC=400000"}, {}, ""});
+  Daemon d(dir.file("state"), {}, Daemon::Systemd{{"NOTIFY_SOCKET=" + path, "WATCHDOG_USEC=400000"}, {}, ""});
   std::string seen;
   EXPECT_TRUE(notify.wait_for("READY=1", std::chrono::seconds(10), &seen)) << seen;
   // Pings at half the watchdog interval while the writer is healthy: several within a second.
@@ -79,8 +78,10 @@ std::size_t count_of(const std::string& text, const std::string& needle) {
 }
 
 std::string purchase(int i) {
-  return R"({"event_id":")" + std::to_string(i) + R"(","customer_id":"wd","ts":1700000000000,"type":"purchase",)"
-                                                  R"("amount":1})" "\n";
+  return R"({"event_id":")" + std::to_string(i) +
+         R"(","customer_id":"wd","ts":1700000000000,"type":"purchase",)"
+         R"("amount":1})"
+         "\n";
 }
 
 // WATCHDOG_USEC of the watchdog tests: a ping (or a warning) every second. Nothing below depends on
@@ -187,20 +188,23 @@ TEST(Systemd, AdoptsListenersPassedBySocketActivation) {
   EXPECT_NE(d.log().find("adopted 2 listener(s) from systemd"), std::string::npos) << d.log();
   EXPECT_EQ(http(http_port, "GET", "/healthz").status, 200);
   Client c(tcp_port);
-  c.send(R"({"event_id":"1","customer_id":"sock","ts":1700000000000,"type":"engagement"})" "\n");
+  c.send(R"({"event_id":"1","customer_id":"sock","ts":1700000000000,"type":"engagement"})"
+         "\n");
   EXPECT_EQ(c.read_line().value_or(""), "{\"ack\":1}");
   EXPECT_EQ(http(http_port, "GET", "/v1/customers/sock").status, 200);
 }
 
 TEST(Systemd, UnitFilesPassVerifyAndSecurityChecks) {
   const std::string units = std::string(RAPPORT_SOURCE_DIR) + "/systemd/";
-  const auto verify = run_command({"/bin/sh", "-c",
-                                   "cd " + units + " && SYSTEMD_LOG_LEVEL=warning systemd-analyze verify "
-                                   "--man=no --recursive-errors=no rapportd.socket rapportd-tcp.socket "
-                                   "rapportd.service 2>&1 | grep -v 'rapportd: No such file\\|is not executable' ; true"});
+  const auto verify =
+      run_command({"/bin/sh", "-c",
+                   "cd " + units +
+                       " && SYSTEMD_LOG_LEVEL=warning systemd-analyze verify "
+                       "--man=no --recursive-errors=no rapportd.socket rapportd-tcp.socket "
+                       "rapportd.service 2>&1 | grep -v 'rapportd: No such file\\|is not executable' ; true"});
   EXPECT_EQ(verify.out, "") << verify.out << verify.err;
-  const auto security =
-      run_command({"/usr/bin/systemd-analyze", "security", "--offline=true", "--threshold=20", units + "rapportd.service"});
+  const auto security = run_command(
+      {"/usr/bin/systemd-analyze", "security", "--offline=true", "--threshold=20", units + "rapportd.service"});
   EXPECT_EQ(security.exit_code, 0) << security.out << security.err;
 }
 

@@ -1,12 +1,11 @@
 // End-to-end: the CDNOW purchase log ingested over HTTP, the value model fitted
 // on demand by the running daemon, tiers and customer values queried back.
 #include <gtest/gtest.h>
+#include <simdjson.h>
 
 #include <ctime>
 #include <fstream>
 #include <set>
-
-#include <simdjson.h>
 
 #include "tests/e2e/harness.h"
 
@@ -45,8 +44,8 @@ std::string cdnow_ndjson(std::size_t& customers, bool all_dates = false) {
     ids.insert(sample);
     if (day > kCalibrationEndDay && !all_dates) continue;
     const std::int64_t ts = (all_dates ? day : day - kCalibrationEndDay + today) * kDayMs + 3'600'000;
-    out += R"({"event_id":"cd-)" + std::to_string(++n) + R"(","customer_id":"cdnow-)" + sample +
-           R"(","ts":)" + std::to_string(ts) + R"(,"type":"purchase","channel":"web","amount":)" + dollars + "}\n";
+    out += R"({"event_id":"cd-)" + std::to_string(++n) + R"(","customer_id":"cdnow-)" + sample + R"(","ts":)" +
+           std::to_string(ts) + R"(,"type":"purchase","channel":"web","amount":)" + dollars + "}\n";
   }
   customers = ids.size();
   return out;
@@ -98,8 +97,8 @@ TEST(ValueEndToEnd, FitsTheCdnowModelAndRanksCustomersIntoTiers) {
   std::size_t listed = 0;
   std::string first_platinum;
   for (int page = 0; page < 100; ++page) {
-    const auto r = http(d.http_port(), "GET", "/v1/customers?tier=platinum&limit=50" +
-                                                  (cursor.empty() ? "" : "&cursor=" + cursor));
+    const auto r = http(d.http_port(), "GET",
+                        "/v1/customers?tier=platinum&limit=50" + (cursor.empty() ? "" : "&cursor=" + cursor));
     ASSERT_EQ(r.status, 200) << r.body;
     simdjson::dom::parser parser;
     simdjson::dom::element doc = parser.parse(r.body);

@@ -798,8 +798,11 @@ TEST_F(ServerTest, ListensOnIpv6Loopback) {
   o.http_address = "[::1]:0";
   o.tcp_address = "localhost:0";
   auto r = NetworkServer::start(o, handler_, sink_, metrics_, nullptr);
-  if (!r.ok() && r.message().find("[::1]") != std::string::npos) GTEST_SKIP() << "no IPv6 here: " << r.message();
-  ASSERT_TRUE(r.ok()) << r.message();
+  if (!r.ok()) {
+    // A host without IPv6 loopback: the refusal must name the address that could not be bound.
+    EXPECT_NE(r.message().find("[::1]"), std::string::npos) << r.message();
+    return;
+  }
   EXPECT_EQ((*r)->http_endpoint().rfind("[::1]:", 0), 0u) << (*r)->http_endpoint();
   EXPECT_EQ((*r)->tcp_endpoint().rfind("127.0.0.1:", 0), 0u) << (*r)->tcp_endpoint();
 }

@@ -651,8 +651,7 @@ TEST_F(TlsTest, HttpClientSpeaksHttpsVerifyingTheCertificateAndItsHost) {
   start(options(/*http_tls=*/false, /*tcp_tls=*/false));
   auto to_plain = request("https://127.0.0.1:" + std::to_string(http_port()), cert);
   ASSERT_FALSE(to_plain.ok());
-  EXPECT_NE(to_plain.message().find("TLS handshake with https://127.0.0.1:"), std::string::npos)
-      << to_plain.message();
+  EXPECT_NE(to_plain.message().find("TLS handshake with https://127.0.0.1:"), std::string::npos) << to_plain.message();
   EXPECT_NE(to_plain.message().find("is it an HTTPS listener?"), std::string::npos) << to_plain.message();
 }
 

@@ -163,12 +163,12 @@ TEST(BgNbdExpectation, LargeXStaysFiniteAndMatchesALogSpaceReference) {
     double t;
   };
   const std::vector<Case> cases = {
-      {kCdnowWeeks, {500, 38, 39, 0}, 200},      // 500 repeat purchases, 4-year horizon (weeks)
-      {kCdnowWeeks, {480, 30, 39, 0}, 156},      // a gap since the last purchase: P(alive) near 0
-      {days, {520, 700, 730, 0}, 3650},          // days, ten-year horizon
-      {days, {2000, 1800, 1825, 0}, 365},        // very large x, one-year horizon
-      {kCdnowWeeks, {2, 30.43, 38.86, 0}, 39},   // the paper's customer (1.226)
-      {kCdnowWeeks, {0, 0, 38.86, 0}, 39},       // no repeat purchase
+      {kCdnowWeeks, {500, 38, 39, 0}, 200},           // 500 repeat purchases, 4-year horizon (weeks)
+      {kCdnowWeeks, {480, 30, 39, 0}, 156},           // a gap since the last purchase: P(alive) near 0
+      {days, {520, 700, 730, 0}, 3650},               // days, ten-year horizon
+      {days, {2000, 1800, 1825, 0}, 365},             // very large x, one-year horizon
+      {kCdnowWeeks, {2, 30.43, 38.86, 0}, 39},        // the paper's customer (1.226)
+      {kCdnowWeeks, {0, 0, 38.86, 0}, 39},            // no repeat purchase
       {{0.8, 2.0, 1.0, 3.0}, {500, 38, 39, 0}, 200},  // a = 1
   };
   bool naive_failed_somewhere = false;

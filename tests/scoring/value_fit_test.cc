@@ -4,8 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
-#include <cstdio>
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <vector>
@@ -40,7 +40,8 @@ TEST(ValueFit, RecoversKnownParametersFromSimulatedCustomers) {
   const auto bg_se = testing::bgnbd_standard_errors(bg->params, data);
   const double bg_est[] = {bg->params.r, bg->params.alpha, bg->params.a, bg->params.b};
   const double bg_want[] = {bg_true.r, bg_true.alpha, bg_true.a, bg_true.b};
-  const double bg_max_se[] = {0.05, 0.06, 0.12, 0.15};  // log scale: r, alpha within 20-25 %, a, b within 50-60 % at 4 se
+  const double bg_max_se[] = {0.05, 0.06, 0.12,
+                              0.15};  // log scale: r, alpha within 20-25 %, a, b within 50-60 % at 4 se
   const char* bg_names[] = {"r", "alpha", "a", "b"};
   for (int i = 0; i < 4; ++i) {
     SCOPED_TRACE(bg_names[i]);
@@ -159,10 +160,11 @@ TEST(ValueFit, CdnowMasterFitsPlausibly) {
   const double fit_s = std::chrono::duration<double>(fitted - loaded).count();
   ::testing::Test::RecordProperty("load_seconds", std::to_string(load_s));
   ::testing::Test::RecordProperty("fit_seconds", std::to_string(fit_s));
-  std::printf("CDNOW master: r=%.4f alpha=%.4f a=%.4f b=%.4f LL=%.2f (%d iterations); p=%.3f q=%.3f gamma=%.3f "
-              "LL=%.2f (%d iterations); read %.2f s, fit %.3f s\n",
-              bg->params.r, bg->params.alpha, bg->params.a, bg->params.b, bg->log_likelihood, bg->iterations,
-              gg->params.p, gg->params.q, gg->params.gamma, gg->log_likelihood, gg->iterations, load_s, fit_s);
+  std::printf(
+      "CDNOW master: r=%.4f alpha=%.4f a=%.4f b=%.4f LL=%.2f (%d iterations); p=%.3f q=%.3f gamma=%.3f "
+      "LL=%.2f (%d iterations); read %.2f s, fit %.3f s\n",
+      bg->params.r, bg->params.alpha, bg->params.a, bg->params.b, bg->log_likelihood, bg->iterations, gg->params.p,
+      gg->params.q, gg->params.gamma, gg->log_likelihood, gg->iterations, load_s, fit_s);
 
   EXPECT_TRUE(bg->converged);
   EXPECT_TRUE(gg->converged);
