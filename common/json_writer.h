@@ -3,9 +3,9 @@
 // null. Not thread-safe; reuse one per response.
 #pragma once
 
+#include <charconv>
 #include <cmath>
 #include <cstdint>
-#include <cstdio>
 #include <string>
 #include <string_view>
 
@@ -43,21 +43,20 @@ class JsonWriter {
     if (!std::isfinite(d)) {
       out_ += "null";
     } else {
+      // Same text as printf's "%.10g", without printf's locale and parsing work.
       char buf[32];
-      const int n = std::snprintf(buf, sizeof buf, "%.10g", d);
-      out_.append(buf, static_cast<std::size_t>(n));
+      const auto r = std::to_chars(buf, buf + sizeof buf, d, std::chars_format::general, 10);
+      out_.append(buf, r.ptr);
     }
     return *this;
   }
   JsonWriter& value(std::int64_t i) {
     comma();
-    out_ += std::to_string(i);
-    return *this;
+    return append_integer(i);
   }
   JsonWriter& value(std::uint64_t i) {
     comma();
-    out_ += std::to_string(i);
-    return *this;
+    return append_integer(i);
   }
   JsonWriter& value(int i) { return value(static_cast<std::int64_t>(i)); }
   JsonWriter& value(unsigned i) { return value(static_cast<std::uint64_t>(i)); }
@@ -151,6 +150,13 @@ class JsonWriter {
   }
 
  private:
+  template <typename Integer>
+  JsonWriter& append_integer(Integer i) {
+    char buf[24];
+    const auto r = std::to_chars(buf, buf + sizeof buf, i);
+    out_.append(buf, r.ptr);
+    return *this;
+  }
   JsonWriter& open(char c) {
     comma();
     out_.push_back(c);

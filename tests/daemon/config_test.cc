@@ -2,9 +2,15 @@
 
 #include <gtest/gtest.h>
 
+#include <bit>
+#include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
+#include <random>
 #include <utility>
+#include <vector>
 
 #include "common/json_writer.h"
 #include "daemon/api.h"
@@ -179,6 +185,48 @@ TEST(JsonWriter, EscapesAndNestsCorrectly) {
   w.begin_object().field("a", "q\"\\\n\x01").key("list").begin_array().value(1).value(2.5).null().end_array();
   w.key("o").begin_object().field("nan", std::nan("")).end_object().end_object();
   EXPECT_EQ(w.str(), R"({"a":"q\"\\\n\u0001","list":[1,2.5,null],"o":{"nan":null}})");
+}
+
+// Numbers are written exactly as printf's "%.10g" (and "%lld"/"%llu") would.
+TEST(JsonWriter, NumbersMatchPrintfFormatting) {
+  std::mt19937_64 rng(7);
+  std::vector<double> doubles = {0.0,
+                                 -0.0,
+                                 1.0,
+                                 -1.0,
+                                 0.1,
+                                 2.5,
+                                 1e-300,
+                                 5e-324,
+                                 1e300,
+                                 123456789012.0,
+                                 1234567890.0,
+                                 0.000012345678901,
+                                 99.99999999949,
+                                 99.9999999995,
+                                 std::numeric_limits<double>::max(),
+                                 std::numeric_limits<double>::min()};
+  for (int i = 0; i < 20000; ++i) {
+    doubles.push_back(std::bit_cast<double>(rng()));
+    doubles.push_back(static_cast<double>(rng() % 1000000) / 100.0);
+  }
+  for (double d : doubles) {
+    if (!std::isfinite(d)) continue;
+    JsonWriter w;
+    w.value(d);
+    char expected[64];
+    std::snprintf(expected, sizeof expected, "%.10g", d);
+    ASSERT_EQ(w.str(), expected) << "bits " << std::bit_cast<std::uint64_t>(d);
+  }
+  for (std::int64_t i : {std::int64_t{0}, std::int64_t{-1}, std::numeric_limits<std::int64_t>::min(),
+                         std::numeric_limits<std::int64_t>::max()}) {
+    JsonWriter w;
+    w.value(i);
+    EXPECT_EQ(w.str(), std::to_string(i));
+  }
+  JsonWriter w;
+  w.begin_array().value(std::numeric_limits<std::uint64_t>::max()).value(7u).value(-3).end_array();
+  EXPECT_EQ(w.str(), "[18446744073709551615,7,-3]");
 }
 
 TEST(Api, QueryParamsArePercentDecoded) {
