@@ -30,6 +30,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -77,6 +78,21 @@ inline constexpr std::size_t kMaxPayloadBytes = 4096;
 
 // Logs one line to stderr (journald priority prefix as in daemon/log.cc).
 void log_warning(std::string_view message);
+
+// Runs f; an exception logs "<transport> connection closed after an internal
+// error" and runs close() instead of escaping the io thread.
+template <typename F, typename Close>
+void run_guarded(std::string_view transport, F&& f, Close&& close) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    log_warning(std::string(transport) + " connection closed after an internal error: " + e.what());
+    close();
+  } catch (...) {
+    log_warning(std::string(transport) + " connection closed after an internal error");
+    close();
+  }
+}
 
 // Wall-clock milliseconds since the epoch (for the decoder's future-skew check).
 std::int64_t wall_ms();

@@ -30,6 +30,7 @@
 #include <exception>
 #include <optional>
 #include <type_traits>
+#include <utility>
 
 #include "ingest/net/fronts.h"
 
@@ -330,15 +331,7 @@ class HttpConnection final : public Connection {
 
   template <typename F>
   void guarded(F&& f) {
-    try {
-      f();
-    } catch (const std::exception& e) {
-      log_warning(std::string("http connection closed after an internal error: ") + e.what());
-      close_now();
-    } catch (...) {
-      log_warning("http connection closed after an internal error");
-      close_now();
-    }
+    run_guarded("http", std::forward<F>(f), [this] { close_now(); });
   }
 
   // ---- TLS ----

@@ -42,6 +42,7 @@
 #include <deque>
 #include <exception>
 #include <type_traits>
+#include <utility>
 
 #include "ingest/net/fronts.h"
 
@@ -158,15 +159,7 @@ class TcpConnection final : public Connection {
   // Runs f; an exception closes this connection instead of escaping the io thread.
   template <typename F>
   void guarded(F&& f) {
-    try {
-      f();
-    } catch (const std::exception& e) {
-      log_warning(std::string("tcp connection closed after an internal error: ") + e.what());
-      close_now();
-    } catch (...) {
-      log_warning("tcp connection closed after an internal error");
-      close_now();
-    }
+    run_guarded("tcp", std::forward<F>(f), [this] { close_now(); });
   }
 
   // ---- TLS ----

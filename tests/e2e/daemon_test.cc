@@ -35,17 +35,6 @@ double number_at(const std::string& json, const char* pointer) {
   return v;
 }
 
-// Reads TCP lines until an ack covering `line` arrives; returns all lines read.
-std::vector<std::string> read_until_ack(Client& c, int line) {
-  std::vector<std::string> lines;
-  while (auto l = c.read_line()) {
-    lines.push_back(*l);
-    if (l->rfind("{\"ack\":", 0) == 0 && std::stoi(l->substr(7)) >= line) return lines;
-  }
-  ADD_FAILURE() << "no ack for line " << line;
-  return lines;
-}
-
 class DaemonTest : public ::testing::Test {
  protected:
   TempDir dir_;
@@ -56,7 +45,7 @@ TEST_F(DaemonTest, TcpAcksEveryLineAndReportsBadLinesMidStream) {
   Client c(d.tcp_port());
   c.send(event("1", "tcp-a") + "\n" + event("2", "tcp-a") + "\n{\"event_id\": broken\n\n" + event("3", "tcp-a") + "\n" +
          event("4", "tcp-a", "teleport") + "\n" + event("5", "tcp-a") + "\n");
-  const auto lines = read_until_ack(c, 7);
+  const auto lines = c.read_until_ack(7);
   ASSERT_FALSE(lines.empty());
   EXPECT_EQ(lines.back(), "{\"ack\":7}");
   int errors = 0;
@@ -71,7 +60,7 @@ TEST_F(DaemonTest, TcpAcksEveryLineAndReportsBadLinesMidStream) {
   EXPECT_EQ(number_at(r.body, "/events"), 4);
   // The connection is still usable after bad lines.
   c.send(event("6", "tcp-a") + "\n");
-  EXPECT_EQ(read_until_ack(c, 8).back(), "{\"ack\":8}");
+  EXPECT_EQ(c.read_until_ack(8).back(), "{\"ack\":8}");
 }
 
 TEST_F(DaemonTest, HttpIngestAcceptsEveryContentType) {
@@ -212,7 +201,7 @@ scopes = ["admin"]
   Client good(d.tcp_port());
   good.send("{\"auth\":\"ingest-token-0123456789\"}\n" + event("t2", "sec") + "\n");
   EXPECT_EQ(good.read_line().value_or(""), "{\"auth\":\"ok\"}");
-  EXPECT_EQ(read_until_ack(good, 1).back(), "{\"ack\":1}");
+  EXPECT_EQ(good.read_until_ack(1).back(), "{\"ack\":1}");
   // Tokens never appear in the log.
   EXPECT_EQ(d.log().find("0123456789"), std::string::npos) << d.log();
 }
@@ -234,7 +223,7 @@ TEST_F(DaemonTest, BodyHeaderAndLineLimitsAnswerCleanly) {
   EXPECT_EQ(r.status, 431);
   Client c(d.tcp_port());
   c.send(std::string(2000, 'x') + "\n" + event("ok", "lim") + "\n");
-  const auto lines = read_until_ack(c, 2);
+  const auto lines = c.read_until_ack(2);
   ASSERT_GE(lines.size(), 2u);
   EXPECT_EQ(lines.front().rfind("{\"line\":1,", 0), 0u) << lines.front();
   EXPECT_EQ(number_at(http(d.http_port(), "GET", "/v1/customers/lim").body, "/events"), 1);
@@ -324,7 +313,7 @@ TEST_F(DaemonTest, KillNineUnderLoadLosesNoAcknowledgedEvent) {
   for (int i = 0; i < kEvents; ++i)
     all += purchase("k" + std::to_string(i), "kill" + std::to_string(i % kCustomers)) + "\n";
   c.send(all);
-  read_until_ack(c, kEvents);
+  c.read_until_ack(kEvents);
   stored = 0;
   for (int k = 0; k < kCustomers; ++k) {
     stored += number_at(http(d.http_port(), "GET", "/v1/customers/kill" + std::to_string(k)).body, "/value/revenue");
@@ -357,7 +346,7 @@ TEST_F(DaemonTest, SighupReloadsTokensWithoutDroppingConnections) {
   Daemon d(dir_.file("state"), {"--config", config});
   Client keep(d.tcp_port());
   keep.send(event("h1", "hup") + "\n");
-  EXPECT_EQ(read_until_ack(keep, 1).back(), "{\"ack\":1}");
+  EXPECT_EQ(keep.read_until_ack(1).back(), "{\"ack\":1}");
   write_file(config, "[[auth.tokens]]\ntoken = \"reloaded-token-0123456\"\nscopes = [\"read\"]\n");
   d.signal(SIGHUP);
   // Wait for the reload to be logged rather than sleeping a fixed time.
@@ -371,7 +360,7 @@ TEST_F(DaemonTest, SighupReloadsTokensWithoutDroppingConnections) {
       200);
   // The connection opened before the reload still works.
   keep.send(event("h2", "hup") + "\n");
-  EXPECT_EQ(read_until_ack(keep, 2).back(), "{\"ack\":2}");
+  EXPECT_EQ(keep.read_until_ack(2).back(), "{\"ack\":2}");
 }
 
 }  // namespace

@@ -17,14 +17,6 @@
 namespace rapport::test {
 namespace {
 
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> lines;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) lines.push_back(line);
-  return lines;
-}
-
 CommandResult ctl(std::vector<std::string> args) {
   args.insert(args.begin(), binary("rapportctl"));
   return run_command(args);

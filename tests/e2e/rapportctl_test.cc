@@ -9,14 +9,6 @@
 namespace rapport::test {
 namespace {
 
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> lines;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) lines.push_back(line);
-  return lines;
-}
-
 TEST(Rapportctl, GenerateIsDeterministicAndCoversEveryType) {
   const auto a = run_command({binary("rapportctl"), "generate", "--customers", "50", "--events", "2000", "--seed", "7",
                               "--end-ms", "1700000000000"});
@@ -35,9 +27,12 @@ TEST(Rapportctl, ImportThenGetReadsScores) {
   TempDir dir;
   const std::string events = dir.file("events.ndjson");
   write_file(events,
-             R"({"event_id":"1","customer_id":"alice","ts":"2024-01-10T10:00:00Z","type":"purchase","amount":40})" "\n"
-             R"({"event_id":"2","customer_id":"alice","ts":"2024-02-10T10:00:00Z","type":"purchase","amount":60})" "\n"
-             R"({"event_id":"3","customer_id":"alice","ts":"2024-02-11T10:00:00Z","type":"survey","csat":5})" "\n");
+             R"({"event_id":"1","customer_id":"alice","ts":"2024-01-10T10:00:00Z","type":"purchase","amount":40})"
+             "\n"
+             R"({"event_id":"2","customer_id":"alice","ts":"2024-02-10T10:00:00Z","type":"purchase","amount":60})"
+             "\n"
+             R"({"event_id":"3","customer_id":"alice","ts":"2024-02-11T10:00:00Z","type":"survey","csat":5})"
+             "\n");
   const auto imp = run_command({binary("rapportctl"), "import", events, "--state-dir", dir.file("state")});
   ASSERT_EQ(imp.exit_code, 0) << imp.err;
   EXPECT_NE(imp.err.find("3 accepted, 0 duplicates, 0 rejected"), std::string::npos) << imp.err;
@@ -54,12 +49,14 @@ TEST(Rapportctl, ImportThenGetReadsScores) {
 TEST(Rapportctl, ImportReportsRejectedLinesWithLineNumbersAndKeepsTheRest) {
   TempDir dir;
   const std::string events = dir.file("events.ndjson");
-  write_file(events,
-             R"({"event_id":"1","customer_id":"c","ts":1700000000000,"type":"engagement"})" "\n"
-             "{not json\n"
-             "\n"
-             R"({"event_id":"2","customer_id":"c","ts":1700000000000,"type":"teleport"})" "\n"
-             R"({"event_id":"3","customer_id":"c","ts":1700000000000,"type":"engagement"})" "\n");
+  write_file(events, R"({"event_id":"1","customer_id":"c","ts":1700000000000,"type":"engagement"})"
+                     "\n"
+                     "{not json\n"
+                     "\n"
+                     R"({"event_id":"2","customer_id":"c","ts":1700000000000,"type":"teleport"})"
+                     "\n"
+                     R"({"event_id":"3","customer_id":"c","ts":1700000000000,"type":"engagement"})"
+                     "\n");
   const auto imp = run_command({binary("rapportctl"), "import", events, "--state-dir", dir.file("state")});
   EXPECT_EQ(imp.exit_code, 1) << imp.err;
   EXPECT_NE(imp.err.find("2 accepted, 0 duplicates, 2 rejected"), std::string::npos) << imp.err;
@@ -81,7 +78,8 @@ TEST(Rapportctl, ShuffledImportGivesIdenticalScoresAndReimportIsAllDuplicates) {
   write_file(dir.file("b.ndjson"), shuffled);
 
   const auto a = run_command({binary("rapportctl"), "import", dir.file("a.ndjson"), "--state-dir", dir.file("sa")});
-  const auto b = run_command({binary("rapportctl"), "import", "-", "--state-dir", dir.file("sb")}, dir.file("b.ndjson"));
+  const auto b =
+      run_command({binary("rapportctl"), "import", "-", "--state-dir", dir.file("sb")}, dir.file("b.ndjson"));
   ASSERT_EQ(a.exit_code, 0) << a.err;
   ASSERT_EQ(b.exit_code, 0) << b.err;
   // Same accepted / duplicate split whatever the order.

@@ -5,19 +5,12 @@
 #include <gtest/gtest.h>
 #include <simdjson.h>
 
-#include <boost/asio/connect.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/ssl.hpp>
-#include <boost/asio/write.hpp>
-
 #include "tests/e2e/harness.h"
+#include "tests/support/tls_client.h"
 
 namespace rapport::test {
 namespace {
 
-namespace asio = boost::asio;
-namespace ssl = boost::asio::ssl;
 using namespace std::chrono_literals;
 
 // Distinctive, so that any leak is found by a plain substring search.
@@ -41,17 +34,6 @@ std::string event(const std::string& id, const std::string& customer) {
 std::string bearer(const std::string& token) { return "Authorization: Bearer " + token; }
 
 std::string auth_line(const std::string& token) { return "{\"auth\":\"" + token + "\"}\n"; }
-
-// Reads TCP lines until an ack covering `line`; returns every line read (the ack last).
-std::vector<std::string> lines_until_ack(Client& c, int line) {
-  std::vector<std::string> lines;
-  while (auto l = c.read_line()) {
-    lines.push_back(*l);
-    if (l->rfind("{\"ack\":", 0) == 0 && std::stoi(l->substr(7)) >= line) return lines;
-  }
-  ADD_FAILURE() << "no ack for line " << line;
-  return lines;
-}
 
 // ---------------------------------------------------------------------------
 // The route walk
@@ -252,7 +234,7 @@ TEST_F(SecurityTest, TokensNeverAppearInTheLogMetricsOrDeadLetters) {
   {
     Client c(d.tcp_port());
     c.send(auth_line(kIngestToken) + event("rep-1", "walk-3") + "\n" + auth_line(kIngestToken));
-    const auto lines = lines_until_ack(c, 2);
+    const auto lines = c.read_until_ack(2);
     ASSERT_GE(lines.size(), 3u);
     EXPECT_EQ(lines[1].rfind("{\"line\":2,", 0), 0u) << lines[1];
     for (const auto& l : lines) EXPECT_EQ(l.find(kIngestToken), std::string::npos) << l;
@@ -304,113 +286,17 @@ TEST_F(SecurityTest, ConfigErrorsNeverEchoATokenPastedInTheWrongPlace) {
 // ---------------------------------------------------------------------------
 // TLS
 
-// A TLS client on its own io_context; every operation is bounded by a timeout.
-class TlsClient {
- public:
-  // `ca_file`: verify the server against it (and its name against "localhost"); empty: no verification.
-  TlsClient(int port, const std::string& ca_file) : ctx_(ssl::context::tls_client) {
-    if (ca_file.empty()) {
-      ctx_.set_verify_mode(ssl::verify_none);
-    } else {
-      ctx_.load_verify_file(ca_file);
-      ctx_.set_verify_mode(ssl::verify_peer);
-      ctx_.set_verify_callback(ssl::host_name_verification("localhost"));
-    }
-    stream_.emplace(io_, ctx_);
-    SSL_set_tlsext_host_name(stream_->native_handle(), "localhost");
-    boost::system::error_code ec;
-    stream_->lowest_layer().connect(
-        asio::ip::tcp::endpoint(asio::ip::address_v4::loopback(), static_cast<unsigned short>(port)), ec);
-    if (!ec) handshake_ok_ = run([&](auto h) { stream_->async_handshake(ssl::stream_base::client, h); });
+// One HTTP/1.1 request over `tls`, with a bearer token when given; status 0 if it failed.
+Client::Response https_request(TlsClient& tls, const std::string& method, const std::string& target,
+                               const std::string& body = "", const std::string& token = "") {
+  std::string req = method + " " + target + " HTTP/1.1\r\nHost: localhost\r\n";
+  if (!token.empty()) req += bearer(token) + "\r\n";
+  if (!body.empty() || method == "POST") {
+    req += "Content-Type: application/x-ndjson\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
   }
-
-  bool handshake_ok() const { return handshake_ok_; }
-  std::string error() const { return error_.message(); }
-
-  bool send(const std::string& data) {
-    return run([&](auto h) { asio::async_write(*stream_, asio::buffer(data), h); });
-  }
-  std::optional<std::string> read_line() {
-    for (;;) {
-      if (const auto nl = buffer_.find('\n'); nl != std::string::npos) {
-        std::string line = buffer_.substr(0, nl);
-        buffer_.erase(0, nl + 1);
-        return line;
-      }
-      if (!fill()) return std::nullopt;
-    }
-  }
-  // One HTTP/1.1 response (Content-Length bodies).
-  std::optional<Client::Response> read_response() {
-    for (;;) {
-      const auto end = buffer_.find("\r\n\r\n");
-      if (end != std::string::npos) {
-        Client::Response r;
-        r.status = std::stoi(buffer_.substr(9, 3));
-        std::size_t length = 0;
-        std::istringstream head(buffer_.substr(0, end));
-        for (std::string line; std::getline(head, line);) {
-          for (auto& ch : line) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-          if (line.rfind("content-length:", 0) == 0) length = std::stoul(line.substr(15));
-        }
-        if (buffer_.size() >= end + 4 + length) {
-          r.body = buffer_.substr(end + 4, length);
-          buffer_.erase(0, end + 4 + length);
-          return r;
-        }
-      }
-      if (!fill()) return std::nullopt;
-    }
-  }
-  Client::Response request(const std::string& method, const std::string& target, const std::string& body = "",
-                           const std::string& token = "") {
-    std::string req = method + " " + target + " HTTP/1.1\r\nHost: localhost\r\n";
-    if (!token.empty()) req += bearer(token) + "\r\n";
-    if (!body.empty() || method == "POST") {
-      req += "Content-Type: application/x-ndjson\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
-    }
-    if (!send(req + "\r\n" + body)) return {};
-    return read_response().value_or(Client::Response{});
-  }
-
- private:
-  bool fill() {
-    char chunk[16384];
-    std::size_t got = 0;
-    const bool ok = run([&](auto h) { stream_->async_read_some(asio::buffer(chunk), h); }, &got);
-    buffer_.append(chunk, got);
-    return ok && got > 0;
-  }
-  template <typename Op>
-  bool run(Op op, std::size_t* transferred = nullptr) {
-    bool done = false;
-    io_.restart();
-    op([&](const boost::system::error_code& ec, auto... n) {
-      done = true;
-      error_ = ec;
-      if constexpr (sizeof...(n) > 0) {
-        if (transferred != nullptr) *transferred = (n + ...);
-      }
-    });
-    io_.run_for(10s);
-    if (!done) {
-      boost::system::error_code ignored;
-      stream_->lowest_layer().cancel(ignored);
-      io_.restart();
-      io_.run();
-      error_ = asio::error::timed_out;
-      return false;
-    }
-    return !error_;
-  }
-
-  asio::io_context io_;
-  ssl::context ctx_;
-  std::optional<ssl::stream<asio::ip::tcp::socket>> stream_;
-  bool handshake_ok_ = false;
-  boost::system::error_code error_;
-  std::string buffer_;
-};
+  if (!tls.send(req + "\r\n" + body)) return {};
+  return tls.read_response().value_or(Client::Response{});
+}
 
 // The "events" count of a customer's JSON (-1 when absent).
 double events_of(const std::string& customer_json) {
@@ -468,7 +354,7 @@ TEST_F(TlsE2eTest, EventsAndQueriesOverTlsAndPlaintextClientsFailCleanly) {
   EXPECT_NE(d.log().find("tls: http on, tcp on"), std::string::npos) << d.log();
 
   // TLS TCP: auth, events, acks.
-  TlsClient tcp(d.tcp_port(), cert_);
+  TlsClient tcp(d.tcp_port(), TlsClientOptions::verifying(cert_));
   ASSERT_TRUE(tcp.handshake_ok()) << tcp.error();
   ASSERT_TRUE(tcp.send(auth_line(kIngestToken) + event("t1", "tls-c") + "\n" + event("t2", "tls-c") + "\nbroken\n" +
                        event("t3", "tls-c") + "\n"));
@@ -483,18 +369,19 @@ TEST_F(TlsE2eTest, EventsAndQueriesOverTlsAndPlaintextClientsFailCleanly) {
   EXPECT_EQ(lines.size(), 2u);  // line 3's rejection, then the ack
 
   // HTTPS, verified against the certificate, keep-alive.
-  TlsClient https(d.http_port(), cert_);
+  TlsClient https(d.http_port(), TlsClientOptions::verifying(cert_));
   ASSERT_TRUE(https.handshake_ok()) << https.error();
-  auto r = https.request("POST", "/v1/events", event("h1", "tls-c") + "\n" + event("h2", "tls-c") + "\n", kIngestToken);
+  auto r = https_request(https, "POST", "/v1/events", event("h1", "tls-c") + "\n" + event("h2", "tls-c") + "\n",
+                         kIngestToken);
   EXPECT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(r.body, "{\"accepted\":2,\"duplicates\":0,\"rejected\":[]}");
-  r = https.request("GET", "/v1/customers/tls-c", "", kReadToken);
+  r = https_request(https, "GET", "/v1/customers/tls-c", "", kReadToken);
   EXPECT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(events_of(r.body), 5) << r.body;
-  EXPECT_EQ(https.request("GET", "/v1/customers/tls-c").status, 401);
+  EXPECT_EQ(https_request(https, "GET", "/v1/customers/tls-c").status, 401);
 
   // Successful handshakes are not failures (/metrics needs no token).
-  std::string metrics = https.request("GET", "/metrics").body;
+  std::string metrics = https_request(https, "GET", "/metrics").body;
   for (const char* transport : {"tcp", "http"}) {
     for (const char* reason : {"plaintext", "error", "timeout"}) {
       EXPECT_EQ(tls_failures(metrics, transport, reason), 0) << transport << " " << reason << "\n" << metrics;
@@ -514,10 +401,10 @@ TEST_F(TlsE2eTest, EventsAndQueriesOverTlsAndPlaintextClientsFailCleanly) {
   // The TLS connections opened before are unaffected.
   ASSERT_TRUE(tcp.send(event("t4", "tls-c") + "\n"));
   EXPECT_EQ(tcp.read_line().value_or(""), "{\"ack\":5}");
-  r = https.request("GET", "/v1/customers/tls-c", "", kAdminToken);
+  r = https_request(https, "GET", "/v1/customers/tls-c", "", kAdminToken);
   EXPECT_EQ(events_of(r.body), 6) << r.body;
   // Each plaintext client was counted (before its refusal was written) on its transport, and only it.
-  metrics = https.request("GET", "/metrics").body;
+  metrics = https_request(https, "GET", "/metrics").body;
   EXPECT_EQ(tls_failures(metrics, "tcp", "plaintext"), 1) << metrics;
   EXPECT_EQ(tls_failures(metrics, "http", "plaintext"), 1) << metrics;
   EXPECT_EQ(tls_failures(metrics, "tcp", "error"), 0) << metrics;
@@ -572,7 +459,7 @@ TEST_F(TlsE2eTest, BadCertificateOrKeyRefusesToStartNamingTheFile) {
 TEST_F(TlsE2eTest, SighupServesARenewedCertificate) {
   const std::string config = write_config("rapport.toml", tls_config(cert_, key_));
   Daemon d(dir_.file("state"), {"--config", config});
-  TlsClient before(d.http_port(), cert_);
+  TlsClient before(d.http_port(), TlsClientOptions::verifying(cert_));
   ASSERT_TRUE(before.handshake_ok()) << before.error();
   const std::string renewed_cert = dir_.file("renewed-cert.pem"), renewed_key = dir_.file("renewed-key.pem");
   make_cert(renewed_cert, renewed_key);
@@ -582,19 +469,20 @@ TEST_F(TlsE2eTest, SighupServesARenewedCertificate) {
   while (d.log().find("configuration reloaded") == std::string::npos && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(20ms);
   }
-  TlsClient renewed(d.http_port(), renewed_cert);  // verifies against the new certificate only
+  TlsClient renewed(d.http_port(),
+                    TlsClientOptions::verifying(renewed_cert));  // verifies against the new certificate only
   EXPECT_TRUE(renewed.handshake_ok()) << renewed.error();
-  TlsClient stale(d.http_port(), cert_);
+  TlsClient stale(d.http_port(), TlsClientOptions::verifying(cert_));
   EXPECT_FALSE(stale.handshake_ok());
   // The client refused the certificate: a handshake error on the server too (counted on its own thread).
   double errors = -1;
   while (std::chrono::steady_clock::now() < deadline + 10s) {
-    errors = tls_failures(renewed.request("GET", "/metrics").body, "http", "error");
+    errors = tls_failures(https_request(renewed, "GET", "/metrics").body, "http", "error");
     if (errors >= 1) break;
     std::this_thread::sleep_for(20ms);
   }
   EXPECT_EQ(errors, 1);
-  EXPECT_EQ(before.request("GET", "/healthz").status, 200);  // an open connection keeps its session
+  EXPECT_EQ(https_request(before, "GET", "/healthz").status, 200);  // an open connection keeps its session
 }
 
 CommandResult rapportctl(std::vector<std::string> args) {
@@ -605,9 +493,9 @@ CommandResult rapportctl(std::vector<std::string> args) {
 // rapportctl --url https://… verifies the daemon's certificate against --ca-file and the URL's host.
 TEST_F(TlsE2eTest, RapportctlTalksToAnHttpsDaemonWithACaFile) {
   Daemon d(dir_.file("state"), {"--config", write_config("rapport.toml", tls_config(cert_, key_))});
-  TlsClient https(d.http_port(), cert_);
+  TlsClient https(d.http_port(), TlsClientOptions::verifying(cert_));
   ASSERT_TRUE(https.handshake_ok()) << https.error();
-  ASSERT_EQ(https.request("POST", "/v1/events", event("c1", "ctl-c") + "\n", kIngestToken).status, 200);
+  ASSERT_EQ(https_request(https, "POST", "/v1/events", event("c1", "ctl-c") + "\n", kIngestToken).status, 200);
   const std::string port = std::to_string(d.http_port());
   const std::string url = "https://localhost:" + port;  // the certificate is issued for localhost
 

@@ -25,6 +25,8 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support/loopback_client.h"
+
 namespace rapport {
 namespace {
 
@@ -188,121 +190,7 @@ class FakeHandler final : public HttpHandler {
 // ---------------------------------------------------------------------------
 // A blocking loopback client
 
-class Client {
- public:
-  explicit Client(int port) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<std::uint16_t>(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-    int one = 1;
-    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  }
-  ~Client() { ::close(fd_); }
-  Client(const Client&) = delete;
-  Client& operator=(const Client&) = delete;
-
-  bool connected() const { return connected_; }
-  bool send(std::string_view data) {
-    while (!data.empty()) {
-      const ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
-      if (n <= 0) return false;
-      data.remove_prefix(static_cast<std::size_t>(n));
-    }
-    return true;
-  }
-  void shutdown_write() { ::shutdown(fd_, SHUT_WR); }
-
-  std::optional<std::string> read_line(std::chrono::milliseconds timeout = 10s) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    for (;;) {
-      const auto nl = buffer_.find('\n');
-      if (nl != std::string::npos) {
-        std::string line = buffer_.substr(0, nl);
-        buffer_.erase(0, nl + 1);
-        return line;
-      }
-      if (!fill(deadline)) return std::nullopt;
-    }
-  }
-  // True when the server closed the connection (EOF or reset) within the timeout, with nothing more to read.
-  bool closed_by_peer(std::chrono::milliseconds timeout = 10s) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (fill(deadline)) {
-    }
-    return eof_;
-  }
-  // Reads lines until an ack >= line; returns every line read (the ack last).
-  std::vector<std::string> read_until_ack(int line, std::chrono::milliseconds timeout = 10s) {
-    std::vector<std::string> lines;
-    while (auto l = read_line(timeout)) {
-      lines.push_back(*l);
-      if (l->rfind("{\"ack\":", 0) == 0 && std::stoi(l->substr(7)) >= line) return lines;
-    }
-    ADD_FAILURE() << "no ack for line " << line << " after " << lines.size() << " lines";
-    return lines;
-  }
-
-  struct Response {
-    int status = 0;
-    std::map<std::string, std::string> headers;  // lower-case names
-    std::string body;
-  };
-  std::optional<Response> read_response(std::chrono::milliseconds timeout = 10s) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    std::size_t end;
-    while ((end = buffer_.find("\r\n\r\n")) == std::string::npos) {
-      if (!fill(deadline)) return std::nullopt;
-    }
-    Response r;
-    std::istringstream head(buffer_.substr(0, end));
-    std::string line;
-    std::getline(head, line);
-    r.status = std::stoi(line.substr(9, 3));
-    while (std::getline(head, line)) {
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      const auto colon = line.find(':');
-      if (colon == std::string::npos) continue;
-      std::string name = line.substr(0, colon);
-      for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      std::string value = line.substr(colon + 1);
-      while (!value.empty() && value.front() == ' ') value.erase(0, 1);
-      r.headers[name] = value;
-    }
-    buffer_.erase(0, end + 4);
-    const std::size_t length = r.headers.count("content-length") ? std::stoul(r.headers["content-length"]) : 0;
-    while (buffer_.size() < length) {
-      if (!fill(deadline)) return std::nullopt;
-    }
-    r.body = buffer_.substr(0, length);
-    buffer_.erase(0, length);
-    return r;
-  }
-
- private:
-  bool fill(std::chrono::steady_clock::time_point deadline) {
-    const auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return false;
-    pollfd p{fd_, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
-    char buf[65536];
-    const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-    if (n <= 0) {
-      eof_ = true;
-      return false;
-    }
-    buffer_.append(buf, static_cast<std::size_t>(n));
-    return true;
-  }
-
-  int fd_ = -1;
-  bool connected_ = false;
-  bool eof_ = false;
-  std::string buffer_;
-};
+using Client = test::LoopbackClient;
 
 std::string http_request(const std::string& method, const std::string& target, const std::string& body = "",
                          const std::string& content_type = "", const std::vector<std::string>& headers = {},

@@ -33,6 +33,9 @@
 
 #include "ingest/net/http_client.h"
 #include "ingest/net/server.h"
+#include "tests/support/loopback_client.h"
+#include "tests/support/temp_dir.h"
+#include "tests/support/tls_client.h"
 
 namespace rapport {
 namespace {
@@ -51,23 +54,7 @@ std::string event(const std::string& id) {
 // ---------------------------------------------------------------------------
 // Certificates
 
-class TempDir {
- public:
-  TempDir() {
-    std::random_device rd;
-    path_ = std::filesystem::path(RAPPORT_BINARY_DIR) / "test-tmp" /
-            ("tls" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
-    std::filesystem::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  std::filesystem::path path_;
-};
+using test::TempDir;
 
 // Writes a self-signed certificate for `common_name` and its key as PEM files; `alt_names`, when given, is
 // its subjectAltName (e.g. "IP:127.0.0.1").
@@ -181,180 +168,10 @@ class EchoHandler final : public HttpHandler {
 // ---------------------------------------------------------------------------
 // Clients
 
-struct Response {
-  int status = 0;
-  std::map<std::string, std::string> headers;  // lower-case names
-  std::string body;
-};
-
-// Parses one Content-Length response off the front of `buffer`; nullopt while incomplete.
-std::optional<Response> take_response(std::string& buffer) {
-  const auto end = buffer.find("\r\n\r\n");
-  if (end == std::string::npos) return std::nullopt;
-  Response r;
-  std::istringstream head(buffer.substr(0, end));
-  std::string line;
-  std::getline(head, line);
-  r.status = std::stoi(line.substr(9, 3));
-  while (std::getline(head, line)) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    const auto colon = line.find(':');
-    if (colon == std::string::npos) continue;
-    std::string name = line.substr(0, colon);
-    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    r.headers[name] = line.substr(line.find_first_not_of(' ', colon + 1));
-  }
-  const std::size_t length = r.headers.count("content-length") ? std::stoul(r.headers["content-length"]) : 0;
-  if (buffer.size() < end + 4 + length) return std::nullopt;
-  r.body = buffer.substr(end + 4, length);
-  buffer.erase(0, end + 4 + length);
-  return r;
-}
-
-// A TLS client on its own io_context; each operation runs it for at most `timeout`.
-class TlsClient {
- public:
-  explicit TlsClient(int port, int max_version = 0, std::chrono::milliseconds timeout = 10s)
-      : ctx_(ssl::context::tls_client), timeout_(timeout) {
-    ctx_.set_verify_mode(ssl::verify_none);
-    if (max_version != 0) SSL_CTX_set_max_proto_version(ctx_.native_handle(), max_version);
-    stream_.emplace(io_, ctx_);
-    boost::system::error_code ec;
-    stream_->lowest_layer().connect(tcp::endpoint(asio::ip::address_v4::loopback(), static_cast<unsigned short>(port)),
-                                    ec);
-    if (ec) return;
-    handshake_ok_ = run([&](auto handler) { stream_->async_handshake(ssl::stream_base::client, handler); });
-  }
-
-  bool handshake_ok() const { return handshake_ok_; }
-  const boost::system::error_code& last_error() const { return last_error_; }
-
-  // The common name of the server's certificate.
-  std::string peer_common_name() {
-    X509* cert = SSL_get1_peer_certificate(stream_->native_handle());
-    if (cert == nullptr) return {};
-    char buf[256] = {};
-    X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, buf, sizeof buf);
-    X509_free(cert);
-    return buf;
-  }
-
-  bool send(const std::string& data) {
-    return run([&](auto handler) { asio::async_write(*stream_, asio::buffer(data), handler); });
-  }
-
-  std::optional<std::string> read_line() {
-    for (;;) {
-      const auto nl = buffer_.find('\n');
-      if (nl != std::string::npos) {
-        std::string line = buffer_.substr(0, nl);
-        buffer_.erase(0, nl + 1);
-        return line;
-      }
-      if (!fill()) return std::nullopt;
-    }
-  }
-
-  std::optional<Response> read_response() {
-    for (;;) {
-      if (auto r = take_response(buffer_)) return r;
-      if (!fill()) return std::nullopt;
-    }
-  }
-
-  // True when the server ended the stream (read error) rather than the wait timing out.
-  bool ended_by_peer() {
-    while (fill()) {
-    }
-    return last_error_ && last_error_ != asio::error::operation_aborted;
-  }
-
- private:
-  bool fill() {
-    char chunk[16384];
-    std::size_t got = 0;
-    const bool ok = run([&](auto handler) { stream_->async_read_some(asio::buffer(chunk), handler); }, &got);
-    buffer_.append(chunk, got);
-    return ok && got > 0;
-  }
-
-  // Starts `op` with a completion handler and runs the io_context until it completes or times out.
-  template <typename Op>
-  bool run(Op op, std::size_t* transferred = nullptr) {
-    bool done = false;
-    io_.restart();
-    op([&](const boost::system::error_code& ec, auto... n) {
-      done = true;
-      last_error_ = ec;
-      if constexpr (sizeof...(n) > 0) {
-        if (transferred != nullptr) *transferred = (n + ...);
-      }
-    });
-    io_.run_for(timeout_);
-    if (!done) {
-      boost::system::error_code ignored;
-      stream_->lowest_layer().cancel(ignored);
-      io_.restart();
-      io_.run();
-      last_error_ = asio::error::operation_aborted;
-      return false;
-    }
-    return !last_error_;
-  }
-
-  asio::io_context io_;
-  ssl::context ctx_;
-  std::optional<ssl::stream<tcp::socket>> stream_;
-  std::chrono::milliseconds timeout_;
-  bool handshake_ok_ = false;
-  boost::system::error_code last_error_;
-  std::string buffer_;
-};
-
-// A plain blocking client: sends bytes, reads everything until EOF (or the timeout).
-class PlainClient {
- public:
-  explicit PlainClient(int port) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<std::uint16_t>(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-  }
-  ~PlainClient() { ::close(fd_); }
-  PlainClient(const PlainClient&) = delete;
-  PlainClient& operator=(const PlainClient&) = delete;
-
-  bool connected() const { return connected_; }
-  void shutdown_write() { ::shutdown(fd_, SHUT_WR); }
-  bool send(std::string_view data) {
-    return ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL) == ssize_t(data.size());
-  }
-  // Everything the server sent; `eof` tells whether it closed within the timeout.
-  std::string read_all(bool& eof, std::chrono::milliseconds timeout = 10s) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    std::string out;
-    eof = false;
-    for (;;) {
-      const auto left =
-          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-      pollfd p{fd_, POLLIN, 0};
-      if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0) return out;
-      char buf[4096];
-      const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-      if (n <= 0) {
-        eof = true;
-        return out;
-      }
-      out.append(buf, static_cast<std::size_t>(n));
-    }
-  }
-
- private:
-  int fd_ = -1;
-  bool connected_ = false;
-};
+using Response = test::HttpResponseText;
+using test::take_response;
+using test::TlsClient;
+using PlainClient = test::LoopbackClient;  // plain POSIX socket
 
 int port_of(const std::string& endpoint) { return std::stoi(endpoint.substr(endpoint.rfind(':') + 1)); }
 
@@ -541,7 +358,7 @@ TEST_F(TlsTest, MinimumVersionIsEnforced) {
   ServerOptions o = options();
   o.tls.min_version = "1.3";
   start(o);
-  TlsClient old(tcp_port(), TLS1_2_VERSION);
+  TlsClient old(tcp_port(), test::TlsClientOptions::at_most(TLS1_2_VERSION));
   EXPECT_FALSE(old.handshake_ok());
   TlsClient current(tcp_port());
   EXPECT_TRUE(current.handshake_ok()) << current.last_error().message();

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "storage/store.h"
+#include "tests/storage/store_fixture.h"
 
 namespace rapport {
 namespace {
@@ -55,32 +56,8 @@ std::vector<Event> mixed_batch(int batch, int size) {
   return out;
 }
 
-class JournalTest : public ::testing::Test {
+class JournalTest : public StoreFixture {
  protected:
-  void SetUp() override {
-    static std::atomic<int> counter{0};
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    std::string name = std::string(info->test_suite_name()) + "." + info->name();
-    for (char& c : name) {
-      if (c == '/') c = '_';
-    }
-    root_ = fs::path(RAPPORT_BINARY_DIR) / "test-tmp" /
-            (name + "-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    fs::remove_all(root_);
-    fs::create_directories(root_);
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(root_, ec);
-  }
-
-  StoreOptions options(std::string_view sub = "db") const {
-    StoreOptions o;
-    o.directory = (root_ / sub).string();
-    o.durability = Durability::kAsync;
-    o.initial_map_bytes = 1 << 20;
-    return o;
-  }
   // No checkpoint on close: destroying the Store is then what a crash leaves on disk.
   StoreOptions crash_options(std::string_view sub = "db") const {
     StoreOptions o = options(sub);
@@ -88,36 +65,10 @@ class JournalTest : public ::testing::Test {
     return o;
   }
 
-  static std::unique_ptr<Store> open_ok(const StoreOptions& o) {
-    auto r = Store::open(o);
-    EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.message());
-    return r.ok() ? std::move(r).value() : nullptr;
-  }
-
-  static std::vector<EventOutcome> apply_ok(Store& store, const std::vector<Event>& events,
-                                            const ApplyConfig& config = ApplyConfig{},
-                                            std::span<const DeadLetter> letters = {}) {
-    std::vector<EventOutcome> outcomes;
-    Status s = store.apply_batch(events, config, outcomes, letters);
-    EXPECT_TRUE(s.ok()) << (s.ok() ? "" : s.message());
-    return outcomes;
-  }
-
   static std::optional<CustomerState> customer(const Store& store, std::string_view id) {
     auto r = store.get_customer(id);
     EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.message());
     return r.ok() ? *r : std::nullopt;
-  }
-
-  static std::vector<std::string> event_ids(const Store& store, std::string_view id, std::size_t offset = 0,
-                                            std::size_t limit = 1000000) {
-    auto r = store.customer_events(id, offset, limit);
-    EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.message());
-    std::vector<std::string> ids;
-    if (r.ok()) {
-      for (const auto& e : *r) ids.push_back(e.event_id);
-    }
-    return ids;
   }
 
   // Everything a reader can see: each customer's serialized state and timeline, in key order.
@@ -160,8 +111,6 @@ class JournalTest : public ::testing::Test {
     EXPECT_EQ(snap.customers, snap.states.size());
     return snap;
   }
-
-  fs::path root_;
 };
 
 TEST_F(JournalTest, CrashRecoveryReplaysTheJournalExactlyOnce) {

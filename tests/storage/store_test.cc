@@ -15,6 +15,8 @@
 #include <thread>
 #include <vector>
 
+#include "tests/storage/store_fixture.h"
+
 namespace rapport {
 namespace {
 
@@ -32,66 +34,14 @@ Event make_event(std::string_view customer, std::string_view id, std::int64_t ts
   return e;
 }
 
-class StoreTest : public ::testing::Test {
+class StoreTest : public StoreFixture {
  protected:
-  void SetUp() override {
-    static std::atomic<int> counter{0};
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    std::string name = std::string(info->test_suite_name()) + "." + info->name();
-    for (char& c : name) {
-      if (c == '/') c = '_';
-    }
-    root_ = fs::path(RAPPORT_BINARY_DIR) / "test-tmp" /
-            (name + "-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    fs::remove_all(root_);
-    fs::create_directories(root_);
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(root_, ec);
-  }
-
-  StoreOptions options(std::string_view sub = "db") const {
-    StoreOptions o;
-    o.directory = (root_ / sub).string();
-    o.durability = Durability::kAsync;
-    o.initial_map_bytes = 1 << 20;
-    return o;
-  }
-
-  static std::unique_ptr<Store> open_ok(const StoreOptions& o) {
-    auto r = Store::open(o);
-    EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.message());
-    return r.ok() ? std::move(r).value() : nullptr;
-  }
-
-  static std::vector<EventOutcome> apply_ok(Store& store, const std::vector<Event>& events,
-                                            std::span<const DeadLetter> letters = {}) {
-    std::vector<EventOutcome> outcomes;
-    Status s = store.apply_batch(events, ApplyConfig{}, outcomes, letters);
-    EXPECT_TRUE(s.ok()) << (s.ok() ? "" : s.message());
-    return outcomes;
-  }
-
   static CustomerState customer(const Store& store, std::string_view id) {
     auto r = store.get_customer(id);
     EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.message());
     EXPECT_TRUE(r.ok() && r->has_value()) << "customer " << id << " missing";
     return r.ok() && r->has_value() ? **r : CustomerState{};
   }
-
-  static std::vector<std::string> event_ids(const Store& store, std::string_view id, std::size_t offset = 0,
-                                            std::size_t limit = 1000000) {
-    auto r = store.customer_events(id, offset, limit);
-    EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.message());
-    std::vector<std::string> ids;
-    if (r.ok()) {
-      for (const auto& e : *r) ids.push_back(e.event_id);
-    }
-    return ids;
-  }
-
-  fs::path root_;
 };
 
 constexpr auto kAccepted = EventOutcome::kAccepted;
@@ -457,7 +407,7 @@ TEST_F(StoreTest, DeadLettersAppendListRemoveAndTrim) {
 
   // Dead letters also ride along with a batch; capacity 4 drops the oldest.
   std::vector<DeadLetter> two = {letter(4), letter(5)};
-  apply_ok(*store, {make_event("alice", "e1", 1)}, two);
+  apply_ok(*store, {make_event("alice", "e1", 1)}, ApplyConfig{}, two);
   all = store->dead_letters(0, 100);
   ASSERT_EQ(all->size(), 4u);
   EXPECT_EQ((*all)[0].sequence, 2u);
