@@ -142,6 +142,9 @@ Route Api::handle(HttpRequest&& request, HttpRespond respond) {
   } else if (path == "/v1/deadletter") {
     route = Route::kDeadLetter;
     scope = Scope::kAdmin;
+  } else if (path == "/v1/deadletter:remove") {
+    route = Route::kDeadLetterRemove;
+    scope = Scope::kAdmin;
   } else if (path == "/v1/model") {
     route = Route::kModel;
   } else if (path == "/v1/model:fit") {
@@ -195,6 +198,9 @@ Route Api::handle(HttpRequest&& request, HttpRespond respond) {
     case Route::kDeadLetter:
       if (!is_get) break;
       return dead_letters(request, respond);
+    case Route::kDeadLetterRemove:
+      if (method != "POST") break;
+      return remove_dead_letters(request, respond);
     case Route::kModel:
       if (!is_get) break;
       return model(respond);
@@ -385,6 +391,43 @@ Route Api::dead_letters(const HttpRequest& request, HttpRespond& respond) {
   w.end_array().end_object();
   respond(json_ok(w.take()));
   return Route::kDeadLetter;
+}
+
+Route Api::remove_dead_letters(const HttpRequest& request, HttpRespond& respond) {
+  constexpr char kShape[] =
+      "body must be JSON: {\"sequences\":[1, 2, ...]} with 1 to 1000 dead-letter sequence numbers";
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  simdjson::dom::array list;
+  if (parser.parse(request.body).get(doc) != simdjson::SUCCESS ||
+      doc["sequences"].get_array().get(list) != simdjson::SUCCESS || list.size() == 0 || list.size() > kMaxBatchGet) {
+    respond(json_error(400, kShape));
+    return Route::kDeadLetterRemove;
+  }
+  std::vector<std::uint64_t> sequences;
+  sequences.reserve(list.size());
+  for (simdjson::dom::element e : list) {
+    std::uint64_t seq = 0;
+    if (e.get_uint64().get(seq) != simdjson::SUCCESS) {
+      respond(json_error(400, kShape));
+      return Route::kDeadLetterRemove;
+    }
+    sequences.push_back(seq);
+  }
+  // A write: on the writer thread, like every other.
+  auto shared = std::make_shared<HttpRespond>(std::move(respond));
+  const bool posted = writer_.post([shared, sequences = std::move(sequences)](Store& store) {
+    auto removed = store.remove_dead_letters(sequences);
+    if (!removed.ok()) {
+      (*shared)(json_error(503, "storage error: " + removed.message()));
+      return;
+    }
+    JsonWriter w;
+    w.begin_object().field("removed", static_cast<std::uint64_t>(*removed)).end_object();
+    (*shared)(json_ok(w.take()));
+  });
+  if (!posted) (*shared)(json_error(503, "shutting down"));
+  return Route::kDeadLetterRemove;
 }
 
 namespace {

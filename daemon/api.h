@@ -36,6 +36,7 @@ class Api final : public HttpHandler {
   Route delete_customer(std::string_view id, HttpRespond& respond);
   Route batch_get(const HttpRequest& request, HttpRespond& respond);
   Route dead_letters(const HttpRequest& request, HttpRespond& respond);
+  Route remove_dead_letters(const HttpRequest& request, HttpRespond& respond);
   Route model(HttpRespond& respond);
   Route fit_model(const HttpRequest& request, HttpRespond& respond);
   Route tiers(HttpRespond& respond);

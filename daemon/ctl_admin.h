@@ -89,9 +89,8 @@ int ctl_fit(const CtlTarget& target, const FitOptions& options);
 int ctl_erase(const CtlTarget& target, const std::string& id);
 
 struct DeadLetterOptions {
-  std::uint64_t after = 0;       // start after this sequence number
-  std::size_t limit = 0;         // at most this many letters (0 = all)
-  bool state_dir_given = false;  // replay --url: also remove the replayed letters from this state dir
+  std::uint64_t after = 0;  // start after this sequence number
+  std::size_t limit = 0;    // at most this many letters (0 = all)
 };
 // One JSON object per line: sequence, received, transport, reason, error, payload.
 int ctl_deadletter_list(const CtlTarget& target, const DeadLetterOptions& options);

@@ -120,7 +120,7 @@ Result<std::vector<Letter>> fetch_letters(const CtlTarget& target, const Store* 
 bool blank(std::string_view s) { return s.find_first_not_of(" \t\r\n") == std::string_view::npos; }
 
 struct ReplayTally {
-  std::size_t accepted = 0, duplicates = 0, invalid = 0, unremoved = 0;
+  std::size_t accepted = 0, duplicates = 0, invalid = 0;
   std::vector<std::uint64_t> replayed;  // sequences to remove
 };
 
@@ -140,7 +140,7 @@ Status replay_locally(Store& store, const Config& config, const std::vector<Lett
     if (events.empty()) return Status::Ok();
     if (Status s = store.apply_batch(events, config.apply, outcomes); !s.ok()) return s;
     for (EventOutcome o : outcomes) (o == EventOutcome::kAccepted ? tally.accepted : tally.duplicates)++;
-    if (Status s = store.remove_dead_letters(sequences); !s.ok()) return s;
+    if (auto removed = store.remove_dead_letters(sequences); !removed.ok()) return removed.status();
     tally.replayed.insert(tally.replayed.end(), sequences.begin(), sequences.end());
     events.clear();
     sequences.clear();
@@ -225,6 +225,32 @@ Status replay_over_http(const CtlTarget& target, const std::vector<Letter>& lett
   return Status::Ok();
 }
 
+// Removes the replayed letters from the daemon's dead-letter store (POST /v1/deadletter:remove, a page at a time).
+Status remove_over_http(const CtlTarget& target, const std::vector<std::uint64_t>& sequences) {
+  for (std::size_t next = 0; next < sequences.size();) {
+    const std::size_t end = std::min(sequences.size(), next + kDeadLetterPage);
+    std::string body = "{\"sequences\":[";
+    for (std::size_t i = next; i < end; ++i) {
+      if (i > next) body += ',';
+      body += std::to_string(sequences[i]);
+    }
+    body += "]}";
+    next = end;
+    HttpClientRequest request;
+    request.method = "POST";
+    request.target = "/v1/deadletter:remove";
+    request.content_type = "application/json";
+    request.body = std::move(body);
+    auto response = ctl_http(target, std::move(request), /*default_timeout_s=*/120);
+    if (!response.ok()) return response.status();
+    if (response->status != 200) {
+      return Status::Error("the replayed letters were not removed: POST /v1/deadletter:remove: HTTP " +
+                           std::to_string(response->status) + ": " + response->body);
+    }
+  }
+  return Status::Ok();
+}
+
 // Flushes a file or directory to disk.
 bool sync_path(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -266,14 +292,13 @@ int ctl_deadletter_replay(const CtlTarget& target, const DeadLetterOptions& opti
   auto config = ctl_config(target);
   if (!config.ok()) return ctl_error(config.message());
   const bool over_http = !target.url.empty();
-  // The store: the source of the letters in state-dir mode; in url mode only where the replayed ones are removed.
-  std::unique_ptr<Store> store;
-  if (!over_http || options.state_dir_given) {
+  std::unique_ptr<Store> store;  // state-dir mode: the source of the letters and where they are removed
+  if (!over_http) {
     auto opened = ctl_open_store(*config, /*read_only=*/false);
     if (!opened.ok()) return ctl_error(opened.message());
     store = std::move(*opened);
   }
-  auto letters = fetch_letters(target, over_http ? nullptr : store.get(), options.after, options.limit, {});
+  auto letters = fetch_letters(target, store.get(), options.after, options.limit, {});
   if (!letters.ok()) return ctl_error(letters.message());
   if (letters->empty()) {
     std::printf("no dead letters to replay\n");
@@ -281,23 +306,11 @@ int ctl_deadletter_replay(const CtlTarget& target, const DeadLetterOptions& opti
   }
   ReplayTally tally;
   Status s = over_http ? replay_over_http(target, *letters, tally) : replay_locally(*store, *config, *letters, tally);
-  if (s.ok() && over_http) {
-    if (store) {
-      s = store->remove_dead_letters(tally.replayed);
-    } else {
-      tally.unremoved = tally.replayed.size();
-    }
-  }
+  if (s.ok() && over_http) s = remove_over_http(target, tally.replayed);
   std::printf("replayed %zu dead letters: %zu accepted, %zu duplicates, %zu still invalid (kept)\n", letters->size(),
               tally.accepted, tally.duplicates, tally.invalid);
-  if (tally.unremoved > 0) {
-    std::fprintf(stderr,
-                 "rapportctl: %zu replayed letters were left in the dead-letter store: the HTTP API cannot remove "
-                 "them; add --state-dir with the daemon's state dir (same host) to remove them\n",
-                 tally.unremoved);
-  }
   if (!s.ok()) return ctl_error("replay stopped: " + s.message());
-  return tally.invalid > 0 || tally.unremoved > 0 ? kExitPartial : kExitOk;
+  return tally.invalid > 0 ? kExitPartial : kExitOk;
 }
 
 // --- backup ---------------------------------------------------------------------

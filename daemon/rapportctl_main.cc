@@ -309,7 +309,7 @@ void add_target_options(CLI::App* sub, rapport::CtlTarget& target, bool url, boo
     auto* dir = sub->add_option("--state-dir", target.state_dir,
                                 "State directory (default: the config's, ./var/rapport); works beside a running "
                                 "rapportd");
-    if (url_opt != nullptr && std::string(sub->get_name()) != "replay") dir->excludes(url_opt);
+    if (url_opt != nullptr) dir->excludes(url_opt);
   }
   sub->add_option("-c,--config", target.config_path, "rapportd TOML config (weights, value settings, limits)");
 }
@@ -399,8 +399,8 @@ int main(int argc, char** argv) {
   auto* dl_replay = deadletter->add_subcommand(
       "replay",
       "Re-submit dead letters (e.g. after a config fix); those accepted or duplicate are removed, still "
-      "invalid ones stay and are reported (exit 1). With --url they are POSTed to the daemon and removed "
-      "from --state-dir when given");
+      "invalid ones stay and are reported (exit 1). With --url they are POSTed to the daemon's /v1/events "
+      "and the replayed ones removed with POST /v1/deadletter:remove (admin token)");
   for (auto* sub : {dl_list, dl_replay}) {
     sub->add_option("--after", dl_options.after, "Start after this sequence number (default 0)");
     sub->add_option("--limit", dl_options.limit, "At most this many letters (default 0 = all)");
@@ -456,10 +456,7 @@ int main(int argc, char** argv) {
   if (*fit) return rapport::ctl_fit(fit_target, fit_options);
   if (*erase) return rapport::ctl_erase(erase_target, erase_id);
   if (*dl_list) return rapport::ctl_deadletter_list(dl_target, dl_options);
-  if (*dl_replay) {
-    dl_options.state_dir_given = !dl_target.state_dir.empty();
-    return rapport::ctl_deadletter_replay(dl_target, dl_options);
-  }
+  if (*dl_replay) return rapport::ctl_deadletter_replay(dl_target, dl_options);
   if (*backup) return rapport::ctl_backup(backup_target, backup_dest, backup_quiet);
   if (*restore) return rapport::ctl_restore(restore_target, restore_src, restore_force);
   if (*generate) {

@@ -78,6 +78,7 @@ void refresh_storage_metrics(Store& store, Metrics& metrics) {
   metrics.lmdb_used_bytes().Set(static_cast<double>(s.used_bytes));
   metrics.lmdb_readers().Set(static_cast<double>(s.readers));
   metrics.pending_events().Set(static_cast<double>(s.pending_events));
+  metrics.dead_letters().Set(static_cast<double>(s.dead_letters));
   metrics.customers("unranked").Set(static_cast<double>(s.customers));
 }
 

@@ -39,12 +39,13 @@ enum class Route : std::uint8_t {
   kModel,
   kModelFit,
   kDeadLetter,
+  kDeadLetterRemove,
   kMetrics,
   kHealthz,
   kReadyz,
   kOther,
 };
-inline constexpr int kRouteCount = 14;
+inline constexpr int kRouteCount = 15;
 std::string_view route_name(Route route);
 
 // Why a TLS handshake on a TLS listener failed: the `reason` label of

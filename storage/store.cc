@@ -2087,19 +2087,24 @@ Result<std::vector<StoredDeadLetter>> Store::dead_letters(std::uint64_t after, s
   return result;
 }
 
-Status Store::remove_dead_letters(std::span<const std::uint64_t> sequences) {
-  if (sequences.empty() && !impl_->options.read_only) return Status::Ok();
+Result<std::size_t> Store::remove_dead_letters(std::span<const std::uint64_t> sequences) {
+  if (sequences.empty() && !impl_->options.read_only) return std::size_t{0};
   Impl& d = *impl_;
-  return d.write([&](MDB_txn* txn, std::string& context) -> int {
+  std::size_t removed = 0;
+  Status s = d.write([&](MDB_txn* txn, std::string& context) -> int {
     context = "cannot remove dead letters";
+    removed = 0;
     for (std::uint64_t seq : sequences) {
       std::string key = sequence_key(seq);
       MDB_val k = to_val(key);
       int rc = mdb_del(txn, d.deadletter, &k, nullptr);
+      if (rc == 0) ++removed;
       if (rc != 0 && rc != MDB_NOTFOUND) return rc;
     }
     return 0;
   });
+  if (!s) return s;
+  return removed;
 }
 
 StoreStats Store::stats() const {
@@ -2132,6 +2137,7 @@ StoreStats Store::stats() const {
           if (mdb_stat(txn, d.customers, &st) == 0) stats.customers = st.ms_entries;
           if (mdb_stat(txn, d.events, &st) == 0) stats.events = st.ms_entries;
           if (d.has_journal && mdb_stat(txn, d.journal, &st) == 0) stats.journal_entries = st.ms_entries;
+          if (mdb_stat(txn, d.deadletter, &st) == 0) stats.dead_letters = st.ms_entries;
           if (with_overlay) {
             stats.customers += added;
             stats.events += pending;

@@ -106,6 +106,7 @@ struct StoreStats {
   std::uint64_t pending_events = 0;       // journaled, not yet written by a checkpoint
   std::uint64_t checkpoint_sequence = 0;  // last journal sequence applied by a checkpoint
   std::uint64_t journal_entries = 0;      // entries in `journal`
+  std::uint64_t dead_letters = 0;         // entries in `deadletter`
   bool checkpoint_in_progress = false;
   std::uint64_t checkpoints = 0;        // completed by this Store since it was opened
   std::uint64_t checkpoint_slices = 0;  // slice transactions committed by this Store since it was opened
@@ -163,7 +164,8 @@ class Store {
   Status add_dead_letters(std::span<const DeadLetter> letters);
   // Oldest first, starting after sequence `after`, at most `limit`.
   Result<std::vector<StoredDeadLetter>> dead_letters(std::uint64_t after, std::size_t limit) const;
-  Status remove_dead_letters(std::span<const std::uint64_t> sequences);
+  // Removes the dead letters with these sequences; returns how many were there.
+  Result<std::size_t> remove_dead_letters(std::span<const std::uint64_t> sequences);
 
   StoreStats stats() const;
   const StoreOptions& options() const;

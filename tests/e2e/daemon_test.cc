@@ -6,6 +6,7 @@
 #include <set>
 
 #include "tests/e2e/harness.h"
+#include "tests/e2e/reliability.h"
 
 namespace rapport::test {
 namespace {
@@ -142,6 +143,43 @@ TEST_F(DaemonTest, QueriesCustomerBatchAndTimeline) {
   EXPECT_EQ(http(d.http_port(), "PUT", "/v1/customers/q").status, 405);
   EXPECT_EQ(http(d.http_port(), "GET", "/healthz").status, 200);
   EXPECT_EQ(http(d.http_port(), "GET", "/readyz").status, 200);
+}
+
+TEST_F(DaemonTest, DeadLettersAreListedCountedAndRemovedOverHttp) {
+  Daemon d(dir_.file("state"));
+  const int port = d.http_port();
+  auto r = http(port, "POST", "/v1/events", "{broken\n" + purchase("e1", "dl", 5) + "\n[]\n", "application/x-ndjson");
+  ASSERT_EQ(r.status, 200) << r.body;
+  const auto count = [&] { return reliability::metric(http(port, "GET", "/metrics").body, "rapport_dead_letters"); };
+  EXPECT_EQ(count(), 2.0);
+  r = http(port, "GET", "/v1/deadletter");
+  ASSERT_EQ(r.status, 200) << r.body;
+  const auto first = static_cast<std::uint64_t>(number_at(r.body, "/dead_letters/0/sequence"));
+  const auto second = static_cast<std::uint64_t>(number_at(r.body, "/dead_letters/1/sequence"));
+
+  // Removed by sequence: a sequence that is not there counts nothing.
+  const std::string json = "application/json";
+  r = http(port, "POST", "/v1/deadletter:remove", "{\"sequences\":[" + std::to_string(first) + ",987654]}", json);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(number_at(r.body, "/removed"), 1) << r.body;
+  r = http(port, "GET", "/v1/deadletter");
+  EXPECT_EQ(number_at(r.body, "/dead_letters/0/sequence"), static_cast<double>(second)) << r.body;
+  EXPECT_EQ(r.body.find("{broken"), std::string::npos) << r.body;
+  EXPECT_EQ(count(), 1.0);
+
+  // Bad requests change nothing.
+  for (const std::string& bad : {std::string("not json"), std::string("{}"), std::string("{\"sequences\":[]}"),
+                                 std::string("{\"sequences\":[-1]}"), std::string("{\"sequences\":[\"1\"]}"),
+                                 std::string("{\"sequences\":7}")}) {
+    r = http(port, "POST", "/v1/deadletter:remove", bad, json);
+    EXPECT_EQ(r.status, 400) << bad << " -> " << r.body;
+    EXPECT_NE(r.body.find("sequences"), std::string::npos) << r.body;
+  }
+  std::string too_many = "{\"sequences\":[";
+  for (int i = 0; i < 1001; ++i) too_many += (i ? "," : "") + std::to_string(second);
+  EXPECT_EQ(http(port, "POST", "/v1/deadletter:remove", too_many + "]}", json).status, 400);
+  EXPECT_EQ(http(port, "GET", "/v1/deadletter:remove").status, 405);
+  EXPECT_EQ(count(), 1.0);
 }
 
 TEST_F(DaemonTest, ErasureRemovesStateAndLaterEventsStartFresh) {

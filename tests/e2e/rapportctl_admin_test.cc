@@ -565,20 +565,33 @@ TEST_F(RapportctlAdmin, DeadLetterListAndReplayKeepsTheUnfixable) {
 }
 
 TEST_F(RapportctlAdmin, DeadLetterListAndReplayOverUrl) {
-  Daemon d(state());
-  const auto r =
-      http(d.http_port(), "POST", "/v1/events", purchase_line("1", "alice", 5) + "{broken\n", "application/x-ndjson");
-  ASSERT_EQ(r.status, 200) << r.body;
+  // Rejected under a strict config (a line from the future, and one that is not JSON), then replayed
+  // against a daemon running with a lenient one, over HTTP only.
+  write_file(dir_.file("strict.toml"), "[ingest]\nmax_future_skew_ms = 0\n");
+  write_file(dir_.file("lenient.toml"), "[ingest]\nmax_future_skew_ms = 86400000\n");
+  const std::string future = event_line("f1", "tardis", "engagement", "", now_ms() + 3'600'000);
+  ASSERT_EQ(import_text(dir_, "{broken\n" + future, state(), dir_.file("strict.toml")).exit_code, 1);
+  Daemon d(state(), {"--config", dir_.file("lenient.toml")});
   const auto list = ctl({"deadletter", "list", "--url", url_of(d)});
   ASSERT_EQ(list.exit_code, 0) << list.err;
-  ASSERT_EQ(lines_of(list.out).size(), 1u) << list.out;
-  EXPECT_NE(list.out.find("\"transport\":\"http\""), std::string::npos) << list.out;
+  ASSERT_EQ(lines_of(list.out).size(), 2u) << list.out;
   EXPECT_NE(list.out.find("{broken"), std::string::npos) << list.out;
+  EXPECT_NE(list.out.find("future_timestamp"), std::string::npos) << list.out;
 
-  const auto replay = ctl({"deadletter", "replay", "--url", url_of(d), "--state-dir", state()});
+  const auto replay = ctl({"deadletter", "replay", "--url", url_of(d)});
   EXPECT_EQ(replay.exit_code, 1) << replay.err;
-  EXPECT_NE(replay.out.find("0 accepted, 0 duplicates, 1 still invalid"), std::string::npos) << replay.out;
+  EXPECT_NE(replay.out.find("replayed 2 dead letters: 1 accepted, 0 duplicates, 1 still invalid"), std::string::npos)
+      << replay.out;
   EXPECT_NE(replay.err.find("malformed_json"), std::string::npos) << replay.err;
+  EXPECT_EQ(ctl({"get", "tardis", "--url", url_of(d)}).exit_code, 0);
+  // The replayed letter is gone from the daemon's store; the broken line is kept (and the daemon
+  // kept the copy it was sent as a new dead letter).
+  const auto after = lines_of(ctl({"deadletter", "list", "--url", url_of(d)}).out);
+  ASSERT_EQ(after.size(), 2u);
+  for (const std::string& l : after) EXPECT_NE(l.find("{broken"), std::string::npos) << l;
+
+  // --url and --state-dir are one or the other.
+  EXPECT_EQ(ctl({"deadletter", "replay", "--url", url_of(d), "--state-dir", state()}).exit_code, 2);
 }
 
 // --- backup and restore ----------------------------------------------------------------

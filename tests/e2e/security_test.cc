@@ -75,6 +75,7 @@ std::vector<RouteCase> route_table() {
   const std::string events = event("walk-e1", "walk-1") + "\n";
   const std::string ndjson = "application/x-ndjson", json = "application/json";
   const std::string ids = R"({"ids":["walk-1"]})";
+  const std::string seqs = R"({"sequences":[987654]})";
   // clang-format off
   return {
       // method   target                          body    type    none  wrong ingest read  admin
@@ -84,6 +85,7 @@ std::vector<RouteCase> route_table() {
       {"POST",   "/v1/customers:batchGet",        ids,    json,   u401, u401, f403,  ok,   ok},
       {"GET",    "/v1/customers?tier=iron",       "",     "",     u401, u401, f403,  ok,   ok},
       {"GET",    "/v1/deadletter",                "",     "",     u401, u401, f403,  f403, ok},
+      {"POST",   "/v1/deadletter:remove",         seqs,   json,   u401, u401, f403,  f403, ok},
       {"GET",    "/v1/model",                     "",     "",     u401, u401, f403,  ok,   ok},
       {"POST",   "/v1/model:fit",                 "",     json,   u401, u401, f403,  f403, ok},
       {"GET",    "/v1/tiers",                     "",     "",     u401, u401, f403,  ok,   ok},

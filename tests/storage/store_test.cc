@@ -414,8 +414,12 @@ TEST_F(StoreTest, DeadLettersAppendListRemoveAndTrim) {
   EXPECT_EQ((*all)[3].sequence, 5u);
   EXPECT_EQ((*all)[3].letter.message, "message 5");
 
+  EXPECT_EQ(store->stats().dead_letters, 4u);
   std::vector<std::uint64_t> remove = {2, 4, 99};
-  ASSERT_TRUE(store->remove_dead_letters(remove).ok());
+  auto removed = store->remove_dead_letters(remove);
+  ASSERT_TRUE(removed.ok()) << removed.message();
+  EXPECT_EQ(*removed, 2u);  // 99 was never there
+  EXPECT_EQ(store->stats().dead_letters, 2u);
   all = store->dead_letters(0, 100);
   ASSERT_EQ(all->size(), 2u);
   EXPECT_EQ((*all)[0].sequence, 3u);
@@ -423,7 +427,9 @@ TEST_F(StoreTest, DeadLettersAppendListRemoveAndTrim) {
 
   // Sequences never repeat, even once everything was removed.
   std::vector<std::uint64_t> rest = {3, 5};
-  ASSERT_TRUE(store->remove_dead_letters(rest).ok());
+  removed = store->remove_dead_letters(rest);
+  ASSERT_TRUE(removed.ok());
+  EXPECT_EQ(*removed, 2u);
   EXPECT_TRUE(store->dead_letters(0, 100)->empty());
   std::vector<DeadLetter> one = {letter(6)};
   ASSERT_TRUE(store->add_dead_letters(one).ok());
