@@ -46,7 +46,9 @@
 
 #include <errno.h>
 #include <lmdb.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include <algorithm>
 #include <atomic>
@@ -65,7 +67,9 @@ namespace {
 
 constexpr std::uint8_t kRecordVersion = 1;  // first byte of journal, meta and deadletter values (and old events values)
 constexpr std::uint8_t kIndexVersion = 2;   // first byte of events values: journal sequence + ts
-constexpr int kFailed = -1;                 // body failed with a message of its own (not an LMDB code)
+// An I/O error with less than this much space left on the state dir's file system is reported as disk full.
+constexpr std::uint64_t kDiskFullBytes = 1u << 20;
+constexpr int kFailed = -1;  // body failed with a message of its own (not an LMDB code)
 constexpr unsigned kMaxReaders = 256;
 constexpr std::uint64_t kNoGeneration = UINT64_MAX;
 // Reserved meta keys. Next dead-letter sequence, so sequences never repeat even
@@ -796,13 +800,30 @@ struct Store::Impl {
 
   // ---- messages ----
 
-  std::string describe(std::string_view context, int rc) const {
-    std::string msg;
-    if (rc == ENOSPC || rc == EDQUOT) {
-      msg = "disk full: ";
-    } else if (rc == EFBIG) {
-      msg = "file size limit reached: ";
+  // A write LMDB's file cannot take: the file system is full, or the file at the process's size limit.
+  // LMDB reports a write cut short by either as EIO.
+  std::string_view out_of_space(int rc) const {
+    if (rc == ENOSPC || rc == EDQUOT) return "disk full";
+    if (rc == EFBIG) return "file size limit reached";
+    if (rc != EIO) return {};
+    struct statvfs fs {};
+    if (::statvfs(options.directory.c_str(), &fs) == 0 &&
+        static_cast<std::uint64_t>(fs.f_bavail) * fs.f_frsize < kDiskFullBytes) {
+      return "disk full";
     }
+    rlimit limit{};
+    struct stat data {};
+    if (::getrlimit(RLIMIT_FSIZE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY &&
+        ::stat((std::filesystem::path(options.directory) / "data.mdb").c_str(), &data) == 0 &&
+        static_cast<rlim_t>(data.st_size) + page_size > limit.rlim_cur) {
+      return "file size limit reached";
+    }
+    return {};
+  }
+
+  std::string describe(std::string_view context, int rc) const {
+    std::string msg(out_of_space(rc));
+    if (!msg.empty()) msg += ": ";
     msg += context;
     msg += " in ";
     msg += in_quotes(options.directory);
