@@ -62,6 +62,8 @@
 #include <thread>
 #include <utility>
 
+#include "storage/key_order.h"
+
 namespace rapport {
 namespace {
 
@@ -687,7 +689,7 @@ struct Store::Impl {
   // in key order, written slice by slice from `slice_next`; the journal
   // position and config it covers. See checkpoint_slice().
   bool checkpointing = false;
-  std::vector<std::pair<std::string_view, std::uint32_t>> slice_order;  // views into frozen.customer_arena
+  std::vector<KeyOrdered> slice_order;  // the frozen customers in key order: views into frozen.customer_arena
   std::size_t slice_next = 0;
   std::size_t slice_records_left = 0;  // customers + events not yet written
   std::uint64_t frozen_seq = 0, frozen_next_seq = 0;
@@ -1281,7 +1283,7 @@ struct Store::Impl {
     for (std::uint32_t i = 0; i < frozen.entries.size(); ++i) {
       const OverlayEntry& entry = frozen.entries[i];
       if (!entry.state) continue;
-      slice_order.emplace_back(frozen.customer_id(entry), i);
+      slice_order.push_back(KeyOrdered::of(frozen.customer_id(entry), i));
       slice_records_left += 1 + entry.count;
     }
     std::sort(slice_order.begin(), slice_order.end());
@@ -1334,7 +1336,8 @@ struct Store::Impl {
         std::size_t records = 0;
         written_bytes = 0;
         for (end = slice_next; end < slice_order.size() && (records == 0 || records < budget); ++end) {
-          const auto& [id, i] = slice_order[end];
+          const std::string_view id = slice_order[end].id;
+          const std::uint32_t i = slice_order[end].entry;
           const OverlayEntry& entry = frozen.entries[i];
           if (!entry.state) continue;  // erased since the checkpoint began
           serialize_into(*entry.state, value);
@@ -1387,7 +1390,7 @@ struct Store::Impl {
         std::unique_lock<std::shared_mutex> lock(overlay_mutex);
         generation = next_generation;
         for (std::size_t i = slice_next; i < end; ++i) {
-          OverlayEntry& entry = frozen.entries[slice_order[i].second];
+          OverlayEntry& entry = frozen.entries[slice_order[i].entry];
           if (!entry.state) continue;
           entry.written = true;
           frozen.pending_events -= entry.count;
