@@ -1,10 +1,9 @@
 #!/usr/bin/env python3
 """Builds bench/RESULTS.md and the PNGs from the raw results of bench/run.sh
 (bench/results/: results.jsonl, machine.json, commands.txt, profile_*.txt,
-analysis.md, bounds.json (the targets table's bound column), soak_summary.md, and any other
-hand-written *.md there, included
-verbatim before the commands). Re-run it to rebuild the report without
-re-measuring:  python3 bench/report.py
+analysis.md, bounds.json (the targets table's bound column), soak_summary.md,
+and any other hand-written *.md there, included verbatim before the commands).
+Re-run it to rebuild the report without re-measuring:  python3 bench/report.py
 """
 import json
 import os
