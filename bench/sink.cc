@@ -19,6 +19,7 @@
 #include <string>
 #include <thread>
 
+#include "common/clock.h"
 #include "ingest/decoder.h"
 
 namespace asio = boost::asio;
@@ -27,11 +28,6 @@ using tcp = asio::ip::tcp;
 namespace {
 
 std::atomic<std::uint64_t> g_lines{0}, g_bad{0}, g_bytes{0};
-
-std::int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // One thread per connection: the benchmark uses a handful.
 void serve(tcp::socket socket, bool decode) {
@@ -44,7 +40,7 @@ void serve(tcp::socket socket, bool decode) {
   std::uint64_t line_no = 0, bad = 0, bytes = 0;
   std::string answer;
   boost::system::error_code ec;
-  const std::int64_t now = wall_ms() + 24 * 3600 * 1000;  // far future: no event is "from the future"
+  const std::int64_t now = rapport::wall_ms() + 24 * 3600 * 1000;  // far future: no event is "from the future"
   for (;;) {
     const std::size_t n = socket.read_some(asio::buffer(buf.data() + len, buf.size() - len), ec);
     if (ec) break;

@@ -1,4 +1,5 @@
 // rapportctl: shared helpers, get --url, top, tiers, fit, erase.
+#include "common/clock.h"
 #include "daemon/ctl_admin.h"
 
 #include <simdjson.h>
@@ -21,11 +22,6 @@
 
 namespace rapport {
 namespace {
-
-std::int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 double round4(double v) { return std::round(v * 1e4) / 1e4; }
 

@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/json_writer.h"
 #include "daemon/ctl_admin.h"
 #include "daemon/customer_json.h"
@@ -28,11 +29,6 @@ namespace fs = std::filesystem;
 
 constexpr std::size_t kDeadLetterPage = 1000;  // the API's maximum page
 constexpr std::size_t kReplayBodyBytes = 8u << 20;
-
-std::int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 double megabytes(std::uintmax_t bytes) { return static_cast<double>(bytes) / 1e6; }
 

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/json_writer.h"
 #include "daemon/config.h"
 #include "daemon/ctl_admin.h"
@@ -30,11 +31,6 @@
 
 namespace rapport {
 namespace {
-
-std::int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 struct ImportOptions {
   std::vector<std::string> files;

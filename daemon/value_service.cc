@@ -1,3 +1,4 @@
+#include "common/clock.h"
 #include "daemon/value_service.h"
 
 #include <algorithm>
@@ -11,11 +12,6 @@ namespace {
 
 constexpr std::string_view kModelKey = kValueModelMetaKey;
 constexpr std::string_view kTierCountsKey = kValueTierCountsMetaKey;
-
-std::int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 }  // namespace
 

@@ -39,6 +39,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/clock.h"
 #include "ingest/net/server.h"
 
 namespace rapport::net {
@@ -93,9 +94,6 @@ void run_guarded(std::string_view transport, F&& f, Close&& close) {
     close();
   }
 }
-
-// Wall-clock milliseconds since the epoch (for the decoder's future-skew check).
-std::int64_t wall_ms();
 
 // JSON-escapes `s` into `out` (without quotes).
 void append_json_escaped(std::string& out, std::string_view s);

@@ -1,6 +1,7 @@
 // NetworkServer: listeners, io threads, the connection registry and the
 // draining shutdown. The fronts themselves are in tcp_front.cc and
 // http_front.cc; what they share is in fronts.h.
+#include "common/clock.h"
 #include "ingest/net/server.h"
 
 #include <linux/sockios.h>
@@ -42,11 +43,6 @@ void log_warning(std::string_view message) {
   line.push_back('\n');
   std::fwrite(line.data(), 1, line.size(), stderr);
   std::fflush(stderr);
-}
-
-std::int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
 }
 
 void append_json_escaped(std::string& out, std::string_view s) { JsonWriter::append_escaped(out, s); }

@@ -145,7 +145,7 @@ TEST(ValueFit, CdnowMasterFitsPlausibly) {
   std::size_t lines = 0;
   const auto states = testing::load_cdnow_states(/*master=*/true, &lines);
   ASSERT_EQ(states.size(), 23570u) << "CDNOW_master.txt missing or unreadable under " << RAPPORT_CDNOW_DIR
-                                   << " (set RAPPORT_CDNOW_DIR at configure time)";
+                                   << " (tests/data/cdnow, or RAPPORT_CDNOW_DIR at configure time)";
   ASSERT_EQ(lines, 69659u);
   const auto data = testing::summaries_in_weeks(states, testing::kCdnowCalibrationEndMs);
   ASSERT_EQ(data.size(), 23570u);  // every customer's first purchase is in 1997 Q1
