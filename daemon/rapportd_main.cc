@@ -19,7 +19,7 @@
 
 #include "daemon/api.h"
 #include "daemon/config.h"
-#include "daemon/log.h"
+#include "common/log.h"
 #include "daemon/writer.h"
 #include "ingest/net/server.h"
 #include "metrics/metrics.h"

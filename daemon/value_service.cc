@@ -4,7 +4,7 @@
 #include <algorithm>
 
 #include "daemon/customer_json.h"
-#include "daemon/log.h"
+#include "common/log.h"
 #include "daemon/value_records.h"
 
 namespace rapport {

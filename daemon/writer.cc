@@ -4,7 +4,7 @@
 #include <string>
 #include <utility>
 
-#include "daemon/log.h"
+#include "common/log.h"
 
 namespace rapport {
 

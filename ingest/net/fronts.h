@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "common/log.h"
 #include "ingest/net/server.h"
 
 namespace rapport::net {
@@ -77,9 +78,6 @@ struct Settings {
 // Bytes of a rejected item kept for the dead-letter store.
 inline constexpr std::size_t kMaxPayloadBytes = 4096;
 
-// Logs one line to stderr (journald priority prefix as in daemon/log.cc).
-void log_warning(std::string_view message);
-
 // Runs f; an exception logs "<transport> connection closed after an internal
 // error" and runs close() instead of escaping the io thread.
 template <typename F, typename Close>
@@ -87,10 +85,10 @@ void run_guarded(std::string_view transport, F&& f, Close&& close) {
   try {
     f();
   } catch (const std::exception& e) {
-    log_warning(std::string(transport) + " connection closed after an internal error: " + e.what());
+    log_warn(std::string(transport) + " connection closed after an internal error: " + e.what());
     close();
   } catch (...) {
-    log_warning(std::string(transport) + " connection closed after an internal error");
+    log_warn(std::string(transport) + " connection closed after an internal error");
     close();
   }
 }

@@ -580,7 +580,7 @@ class HttpConnection final : public Connection {
     try {
       route_ = core_.handler.handle(std::move(request), std::move(respond));
     } catch (const std::exception& e) {
-      log_warning(std::string("http handler failed: ") + e.what());
+      log_warn(std::string("http handler failed: ") + e.what());
       ++request_seq_;  // a late respond for this request is ignored
       keep_alive_ = false;
       send(error_response(500, "internal error"));

@@ -2,6 +2,7 @@
 // draining shutdown. The fronts themselves are in tcp_front.cc and
 // http_front.cc; what they share is in fronts.h.
 #include "common/clock.h"
+#include "common/log.h"
 #include "ingest/net/server.h"
 
 #include <linux/sockios.h>
@@ -37,13 +38,6 @@ const std::shared_ptr<const TokenSet>& open_tokens() {
 
 }  // namespace
 
-void log_warning(std::string_view message) {
-  std::string line = "<4>warn: net: ";
-  line.append(message);
-  line.push_back('\n');
-  std::fwrite(line.data(), 1, line.size(), stderr);
-  std::fflush(stderr);
-}
 
 void append_json_escaped(std::string& out, std::string_view s) { JsonWriter::append_escaped(out, s); }
 
@@ -299,7 +293,7 @@ class Listener : public std::enable_shared_from_this<Listener> {
     if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
     if (ec) {
       // EMFILE and friends: back off instead of spinning.
-      log_warning("accept failed: " + ec.message());
+      log_warn("accept failed: " + ec.message());
       timer_.expires_after(std::chrono::milliseconds(50));
       timer_.async_wait([self = shared_from_this()](const boost::system::error_code& e) {
         if (!e) self->accept();
@@ -328,7 +322,7 @@ class Listener : public std::enable_shared_from_this<Listener> {
         }
       }
     } catch (const std::exception& e) {
-      log_warning(std::string("accept: ") + e.what());
+      log_warn(std::string("accept: ") + e.what());
     }
     accept();
   }
@@ -361,9 +355,9 @@ struct NetworkServer::Impl {
         core->io.run();
         return;
       } catch (const std::exception& e) {
-        net::log_warning(std::string("unexpected exception on an io thread: ") + e.what());
+        log_warn(std::string("unexpected exception on an io thread: ") + e.what());
       } catch (...) {
-        net::log_warning("unexpected exception on an io thread");
+        log_warn("unexpected exception on an io thread");
       }
     }
   }
