@@ -18,8 +18,16 @@ class [[nodiscard]] Status {
   Status() = default;  // ok
   static Status Ok() { return Status(); }
   static Status Error(std::string message) { return Status(std::move(message)); }
+  // Not a failure: what the operation needs is not there yet (e.g. too little data to fit a
+  // model on a new install). Callers may report it quietly; ok() is still false.
+  static Status NotReady(std::string message) {
+    Status s(std::move(message));
+    s.not_ready_ = true;
+    return s;
+  }
 
   bool ok() const { return !failed_; }
+  bool not_ready() const { return not_ready_; }
   explicit operator bool() const { return ok(); }
   // REQUIRES: !ok()
   const std::string& message() const { return message_; }
@@ -27,13 +35,14 @@ class [[nodiscard]] Status {
  private:
   explicit Status(std::string message) : failed_(true), message_(std::move(message)) {}
   bool failed_ = false;
+  bool not_ready_ = false;
   std::string message_;
 };
 
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : v_(std::move(value)) {}                                            // NOLINT: implicit by design
   Result(Status error) : v_(std::move(error)) { assert(!std::get<Status>(v_).ok()); }  // NOLINT
 
   bool ok() const { return v_.index() == 0; }

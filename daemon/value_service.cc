@@ -1,10 +1,10 @@
-#include "common/clock.h"
 #include "daemon/value_service.h"
 
 #include <algorithm>
 
-#include "daemon/customer_json.h"
+#include "common/clock.h"
 #include "common/log.h"
+#include "daemon/customer_json.h"
 #include "daemon/value_records.h"
 
 namespace rapport {
@@ -43,6 +43,14 @@ Result<ValueSnapshot> fit_population(const Store& store, const EvaluateConfig& s
   });
   if (!visited.ok()) return visited;
 
+  // Too little data is the normal state of a new install, not a failure.
+  const FitReadiness readiness = fit_readiness(buyers);
+  if (!readiness.ready()) {
+    return Status::NotReady("no value model yet: waiting for " + std::to_string(kMinFitCustomers) +
+                            " customers who bought, " + std::to_string(kMinFitRepeaters) +
+                            " of them with repeat purchases (have " + std::to_string(readiness.customers) + " and " +
+                            std::to_string(readiness.repeaters_with_spend) + ")");
+  }
   auto bgnbd = fit_bgnbd(buyers);
   if (!bgnbd.ok()) return bgnbd.status();
   auto gamma_gamma = fit_gamma_gamma(buyers);
@@ -209,11 +217,17 @@ void ValueService::fit_now() {
 Result<std::shared_ptr<const ValueSnapshot>> ValueService::fit_once(const EvaluateConfig& evaluate,
                                                                     const ValueConfig& value, std::int64_t as_of_ms) {
   auto fitted = fit_population(store_, evaluate, value, as_of_ms);
+  if (!fitted.ok() && fitted.status().not_ready()) {
+    // Said once at info level until a fit succeeds: not a failure, and not counted as one.
+    if (!waiting_logged_.exchange(true)) log_info(fitted.message());
+    return fitted.status();
+  }
   metrics_.model_fits(fitted.ok()).Increment();
   if (!fitted.ok()) {
     log_warn("value model fit failed: " + fitted.message());
     return fitted.status();
   }
+  waiting_logged_.store(false);
   auto snap = std::make_shared<const ValueSnapshot>(std::move(*fitted));
   metrics_.model_fit_timestamp().Set(static_cast<double>(snap->model.fitted_at_ms) / 1000.0);
   metrics_.model_fit_duration().Set(snap->model.fit_seconds);

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -85,6 +86,7 @@ class ValueService {
   };
   std::vector<FitRequest> waiting_;               // guarded by mutex_
   bool fit_requested_ = false;                    // guarded by mutex_
+  std::atomic<bool> waiting_logged_{false};       // "no value model yet" said since the last fit
   bool stopping_ = false;                         // guarded by mutex_
   std::shared_ptr<const ValueSnapshot> current_;  // guarded by mutex_
   std::thread thread_;

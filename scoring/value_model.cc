@@ -547,9 +547,10 @@ Result<BgNbdFit> fit_bgnbd(std::span<const PurchaseSummary> customers) {
     mean_T += c.T;
     if (c.x > 0) ++repeaters;
   }
-  if (data.size() < 10 || repeaters < 2) {
-    return Status::Error("cannot fit BG/NBD: need at least 10 customers with 2 repeat purchasers; have " +
-                         std::to_string(data.size()) + " customers, " + std::to_string(repeaters) + " repeaters");
+  if (data.size() < kMinFitCustomers || repeaters < kMinFitRepeaters) {
+    return Status::NotReady("cannot fit BG/NBD: need at least " + std::to_string(kMinFitCustomers) +
+                            " customers with " + std::to_string(kMinFitRepeaters) + " repeat purchasers; have " +
+                            std::to_string(data.size()) + " customers, " + std::to_string(repeaters) + " repeaters");
   }
   mean_T = std::max(mean_T / static_cast<double>(data.size()), 1e-3);
   const std::uint64_t used = data.size();
@@ -568,17 +569,29 @@ Result<BgNbdFit> fit_bgnbd(std::span<const PurchaseSummary> customers) {
   return fit;
 }
 
+FitReadiness fit_readiness(std::span<const PurchaseSummary> customers) {
+  FitReadiness r;
+  for (const PurchaseSummary& c : customers) {
+    if (!valid(c) || (c.x > 0 && c.x < 1)) continue;
+    ++r.customers;
+    if (c.x <= 0) continue;
+    ++r.repeaters;
+    if (c.mean_spend > 0 && std::isfinite(c.mean_spend)) ++r.repeaters_with_spend;
+  }
+  return r;
+}
+
 Result<GammaGammaFit> fit_gamma_gamma(std::span<const PurchaseSummary> customers) {
   std::vector<PurchaseSummary> data;
   double mean_spend = 0;
   for (const PurchaseSummary& c : customers) {
-    if (!valid(c) || c.x <= 0 || !(c.mean_spend > 0) || !std::isfinite(c.mean_spend)) continue;
+    if (!valid(c) || c.x < 1 || !(c.mean_spend > 0) || !std::isfinite(c.mean_spend)) continue;  // as fit_readiness
     data.push_back(c);
     mean_spend += c.mean_spend;
   }
-  if (data.size() < 2) {
-    return Status::Error("cannot fit Gamma-Gamma: need at least 2 repeat customers with spend; have " +
-                         std::to_string(data.size()));
+  if (data.size() < kMinFitRepeaters) {
+    return Status::NotReady("cannot fit Gamma-Gamma: need at least " + std::to_string(kMinFitRepeaters) +
+                            " repeat customers with spend; have " + std::to_string(data.size()));
   }
   mean_spend /= static_cast<double>(data.size());
   const std::uint64_t used = data.size();

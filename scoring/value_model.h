@@ -78,12 +78,28 @@ struct GammaGammaFit {
   std::uint64_t customers = 0;  // repeat customers with a positive mean spend
 };
 
+// The least data that identifies the model: BG/NBD needs kMinFitCustomers customers who bought,
+// kMinFitRepeaters of them with repeat purchases; Gamma-Gamma needs kMinFitRepeaters repeat
+// customers with a positive mean spend. FitReadiness counts what a population has.
+inline constexpr std::uint64_t kMinFitCustomers = 10;
+inline constexpr std::uint64_t kMinFitRepeaters = 2;
+struct FitReadiness {
+  std::uint64_t customers = 0;  // valid buyers
+  std::uint64_t repeaters = 0;  // of them, with at least one repeat transaction
+  std::uint64_t repeaters_with_spend = 0;
+  bool ready() const {
+    return customers >= kMinFitCustomers && repeaters >= kMinFitRepeaters && repeaters_with_spend >= kMinFitRepeaters;
+  }
+};
+FitReadiness fit_readiness(std::span<const PurchaseSummary> customers);
+
 // Maximum-likelihood fits over log-parameters: BFGS with analytic gradients
 // (the log-likelihoods are summed over distinct (x, t_x, T) and distinct x, so
 // one evaluation costs about one exp and one log1p per repeat customer), and
-// Nelder-Mead from BFGS's best point when BFGS does not converge. Fail with a
-// message when the data cannot identify the model (too few customers or no
-// repeat purchases). Customers with non-finite or inconsistent values are skipped.
+// Nelder-Mead from BFGS's best point when BFGS does not converge. Fail with
+// Status::NotReady when the data cannot identify the model yet (below the
+// minimums above) and with an error when the fit itself fails. Customers with
+// non-finite or inconsistent values are skipped.
 Result<BgNbdFit> fit_bgnbd(std::span<const PurchaseSummary> customers);
 Result<GammaGammaFit> fit_gamma_gamma(std::span<const PurchaseSummary> customers);
 

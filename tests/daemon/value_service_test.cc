@@ -170,10 +170,14 @@ TEST_F(ValueServiceTest, FitOnDemandIsStoredAndReloaded) {
   EXPECT_EQ(reloaded.current()->tier_counts[static_cast<int>(Tier::kLead)], 0u);
 }
 
-TEST_F(ValueServiceTest, FitOnAnEmptyStoreFailsWithAReason) {
+TEST_F(ValueServiceTest, FitOnAnEmptyStoreIsNotReadyWithAReason) {
   auto snap = fit_population(*store_, EvaluateConfig{}, ValueConfig{}, kCalibrationEndMs);
   ASSERT_FALSE(snap.ok());
-  EXPECT_NE(snap.message().find("need at least"), std::string::npos) << snap.message();
+  EXPECT_TRUE(snap.status().not_ready()) << "too little data is not a failure: " << snap.message();
+  EXPECT_NE(snap.message().find("no value model yet: waiting for 10 customers who bought, 2 of them with repeat "
+                                "purchases (have 0 and 0)"),
+            std::string::npos)
+      << snap.message();
 }
 
 TEST_F(ValueServiceTest, CorruptStoredModelIsReportedNotFatal) {

@@ -140,9 +140,32 @@ TEST(ValueModel, FitRefusesDataThatCannotIdentifyTheModel) {
   const auto fit = fit_bgnbd(few);
   ASSERT_FALSE(fit.ok());
   EXPECT_NE(fit.message().find("need at least"), std::string::npos);
+  EXPECT_TRUE(fit.status().not_ready()) << "too little data is 'not ready', not a failure";
   std::vector<PurchaseSummary> no_repeat(100, PurchaseSummary{0, 0, 30, 0});
-  EXPECT_FALSE(fit_bgnbd(no_repeat).ok());
-  EXPECT_FALSE(fit_gamma_gamma(no_repeat).ok());
+  EXPECT_TRUE(fit_bgnbd(no_repeat).status().not_ready());
+  EXPECT_TRUE(fit_gamma_gamma(no_repeat).status().not_ready());
+}
+
+TEST(ValueModel, FitReadinessCountsWhatTheFitsNeed) {
+  std::vector<PurchaseSummary> customers(9, PurchaseSummary{0, 0, 30, 0});
+  customers.push_back(PurchaseSummary{2, 10, 30, 15});
+  customers.push_back(PurchaseSummary{1, 5, 30, 0});             // repeat, no spend
+  customers.push_back(PurchaseSummary{std::nan(""), 0, 30, 0});  // invalid: skipped
+  customers.push_back(PurchaseSummary{0.5, 1, 30, 5});           // fractional x: skipped
+  FitReadiness r = fit_readiness(customers);
+  EXPECT_EQ(r.customers, 11u);
+  EXPECT_EQ(r.repeaters, 2u);
+  EXPECT_EQ(r.repeaters_with_spend, 1u);
+  EXPECT_FALSE(r.ready());
+  EXPECT_TRUE(fit_gamma_gamma(customers).status().not_ready());
+  customers.push_back(PurchaseSummary{3, 20, 30, 40});
+  r = fit_readiness(customers);
+  EXPECT_TRUE(r.ready());
+  // Ready data fits, or fails as a real error, never as 'not ready'.
+  const auto bgnbd = fit_bgnbd(customers);
+  EXPECT_TRUE(bgnbd.ok() || !bgnbd.status().not_ready());
+  const auto gg = fit_gamma_gamma(customers);
+  EXPECT_TRUE(gg.ok() || !gg.status().not_ready());
 }
 
 TEST(ValueModel, TiersFollowTheConfiguredShares) {
