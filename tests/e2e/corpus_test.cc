@@ -9,8 +9,9 @@
 //  - over TCP as one stream cut into random chunks: each bad line gets
 //    exactly one {"line":k,...,"reason":"<expected>"} answer with its own line
 //    number, good and blank lines none, and the final ack covers every line;
-//  - over HTTP as one NDJSON body (rejected[].index = line index) and as a
-//    JSON array of the items that are well-formed JSON (index = element);
+//  - over HTTP as NDJSON bodies (rejected[].index = line index) and as JSON
+//    arrays of the items that are well-formed JSON (index = element), each
+//    with at most 50 bad items (an answer lists the first 100 rejections);
 // then checks that every valid event was ingested (the customer's event
 // count and timeline) and that the daemon still serves.
 #include <gtest/gtest.h>
@@ -307,6 +308,33 @@ double parse_ingest_answer(const Client::Response& r, std::map<std::size_t, std:
   return accepted;
 }
 
+// Posts the plan's items as NDJSON lines or JSON array elements, in bodies of at most 50 expected
+// rejections (an answer lists at most the first 100 per request); fills `got` with plan positions and
+// returns the sum of `accepted`. An NDJSON body starts with a blank line, so that no item is its first
+// line (a BOM is tolerated only there).
+double post_in_chunks(int port, const Plan& plan, bool array, std::map<std::size_t, std::vector<std::string>>& got) {
+  double accepted = 0;
+  for (std::size_t begin = 0; begin < plan.items.size();) {
+    std::size_t end = begin;
+    for (int bad = 0; end < plan.items.size() && bad < 50; ++end) bad += is_rejection(plan.items[end].expect) ? 1 : 0;
+    std::string body = array ? "[" : "\n";
+    for (std::size_t i = begin; i < end; ++i) {
+      body += array ? (i > begin ? ",\n" : "") + plan.items[i].text : plan.items[i].text + "\n";
+    }
+    if (array) body += "]";
+    const auto r = http(port, "POST", "/v1/events", body, array ? "application/json" : "application/x-ndjson");
+    EXPECT_EQ(r.status, 200) << printable(r.body);
+    std::map<std::size_t, std::vector<std::string>> chunk;
+    accepted += parse_ingest_answer(r, chunk);
+    for (auto& [i, reasons] : chunk) {
+      const std::size_t position = begin + i - (array ? 0 : 1);
+      got[position].insert(got[position].end(), reasons.begin(), reasons.end());
+    }
+    begin = end;
+  }
+  return accepted;
+}
+
 // Reads TCP answers until {"ack":n}; returns the error lines (line number and reason), in order.
 std::vector<std::string> errors_until_ack(LineSocket& socket, std::size_t n) {
   std::vector<std::string> errors;
@@ -345,12 +373,8 @@ TEST_F(Corpus, OverlongBlankLineGetsTheSameAnswerHoweverItArrives) {
 TEST_F(Corpus, HttpNdjsonBodyRejectsEachBadLineByIndex) {
   const std::string customer = "corpus-ndjson";
   const Plan plan = make_plan(corpus_, 'n', customer, [](const CorpusItem&, const std::string&) { return true; });
-  std::string body;
-  for (const Planned& p : plan.items) body += p.text + "\n";
-  const auto r = http(daemon_->http_port(), "POST", "/v1/events", body, "application/x-ndjson");
-  ASSERT_EQ(r.status, 200) << printable(r.body);
   std::map<std::size_t, std::vector<std::string>> got;
-  EXPECT_EQ(parse_ingest_answer(r, got), plan.valid_events);
+  EXPECT_EQ(post_in_chunks(daemon_->http_port(), plan, false, got), plan.valid_events);
   check_rejections(plan, got, "ndjson");
   EXPECT_EQ(customer_events(daemon_->http_port(), customer), plan.valid_events);
 
@@ -376,13 +400,8 @@ TEST_F(Corpus, HttpJsonArrayRejectsEachBadElementByIndex) {
   int bad = 0;
   for (const Planned& p : plan.items) bad += is_rejection(p.expect) ? 1 : 0;
   ASSERT_GT(bad, 80) << "too few corpus items usable as array elements";
-  std::string body = "[";
-  for (std::size_t i = 0; i < plan.items.size(); ++i) body += (i ? ",\n" : "") + plan.items[i].text;
-  body += "]";
-  const auto r = http(daemon_->http_port(), "POST", "/v1/events", body, "application/json");
-  ASSERT_EQ(r.status, 200) << printable(r.body);
   std::map<std::size_t, std::vector<std::string>> got;
-  EXPECT_EQ(parse_ingest_answer(r, got), plan.valid_events);
+  EXPECT_EQ(post_in_chunks(daemon_->http_port(), plan, true, got), plan.valid_events);
   check_rejections(plan, got, "array");
   EXPECT_EQ(customer_events(daemon_->http_port(), customer), plan.valid_events);
 
