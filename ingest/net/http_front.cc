@@ -233,8 +233,9 @@ struct IngestAnswer {
   std::array<std::uint64_t, kRejectReasonCount> by_reason{};
   bool body_failed = false;  // the body fails as a whole: answered 400 with listed[0]
 
+  // Frees the list too: an idle keep-alive connection keeps nothing of its last answer.
   void clear() {
-    listed.clear();
+    std::vector<ListedRejection>().swap(listed);
     rejected = 0;
     by_reason.fill(0);
     body_failed = false;
@@ -797,13 +798,10 @@ class HttpConnection final : public Connection {
 
     if (sub->events.empty() && sub->rejections.empty()) {
       // Nothing to store: no item at all, or only rejections not to be dead-lettered.
-      if (answer_.body_failed) {
-        send(answer_.body_error());
-      } else {
-        HttpResponse r;
-        r.body = answer_.body(0, 0);
-        send(std::move(r));
-      }
+      HttpResponse r = answer_.body_failed ? answer_.body_error() : HttpResponse{};
+      if (!answer_.body_failed) r.body = answer_.body(0, 0);
+      answer_.clear();
+      send(std::move(r));
       return;
     }
 
@@ -830,20 +828,19 @@ class HttpConnection final : public Connection {
     if (closed_ || seq != request_seq_ || state_ != State::kBusy) return;
     if (!result.status.ok()) {
       core_.metrics.refused(Transport::kHttp).Increment(static_cast<double>(events_));
+      answer_.clear();
       HttpResponse r = error_response(503, "storage unavailable: " + result.status.message());
       r.headers.emplace_back("Retry-After", "5");
       send(std::move(r));
       return;
     }
     count_outcomes(core_.metrics, Transport::kHttp, kinds_, result.outcomes);
-    if (answer_.body_failed) {
-      send(answer_.body_error());  // dead-lettered once, now answered as a whole
-      return;
-    }
     const auto accepted =
         static_cast<std::uint64_t>(std::count(result.outcomes.begin(), result.outcomes.end(), Outcome::kAccepted));
-    HttpResponse r;
-    r.body = answer_.body(accepted, result.outcomes.size() - accepted);
+    // A body that failed as a whole was dead-lettered once; it is answered 400.
+    HttpResponse r = answer_.body_failed ? answer_.body_error() : HttpResponse{};
+    if (!answer_.body_failed) r.body = answer_.body(accepted, result.outcomes.size() - accepted);
+    answer_.clear();
     send(std::move(r));
   }
 
