@@ -28,6 +28,8 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr std::size_t kDeadLetterPage = 1000;  // the API's maximum page
+// POST /v1/events lists at most the first 100 rejections: a replay request holds no more items.
+constexpr std::size_t kReplayItemsPerRequest = 100;
 constexpr std::size_t kReplayBodyBytes = 8u << 20;
 
 double megabytes(std::uintmax_t bytes) { return static_cast<double>(bytes) / 1e6; }
@@ -169,7 +171,7 @@ Status replay_over_http(const CtlTarget& target, const std::vector<Letter>& lett
   while (next < letters.size()) {
     std::string body;
     std::vector<const Letter*> sent;  // line index -> letter
-    while (next < letters.size() && sent.size() < kDeadLetterPage && body.size() < kReplayBodyBytes) {
+    while (next < letters.size() && sent.size() < kReplayItemsPerRequest && body.size() < kReplayBodyBytes) {
       const Letter& l = letters[next++];
       if (blank(l.payload)) {
         report_invalid(tally, l, "empty payload (the item was too large to keep)");
@@ -209,10 +211,14 @@ Status replay_over_http(const CtlTarget& target, const std::vector<Letter>& lett
     for (simdjson::dom::element r : rejected) {
       std::uint64_t index = 0;
       std::string_view error = "rejected";
+      std::string_view reason = "rejected";
       if (r["index"].get_uint64().get(index) != simdjson::SUCCESS || index >= sent.size()) continue;
       if (r["error"].get_string().get(error) != simdjson::SUCCESS) error = "rejected";
+      if (r["reason"].get_string().get(reason) != simdjson::SUCCESS) reason = "rejected";
       failed[index] = true;
-      report_invalid(tally, *sent[index], std::string(error) + " (the daemon also keeps it as a new dead letter)");
+      report_invalid(
+          tally, *sent[index],
+          std::string(reason) + ": " + std::string(error) + " (the daemon also keeps it as a new dead letter)");
     }
     for (std::size_t i = 0; i < sent.size(); ++i) {
       if (!failed[i]) tally.replayed.push_back(sent[i]->sequence);

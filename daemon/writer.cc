@@ -189,6 +189,9 @@ void Writer::commit(std::vector<std::unique_ptr<Submission>>& batch) {
       }
     }
     offset += s->events.size();
+    if (status.ok() && s->dead_letters_dropped > 0) {
+      metrics_.dead_letters_dropped().Increment(static_cast<double>(s->dead_letters_dropped));
+    }
     metrics_.ack_latency(s->transport).Observe(std::chrono::duration<double>(finished - s->received_at).count());
     if (s->done) s->done(std::move(result));
   }

@@ -29,6 +29,8 @@ namespace dom = simdjson::dom;
 // documents are rejected as kTooLarge: depth is a resource limit, like length.
 constexpr std::size_t kMaxDepth = 32;
 constexpr std::int64_t kMaxTsMs = 253402300800000;  // 10000-01-01T00:00:00Z
+// An integer `ts` below this (1973-03-03T09:46:40Z in ms) can only be epoch seconds: rejected.
+constexpr std::int64_t kMinIntegerTsMs = 100000000000;
 constexpr std::string_view kBom = "\xEF\xBB\xBF";
 // Array bodies get their own parser; memory above this is released after the
 // body (a 16 MiB body costs ~15x its size in parser buffers).
@@ -223,15 +225,36 @@ std::optional<std::int64_t> parse_rfc3339(std::string_view s) {
   return t;
 }
 
-std::optional<std::int64_t> parse_ts(dom::element e) {
+// A date-time that would be valid with a "Z" appended: "2024-05-01T12:00:00"
+// is the local time of an unknown zone, not an instant.
+bool lacks_utc_offset(std::string_view s) {
+  std::array<char, 64> buf{};
+  if (s.empty() || s.size() >= buf.size() || s.back() < '0' || s.back() > '9') return false;
+  std::memcpy(buf.data(), s.data(), s.size());
+  buf[s.size()] = 'Z';
+  return parse_rfc3339(std::string_view(buf.data(), s.size() + 1)).has_value();
+}
+
+// Why a `ts` value was not usable (each gets its own message).
+enum class TsError : std::uint8_t { kNone, kForm, kNoOffset, kSeconds };
+
+TsError parse_ts(dom::element e, std::int64_t& out) {
   std::string_view s;
-  if (e.get_string().get(s) == simdjson::SUCCESS) return parse_rfc3339(s);
+  if (e.get_string().get(s) == simdjson::SUCCESS) {
+    const std::optional<std::int64_t> t = parse_rfc3339(s);
+    if (!t) return lacks_utc_offset(s) ? TsError::kNoOffset : TsError::kForm;
+    out = *t;
+    return TsError::kNone;
+  }
   // Only a JSON integer counts as epoch ms: 1.7e12 or 1700000000000.0 is
   // probably seconds-or-float confusion upstream and is rejected.
-  if (e.type() != dom::element_type::INT64) return std::nullopt;
+  if (e.type() != dom::element_type::INT64) return TsError::kForm;
   const std::int64_t v = e.get_int64().value_unsafe();
-  if (v < 0 || v >= kMaxTsMs) return std::nullopt;
-  return v;
+  if (v < 0 || v >= kMaxTsMs) return TsError::kForm;
+  // Below 10^11 ms (1973-03-03) an integer is almost surely epoch seconds (10^11 s is the year 5138).
+  if (v < kMinIntegerTsMs) return TsError::kSeconds;
+  out = v;
+  return TsError::kNone;
 }
 
 // ---------------------------------------------------------------------------
@@ -417,6 +440,10 @@ struct Decoder::Impl {
 
   RejectReason reason = RejectReason::kMalformedJson;
   std::string message;  // capacity persists across calls
+  // Of the last item decoded: its event id when it could be read (points into
+  // the parsed document), and whether it was not an object at all.
+  std::string_view event_id;
+  bool unusable = false;
 
   // --- messages --------------------------------------------------------------
   void append(std::string_view s) { message.append(s); }
@@ -598,6 +625,8 @@ struct Decoder::Impl {
   // Decodes one self-contained item (a line, or a single-object body).
   bool decode_item(std::string_view text, std::string_view noun, bool cloud, const DecodeOptions& options,
                    std::int64_t now_ms, Event& out) {
+    event_id = {};
+    unusable = true;  // until it parses as an object
     if (text.size() > options.max_line_bytes) {
       return fail(RejectReason::kTooLarge, noun, " is ", std::uint64_t{text.size()}, " bytes; limit is ",
                   std::uint64_t{options.max_line_bytes});
@@ -609,13 +638,28 @@ struct Decoder::Impl {
   }
 
   bool decode_element(dom::element e, bool cloud, const DecodeOptions& options, std::int64_t now_ms, Event& out) {
+    event_id = {};
+    unusable = true;
     dom::object obj;
     if (e.get_object().get(obj) != simdjson::SUCCESS) {
       return fail(RejectReason::kNotAnObject, "expected ", kWantObject, ", got ", element_type_name(e));
     }
+    unusable = false;
     Fields fields;
     const bool collected = cloud ? collect_cloud(obj, fields) : collect_flat(obj, fields);
-    return collected && validate(fields, options, now_ms, out);
+    if (!collected) return false;  // a duplicate field: the id may be the ambiguous one
+    if (validate(fields, options, now_ms, out)) return true;
+    remember_event_id(fields);
+    return false;
+  }
+
+  // For the rejection: the event id, if the item had a usable one.
+  void remember_event_id(const Fields& fields) {
+    std::string_view id;
+    if (fields.has(kEventId) && fields.value[kEventId].get_string().get(id) == simdjson::SUCCESS && !id.empty() &&
+        id.size() <= kMaxIdBytes && std::memchr(id.data(), 0, id.size()) == nullptr) {
+      event_id = id;
+    }
   }
 
   bool collect_flat(dom::object obj, Fields& fields) {
@@ -752,8 +796,21 @@ struct Decoder::Impl {
 
   bool validate_ts(const Fields& f, const DecodeOptions& options, std::int64_t now_ms, Event& out) {
     if (!f.has(kTs)) return missing(f, kTs);
-    const std::optional<std::int64_t> ts = parse_ts(f.value[kTs]);
-    if (!ts) return fail(RejectReason::kBadTimestamp, Quoted{f.name[kTs]}, " is not RFC 3339 or epoch milliseconds");
+    std::int64_t parsed = 0;
+    switch (parse_ts(f.value[kTs], parsed)) {
+      case TsError::kNone:
+        break;
+      case TsError::kForm:
+        return fail(RejectReason::kBadTimestamp, Quoted{f.name[kTs]}, " is not RFC 3339 or epoch milliseconds");
+      case TsError::kNoOffset:
+        return fail(RejectReason::kBadTimestamp, Quoted{f.name[kTs]}, " ",
+                    Quoted{f.value[kTs].get_string().value_unsafe()}, " has no UTC offset: add Z or \u00b1hh:mm");
+      case TsError::kSeconds:
+        return fail(RejectReason::kBadTimestamp, Quoted{f.name[kTs]}, " ", f.value[kTs].get_int64().value_unsafe(),
+                    " looks like epoch seconds; an integer ", Quoted{f.name[kTs]},
+                    " is epoch milliseconds (multiply by 1000)");
+    }
+    const std::optional<std::int64_t> ts = parsed;
     std::int64_t ahead = 0;
     if (!__builtin_sub_overflow(*ts, now_ms, &ahead) && ahead > options.max_future_skew_ms) {
       return fail(RejectReason::kFutureTimestamp, Quoted{f.name[kTs]}, " is ", ahead,
@@ -854,14 +911,15 @@ struct Decoder::Impl {
                     DecodeSink& sink) {
     Event event;
     dom::element root;
+    event_id = {};
     if (!grow_body_buffers(body.size())) {
       fail(RejectReason::kTooLarge, "body too large to parse");
-      sink.on_reject(0, reason, message);
+      sink.on_body_reject(reason, message);
     } else if (!parse(body, kWantArray, body_parser, body_doc, body_buf, root)) {
-      sink.on_reject(0, reason, message);
+      sink.on_body_reject(reason, message);
     } else if (!root.is_array()) {
       fail(RejectReason::kNotAnObject, "expected ", kWantArray, ", got ", element_type_name(root));
-      sink.on_reject(0, reason, message);
+      sink.on_body_reject(reason, message);
     } else {
       const dom::array items = root.get_array().value_unsafe();
       std::size_t index = 0;
@@ -894,6 +952,8 @@ bool Decoder::decode_line(std::string_view line, std::int64_t now_ms, Event& out
   return false;
 }
 
+std::string_view Decoder::rejected_event_id() const { return impl_->event_id; }
+
 void Decoder::decode_body(std::string_view body, BodyFormat format, std::int64_t now_ms, DecodeSink& sink) {
   // A BOM is tolerated only here, where some HTTP clients put one.
   if (body.substr(0, kBom.size()) == kBom) body.remove_prefix(kBom.size());
@@ -911,7 +971,12 @@ void Decoder::decode_body(std::string_view body, BodyFormat format, std::int64_t
         return;
       }
       // A single object is one event: the same length and depth limits as a line.
-      impl_->emit(0, impl_->decode_item(body, "body", cloud, options_, now_ms, event), event, sink);
+      const bool ok = impl_->decode_item(body, "body", cloud, options_, now_ms, event);
+      if (!ok && impl_->unusable) {
+        sink.on_body_reject(impl_->reason, impl_->message);
+      } else {
+        impl_->emit(0, ok, event, sink);
+      }
       return;
     }
     case BodyFormat::kCloudEventBatch:

@@ -34,7 +34,7 @@ std::string_view reject_reason_label(RejectReason reason);  // "malformed_json",
 
 struct DecodeOptions {
   std::int64_t max_future_skew_ms = 5 * 60 * 1000;  // reject ts further ahead than this
-  std::size_t max_line_bytes = 64 * 1024;          // longer lines are rejected (kTooLarge)
+  std::size_t max_line_bytes = 64 * 1024;           // longer lines are rejected (kTooLarge)
 };
 
 enum class BodyFormat : std::uint8_t {
@@ -52,6 +52,10 @@ class DecodeSink {
   virtual void on_event(std::size_t index, const Event& event) = 0;
   // `message` is only valid during the call.
   virtual void on_reject(std::size_t index, RejectReason reason, std::string_view message) = 0;
+  // The body fails as a whole: not JSON at all, too large, or (JSON and
+  // CloudEvents bodies) neither an object nor an array. Called once, instead
+  // of any other callback. By default it is reported as item 0.
+  virtual void on_body_reject(RejectReason reason, std::string_view message) { on_reject(0, reason, message); }
 };
 
 class Decoder {
@@ -69,9 +73,15 @@ class Decoder {
 
   // Decode a whole body in the given format, one callback per item. For
   // NDJSON, empty (or whitespace-only) lines are skipped without a callback.
-  // A body that is not usable at all as JSON / an array yields a single
-  // on_reject with index 0.
+  // A body that is not usable at all (see DecodeSink::on_body_reject) yields
+  // a single on_body_reject. A single-object body that is an object but not a
+  // valid event is an item: on_reject with index 0.
   void decode_body(std::string_view body, BodyFormat format, std::int64_t now_ms, DecodeSink& sink);
+
+  // The `event_id` (CloudEvents: `id`) of the item just rejected, when it was
+  // a non-empty string within the id limits; empty otherwise. Valid during
+  // on_reject and, after decode_line, until the next call.
+  std::string_view rejected_event_id() const;
 
   const DecodeOptions& options() const { return options_; }
   void set_options(const DecodeOptions& options) { options_ = options; }

@@ -12,6 +12,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/status.h"
@@ -30,8 +31,18 @@ struct Rejection {
   std::uint32_t index = 0;  // item index (TCP: 1-based line number; HTTP: 0-based item index)
   RejectReason reason = RejectReason::kMalformedJson;
   std::string message;
-  std::string payload;  // the raw item (truncated to 4 KiB) for the dead-letter store
+  std::string payload;  // the raw item (truncated to 4 KiB) for the dead-letter store: see dead_letter_payload
 };
+
+// What a dead letter stores for a rejected item: `item` cut to `max_bytes`,
+// or kRedactedPayload when the item has an "auth" key (has_auth_key), so that
+// a bearer token sent in the wrong place is never stored or listed.
+inline constexpr std::string_view kRedactedPayload = "{\"auth\":\"<redacted>\"}";
+std::string dead_letter_payload(std::string_view item, std::size_t max_bytes);
+// True when `text` (valid JSON or not) may hold an "auth" key: a key, quoted or
+// not, that contains "auth" in any case ("auth", "Authorization", "x-auth")
+// followed by ':', or a quoted key written with escapes (it could spell one).
+bool has_auth_key(std::string_view text);
 
 struct SubmissionResult {
   Status status;                  // !ok: storage refused the batch (nothing stored; e.g. disk full)
@@ -42,7 +53,10 @@ struct Submission {
   Transport transport = Transport::kTcp;
   std::vector<Event> events;
   std::vector<std::uint32_t> event_index;  // item index of each event (parallel to events)
-  std::vector<Rejection> rejections;
+  std::vector<Rejection> rejections;       // stored as dead letters
+  // Rejected items not kept as dead letters because of the per-request cap
+  // (counted in rapport_dead_letters_dropped_total once committed).
+  std::uint64_t dead_letters_dropped = 0;
   std::chrono::steady_clock::time_point received_at{};
   std::function<void(SubmissionResult&&)> done;
 };

@@ -184,6 +184,11 @@ Metrics::Metrics(std::string_view version) : registry_(std::make_shared<promethe
                        .Help("Rejected items kept in the dead-letter store")
                        .Register(reg)
                        .Add({});
+  dead_letters_dropped_ = &BuildCounter()
+                               .Name("rapport_dead_letters_dropped_total")
+                               .Help("Rejected items not dead-lettered: over the per-request cap")
+                               .Register(reg)
+                               .Add({});
   model_fit_timestamp_ = &BuildGauge()
                               .Name("rapport_model_fit_timestamp_seconds")
                               .Help("Unix time of the last successful value-model fit (0 = never)")

@@ -98,6 +98,7 @@ class Metrics {
   prometheus::Gauge& lmdb_used_bytes() { return *lmdb_used_bytes_; }
   prometheus::Gauge& lmdb_readers() { return *lmdb_readers_; }
   prometheus::Gauge& dead_letters() { return *dead_letters_; }
+  prometheus::Counter& dead_letters_dropped() { return *dead_letters_dropped_; }  // over the per-request cap
   prometheus::Gauge& model_fit_timestamp() { return *model_fit_timestamp_; }
   prometheus::Gauge& model_fit_duration() { return *model_fit_duration_; }
   prometheus::Gauge& model_log_likelihood() { return *model_log_likelihood_; }
@@ -142,6 +143,7 @@ class Metrics {
   prometheus::Gauge* lmdb_used_bytes_ = nullptr;
   prometheus::Gauge* lmdb_readers_ = nullptr;
   prometheus::Gauge* dead_letters_ = nullptr;
+  prometheus::Counter* dead_letters_dropped_ = nullptr;
   prometheus::Gauge* model_fit_timestamp_ = nullptr;
   prometheus::Gauge* model_fit_duration_ = nullptr;
   prometheus::Gauge* model_log_likelihood_ = nullptr;

@@ -2,14 +2,19 @@
 // connection (pipelined requests wait in the buffer), POST /v1/events served
 // here, everything else handed to the HttpHandler.
 //
-// POST /v1/events: auth (ingest scope) -> 401/403; Content-Type -> 415;
-// sink not accepting or full -> 503 + Retry-After: 1; decode the body on the
-// io thread; answer after the durable commit with
-// {"accepted":a,"duplicates":d,"rejected":[{"index":i,"error":"<reason>: <message>"}]}
-// or 503 + Retry-After: 5 when storage refused the batch. A body with no item
-// at all (empty NDJSON) is answered at once with zero counts; a body whose
-// items are all rejected still goes through the sink, so the rejections are
-// dead-lettered durably before the answer.
+// POST /v1/events: auth (ingest scope) -> 401/403; query (only
+// deadletter=true|false; false needs the admin scope) -> 400/403;
+// Content-Type -> 415; sink not accepting or full -> 503 + Retry-After: 1;
+// decode the body on the io thread; answer after the durable commit with
+// {"accepted":a,"duplicates":d,"errors":bool,"rejected":[{"index":i,"reason":"<label>",
+//  "error":"<message>","event_id":"<id>"}],"rejected_count":k,"rejected_by_reason":{"<label>":n}}
+// (the first kMaxListedRejections listed, all counted), 400
+// {"error":…,"reason":…} for a body that fails as a whole, or 503 +
+// Retry-After: 5 when storage refused the batch. A body with nothing to
+// store (no item at all, or deadletter=false and no event) is answered at
+// once; otherwise rejections (at most kMaxDeadLettersPerRequest, payloads
+// with an "auth" key redacted) go through the sink with the events, so they
+// are dead-lettered durably before the answer.
 // Limits: header over max_header_bytes -> 431, body over max_body_bytes ->
 // 413, malformed request -> 400; each then closes the connection.
 // The metrics listener (Front::kMetrics) serves only /metrics and /healthz
@@ -206,12 +211,124 @@ class ItemLocator {
 template <bool kTls>
 class HttpConnection;
 
-// Collects decoded items of one request into a Submission.
+// What one ingest request may cost beyond its body and the decoder's parse
+// buffers: at most this many rejections are listed in the answer (the counts
+// cover all of them) and at most this many are stored as dead letters (the
+// rest are counted in rapport_dead_letters_dropped_total). Per rejected item
+// beyond these only counters are kept.
+constexpr std::size_t kMaxListedRejections = 100;
+constexpr std::size_t kMaxDeadLettersPerRequest = 100;
+
+struct ListedRejection {
+  std::uint32_t index = 0;
+  RejectReason reason = RejectReason::kMalformedJson;
+  std::string message;
+  std::string event_id;  // empty when it could not be read
+};
+
+// The answer to an ingest request, built while decoding, completed with the outcomes.
+struct IngestAnswer {
+  std::vector<ListedRejection> listed;  // the first kMaxListedRejections, in item order
+  std::uint64_t rejected = 0;
+  std::array<std::uint64_t, kRejectReasonCount> by_reason{};
+  bool body_failed = false;  // the body fails as a whole: answered 400 with listed[0]
+
+  // Frees the list too: an idle keep-alive connection keeps nothing of its last answer.
+  void clear() {
+    std::vector<ListedRejection>().swap(listed);
+    rejected = 0;
+    by_reason.fill(0);
+    body_failed = false;
+  }
+
+  // 400 {"error":"<message>","reason":"<label>"} for a body that fails as a whole.
+  HttpResponse body_error() const {
+    HttpResponse r;
+    r.status = 400;
+    r.body = "{\"error\":\"";
+    append_json_escaped(r.body, listed.front().message);
+    r.body += "\",\"reason\":\"";
+    r.body += reject_reason_label(listed.front().reason);
+    r.body += "\"}";
+    return r;
+  }
+
+  std::string body(std::uint64_t accepted, std::uint64_t duplicates) const {
+    std::string out = "{\"accepted\":" + std::to_string(accepted) + ",\"duplicates\":" + std::to_string(duplicates) +
+                      ",\"errors\":" + (rejected > 0 ? "true" : "false") + ",\"rejected\":[";
+    for (const ListedRejection& r : listed) {
+      if (&r != &listed.front()) out += ',';
+      out += "{\"index\":" + std::to_string(r.index) + ",\"reason\":\"";
+      out += reject_reason_label(r.reason);
+      out += "\",\"error\":\"";
+      append_json_escaped(out, r.message);
+      out += '"';
+      if (!r.event_id.empty()) {
+        out += ",\"event_id\":\"";
+        append_json_escaped(out, r.event_id);
+        out += '"';
+      }
+      out += '}';
+    }
+    out += "],\"rejected_count\":" + std::to_string(rejected) + ",\"rejected_by_reason\":{";
+    bool first = true;
+    for (int i = 0; i < kRejectReasonCount; ++i) {
+      if (by_reason[i] == 0) continue;
+      if (!first) out += ',';
+      first = false;
+      out += '"';
+      out += reject_reason_label(static_cast<RejectReason>(i));
+      out += "\":" + std::to_string(by_reason[i]);
+    }
+    out += "}}";
+    return out;
+  }
+};
+
+// The query of POST /v1/events: only `deadletter=true|false`, at most once.
+// Returns an error message for a 400, empty when the query is fine.
+std::string parse_ingest_query(std::string_view query, bool& dead_letter) {
+  dead_letter = true;
+  bool seen = false;
+  while (!query.empty()) {
+    const std::size_t amp = query.find('&');
+    const std::string_view param = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    if (param.empty()) continue;
+    const std::size_t eq = param.find('=');
+    const std::string_view name = param.substr(0, eq);
+    const std::string_view value = eq == std::string_view::npos ? std::string_view() : param.substr(eq + 1);
+    if (name != "deadletter") {
+      std::string shown(name.substr(0, 64));
+      return "unknown query parameter '" + shown + "' on /v1/events (the only one is deadletter=true|false)";
+    }
+    if (seen) return "query parameter 'deadletter' given twice";
+    seen = true;
+    if (value == "true") {
+      dead_letter = true;
+    } else if (value == "false") {
+      dead_letter = false;
+    } else {
+      return "query parameter 'deadletter' must be true or false";
+    }
+  }
+  return {};
+}
+
+// Collects decoded items of one request into a Submission (events and the
+// dead letters to store) and an IngestAnswer (what the client is told).
 class BodyCollector final : public DecodeSink {
  public:
-  BodyCollector(Submission& sub, std::vector<std::uint8_t>& kinds, Metrics& metrics, std::string_view body,
-                BodyFormat format)
-      : sub_(sub), kinds_(kinds), metrics_(metrics), locator_(body, format), body_(body) {}
+  BodyCollector(Submission& sub, std::vector<std::uint8_t>& kinds, IngestAnswer& answer, Metrics& metrics,
+                const Decoder& decoder, std::string_view body, BodyFormat format, bool dead_letter)
+      : sub_(sub),
+        kinds_(kinds),
+        answer_(answer),
+        metrics_(metrics),
+        decoder_(decoder),
+        locator_(body, format),
+        body_(body),
+        dead_letter_(dead_letter) {}
 
   void on_event(std::size_t index, const Event& event) override {
     ++received_;
@@ -221,29 +338,54 @@ class BodyCollector final : public DecodeSink {
   }
 
   void on_reject(std::size_t index, RejectReason reason, std::string_view message) override {
+    record(index, reason, message, decoder_.rejected_event_id());
+    if (!dead_letter_) return;
+    if (sub_.rejections.size() >= kMaxDeadLettersPerRequest) {
+      ++sub_.dead_letters_dropped;
+      return;
+    }
+    store(index, reason, message, locator_.item(index));
+  }
+
+  // The whole body is one rejection; its first bytes are the dead letter's payload.
+  void on_body_reject(RejectReason reason, std::string_view message) override {
+    answer_.body_failed = true;
+    record(0, reason, message, {});
+    if (dead_letter_) store(0, reason, message, body_);
+  }
+
+  void finish() {
+    if (received_ > 0) metrics_.received(Transport::kHttp).Increment(static_cast<double>(received_));
+  }
+
+ private:
+  void record(std::size_t index, RejectReason reason, std::string_view message, std::string_view event_id) {
     ++received_;
     metrics_.rejected(Transport::kHttp, reason).Increment();
+    ++answer_.rejected;
+    ++answer_.by_reason[static_cast<std::size_t>(reason)];
+    if (answer_.listed.size() < kMaxListedRejections) {
+      answer_.listed.push_back(
+          {static_cast<std::uint32_t>(index), reason, std::string(message), std::string(event_id)});
+    }
+  }
+
+  void store(std::size_t index, RejectReason reason, std::string_view message, std::string_view item) {
     Rejection& r = sub_.rejections.emplace_back();
     r.index = static_cast<std::uint32_t>(index);
     r.reason = reason;
     r.message = std::string(message);
-    r.payload = std::string(locator_.item(index).substr(0, kMaxPayloadBytes));
+    r.payload = dead_letter_payload(item, kMaxPayloadBytes);  // redacted if it has an "auth" key
   }
 
-  // Counts the items; a body rejected as a whole keeps the whole body (truncated) as its payload.
-  void finish() {
-    if (received_ > 0) metrics_.received(Transport::kHttp).Increment(static_cast<double>(received_));
-    if (sub_.events.empty() && sub_.rejections.size() == 1 && sub_.rejections[0].index == 0) {
-      sub_.rejections[0].payload = std::string(body_.substr(0, kMaxPayloadBytes));
-    }
-  }
-
- private:
   Submission& sub_;
   std::vector<std::uint8_t>& kinds_;
+  IngestAnswer& answer_;
   Metrics& metrics_;
+  const Decoder& decoder_;
   ItemLocator locator_;
   std::string_view body_;
+  const bool dead_letter_;
   std::size_t received_ = 0;
 };
 
@@ -611,6 +753,23 @@ class HttpConnection final : public Connection {
         return;
       }
     }
+    // ?deadletter=false (a replay of stored dead letters): rejected items are answered but not stored again.
+    const std::string_view target = req.target();
+    const std::size_t question = target.find('?');
+    bool dead_letter = true;
+    if (question != std::string_view::npos) {
+      if (std::string error = parse_ingest_query(target.substr(question + 1), dead_letter); !error.empty()) {
+        send(error_response(400, error));
+        return;
+      }
+    }
+    if (!dead_letter &&
+        core_.tokens()->check(bearer_token(req[http::field::authorization]), Scope::kAdmin) != AuthResult::kAllowed) {
+      HttpResponse r = error_response(403, "deadletter=false needs a token with the admin scope");
+      r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"rapport\", error=\"insufficient_scope\"");
+      send(std::move(r));
+      return;
+    }
     const std::string type = media_type(req[http::field::content_type]);
     const auto format = body_format(type);
     if (!format) {
@@ -630,26 +789,18 @@ class HttpConnection final : public Connection {
     sub->transport = Transport::kHttp;
     sub->received_at = started_at_;
     kinds_.clear();
+    answer_.clear();
     const std::string_view body = req.body();
-    BodyCollector collector(*sub, kinds_, core_.metrics, body, *format);
-    thread_decoder(*settings_).decode_body(body, *format, wall_ms(), collector);
+    Decoder& decoder = thread_decoder(*settings_);
+    BodyCollector collector(*sub, kinds_, answer_, core_.metrics, decoder, body, *format, dead_letter);
+    decoder.decode_body(body, *format, wall_ms(), collector);
     collector.finish();
 
-    std::stable_sort(sub->rejections.begin(), sub->rejections.end(),
-                     [](const Rejection& a, const Rejection& b) { return a.index < b.index; });
-    rejected_json_ = "[";
-    for (const Rejection& r : sub->rejections) {
-      if (rejected_json_.size() > 1) rejected_json_ += ',';
-      rejected_json_ += "{\"index\":" + std::to_string(r.index) + ",\"error\":\"";
-      append_json_escaped(rejected_json_, reject_reason_label(r.reason));
-      rejected_json_ += ": ";
-      append_json_escaped(rejected_json_, r.message);
-      rejected_json_ += "\"}";
-    }
-    rejected_json_ += ']';
     if (sub->events.empty() && sub->rejections.empty()) {
-      HttpResponse r;
-      r.body = "{\"accepted\":0,\"duplicates\":0,\"rejected\":[]}";
+      // Nothing to store: no item at all, or only rejections not to be dead-lettered.
+      HttpResponse r = answer_.body_failed ? answer_.body_error() : HttpResponse{};
+      if (!answer_.body_failed) r.body = answer_.body(0, 0);
+      answer_.clear();
       send(std::move(r));
       return;
     }
@@ -677,17 +828,19 @@ class HttpConnection final : public Connection {
     if (closed_ || seq != request_seq_ || state_ != State::kBusy) return;
     if (!result.status.ok()) {
       core_.metrics.refused(Transport::kHttp).Increment(static_cast<double>(events_));
+      answer_.clear();
       HttpResponse r = error_response(503, "storage unavailable: " + result.status.message());
       r.headers.emplace_back("Retry-After", "5");
       send(std::move(r));
       return;
     }
     count_outcomes(core_.metrics, Transport::kHttp, kinds_, result.outcomes);
-    const auto accepted = std::count(result.outcomes.begin(), result.outcomes.end(), Outcome::kAccepted);
-    const auto duplicates = static_cast<std::ptrdiff_t>(result.outcomes.size()) - accepted;
-    HttpResponse r;
-    r.body = "{\"accepted\":" + std::to_string(accepted) + ",\"duplicates\":" + std::to_string(duplicates) +
-             ",\"rejected\":" + rejected_json_ + "}";
+    const auto accepted =
+        static_cast<std::uint64_t>(std::count(result.outcomes.begin(), result.outcomes.end(), Outcome::kAccepted));
+    // A body that failed as a whole was dead-lettered once; it is answered 400.
+    HttpResponse r = answer_.body_failed ? answer_.body_error() : HttpResponse{};
+    if (!answer_.body_failed) r.body = answer_.body(accepted, result.outcomes.size() - accepted);
+    answer_.clear();
     send(std::move(r));
   }
 
@@ -786,7 +939,7 @@ class HttpConnection final : public Connection {
   bool closed_ = false;
 
   // The ingest request waiting for its commit.
-  std::string rejected_json_;
+  IngestAnswer answer_;
   std::vector<std::uint8_t> kinds_;  // per event, for the outcome metrics
   std::size_t events_ = 0;
 };

@@ -22,7 +22,8 @@
 //  - On EOF the remaining lines (an unterminated last line included) are
 //    submitted and answered, then the server closes its side.
 //  - A later {"auth":…} line is rejected like any bad line, and its token is
-//    never kept: the dead-letter payload is redacted.
+//    never kept: the dead-letter payload of any rejected line with an "auth"
+//    key (dead_letter_payload) is redacted.
 // TLS (the connection is templated on its stream): the first bytes must
 // start a TLS handshake, else the client gets {"error":"this port requires
 // TLS"} in plaintext and the connection closes. The handshake must finish
@@ -529,7 +530,7 @@ class TcpConnection final : public Connection {
     r.index = number;
     r.reason = reason;
     r.message = std::string(message);
-    r.payload = std::string(line.substr(0, kMaxPayloadBytes));
+    r.payload = dead_letter_payload(line, kMaxPayloadBytes);  // redacted if it has an "auth" key
   }
 
   // ---- submitting ----

@@ -376,7 +376,9 @@ TEST_F(TlsE2eTest, EventsAndQueriesOverTlsAndPlaintextClientsFailCleanly) {
   auto r = https_request(https, "POST", "/v1/events", event("h1", "tls-c") + "\n" + event("h2", "tls-c") + "\n",
                          kIngestToken);
   EXPECT_EQ(r.status, 200) << r.body;
-  EXPECT_EQ(r.body, "{\"accepted\":2,\"duplicates\":0,\"rejected\":[]}");
+  EXPECT_EQ(r.body,
+            "{\"accepted\":2,\"duplicates\":0,\"errors\":false,\"rejected\":[],\"rejected_count\":0,"
+            "\"rejected_by_reason\":{}}");
   r = https_request(https, "GET", "/v1/customers/tls-c", "", kReadToken);
   EXPECT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(events_of(r.body), 5) << r.body;

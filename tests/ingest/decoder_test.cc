@@ -91,22 +91,32 @@ struct Item {
   RejectReason reason;
   std::string message;
   Event event;
+  bool whole_body = false;  // on_body_reject
+  std::string event_id;     // Decoder::rejected_event_id() during on_reject
 };
 
 class RecordingSink : public DecodeSink {
  public:
+  explicit RecordingSink(const Decoder* decoder = nullptr) : decoder_(decoder) {}
   void on_event(std::size_t index, const Event& event) override {
-    items.push_back({index, true, RejectReason::kMalformedJson, "", event});
+    items.push_back({index, true, RejectReason::kMalformedJson, "", event, false, ""});
   }
   void on_reject(std::size_t index, RejectReason reason, std::string_view message) override {
-    items.push_back({index, false, reason, std::string(message), Event{}});
+    items.push_back({index, false, reason, std::string(message), Event{}, false,
+                     decoder_ ? std::string(decoder_->rejected_event_id()) : ""});
+  }
+  void on_body_reject(RejectReason reason, std::string_view message) override {
+    items.push_back({0, false, reason, std::string(message), Event{}, true, ""});
   }
   std::vector<Item> items;
+
+ private:
+  const Decoder* decoder_;
 };
 
 std::vector<Item> decode_body(std::string_view body, BodyFormat format, DecodeOptions options = {}) {
   Decoder decoder(options);
-  RecordingSink sink;
+  RecordingSink sink(&decoder);
   decoder.decode_body(body, format, kNow, sink);
   return sink.items;
 }
@@ -283,7 +293,7 @@ TEST(Timestamps, ExactValues) {
       {R"("2000-03-01T00:00:00+00:00")", 951868800000},
       {R"("1970-01-01T00:00:00Z")", 0},
       {"1793534400000", 1793534400000},
-      {"0", 0},
+      {"100000000000", 100000000000},  // the smallest integer taken as epoch milliseconds (1973-03-03)
   };
   Decoder decoder;
   for (const Case& c : cases) {
@@ -352,6 +362,53 @@ TEST(Timestamps, BadForms) {
   EXPECT_EQ(decode(with_ts("false")).message, R"("ts" is not RFC 3339 or epoch milliseconds)");
 }
 
+// An integer below 10^11 can only be epoch seconds (10^11 ms is 1973; 10^11 s is the year 5138).
+TEST(Timestamps, IntegerSecondsAreRejectedWithAHint) {
+  const Outcome seconds = decode(with_ts("1714564800"));
+  ASSERT_FALSE(seconds.ok);
+  EXPECT_EQ(seconds.reason, RejectReason::kBadTimestamp);
+  EXPECT_EQ(seconds.message,
+            R"("ts" 1714564800 looks like epoch seconds; an integer "ts" is epoch milliseconds (multiply by 1000))");
+  for (std::string_view ts : {"0", "1", "99999999999"}) {
+    const Outcome o = decode(with_ts(ts));
+    ASSERT_FALSE(o.ok) << ts;
+    EXPECT_EQ(o.reason, RejectReason::kBadTimestamp) << ts;
+    EXPECT_NE(o.message.find("looks like epoch seconds"), std::string::npos) << o.message;
+  }
+  const Outcome boundary = decode(with_ts("100000000000"));
+  ASSERT_TRUE(boundary.ok) << boundary.message;
+  EXPECT_EQ(boundary.event.ts_ms, 100000000000);
+  EXPECT_TRUE(decode(with_ts("1714564800000")).ok);
+  // A negative integer is not seconds either: the general message.
+  EXPECT_EQ(decode(with_ts("-1")).message, R"("ts" is not RFC 3339 or epoch milliseconds)");
+  // CloudEvents name the attribute as sent.
+  Decoder decoder;
+  RecordingSink sink;
+  decoder.decode_body(
+      R"({"specversion":"1.0","id":"e","source":"/s","type":"engagement","subject":"c","data":{"ts":1714564800}})",
+      BodyFormat::kCloudEvent, kNow, sink);
+  ASSERT_EQ(sink.items.size(), 1u);
+  EXPECT_EQ(
+      sink.items[0].message,
+      R"("data.ts" 1714564800 looks like epoch seconds; an integer "data.ts" is epoch milliseconds (multiply by 1000))");
+}
+
+TEST(Timestamps, MissingUtcOffsetIsNamed) {
+  for (std::string_view ts : {"2024-05-01T12:00:00", "2024-05-01T12:00:00.250", "2024-05-01t12:00:00"}) {
+    const Outcome o = decode(with_ts("\"" + std::string(ts) + "\""));
+    ASSERT_FALSE(o.ok) << ts;
+    EXPECT_EQ(o.reason, RejectReason::kBadTimestamp);
+    EXPECT_EQ(o.message, "\"ts\" \"" + std::string(ts) + "\" has no UTC offset: add Z or \u00b1hh:mm") << ts;
+  }
+  // Other bad forms keep the general message, offset or not.
+  for (std::string_view ts : {"2024-05-01T12:00", "2024-05-01T12:00:00.", "2024-05-01 12:00:00",
+                              "2024-05-01T12:00:00+2", "2024-02-30T12:00:00"}) {
+    const Outcome o = decode(with_ts("\"" + std::string(ts) + "\""));
+    ASSERT_FALSE(o.ok) << ts;
+    EXPECT_EQ(o.message, R"("ts" is not RFC 3339 or epoch milliseconds)") << ts;
+  }
+}
+
 TEST(Timestamps, FutureSkew) {
   Decoder decoder;  // default skew: 5 minutes
   const std::string at_limit = R"("2026-11-01T12:05:00Z")";
@@ -362,7 +419,7 @@ TEST(Timestamps, FutureSkew) {
   EXPECT_EQ(o.reason, RejectReason::kFutureTimestamp);
   EXPECT_NE(o.message.find("\"ts\""), std::string::npos) << o.message;
   // Far past is fine; the skew option is honoured.
-  EXPECT_TRUE(decode(decoder, with_ts("0")).ok);
+  EXPECT_TRUE(decode(decoder, with_ts("100000000000")).ok);
   decoder.set_options(DecodeOptions{.max_future_skew_ms = 0});
   EXPECT_EQ(decode(decoder, with_ts(R"("2026-11-01T12:00:00.001Z")")).reason, RejectReason::kFutureTimestamp);
   EXPECT_TRUE(decode(decoder, with_ts(R"("2026-11-01T12:00:00Z")")).ok);
@@ -706,8 +763,79 @@ TEST(DecodeBody, JsonUnusableBodyIsOneRejectAtIndexZero) {
     ASSERT_EQ(items.size(), 1u) << c.body;
     EXPECT_EQ(items[0].index, 0u);
     EXPECT_EQ(items[0].reason, c.reason) << c.body << ": " << items[0].message;
+    EXPECT_TRUE(items[0].whole_body) << c.body;
   }
   EXPECT_TRUE(decode_body("[]", BodyFormat::kJson).empty());
+}
+
+// Whole-body failures (HTTP 400) are told apart from a rejected item (HTTP 200 with errors).
+TEST(DecodeBody, WholeBodyFailuresAreReportedOnce) {
+  const struct {
+    std::string body;
+    BodyFormat format;
+    RejectReason reason;
+  } whole[] = {
+      {"not json", BodyFormat::kJson, RejectReason::kMalformedJson},
+      {"[1,", BodyFormat::kJson, RejectReason::kMalformedJson},
+      {"true", BodyFormat::kJson, RejectReason::kNotAnObject},
+      {"\"\xff\"", BodyFormat::kJson, RejectReason::kInvalidUtf8},
+      {"{\"specversion\":", BodyFormat::kCloudEvent, RejectReason::kMalformedJson},
+      {"[]x", BodyFormat::kCloudEventBatch, RejectReason::kMalformedJson},
+      {"{}", BodyFormat::kCloudEventBatch, RejectReason::kNotAnObject},  // a batch must be an array
+      {"{\"pad\":\"" + std::string(70000, 'p') + "\"}", BodyFormat::kJson, RejectReason::kTooLarge},
+  };
+  for (const auto& c : whole) {
+    const std::vector<Item> items = decode_body(c.body, c.format);
+    ASSERT_EQ(items.size(), 1u) << c.body.substr(0, 40);
+    EXPECT_TRUE(items[0].whole_body) << c.body.substr(0, 40);
+    EXPECT_EQ(items[0].reason, c.reason) << c.body.substr(0, 40) << ": " << items[0].message;
+  }
+  // An object that is not a valid event, and any bad element or line, is an item.
+  const struct {
+    std::string body;
+    BodyFormat format;
+  } items[] = {
+      {R"({"event_id":"e"})", BodyFormat::kJson},
+      {R"({"specversion":"1.0"})", BodyFormat::kCloudEvent},
+      {"[1]", BodyFormat::kJson},
+      {"[1]", BodyFormat::kCloudEventBatch},
+      {"not json", BodyFormat::kNdjson},
+  };
+  for (const auto& c : items) {
+    const std::vector<Item> got = decode_body(c.body, c.format);
+    ASSERT_EQ(got.size(), 1u) << c.body;
+    EXPECT_FALSE(got[0].ok);
+    EXPECT_FALSE(got[0].whole_body) << c.body;
+  }
+}
+
+TEST(DecodeBody, RejectedEventIdWhenReadable) {
+  const std::string body =
+      "[" + line_with("purchase") + ",1," +                                             // missing amount: id e-1
+      R"({"event_id":42,"customer_id":"c","ts":1793534400000,"type":"engagement"},)" +  // not a string
+      R"({"event_id":"","type":"engagement"},)" +                                       // empty
+      R"({"customer_id":"c","event_id":"e-5"},)" +  // read whatever the member order
+      R"({"event_id":"e-6","event_id":"e-7"}])";    // duplicate: unreadable
+  const std::vector<Item> got = decode_body(body, BodyFormat::kJson);
+  ASSERT_EQ(got.size(), 6u);
+  EXPECT_EQ(got[0].event_id, "e-1");
+  EXPECT_EQ(got[1].event_id, "");
+  EXPECT_EQ(got[2].event_id, "");
+  EXPECT_EQ(got[3].event_id, "");
+  EXPECT_EQ(got[4].event_id, "e-5");
+  EXPECT_EQ(got[4].reason, RejectReason::kMissingField);
+  EXPECT_EQ(got[5].reason, RejectReason::kDuplicateField);
+  EXPECT_EQ(got[5].event_id, "");
+  // NDJSON lines and CloudEvents (`id`) too; a line that is not JSON has none.
+  const std::vector<Item> lines = decode_body(line_with("review") + "\n{\"event_id\":\"x\"\n", BodyFormat::kNdjson);
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[0].event_id, "e-1");
+  EXPECT_EQ(lines[1].event_id, "");
+  const std::vector<Item> cloud =
+      decode_body(R"({"specversion":"1.0","id":"ce-9","source":"/s","type":"engagement"})", BodyFormat::kCloudEvent);
+  ASSERT_EQ(cloud.size(), 1u);
+  EXPECT_EQ(cloud[0].reason, RejectReason::kMissingField);
+  EXPECT_EQ(cloud[0].event_id, "ce-9");
 }
 
 TEST(DecodeBody, LargeJsonArray) {

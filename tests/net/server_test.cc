@@ -512,7 +512,9 @@ TEST_F(ServerTest, HttpIngestAnswersCountsAfterCommit) {
                         "Application/X-NDJSON; charset=utf-8"));
   EXPECT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(r.headers["content-type"], "application/json");
-  EXPECT_EQ(r.body.rfind("{\"accepted\":1,\"duplicates\":1,\"rejected\":[{\"index\":1,\"error\":\"malformed_json: ", 0),
+  EXPECT_EQ(r.body.rfind("{\"accepted\":1,\"duplicates\":1,\"errors\":true,\"rejected\":[{\"index\":1,\"reason\":"
+                         "\"malformed_json\",\"error\":\"",
+                         0),
             0u)
       << r.body;
   const auto rejections = sink_.rejections();
@@ -520,11 +522,14 @@ TEST_F(ServerTest, HttpIngestAnswersCountsAfterCommit) {
   EXPECT_EQ(rejections[0].payload, "nope");
   r = http(
       http_request("POST", "/v1/events", "[" + event("j1") + ",{\"x\":1}," + event("j2") + "]", "application/json"));
-  EXPECT_EQ(r.body.rfind("{\"accepted\":2,\"duplicates\":0,\"rejected\":[{\"index\":1,", 0), 0u) << r.body;
+  EXPECT_EQ(r.body.rfind("{\"accepted\":2,\"duplicates\":0,\"errors\":true,\"rejected\":[{\"index\":1,", 0), 0u)
+      << r.body;
   EXPECT_EQ(sink_.rejections().back().payload, "{\"x\":1}");
   r = http(http_request("POST", "/v1/events", "", "application/x-ndjson"));
   EXPECT_EQ(r.status, 200);
-  EXPECT_EQ(r.body, "{\"accepted\":0,\"duplicates\":0,\"rejected\":[]}");
+  EXPECT_EQ(r.body,
+            "{\"accepted\":0,\"duplicates\":0,\"errors\":false,\"rejected\":[],\"rejected_count\":0,"
+            "\"rejected_by_reason\":{}}");
   EXPECT_EQ(metrics_.received(Transport::kHttp).Value(), 7);  // blank NDJSON lines are not items
   EXPECT_EQ(metrics_.rejected(Transport::kHttp, RejectReason::kMalformedJson).Value(), 1);
   EXPECT_EQ(metrics_.accepted(Transport::kHttp, EventType::kEngagement).Value(), 4);

@@ -276,7 +276,9 @@ TEST_F(TlsTest, HttpsServesIngestAndHandlerRequestsWithKeepAlive) {
   auto r = c.read_response();
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->status, 200) << r->body;
-  EXPECT_EQ(r->body, "{\"accepted\":2,\"duplicates\":0,\"rejected\":[]}");
+  EXPECT_EQ(r->body,
+            "{\"accepted\":2,\"duplicates\":0,\"errors\":false,\"rejected\":[],\"rejected_count\":0,"
+            "\"rejected_by_reason\":{}}");
   ASSERT_TRUE(c.send(http_request("POST", "/v1/events", event("h3"))));  // no token
   r = c.read_response();
   ASSERT_TRUE(r.has_value());
