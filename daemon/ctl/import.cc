@@ -1,7 +1,9 @@
-// rapportctl import: files are split into lines, decoded by the daemon's Decoder and committed in batches with
-// Store::apply_batch; rejected lines become dead letters (transport "import").
+// rapportctl import: files are framed into lines by the LineFramer the TCP front uses (ingest/line_framer.h),
+// decoded by the daemon's Decoder and committed in batches with Store::apply_batch; rejected lines become dead
+// letters (transport "import").
 #include "daemon/ctl/import.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -16,82 +18,94 @@
 #include "daemon/config.h"
 #include "daemon/ctl/common.h"
 #include "ingest/decoder.h"
+#include "ingest/line_framer.h"
+#include "ingest/submission.h"
 #include "storage/store.h"
 
 namespace rapport {
 namespace {
 
+// One input, opened before the import starts.
+struct Input {
+  std::string name;  // as shown in messages ("<stdin>" for "-")
+  std::FILE* file = nullptr;
+  std::size_t size = 0;  // regular files: for the progress bar
+};
+
+class Inputs {
+ public:
+  ~Inputs() {
+    for (Input& in : inputs_)
+      if (in.file != nullptr && in.file != stdin) std::fclose(in.file);
+  }
+  // Opens every file; reports each one that cannot be opened. True when all could.
+  bool open(const std::vector<std::string>& names) {
+    bool ok = true;
+    for (const std::string& name : names) {
+      if (name == "-") {
+        inputs_.push_back({"<stdin>", stdin, 0});
+        continue;
+      }
+      std::FILE* f = std::fopen(name.c_str(), "rb");
+      struct stat st {};
+      int err = errno;
+      if (f != nullptr && ::fstat(::fileno(f), &st) != 0) err = errno;
+      if (f != nullptr && S_ISDIR(st.st_mode)) err = EISDIR;
+      if (f == nullptr || S_ISDIR(st.st_mode)) {
+        if (f != nullptr) std::fclose(f);
+        std::fprintf(stderr, "rapportctl: cannot open %s: %s\n", name.c_str(), std::strerror(err));
+        ok = false;
+        continue;
+      }
+      inputs_.push_back({name, f, S_ISREG(st.st_mode) ? static_cast<std::size_t>(st.st_size) : 0});
+    }
+    return ok;
+  }
+  std::vector<Input>& all() { return inputs_; }
+
+ private:
+  std::vector<Input> inputs_;
+};
+
 struct ImportError {
   std::string file;
-  std::size_t line;
+  std::uint64_t line;
   std::string message;
 };
 
 class Importer {
  public:
-  Importer(Store& store, const Config& config, const ImportOptions& options)
-      : store_(store), config_(config), options_(options), decoder_(config.server.decode) {
+  Importer(Store& store, const Config& config, const ImportOptions& options, std::size_t total_bytes)
+      : store_(store), config_(config), options_(options), decoder_(config.server.decode), total_bytes_(total_bytes) {
     batch_.reserve(options.batch);
   }
 
-  // Returns false on a fatal (storage) error.
-  bool import_file(const std::string& name) {
-    std::FILE* in = name == "-" ? stdin : std::fopen(name.c_str(), "rb");
-    if (in == nullptr) {
-      std::fprintf(stderr, "rapportctl: cannot open %s: %s\n", name.c_str(), std::strerror(errno));
-      return false;
-    }
-    file_ = name == "-" ? "<stdin>" : name;
-    if (in != stdin) {
-      std::fseek(in, 0, SEEK_END);
-      total_bytes_ += static_cast<std::size_t>(std::max(0L, std::ftell(in)));
-      std::fseek(in, 0, SEEK_SET);
-    }
+  // Returns false on a fatal (storage or read) error.
+  bool import_file(const Input& input) {
+    file_ = input.name;
+    LineFramer framer(config_.server.decode.max_line_bytes, kMaxPayloadBytes);
     std::vector<char> buf(4 << 20);
-    std::string carry;
-    std::size_t line_no = 0;
     bool ok = true;
-    bool skipping = false;  // inside an overlong line
-    for (;;) {
-      const std::size_t n = std::fread(buf.data(), 1, buf.size(), in);
-      if (n == 0) break;
-      bytes_ += n;
-      std::string_view chunk(buf.data(), n);
-      while (ok && !chunk.empty()) {
-        const auto nl = chunk.find('\n');
-        if (nl == std::string_view::npos) {
-          if (!skipping) carry.append(chunk);
-          if (carry.size() > config_.server.decode.max_line_bytes) {
-            skipping = true;
-            carry.clear();
-          }
-          break;
+    while (ok) {
+      const std::size_t n = std::fread(buf.data(), 1, buf.size(), input.file);
+      if (n == 0) {
+        if (std::ferror(input.file)) {
+          std::fprintf(stderr, "\nrapportctl: cannot read %s: %s\n", file_.c_str(), std::strerror(errno));
+          return false;
         }
-        ++line_no;
-        if (skipping) {
-          skipping = false;
-          reject(line_no, RejectReason::kTooLarge, "line longer than the limit", {});
-        } else if (!carry.empty()) {
-          carry.append(chunk.substr(0, nl));
-          ok = line(line_no, carry);
-          carry.clear();
-        } else {
-          ok = line(line_no, chunk.substr(0, nl));
-        }
-        chunk.remove_prefix(nl + 1);
+        framer.finish();
+      } else {
+        bytes_ += n;
+        framer.feed(std::string_view(buf.data(), n));
+      }
+      while (ok) {
+        const auto line = framer.next();
+        if (!line) break;
+        ok = handle(*line);
       }
       progress(false);
-      if (!ok) break;
+      if (n == 0) break;
     }
-    if (ok && (skipping || !carry.empty())) {
-      ++line_no;
-      if (skipping) {
-        reject(line_no, RejectReason::kTooLarge, "line longer than the limit", {});
-      } else {
-        ok = line(line_no, carry);
-      }
-    }
-    if (in != stdin) std::fclose(in);
     return ok && flush();
   }
 
@@ -116,15 +130,20 @@ class Importer {
   std::size_t rejected() const { return rejected_; }
 
  private:
-  bool line(std::size_t line_no, std::string_view text) {
-    if (text.find_first_not_of(" \t\r") == std::string_view::npos) return true;  // blank lines are skipped
+  bool handle(const LineFramer::Line& line) {
+    if (line.too_large) {
+      reject(line.number, RejectReason::kTooLarge,
+             "line is longer than " + std::to_string(config_.server.decode.max_line_bytes) + " bytes", line.text);
+      return true;
+    }
+    if (is_blank_line(line.text)) return true;  // blank lines are skipped
     Event& event = next_slot();
     RejectReason reason{};
     std::string_view message;
-    if (decoder_.decode_line(text, wall_ms(), event, reason, message)) {
+    if (decoder_.decode_line(line.text, wall_ms(), event, reason, message)) {
       ++filled_;
     } else {
-      reject(line_no, reason, message, text);
+      reject(line.number, reason, message, line.text);
     }
     return filled_ < options_.batch || flush();
   }
@@ -134,12 +153,12 @@ class Importer {
     return batch_[filled_];
   }
 
-  void reject(std::size_t line_no, RejectReason reason, std::string_view message, std::string_view payload) {
+  void reject(std::uint64_t line_no, RejectReason reason, std::string_view message, std::string_view payload) {
     ++rejected_;
     std::string msg = std::string(reject_reason_label(reason)) + ": " + std::string(message);
     if (errors_.size() < 10) errors_.push_back({file_, line_no, msg});
     dead_letters_.push_back(DeadLetter{wall_ms(), "import", std::string(reject_reason_label(reason)), std::move(msg),
-                                       std::string(payload.substr(0, 4096))});
+                                       std::string(payload.substr(0, kMaxPayloadBytes))});
   }
 
   bool flush() {
@@ -200,6 +219,8 @@ class Importer {
 }  // namespace
 
 int ctl_import(const ImportOptions& options) {
+  Inputs inputs;
+  if (!inputs.open(options.files)) return kExitFatal;  // nothing imported: fix the file list and run it again
   CtlTarget target;
   target.state_dir = options.state_dir;
   target.config_path = options.config_path;
@@ -208,10 +229,12 @@ int ctl_import(const ImportOptions& options) {
   if (options.async) config->storage.durability = Durability::kAsync;
   auto store = ctl_open_store(*config, /*read_only=*/false);
   if (!store.ok()) return ctl_error(store.message());
-  Importer importer(**store, *config, options);
+  std::size_t total_bytes = 0;
+  for (const Input& in : inputs.all()) total_bytes += in.size;
+  Importer importer(**store, *config, options, total_bytes);
   bool ok = true;
-  for (const std::string& f : options.files) {
-    ok = importer.import_file(f);
+  for (const Input& in : inputs.all()) {
+    ok = importer.import_file(in);
     if (!ok) break;
   }
   ok = importer.finish() && ok;

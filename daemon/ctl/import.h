@@ -1,4 +1,4 @@
-// rapportctl import: NDJSON files into a state dir, through the same decoder and store as rapportd.
+// rapportctl import: NDJSON files into a state dir, through the same line framing, decoder and store as rapportd.
 #pragma once
 
 #include <cstddef>
@@ -16,9 +16,11 @@ struct ImportOptions {
   bool quiet = false;          // no progress bar
 };
 
-// Imports the files in order; a summary goes to stderr.
-// Exit 0: every line stored; 1: some lines rejected (kept as dead letters); 2: fatal (config, storage, a file
-// that cannot be opened).
+// Every file is opened before anything is imported: when one cannot be opened (missing, unreadable, a
+// directory), each such file is reported ("rapportctl: cannot open F: <reason>") and the import does not start
+// (exit 2, no summary). Otherwise the files are imported in order and a summary goes to stderr.
+// Exit 0: every line stored; 1: some lines rejected (kept as dead letters); 2: fatal (config, storage, read
+// error).
 int ctl_import(const ImportOptions& options);
 
 }  // namespace rapport

@@ -1,5 +1,5 @@
 // rapportctl: Rapport's admin CLI (argument parsing; each subcommand group lives in its own file here).
-//   rapportctl import FILE... --state-dir DIR   NDJSON through the same decoder and writer as rapportd
+//   rapportctl import FILE... --state-dir DIR   NDJSON through the same framing, decoder and store as rapportd
 //   rapportctl get CUSTOMER_ID [--explain]      (--state-dir DIR or --url http://127.0.0.1:8470)
 //   rapportctl top --by METRIC -n N [--tier T]  (state dir or --url)
 //   rapportctl tiers | fit [--save] | erase ID | deadletter list|replay   (state dir or --url)
@@ -63,9 +63,11 @@ int main(int argc, char** argv) {
 
   rapport::ImportOptions import;
   auto* imp = app.add_subcommand("import",
-                                 "Import NDJSON event files ('-' = stdin) into a state dir. Exit 0 = all "
-                                 "lines stored, 1 = some lines rejected, 2 = fatal error");
-  imp->add_option("files", import.files, "NDJSON files, '-' for standard input")->required();
+                                 "Import NDJSON event files ('-' = stdin) into a state dir, framed into lines "
+                                 "as the TCP front does. Every file is opened first: if one cannot be, nothing is "
+                                 "imported. Exit 0 = all lines stored, 1 = some lines rejected (kept as dead "
+                                 "letters), 2 = fatal error");
+  imp->add_option("files", import.files, "NDJSON files, '-' for standard input; imported in this order")->required();
   imp->add_option("--state-dir", import.state_dir, "State directory (default ./var/rapport)");
   imp->add_option("-c,--config", import.config_path, "rapportd TOML config (scoring weights, costs, limits)");
   imp->add_option("--batch", import.batch, "Events per commit (default 50000)")->check(CLI::Range(1, 10'000'000));
