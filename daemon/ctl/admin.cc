@@ -18,6 +18,8 @@ namespace rapport {
 namespace {
 
 constexpr std::size_t kDeadLetterPage = 1000;  // the API's maximum page
+// POST /v1/events lists at most the first 100 rejections: a replay request holds no more items.
+constexpr std::size_t kReplayItemsPerRequest = 100;
 constexpr std::size_t kReplayBodyBytes = 8u << 20;
 
 // A dead letter as both the store and the API present it.
@@ -151,13 +153,15 @@ Status replay_locally(Store& store, const Config& config, const std::vector<Lett
   return flush();
 }
 
-// POSTs the letters as NDJSON to the daemon; collects the sequences it accepted (or found duplicate).
+// POSTs the letters as NDJSON to the daemon's /v1/events?deadletter=false (admin scope when tokens are configured):
+// it answers the items it still rejects without storing them as new dead letters, so a still-invalid letter stays
+// the one letter it was. Collects the sequences it accepted (or found duplicate).
 Status replay_over_http(const CtlTarget& target, const std::vector<Letter>& letters, ReplayTally& tally) {
   std::size_t next = 0;
   while (next < letters.size()) {
     std::string body;
     std::vector<const Letter*> sent;  // line index -> letter
-    while (next < letters.size() && sent.size() < kDeadLetterPage && body.size() < kReplayBodyBytes) {
+    while (next < letters.size() && sent.size() < kReplayItemsPerRequest && body.size() < kReplayBodyBytes) {
       const Letter& l = letters[next++];
       if (blank(l.payload)) {
         report_invalid(tally, l, "empty payload (the item was too large to keep)");
@@ -173,13 +177,14 @@ Status replay_over_http(const CtlTarget& target, const std::vector<Letter>& lett
     if (sent.empty()) continue;
     HttpClientRequest request;
     request.method = "POST";
-    request.target = "/v1/events";
+    request.target = "/v1/events?deadletter=false";
     request.content_type = "application/x-ndjson";
     request.body = std::move(body);
     auto response = ctl_http(target, std::move(request), /*default_timeout_s=*/120);
     if (!response.ok()) return response.status();
     if (response->status != 200) {
-      return Status::Error("POST /v1/events: HTTP " + std::to_string(response->status) + ": " + response->body);
+      return Status::Error("POST /v1/events?deadletter=false: HTTP " + std::to_string(response->status) + ": " +
+                           response->body);
     }
     simdjson::dom::parser parser;
     simdjson::dom::element doc;
@@ -197,10 +202,12 @@ Status replay_over_http(const CtlTarget& target, const std::vector<Letter>& lett
     for (simdjson::dom::element r : rejected) {
       std::uint64_t index = 0;
       std::string_view error = "rejected";
+      std::string_view reason = "rejected";
       if (r["index"].get_uint64().get(index) != simdjson::SUCCESS || index >= sent.size()) continue;
       if (r["error"].get_string().get(error) != simdjson::SUCCESS) error = "rejected";
+      if (r["reason"].get_string().get(reason) != simdjson::SUCCESS) reason = "rejected";
       failed[index] = true;
-      report_invalid(tally, *sent[index], std::string(error) + " (the daemon also keeps it as a new dead letter)");
+      report_invalid(tally, *sent[index], std::string(reason) + ": " + std::string(error));
     }
     for (std::size_t i = 0; i < sent.size(); ++i) {
       if (!failed[i]) tally.replayed.push_back(sent[i]->sequence);

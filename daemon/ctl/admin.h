@@ -18,7 +18,9 @@ struct DeadLetterOptions {
 };
 // One JSON object per line: sequence, received, transport, reason, error, payload.
 int ctl_deadletter_list(const CtlTarget& target, const DeadLetterOptions& options);
-// Re-submits the payloads; removes the letters that were accepted or duplicate; reports the rest.
+// Re-submits the payloads; removes the letters that were accepted or duplicate; the rest stay and are reported
+// (exit 1). With --url they are POSTed to /v1/events?deadletter=false, so a still-invalid item is answered but
+// not stored as a second dead letter.
 int ctl_deadletter_replay(const CtlTarget& target, const DeadLetterOptions& options);
 
 }  // namespace rapport

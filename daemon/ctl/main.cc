@@ -135,8 +135,9 @@ int main(int argc, char** argv) {
   auto* dl_replay = deadletter->add_subcommand(
       "replay",
       "Re-submit dead letters (e.g. after a config fix); those accepted or duplicate are removed, still "
-      "invalid ones stay and are reported (exit 1). With --url they are POSTed to the daemon's /v1/events "
-      "and the replayed ones removed with POST /v1/deadletter:remove (admin token)");
+      "invalid ones stay and are reported (exit 1). With --url they are POSTed to the daemon's "
+      "/v1/events?deadletter=false (still-invalid ones are not stored again) and the replayed ones removed with "
+      "POST /v1/deadletter:remove (admin token)");
   for (auto* sub : {dl_list, dl_replay}) {
     sub->add_option("--after", dl_options.after, "Start after this sequence number (default 0)");
     sub->add_option("--limit", dl_options.limit, "At most this many letters (default 0 = all)");
