@@ -27,11 +27,14 @@ std::string_view transport_name(Transport transport);  // "tcp", "http", "import
 
 enum class Outcome : std::uint8_t { kAccepted, kDuplicate };
 
+// Bytes of a rejected item kept for the dead-letter store.
+inline constexpr std::size_t kMaxPayloadBytes = 4096;
+
 struct Rejection {
   std::uint32_t index = 0;  // item index (TCP: 1-based line number; HTTP: 0-based item index)
   RejectReason reason = RejectReason::kMalformedJson;
   std::string message;
-  std::string payload;  // the raw item (truncated to 4 KiB) for the dead-letter store: see dead_letter_payload
+  std::string payload;  // the raw item (its first kMaxPayloadBytes) for the dead-letter store: see dead_letter_payload
 };
 
 // What a dead letter stores for a rejected item: `item` cut to `max_bytes`,

@@ -75,9 +75,6 @@ struct Settings {
   std::uint64_t generation = 0;  // process-wide unique; tells a thread's Decoder to reload its options
 };
 
-// Bytes of a rejected item kept for the dead-letter store.
-inline constexpr std::size_t kMaxPayloadBytes = 4096;
-
 // Runs f; an exception logs "<transport> connection closed after an internal
 // error" and runs close() instead of escaping the io thread.
 template <typename F, typename Close>

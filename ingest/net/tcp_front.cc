@@ -1,8 +1,10 @@
 // The TCP NDJSON front (DESIGN §5).
 //
 // Protocol, per connection:
-//  - Lines are split on '\n' and numbered from 1; every line counts, blank
-//    ones included (they are accounted for without an error). With tokens
+//  - Lines are framed by the LineFramer that `rapportctl import` uses too
+//    (ingest/line_framer.h): split on '\n' (a '\r' before it is dropped) and
+//    numbered from 1; every line counts, blank ones included (they are
+//    accounted for without an error). With tokens
 //    configured the first line must be {"auth":"<token>"} (answered with
 //    {"auth":"ok"}, or an "unauthorized"/"forbidden" error and a close); that
 //    line is not numbered. Without tokens such a first line is accepted too.
@@ -45,22 +47,18 @@
 #include <type_traits>
 #include <utility>
 
+#include "ingest/line_framer.h"
 #include "ingest/net/fronts.h"
 
 namespace rapport::net {
 namespace {
 
 constexpr std::size_t kReadChunk = 64 * 1024;
-constexpr std::size_t kMinFreeForRead = 16 * 1024;
 constexpr std::size_t kMaxPendingOutput = 1024 * 1024;
 constexpr auto kRetryDelay = std::chrono::milliseconds(5);
 constexpr auto kLinger = std::chrono::milliseconds(2000);
 constexpr std::string_view kPlaintextRefusal = "{\"error\":\"this port requires TLS\"}\n";
 constexpr std::string_view kRedactedAuthLine = "{\"auth\":\"<redacted>\"}";
-
-bool is_blank(std::string_view line) {
-  return std::all_of(line.begin(), line.end(), [](char c) { return c == ' ' || c == '\t' || c == '\r'; });
-}
 
 // Recognises {"auth":"<token>"} (whitespace allowed, no escapes in the token).
 bool parse_auth_line(std::string_view line, std::string_view& token) {
@@ -260,10 +258,10 @@ class TcpConnection final : public Connection {
     const FrontLimits& limits = settings_->limits;
     if (inflight_ >= std::max<std::size_t>(1, limits.max_inflight_submissions)) return;
     if (out_.size() + writing_buf_.size() > kMaxPendingOutput) return;
-    ensure_buffer(limits.max_line_bytes);
+    if (!buf_) buf_ = std::make_unique<char[]>(kReadChunk);
     reading_ = true;
     const std::uint64_t gen = ++read_gen_;
-    const bool partial = discarding_ || end_ > 0;
+    const bool partial = framer_.partial();
     const auto now = std::chrono::steady_clock::now();
     // Time spent not reading (backpressure) does not count against the client's partial line.
     if (partial && last_read_done_ != std::chrono::steady_clock::time_point{}) partial_since_ += now - last_read_done_;
@@ -271,28 +269,15 @@ class TcpConnection final : public Connection {
     read_timer_.async_wait([self = self(), gen](const boost::system::error_code& ec) {
       if (!ec) self->guarded([&] { self->on_read_timer(gen); });
     });
-    stream_.async_read_some(asio::buffer(buf_.get() + end_, cap_ - end_),
+    stream_.async_read_some(asio::buffer(buf_.get(), kReadChunk),
                             [self = self()](const boost::system::error_code& ec, std::size_t n) {
                               self->guarded([&] { self->on_read(ec, n); });
                             });
   }
 
-  void ensure_buffer(std::size_t max_line) {
-    const std::size_t max_cap = max_line + 1 + kReadChunk;
-    if (cap_ - end_ >= kMinFreeForRead && buf_) return;
-    std::size_t cap = std::max(cap_ * 2, kReadChunk);
-    cap = std::min(cap, max_cap);
-    if (cap < end_ + 1) cap = end_ + kReadChunk;  // limits shrank under a long partial line
-    if (cap <= cap_ && buf_) return;
-    auto grown = std::make_unique<char[]>(cap);
-    if (end_ > 0) std::memcpy(grown.get(), buf_.get(), end_);
-    buf_ = std::move(grown);
-    cap_ = cap;
-  }
-
   void on_read_timer(std::uint64_t gen) {
     if (closed_ || !reading_ || gen != read_gen_) return;
-    const bool partial = discarding_ || end_ > 0;
+    const bool partial = framer_.partial();
     if (!partial && (inflight_ > 0 || writing_)) {
       // Not idle: answers are still on their way. Look again later.
       read_timer_.expires_after(settings_->limits.idle_timeout);
@@ -314,9 +299,7 @@ class TcpConnection final : public Connection {
       return;
     }
     input_done_ = true;
-    end_ = 0;
-    discarding_ = false;
-    blank_prefix_ = false;
+    framer_.reset();
   }
 
   void on_read(const boost::system::error_code& ec, std::size_t n) {
@@ -330,19 +313,17 @@ class TcpConnection final : public Connection {
     if (no_more_reads_) {
       // Input was stopped (drain, timeout): whatever arrived since is not processed.
       input_done_ = true;
-      end_ = 0;
-      discarding_ = false;
-      blank_prefix_ = false;
+      framer_.reset();
     } else if (ec == asio::error::eof || ec == ssl::error::stream_truncated) {
       input_done_ = true;
-      process_final();
+      framer_.finish();
+      process(now);
     } else if (ec) {
       close_now();  // reset, or another socket error: nothing can be delivered any more
       return;
     } else {
-      const bool was_partial = discarding_ || end_ > 0;
-      end_ += n;
-      process(was_partial, now);
+      framer_.feed(std::string_view(buf_.get(), n));
+      process(now);
     }
     if (received_ > 0) {
       core_.metrics.received(Transport::kTcp).Increment(static_cast<double>(received_));
@@ -354,86 +335,25 @@ class TcpConnection final : public Connection {
     maybe_finish();
   }
 
-  // Handles every complete line in buf_[0, end_); keeps the partial tail at the front.
-  void process(bool was_partial, std::chrono::steady_clock::time_point now) {
-    const std::size_t max_line = settings_->limits.max_line_bytes;
-    char* const data = buf_.get();
-    std::size_t pos = 0;
-    bool newline_seen = false;
+  // Handles every line the framer completed from what was fed (and, after finish(), the last one); the framer
+  // keeps the partial line. Stops at a refused connection.
+  void process(std::chrono::steady_clock::time_point now) {
+    const bool was_partial = framer_.partial();
+    const std::uint64_t line_ends = framer_.line_ends();
+    framer_.set_max_line_bytes(settings_->limits.max_line_bytes);
     Decoder& decoder = thread_decoder(*settings_);
     const std::int64_t now_ms = wall_ms();
-    if (discarding_) {
-      const void* nl = std::memchr(data, '\n', end_);
-      const std::size_t upto = nl == nullptr ? end_ : static_cast<std::size_t>(static_cast<const char*>(nl) - data);
-      if (blank_prefix_ && !is_blank(std::string_view(data, upto))) {
-        blank_prefix_ = false;  // not blank after all: an over-long line
-        blank_head_.append(data, std::min(upto, kMaxPayloadBytes - std::min(kMaxPayloadBytes, blank_head_.size())));
-        handle_line(blank_head_, decoder, now_ms, /*too_long=*/true);
-        blank_head_.clear();
-      }
-      if (nl == nullptr) {
-        end_ = 0;  // still inside the over-long line
-        return;
-      }
-      if (blank_prefix_) end_blank_line(decoder, now_ms);
-      pos = upto + 1;
-      discarding_ = false;
-      newline_seen = true;
+    while (!refused_) {
+      const auto line = framer_.next();
+      if (!line) break;
+      handle_line(line->text, decoder, now_ms, line->too_large);
     }
-    while (pos < end_ && !refused_) {
-      const void* nl = std::memchr(data + pos, '\n', end_ - pos);
-      if (nl == nullptr) break;
-      const auto stop = static_cast<std::size_t>(static_cast<const char*>(nl) - data);
-      handle_line(std::string_view(data + pos, stop - pos), decoder, now_ms);
-      pos = stop + 1;
-      newline_seen = true;
-    }
-    const std::size_t tail = end_ - pos;
-    if (refused_ || tail == 0) {
-      end_ = 0;
+    if (refused_) {
+      framer_.reset();
       return;
     }
-    if (tail > max_line) {
-      // Too long already: reject it now and skip its remaining bytes unbuffered. Blank so far: blank lines are
-      // never errors, whatever their length, so the verdict waits for its end or its first non-blank byte (the
-      // answer must not depend on how the bytes were split into reads).
-      const std::string_view partial(data + pos, tail);
-      if (is_blank(partial)) {
-        blank_prefix_ = true;
-        blank_head_.assign(partial.substr(0, kMaxPayloadBytes));
-      } else {
-        handle_line(partial, decoder, now_ms, /*too_long=*/true);
-      }
-      discarding_ = true;
-      end_ = 0;
-      if (!was_partial || newline_seen) partial_since_ = now;
-      return;
-    }
-    if (pos > 0) std::memmove(data, data + pos, tail);
-    end_ = tail;
-    if (!was_partial || newline_seen) partial_since_ = now;
-  }
-
-  // An over-long line that stayed blank up to its end: a blank line.
-  void end_blank_line(Decoder& decoder, std::int64_t now_ms) {
-    blank_prefix_ = false;
-    blank_head_.clear();
-    handle_line(std::string_view(), decoder, now_ms);
-  }
-
-  // At EOF: the unterminated last line (if any) is a line.
-  void process_final() {
-    if (discarding_ && blank_prefix_ && !refused_) end_blank_line(thread_decoder(*settings_), wall_ms());
-    if (discarding_ || end_ == 0 || refused_) {
-      end_ = 0;
-      discarding_ = false;
-      blank_prefix_ = false;
-      return;
-    }
-    const std::size_t max_line = settings_->limits.max_line_bytes;
-    const std::string_view line(buf_.get(), end_);
-    handle_line(line, thread_decoder(*settings_), wall_ms(), end_ > max_line && !is_blank(line));
-    end_ = 0;
+    // A new partial line started: its read_timeout runs from now.
+    if (framer_.partial() && (!was_partial || framer_.line_ends() != line_ends)) partial_since_ = now;
   }
 
   void handle_line(std::string_view line, Decoder& decoder, std::int64_t now_ms, bool too_long = false) {
@@ -444,7 +364,7 @@ class TcpConnection final : public Connection {
     const std::uint32_t number = ++line_;
     if (batch_first_ == 0) batch_first_ = number;
     batch_last_ = number;
-    if (!too_long && is_blank(line)) return;
+    if (!too_long && is_blank_line(line)) return;
     ++received_;  // counted once per read (one atomic update instead of one per line)
     const std::size_t max_line = settings_->limits.max_line_bytes;
     Submission& sub = submission();
@@ -714,16 +634,11 @@ class TcpConnection final : public Connection {
   asio::steady_timer write_timer_;
   asio::steady_timer retry_timer_;  // submit retries, then the linger poll
 
-  // Input buffer: buf_[0, end_) is the partial line not yet terminated.
-  std::unique_ptr<char[]> buf_;
-  std::size_t cap_ = 0;
-  std::size_t end_ = 0;
-  bool discarding_ = false;    // inside an over-long line: drop bytes up to the next '\n'
-  bool blank_prefix_ = false;  // discarding an over-long line that has been blank so far (no verdict yet)
-  std::string blank_head_;     // its first bytes (up to kMaxPayloadBytes), the payload if it turns out not blank
-  std::chrono::steady_clock::time_point partial_since_{};   // when the current partial line started
-  std::chrono::steady_clock::time_point last_read_done_{};  // when the last read completed
-  std::uint32_t line_ = 0;                                  // last line number given
+  std::unique_ptr<char[]> buf_;                                            // one read (kReadChunk bytes)
+  LineFramer framer_{settings_->limits.max_line_bytes, kMaxPayloadBytes};  // keeps the partial line
+  std::chrono::steady_clock::time_point partial_since_{};                  // when the current partial line started
+  std::chrono::steady_clock::time_point last_read_done_{};                 // when the last read completed
+  std::uint32_t line_ = 0;                                                 // last line number given
   std::size_t received_ = 0;  // non-blank lines of the current read, not yet counted in the metric
   bool auth_checked_ = false;
 

@@ -1,8 +1,13 @@
 // End-to-end tests of rapportctl: generate, import, get.
 #include <gtest/gtest.h>
+#include <simdjson.h>
 
 #include <algorithm>
+#include <chrono>
+#include <filesystem>
 #include <random>
+#include <regex>
+#include <utility>
 
 #include "tests/e2e/harness.h"
 
@@ -105,6 +110,154 @@ TEST(Rapportctl, ShuffledImportGivesIdenticalScoresAndReimportIsAllDuplicates) {
   const auto again = run_command({binary("rapportctl"), "import", dir.file("a.ndjson"), "--state-dir", dir.file("sa")});
   ASSERT_EQ(again.exit_code, 0) << again.err;
   EXPECT_NE(again.err.find(": 0 accepted, 20000 duplicates, 0 rejected"), std::string::npos) << again.err;
+}
+
+// A file that cannot be opened is a clear error and nothing else: no summary, exit 2. With several files, every
+// one is opened before anything is imported, so one bad name imports nothing (fix the list, run it again).
+TEST(Rapportctl, ImportOfAFileThatCannotBeOpenedImportsNothing) {
+  TempDir dir;
+  const std::string state = dir.file("state");
+  const std::string missing = dir.file("missing.ndjson");
+  const auto alone = run_command({binary("rapportctl"), "import", missing, "--state-dir", state});
+  EXPECT_EQ(alone.exit_code, 2);
+  EXPECT_EQ(alone.err, "rapportctl: cannot open " + missing + ": No such file or directory\n");
+  EXPECT_EQ(alone.out, "");
+  EXPECT_FALSE(std::filesystem::exists(state));  // not even the state dir was made
+
+  write_file(dir.file("a.ndjson"), R"({"event_id":"1","customer_id":"alice","ts":1700000000000,"type":"engagement"})"
+                                   "\n");
+  write_file(dir.file("b.ndjson"), R"({"event_id":"2","customer_id":"bob","ts":1700000000000,"type":"engagement"})"
+                                   "\n");
+  ASSERT_EQ(run_command({binary("rapportctl"), "import", dir.file("a.ndjson"), "--state-dir", state}).exit_code, 0);
+  // b is fine, the other two are not: both are named, b is not imported.
+  const auto some =
+      run_command({binary("rapportctl"), "import", dir.file("b.ndjson"), missing, dir.path(), "--state-dir", state});
+  EXPECT_EQ(some.exit_code, 2);
+  EXPECT_EQ(some.err, "rapportctl: cannot open " + missing + ": No such file or directory\n" +
+                          "rapportctl: cannot open " + dir.path() + ": Is a directory\n");
+  EXPECT_EQ(run_command({binary("rapportctl"), "get", "bob", "--state-dir", state}).exit_code, 1);
+  EXPECT_EQ(run_command({binary("rapportctl"), "get", "alice", "--state-dir", state}).exit_code, 0);
+}
+
+// --- line framing: rapportctl import and the TCP front frame lines alike, however the bytes arrive ----------
+
+std::string engagement(const std::string& id) {
+  return R"({"event_id":")" + id + R"(","customer_id":"framing","ts":1700000000000,"type":"engagement"})";
+}
+// The event, padded with JSON whitespace to exactly `bytes` bytes.
+std::string padded(const std::string& id, std::size_t bytes) {
+  std::string line = engagement(id);
+  line.insert(line.size() - 1, bytes - line.size(), ' ');
+  return line;
+}
+
+// (line, reason) of each rejection.
+using Rejections = std::vector<std::pair<long, std::string>>;
+
+// The rejections and the final ack of a TCP exchange: sends each piece, and after each waits for the ack that
+// covers its last complete line (so the daemon's next read starts where the next piece does).
+std::pair<Rejections, long> send_tcp(int port, const std::vector<std::string>& pieces) {
+  Client c(port);
+  Rejections rejections;
+  long ack = 0;
+  simdjson::dom::parser parser;
+  const auto read_until = [&](long newlines) {
+    while (ack < newlines || newlines < 0) {
+      const auto line = c.read_line();
+      if (!line) return;
+      simdjson::dom::element doc;
+      if (parser.parse(*line).get(doc) != simdjson::SUCCESS) throw std::runtime_error("not JSON: " + *line);
+      std::int64_t n = 0;
+      std::string_view reason;
+      if (doc["ack"].get_int64().get(n) == simdjson::SUCCESS) {
+        ack = n;
+      } else if (doc["line"].get_int64().get(n) == simdjson::SUCCESS &&
+                 doc["reason"].get_string().get(reason) == simdjson::SUCCESS) {
+        rejections.emplace_back(n, std::string(reason));
+      } else {
+        throw std::runtime_error("unexpected answer: " + *line);
+      }
+    }
+  };
+  long newlines = 0;
+  for (std::size_t i = 0; i < pieces.size(); ++i) {
+    c.send(pieces[i]);
+    newlines += std::count(pieces[i].begin(), pieces[i].end(), '\n');
+    if (i + 1 < pieces.size()) read_until(newlines);
+  }
+  c.shutdown_write();
+  read_until(-1);  // to EOF
+  return {rejections, ack};
+}
+
+// (reason, payload) of each dead letter, oldest first.
+std::vector<std::pair<std::string, std::string>> dead_letters(const std::vector<std::string>& target) {
+  std::vector<std::string> argv = {binary("rapportctl"), "deadletter", "list"};
+  argv.insert(argv.end(), target.begin(), target.end());
+  const auto list = run_command(argv);
+  if (list.exit_code != 0) throw std::runtime_error(list.err);
+  std::vector<std::pair<std::string, std::string>> out;
+  simdjson::dom::parser parser;
+  for (const std::string& l : lines_of(list.out)) {
+    simdjson::dom::element doc = parser.parse(l);
+    out.emplace_back(std::string(std::string_view(doc["reason"].get_string())),
+                     std::string(std::string_view(doc["payload"].get_string())));
+  }
+  return out;
+}
+
+TEST(Rapportctl, ImportAndTcpFrameTheSameBytesAlikeInEveryChunking) {
+  TempDir dir;
+  const std::string config = dir.file("rapport.toml");
+  write_file(config, "[ingest]\nmax_line_bytes = 256\n");
+  const std::string big = R"({"event_id":"big","pad":")" + std::string(300, 'x') + "\"}";
+  // Cut where the framers used to differ: inside a blank over-long line, inside one that is blank for more than the
+  // limit and then is not, inside an over-long line, inside a line exactly at the limit.
+  const std::vector<std::string> pieces = {
+      engagement("e1") + "\n" + std::string(200, ' '),
+      std::string(100, ' ') + "\n" + engagement("e2") + "\n" + std::string(150, ' '),
+      std::string(150, ' ') + R"({"x":1})" + "\n" + engagement("e3") + "\n" + big.substr(0, 200),
+      big.substr(200) + "\n" + engagement("e4") + "\n" + padded("e5", 256).substr(0, 100),
+      padded("e5", 256).substr(100) + "\n" + padded("e6", 257) + "\n" + engagement("e7") + "\r\n" + "{not json\n" +
+          "\n" + engagement("e8"),
+  };
+  std::string bytes;
+  for (const std::string& p : pieces) bytes += p;
+  // Line 2 is blank (300 spaces); 4 is blank for 300 bytes, then not; 6 is over long; 8 is exactly at the limit;
+  // 9 one byte over; 10 ends in CR LF; 12 is empty; 13 has no newline.
+  const Rejections expected = {{4, "too_large"}, {6, "too_large"}, {9, "too_large"}, {11, "malformed_json"}};
+
+  write_file(dir.file("events.ndjson"), bytes);
+  const auto imp = run_command({binary("rapportctl"), "import", "-q", dir.file("events.ndjson"), "--state-dir",
+                                dir.file("imported"), "--config", config});
+  EXPECT_EQ(imp.exit_code, 1) << imp.err;
+  EXPECT_NE(imp.err.find(": 7 accepted, 0 duplicates, 4 rejected"), std::string::npos) << imp.err;
+  Rejections imported;
+  const std::regex error_line(R"(events\.ndjson:(\d+): (\w+): )");
+  for (std::sregex_iterator it(imp.err.begin(), imp.err.end(), error_line), end; it != end; ++it) {
+    imported.emplace_back(std::stol((*it)[1].str()), (*it)[2].str());
+  }
+  EXPECT_EQ(imported, expected) << imp.err;
+
+  Daemon d(dir.file("daemon"), {"--config", config});
+  const auto [piecewise, ack1] = send_tcp(d.tcp_port(), pieces);
+  EXPECT_EQ(piecewise, expected);
+  EXPECT_EQ(ack1, 13);
+  const auto [whole, ack2] = send_tcp(d.tcp_port(), {bytes});
+  EXPECT_EQ(whole, expected);
+  EXPECT_EQ(ack2, 13);
+
+  // The same dead letters (reason and payload: a too-large line keeps its first 256 bytes) from all three.
+  const auto from_import = dead_letters({"--state-dir", dir.file("imported")});
+  ASSERT_EQ(from_import.size(), 4u);
+  EXPECT_EQ(from_import[0].second, std::string(256, ' '));
+  EXPECT_EQ(from_import[1].second, big.substr(0, 256));
+  EXPECT_EQ(from_import[2].second, padded("e6", 257).substr(0, 256));
+  EXPECT_EQ(from_import[3].second, "{not json");
+  const auto from_tcp = dead_letters({"--url", "http://127.0.0.1:" + std::to_string(d.http_port())});
+  ASSERT_EQ(from_tcp.size(), 8u);
+  EXPECT_EQ(std::vector(from_tcp.begin(), from_tcp.begin() + 4), from_import);
+  EXPECT_EQ(std::vector(from_tcp.begin() + 4, from_tcp.end()), from_import);
 }
 
 }  // namespace

@@ -1,6 +1,5 @@
-// rapportctl: shared helpers, get --url, top, tiers, fit, erase.
-#include "common/clock.h"
-#include "daemon/ctl_admin.h"
+// rapportctl get, top, tiers and fit.
+#include "daemon/ctl/query.h"
 
 #include <simdjson.h>
 
@@ -15,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/json_writer.h"
 #include "daemon/customer_json.h"
 #include "daemon/value_records.h"
@@ -35,67 +35,32 @@ Result<std::optional<ValueModel>> load_model(const Store& store) {
   return std::optional<ValueModel>(model);
 }
 
-std::string json_error_field(std::string_view body) {
-  simdjson::dom::parser parser;
-  simdjson::dom::element doc;
-  std::string_view message;
-  if (parser.parse(body.data(), body.size()).get(doc) == simdjson::SUCCESS &&
-      doc["error"].get_string().get(message) == simdjson::SUCCESS) {
-    return std::string(message);
-  }
-  std::string text(body.substr(0, 200));
-  std::replace(text.begin(), text.end(), '\n', ' ');
-  return text;
-}
-
 }  // namespace
+// --- get ---------------------------------------------------------------------
 
-// --- shared helpers ---------------------------------------------------------
-
-int ctl_error(const std::string& message, int code) {
-  std::fprintf(stderr, "rapportctl: %s\n", message.c_str());
-  return code;
-}
-
-Result<Config> ctl_config(const CtlTarget& target) {
-  auto config = load_config(target.config_path);
-  if (!config.ok()) return Status::Error("configuration: " + config.message());
-  if (!target.state_dir.empty()) config->storage.directory = target.state_dir;
-  return config;
-}
-
-Result<std::unique_ptr<Store>> ctl_open_store(const Config& config, bool read_only) {
-  StoreOptions options = config.storage;
-  options.read_only = read_only;
-  return Store::open(options);
-}
-
-Result<HttpClientResponse> ctl_http(const CtlTarget& target, HttpClientRequest request, double default_timeout_s) {
-  auto endpoint = parse_http_url(target.url);
-  if (!endpoint.ok()) return endpoint.status();
-  const double timeout_s = target.timeout_s > 0 ? target.timeout_s : default_timeout_s;
-  request.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(timeout_s * 1000));
-  request.bearer_token = target.token;
-  request.ca_file = target.ca_file;
-  return http_request(*endpoint, request);
-}
-
-int ctl_http_failure(const HttpClientResponse& response, const std::string& what) {
-  std::string message = what + ": HTTP " + std::to_string(response.status) + ": " + json_error_field(response.body);
-  if (response.status == 401) message += " (pass --token or set RAPPORT_TOKEN)";
-  if (response.status == 403) message += " (this needs a token with the admin scope)";
-  return ctl_error(message, response.status == 404 ? kExitPartial : kExitFatal);
-}
-
-// --- get --url ---------------------------------------------------------------
-
-int ctl_get_url(const CtlTarget& target, const std::string& id, bool explain) {
-  HttpClientRequest request;
-  request.target = "/v1/customers/" + percent_encode(id) + (explain ? "?explain=true" : "");
-  auto response = ctl_http(target, std::move(request));
-  if (!response.ok()) return ctl_error(response.message());
-  if (response->status != 200) return ctl_http_failure(*response, "get " + id);
-  std::printf("%s\n", response->body.c_str());
+int ctl_get(const CtlTarget& target, const std::string& id, bool explain) {
+  if (!target.url.empty()) {
+    HttpClientRequest request;
+    request.target = "/v1/customers/" + percent_encode(id) + (explain ? "?explain=true" : "");
+    auto response = ctl_http(target, std::move(request));
+    if (!response.ok()) return ctl_error(response.message());
+    if (response->status != 200) return ctl_http_failure(*response, "get " + id);
+    std::printf("%s\n", response->body.c_str());
+    return kExitOk;
+  }
+  auto config = ctl_config(target);
+  if (!config.ok()) return ctl_error(config.message());
+  auto store = ctl_open_store(*config, /*read_only=*/true);
+  if (!store.ok()) return ctl_error(store.message());
+  auto state = (*store)->get_customer(id);
+  if (!state.ok()) return ctl_error(state.message());
+  if (!state->has_value()) return ctl_error("unknown customer: " + id, kExitPartial);
+  // The value model the daemon last fitted, if any (one that cannot be read is left out, as rapportd does).
+  auto model = load_model(**store);
+  const ValueModel* fitted = model.ok() && model->has_value() ? &**model : nullptr;
+  JsonWriter w;
+  write_customer_json(w, id, **state, wall_ms(), config->evaluate, fitted, config->value, explain);
+  std::printf("%s\n", w.str().c_str());
   return kExitOk;
 }
 
@@ -559,31 +524,6 @@ int ctl_fit(const CtlTarget& target, const FitOptions& options) {
                                 " (a running rapportd keeps its own model until its next fit or restart)"
                           : "; not saved (add --save to store it)";
   std::fprintf(stderr, "%s\n", summary.c_str());
-  return kExitOk;
-}
-
-// --- erase -------------------------------------------------------------------
-
-int ctl_erase(const CtlTarget& target, const std::string& id) {
-  if (id.empty() || id.size() > kMaxIdBytes) return ctl_error("customer id must be 1 to 128 bytes");
-  if (!target.url.empty()) {
-    HttpClientRequest request;
-    request.method = "DELETE";
-    request.target = "/v1/customers/" + percent_encode(id);
-    auto response = ctl_http(target, std::move(request));
-    if (!response.ok()) return ctl_error(response.message());
-    if (response->status == 404) return ctl_error("unknown customer: " + id, kExitPartial);
-    if (response->status != 200) return ctl_http_failure(*response, "erase " + id);
-  } else {
-    auto config = ctl_config(target);
-    if (!config.ok()) return ctl_error(config.message());
-    auto store = ctl_open_store(*config, /*read_only=*/false);
-    if (!store.ok()) return ctl_error(store.message());
-    auto erased = (*store)->erase_customer(id);
-    if (!erased.ok()) return ctl_error(erased.message());
-    if (!*erased) return ctl_error("unknown customer: " + id, kExitPartial);
-  }
-  std::printf("erased customer %s (state, events and dedup keys)\n", id.c_str());
   return kExitOk;
 }
 

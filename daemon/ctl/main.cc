@@ -1,0 +1,201 @@
+// rapportctl: Rapport's admin CLI (argument parsing; each subcommand group lives in its own file here).
+//   rapportctl import FILE... --state-dir DIR   NDJSON through the same framing, decoder and store as rapportd
+//   rapportctl get CUSTOMER_ID [--explain]      (--state-dir DIR or --url http://127.0.0.1:8470)
+//   rapportctl top --by METRIC -n N [--tier T]  (state dir or --url)
+//   rapportctl tiers | fit [--save] | erase ID | deadletter list|replay   (state dir or --url)
+//   rapportctl backup DEST | restore SRC        (state dir)
+//   rapportctl generate --customers N --events M [--seed S]
+// Works on a state dir while rapportd has it open (LMDB is multi-process).
+// Exit codes: 0 ok, 1 not found / partial, 2 usage or fatal error.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <string>
+
+#include "daemon/ctl/admin.h"
+#include "daemon/ctl/backup.h"
+#include "daemon/ctl/common.h"
+#include "daemon/ctl/import.h"
+#include "daemon/ctl/query.h"
+#include "daemon/generator.h"
+
+#ifndef RAPPORT_VERSION
+#define RAPPORT_VERSION "0.0.0"
+#endif
+
+namespace {
+
+// --url / --token / --ca-file / --state-dir / --config / --timeout on a subcommand.
+void add_target_options(CLI::App* sub, rapport::CtlTarget& target, bool url, bool state_dir = true) {
+  CLI::Option* url_opt = nullptr;
+  if (url) {
+    url_opt = sub->add_option("--url", target.url,
+                              "Talk to a running rapportd over HTTP or HTTPS, e.g. http://127.0.0.1:8470 or "
+                              "https://rapport.example:8470 (not a state dir)");
+    sub->add_option("--token", target.token, "Bearer token for --url (default: $RAPPORT_TOKEN)")
+        ->envname("RAPPORT_TOKEN");
+    sub->add_option("--ca-file", target.ca_file,
+                    "For an https:// --url: PEM file of the CA certificate(s) to trust instead of the system's, e.g. "
+                    "rapportd's own self-signed certificate");
+    sub->add_option("--timeout", target.timeout_s, "HTTP timeout in seconds for --url (default 30; fit 600)")
+        ->check(CLI::PositiveNumber);
+  }
+  if (state_dir) {
+    auto* dir = sub->add_option("--state-dir", target.state_dir,
+                                "State directory (default: the config's, ./var/rapport); works beside a running "
+                                "rapportd");
+    if (url_opt != nullptr) dir->excludes(url_opt);
+  }
+  sub->add_option("-c,--config", target.config_path, "rapportd TOML config (weights, value settings, limits)");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "rapportctl — Rapport's admin CLI: import, inspect, rank, fit, erase, dead letters, backup and "
+      "restore.\n"
+      "Works on a state dir (beside a running rapportd: LMDB is multi-process) or, with --url, against a "
+      "running daemon.\nExit codes: 0 ok, 1 not found / partial, 2 usage or fatal error."};
+  app.require_subcommand(1);
+  app.set_version_flag("-V,--version", std::string("rapportctl ") + RAPPORT_VERSION);
+  app.failure_message(
+      [](const CLI::App* a, const CLI::Error& e) { return "rapportctl: " + CLI::FailureMessage::simple(a, e); });
+
+  rapport::ImportOptions import;
+  auto* imp = app.add_subcommand("import",
+                                 "Import NDJSON event files ('-' = stdin) into a state dir, framed into lines "
+                                 "as the TCP front does. Every file is opened first: if one cannot be, nothing is "
+                                 "imported. Exit 0 = all lines stored, 1 = some lines rejected (kept as dead "
+                                 "letters), 2 = fatal error");
+  imp->add_option("files", import.files, "NDJSON files, '-' for standard input; imported in this order")->required();
+  imp->add_option("--state-dir", import.state_dir, "State directory (default ./var/rapport)");
+  imp->add_option("-c,--config", import.config_path, "rapportd TOML config (scoring weights, costs, limits)");
+  imp->add_option("--batch", import.batch, "Events per commit (default 50000)")->check(CLI::Range(1, 10'000'000));
+  imp->add_flag("--async", import.async, "Commit without fsync (faster; a machine crash may lose the import)");
+  imp->add_flag("-q,--quiet", import.quiet, "No progress bar");
+
+  std::string id;
+  rapport::CtlTarget get_target;
+  bool explain = false;
+  auto* get = app.add_subcommand("get", "Print a customer's scores as JSON (exit 1 if unknown)");
+  get->add_option("customer_id", id, "Customer id")->required();
+  add_target_options(get, get_target, /*url=*/true);
+  get->add_flag("--explain", explain, "Include the components and inputs behind every score");
+
+  rapport::CtlTarget top_target;
+  rapport::TopOptions top_options;
+  auto* top = app.add_subcommand(
+      "top",
+      "The N customers with the highest value of a metric, ties by id. State dir: scans every customer. "
+      "--url: pages through the daemon's GET /v1/customers?tier=T&order=M for --tier T, or for each tier, "
+      "and merges them into the same order (clv, churn_risk, satisfaction, loyalty only; no --as-of)");
+  top->add_option("--by", top_options.by,
+                  "Metric: clv (default), churn_risk, p_alive, profit_12m, revenue, satisfaction, loyalty (--url: clv, "
+                  "churn_risk, satisfaction, loyalty)")
+      ->check(CLI::IsMember({"clv", "churn_risk", "p_alive", "profit_12m", "revenue", "satisfaction", "loyalty"}));
+  top->add_option("-n", top_options.n, "How many customers (default 10)")->check(CLI::Range(1, 10'000'000));
+  top->add_option("--tier", top_options.tier, "Only customers of this tier: platinum, gold, iron, lead, unranked")
+      ->check(CLI::IsMember({"platinum", "gold", "iron", "lead", "unranked"}));
+  top->add_option("--as-of", top_options.as_of,
+                  "Evaluate as of YYYY-MM-DD or RFC 3339 time (default now; state dir only)");
+  top->add_flag("--json", top_options.json, "JSON instead of a table");
+  add_target_options(top, top_target, /*url=*/true);
+
+  rapport::CtlTarget tiers_target;
+  bool tiers_json = false;
+  auto* tiers = app.add_subcommand("tiers",
+                                   "Customers per tier at the last fit, the CLV thresholds and fractions "
+                                   "(exit 1 before the first fit)");
+  tiers->add_flag("--json", tiers_json, "JSON (the shape of GET /v1/tiers) instead of a table");
+  add_target_options(tiers, tiers_target, /*url=*/true);
+
+  rapport::CtlTarget fit_target;
+  rapport::FitOptions fit_options;
+  auto* fit = app.add_subcommand("fit",
+                                 "Fit the value model (BG/NBD + Gamma-Gamma) over every customer and print it "
+                                 "as JSON; with --url the daemon fits, stores and uses it");
+  fit->add_option("--as-of", fit_options.as_of,
+                  "Fit as of YYYY-MM-DD or RFC 3339 time: T and t_x measured then, later events ignored (default now)");
+  fit->add_flag("--save", fit_options.save,
+                "State dir: store the model and tier counts (meta value_model / value_tier_counts) for rapportd, "
+                "tiers and top");
+  add_target_options(fit, fit_target, /*url=*/true);
+
+  rapport::CtlTarget erase_target;
+  std::string erase_id;
+  auto* erase = app.add_subcommand("erase", "Erase a customer's state, events and dedup keys (exit 1 if unknown)");
+  erase->add_option("customer_id", erase_id, "Customer id")->required();
+  add_target_options(erase, erase_target, /*url=*/true);
+
+  rapport::CtlTarget dl_target;
+  rapport::DeadLetterOptions dl_options;
+  auto* deadletter = app.add_subcommand("deadletter", "List or replay rejected items kept in the dead-letter store");
+  deadletter->require_subcommand(1);
+  auto* dl_list = deadletter->add_subcommand("list", "Print dead letters as JSON lines, oldest first");
+  auto* dl_replay = deadletter->add_subcommand(
+      "replay",
+      "Re-submit dead letters (e.g. after a config fix); those accepted or duplicate are removed, still "
+      "invalid ones stay and are reported (exit 1). With --url they are POSTed to the daemon's "
+      "/v1/events?deadletter=false (still-invalid ones are not stored again) and the replayed ones removed with "
+      "POST /v1/deadletter:remove (admin token)");
+  for (auto* sub : {dl_list, dl_replay}) {
+    sub->add_option("--after", dl_options.after, "Start after this sequence number (default 0)");
+    sub->add_option("--limit", dl_options.limit, "At most this many letters (default 0 = all)");
+    add_target_options(sub, dl_target, /*url=*/true);
+  }
+
+  rapport::CtlTarget backup_target;
+  std::string backup_dest;
+  bool backup_quiet = false;
+  auto* backup = app.add_subcommand("backup",
+                                    "Hot, compacted copy of a state dir (safe while rapportd runs) into "
+                                    "DEST, which must not exist or be empty");
+  backup->add_option("destination", backup_dest, "Backup directory (created; must be empty)")->required();
+  backup->add_flag("-q,--quiet", backup_quiet, "No progress display");
+  add_target_options(backup, backup_target, /*url=*/false);
+
+  rapport::CtlTarget restore_target;
+  std::string restore_src;
+  bool restore_force = false;
+  auto* restore = app.add_subcommand("restore",
+                                     "Copy a backup into --state-dir. Stop rapportd first: a state dir "
+                                     "in use is refused");
+  restore->add_option("source", restore_src, "Backup directory made by `rapportctl backup`")->required();
+  restore->add_flag("--force", restore_force, "Replace the data of a state dir that is not empty");
+  add_target_options(restore, restore_target, /*url=*/false);
+
+  rapport::GenerateOptions gen;
+  auto* generate = app.add_subcommand("generate", "Write synthetic NDJSON events to standard output");
+  generate->add_option("--customers", gen.customers, "Distinct customers (default 1000)")
+      ->check(CLI::Range(1, 1'000'000'000));
+  generate->add_option("--events", gen.events, "Lines to write, duplicates included (default 10000)");
+  generate->add_option("--seed", gen.seed, "Random seed (default 1); same seed, same output");
+  generate->add_option("--zipf", gen.zipf_exponent, "Customer skew exponent (default 1.1)")
+      ->check(CLI::Range(0.0, 5.0));
+  generate->add_option("--late", gen.late_fraction, "Fraction of late events (default 0.02)")
+      ->check(CLI::Range(0.0, 1.0));
+  generate->add_option("--duplicates", gen.duplicate_fraction, "Fraction of repeated lines (default 0.01)")
+      ->check(CLI::Range(0.0, 1.0));
+  generate->add_option("--end-ms", gen.end_ms, "Latest timestamp, epoch ms (default now - 1 h)");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : rapport::kExitFatal;
+  }
+  if (*imp) return rapport::ctl_import(import);
+  if (*get) return rapport::ctl_get(get_target, id, explain);
+  if (*top) return rapport::ctl_top(top_target, top_options);
+  if (*tiers) return rapport::ctl_tiers(tiers_target, tiers_json);
+  if (*fit) return rapport::ctl_fit(fit_target, fit_options);
+  if (*erase) return rapport::ctl_erase(erase_target, erase_id);
+  if (*dl_list) return rapport::ctl_deadletter_list(dl_target, dl_options);
+  if (*dl_replay) return rapport::ctl_deadletter_replay(dl_target, dl_options);
+  if (*backup) return rapport::ctl_backup(backup_target, backup_dest, backup_quiet);
+  if (*restore) return rapport::ctl_restore(restore_target, restore_src, restore_force);
+  if (*generate) {
+    rapport::generate_events(gen, stdout);
+    return std::fflush(stdout) == 0 ? 0 : 2;
+  }
+  return 2;
+}
