@@ -95,7 +95,7 @@ std::vector<IoOp> read_io_log(const std::string& path) {
 
 // One answer that acknowledges events: when its send began and, for each event, when it had fully arrived.
 struct Answer {
-  std::string what;  // for messages: "tcp {"ack":40}" or "http 200 #3"
+  std::string what;  // for messages: "tcp {"ack":40}" or "http 200 on fd 12 (request 1)"
   std::uint64_t send_begin = 0;
   std::vector<std::pair<std::string, std::uint64_t>> events;  // id, arrival (counter after the recv that completed it)
 };
@@ -116,9 +116,11 @@ std::vector<std::string> event_ids_in(std::string_view text) {
 // One accepted connection, rebuilt from its R and S records.
 struct Connection {
   std::string in, out;
+  std::vector<std::pair<std::size_t, std::uint64_t>> sends;  // per S record: its first byte's offset in `out`, begin
   // TCP NDJSON: per complete line, its event ids and arrival; acknowledged lines so far.
   std::vector<std::pair<std::vector<std::string>, std::uint64_t>> lines;
-  std::size_t lines_scanned_to = 0, acked_lines = 0, out_scanned_to = 0;
+  std::size_t lines_scanned_to = 0, acked_lines = 0;
+  std::size_t out_scanned_to = 0;  // `out` before this offset holds no unparsed ack
   // HTTP: complete requests not answered yet (events, arrival), bytes of `in` consumed by parsed requests.
   std::vector<std::pair<std::vector<std::string>, std::uint64_t>> requests;
   std::size_t in_consumed = 0;
@@ -169,27 +171,30 @@ std::vector<Answer> answers_in(const std::vector<IoOp>& ops) {
       }
       continue;
     }
-    // S: the answer's send begins here (for a line: the send holding its first byte).
-    const std::size_t start = c.out.size();
+    // S: an answer's send began with the send holding its first byte.
+    c.sends.emplace_back(c.out.size(), op.before);
     c.out += op.bytes;
+    auto send_holding = [&](std::size_t offset) {
+      auto s = std::upper_bound(c.sends.begin(), c.sends.end(), std::make_pair(offset, UINT64_MAX));
+      return std::prev(s)->second;
+    };
     if (!http) {
-      for (std::size_t pos = c.out.find("{\"ack\":", start > 7 ? start - 7 : 0); pos != std::string::npos;
-           pos = c.out.find("{\"ack\":", pos + 1)) {
-        if (pos < c.out_scanned_to) continue;
+      for (std::size_t pos = c.out.find("{\"ack\":", c.out_scanned_to); pos != std::string::npos;
+           pos = c.out.find("{\"ack\":", c.out_scanned_to)) {
         const auto end = c.out.find('}', pos);
-        if (end == std::string::npos) break;
-        c.out_scanned_to = end;
+        if (end == std::string::npos) break;  // the rest of this ack comes with a later send
+        c.out_scanned_to = end + 1;
         const std::size_t n = std::stoul(c.out.substr(pos + 7, end - pos - 7));
         Answer a;
         a.what = "tcp " + c.out.substr(pos, end + 1 - pos);
-        a.send_begin = op.before;  // the ack line starts in this send (ack lines are written whole)
+        a.send_begin = send_holding(pos);
         for (std::size_t l = c.acked_lines; l < n && l < c.lines.size(); ++l) {
           for (const std::string& id : c.lines[l].first) a.events.emplace_back(id, c.lines[l].second);
         }
         c.acked_lines = std::max(c.acked_lines, n);
         if (!a.events.empty()) answers.push_back(std::move(a));
       }
-    } else if (op.bytes.rfind("HTTP/1.1 ", 0) == 0 && !c.requests.empty()) {
+    } else if (op.bytes.rfind("HTTP/1.1 ", 0) == 0 && op.bytes.rfind("HTTP/1.1 1", 0) != 0 && !c.requests.empty()) {
       const auto request = c.requests.front();
       c.requests.erase(c.requests.begin());
       ++c.answered;
