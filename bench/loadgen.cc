@@ -26,7 +26,12 @@
 // At the end the daemon's counters (GET /metrics: rapport_events_accepted_total
 // + rapport_events_duplicate_total for the transport) must have moved by
 // exactly the number of events the daemon acknowledged as accepted or
-// duplicate; otherwise exit 1. --json prints one JSON object for scripts.
+// duplicate; otherwise exit 1. The metrics are read from --metrics-url
+// (default: /metrics on the --http address; a daemon with a [metrics] listener
+// serves them there instead). Metrics that cannot be read (refused, not 200,
+// not rapport's) are reported as such, never as a counter mismatch: before the
+// run that is exit 2 with nothing sent, after it exit 1. --json prints one
+// JSON object for scripts.
 #include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
@@ -129,6 +134,7 @@ struct Options {
   std::string mode = "tcp";
   std::string tcp_target = "127.0.0.1:8471";
   std::string http_target = "127.0.0.1:8470";
+  std::string metrics_url;  // default: http://<http_target>/metrics
   int connections = 4;
   int threads = 1;
   std::uint64_t events = 1'000'000;
@@ -251,11 +257,36 @@ std::vector<Lines> prepare(const Options& o) {
   return per;
 }
 
-std::string http_get(const std::string& target, const std::string& path, const std::string& token = {}) {
+// An http:// URL split into "host:port" and path ("host:port" alone, or with a path, is taken as http://).
+struct HttpUrl {
+  std::string target;  // host:port
+  std::string path;    // starts with '/'
+};
+HttpUrl parse_http_url(const std::string& url) {
+  std::string rest = url;
+  if (rest.rfind("http://", 0) == 0) {
+    rest = rest.substr(7);
+  } else if (rest.find("://") != std::string::npos) {
+    throw std::runtime_error("--metrics-url must be an http:// URL (the metrics are plain HTTP): " + url);
+  }
+  const auto slash = rest.find('/');
+  HttpUrl u{rest.substr(0, slash), slash == std::string::npos ? "/metrics" : rest.substr(slash)};
+  if (u.target.find(':') == std::string::npos) throw std::runtime_error("--metrics-url needs host:port: " + url);
+  return u;
+}
+
+// One GET; the status code and the body. Throws on connection errors and answers that are not HTTP.
+struct HttpAnswer {
+  int status = 0;
+  std::string body;
+};
+HttpAnswer http_get(const HttpUrl& url, const std::string& token = {}) {
   asio::io_context io;
   tcp::socket s(io);
-  s.connect(endpoint_of(target));
-  std::string req = "GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n";
+  boost::system::error_code connect_ec;
+  s.connect(endpoint_of(url.target), connect_ec);
+  if (connect_ec) throw std::runtime_error("cannot connect to " + url.target + ": " + connect_ec.message());
+  std::string req = "GET " + url.path + " HTTP/1.1\r\nHost: " + url.target + "\r\nConnection: close\r\n";
   if (!token.empty()) req += "Authorization: Bearer " + token + "\r\n";
   req += "\r\n";
   asio::write(s, asio::buffer(req));
@@ -267,7 +298,9 @@ std::string http_get(const std::string& target, const std::string& path, const s
     out.append(buf, n);
     if (ec) break;
   }
-  return out;
+  if (out.rfind("HTTP/1.", 0) != 0 || out.size() < 12) throw std::runtime_error("the answer is not HTTP");
+  const auto head_end = out.find("\r\n\r\n");
+  return {std::atoi(out.c_str() + 9), head_end == std::string::npos ? std::string() : out.substr(head_end + 4)};
 }
 
 // Sum of every sample of `metric` (all label sets containing `must_contain`) in a Prometheus text exposition.
@@ -287,11 +320,22 @@ double metric_sum(const std::string& text, const std::string& metric, const std:
 struct Counters {
   double accepted = 0, duplicate = 0, rejected = 0;
 };
+// The daemon's ingest counters for `transport` from --metrics-url. Throws with the reason when they cannot be
+// read: connection errors, an answer other than 200, or an exposition without rapport's ingest counters.
 Counters read_counters(const Options& o, const std::string& transport) {
-  const std::string m = http_get(o.http_target, "/metrics", o.token);
+  const HttpAnswer a = http_get(parse_http_url(o.metrics_url), o.token);
+  if (a.status != 200) {
+    std::string body = a.body.substr(0, 300);
+    while (!body.empty() && (body.back() == '\n' || body.back() == '\r')) body.pop_back();
+    throw std::runtime_error("HTTP " + std::to_string(a.status) + (body.empty() ? "" : ": " + body));
+  }
+  if (a.body.find("rapport_events_accepted_total") == std::string::npos) {
+    throw std::runtime_error("the answer has no rapport_events_accepted_total (not rapportd's metrics?)");
+  }
   const std::string sel = "transport=\"" + transport + "\"";
-  return {metric_sum(m, "rapport_events_accepted_total", sel), metric_sum(m, "rapport_events_duplicate_total", sel),
-          metric_sum(m, "rapport_events_rejected_total", sel)};
+  return {metric_sum(a.body, "rapport_events_accepted_total", sel),
+          metric_sum(a.body, "rapport_events_duplicate_total", sel),
+          metric_sum(a.body, "rapport_events_rejected_total", sel)};
 }
 
 // ---------------------------------------------------------------------------
@@ -719,7 +763,12 @@ int main(int argc, char** argv) {
                  "query (GET /v1/customers/{id}) | sink (tcp protocol against rapport-sink; no verification)")
       ->check(CLI::IsMember({"tcp", "http-batch", "http-single", "query", "sink"}));
   app.add_option("--tcp", o.tcp_target, "TCP NDJSON address of rapportd or rapport-sink (default 127.0.0.1:8471)");
-  app.add_option("--http", o.http_target, "rapportd HTTP address (default 127.0.0.1:8470; also used for /metrics)");
+  app.add_option("--http", o.http_target,
+                 "rapportd HTTP address (default 127.0.0.1:8470; also used for /metrics unless --metrics-url)");
+  app.add_option("--metrics-url", o.metrics_url,
+                 "Where the daemon's Prometheus metrics are read for the verification (default "
+                 "http://<--http>/metrics; give the [metrics] address when /metrics has its own listener, e.g. "
+                 "http://127.0.0.1:9470/metrics)");
   app.add_option("-c,--connections", o.connections, "Concurrent connections (default 4)")->check(CLI::Range(1, 4096));
   app.add_option("--threads", o.threads, "io threads driving the connections (default 1)")->check(CLI::Range(1, 64));
   app.add_option("-n,--events", o.events,
@@ -756,6 +805,13 @@ int main(int argc, char** argv) {
                  "Write the prepared events (file or generated) as NDJSON to this file and exit without connecting");
   CLI11_PARSE(app, argc, argv);
   if (o.mode == "sink") o.verify = false;
+  if (o.metrics_url.empty()) o.metrics_url = "http://" + o.http_target + "/metrics";
+  try {
+    parse_http_url(o.metrics_url);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "rapport-loadgen: %s\n", e.what());
+    return 2;
+  }
   const bool query = o.mode == "query";
   const bool tcp_like = o.mode == "tcp" || o.mode == "sink";
 
@@ -810,7 +866,10 @@ int main(int argc, char** argv) {
     try {
       before = read_counters(o, transport);
     } catch (const std::exception& e) {
-      std::fprintf(stderr, "rapport-loadgen: cannot read %s/metrics: %s\n", o.http_target.c_str(), e.what());
+      std::fprintf(stderr,
+                   "rapport-loadgen: cannot read the daemon's metrics at %s: %s; nothing sent. Pass --metrics-url "
+                   "(the [metrics] address when /metrics has its own listener) or --no-verify\n",
+                   o.metrics_url.c_str(), e.what());
       return 2;
     }
   }
@@ -910,11 +969,19 @@ int main(int argc, char** argv) {
 
   // Verify: the daemon's counters moved by what it acknowledged as accepted or duplicate.
   bool verified = false, verify_ok = true;
+  std::string metrics_error;  // set when the counters could not be read after the run
   Counters delta;
   if (o.verify && !query) {
     verified = true;
     for (int attempt = 0; attempt < 40; ++attempt) {  // counters may trail the last answer by a moment
-      const Counters after = read_counters(o, transport);
+      Counters after;
+      try {
+        after = read_counters(o, transport);
+      } catch (const std::exception& e) {
+        metrics_error = e.what();
+        verified = false;
+        break;
+      }
       delta = {after.accepted - before.accepted, after.duplicate - before.duplicate, after.rejected - before.rejected};
       verify_ok = delta.accepted + delta.duplicate == static_cast<double>(total.events) &&
                   delta.rejected == static_cast<double>(total.rejected);
@@ -955,6 +1022,11 @@ int main(int argc, char** argv) {
         static_cast<unsigned long long>(total.refused), static_cast<unsigned long long>(total.misses));
   }
   std::fflush(stdout);
+  if (!metrics_error.empty()) {
+    std::fprintf(stderr, "verify not done: cannot read the daemon's metrics at %s after the run: %s\n",
+                 o.metrics_url.c_str(), metrics_error.c_str());
+    return 1;
+  }
   if (verified) {
     if (!verify_ok) {
       std::fprintf(stderr,

@@ -10,11 +10,17 @@
 // revenue == events == distinct events sent, and the timeline holds exactly
 // those event ids, once each.
 //
-// Kinds of kill, all SIGKILL: during steady ingest; every third one shortly
-// after SIGTERM (while the daemon drains: last commits, checkpoint on close);
-// every fourth restart is also killed once during start-up (journal
-// replay). One clean restart mid-run makes later kills replay the journal
-// after a completed checkpoint.
+// Kinds of kill, all SIGKILL: during steady ingest; every third one while the
+// daemon drains after SIGTERM (last commits, checkpoint on close); every
+// fourth restart is also killed once during start-up (store open and journal
+// replay, before the listeners). A kill counts for its phase only if it landed
+// there: the daemon's log shows it had entered the phase (and, for start-up,
+// had not reached its listeners) and waitpid reports SIGKILL as the cause of
+// death; a drain that finished first (exit 0) is a clean restart, a start-up
+// that was already listening is tried again. Each phase must be hit at least
+// once; rounds are added after the planned kills until it is (bounded). One
+// clean restart mid-run makes later kills replay the journal after a
+// completed checkpoint.
 //
 // Knobs (environment): RAPPORT_CRASH_KILLS (default 6; bench/crash_long.sh
 // runs >= 100), RAPPORT_CRASH_SEED, RAPPORT_CRASH_MAX_DELAY_MS (longest time
@@ -36,6 +42,12 @@ int env_int(const char* name, int fallback) {
 }
 
 constexpr int kCustomers = 200;
+// Log lines that mark the phases (daemon/rapportd_main.cc).
+constexpr const char* kStartingLine = " starting; config ";  // logged before the store opens (journal replay)
+constexpr const char* kListeningLine = "listening http=";    // start-up is over
+constexpr const char* kDrainingLine = "received SIGTERM: draining";
+constexpr int kStartupAttempts = 20;    // start-up kills tried per start-up round until one lands before listening
+constexpr int kExtraRounds = 20;        // rounds added after the planned kills until every phase has had a kill
 constexpr std::size_t kChunk = 250;     // lines per send
 constexpr std::size_t kWindow = 20000;  // most lines in flight without an answer
 
@@ -68,11 +80,16 @@ TEST(Crash, KillNineAtRandomMomentsLosesAndDuplicatesNothing) {
   EventBook book("k", kCustomers);
   Rapportd daemon(dir.file("state"), {});
   std::size_t next_new = 0;
-  int startup_kills = 0;
-  int drain_kills = 0;
+  // Kills that landed in their phase, and attempts that did not (not counted as kills of that phase).
+  int steady_kills = 0, drain_kills = 0, startup_kills = 0;
+  int drain_missed = 0, startup_missed = 0;
 
-  for (int round = 0; round <= kills; ++round) {
-    const bool final_round = round == kills;
+  for (int round = 0;; ++round) {
+    // After the planned kills, rounds go on (at most kExtraRounds) until each phase has had a kill.
+    const bool planned_done = round >= kills;
+    const bool final_round = planned_done && ((drain_kills > 0 && startup_kills > 0) || round >= kills + kExtraRounds);
+    const bool drain_round = round % 3 == 2 || (planned_done && drain_kills == 0);
+    const bool startup_round = round % 4 == 3 || (planned_done && startup_kills == 0);
     const std::vector<std::size_t> resend = book.unacked();
     auto session = std::make_unique<AckingSession>(daemon.tcp_port(), book);
     std::atomic<bool> stop{false};
@@ -117,28 +134,52 @@ TEST(Crash, KillNineAtRandomMomentsLosesAndDuplicatesNothing) {
 
     std::uniform_int_distribution<int> delay(20, max_delay_ms);
     std::this_thread::sleep_for(milliseconds(delay(rng)));
-    int killed = 0;
-    if (round % 3 == 2) {
-      // Every third kill lands while the daemon drains after SIGTERM: final commits and the checkpoint on close.
+    if (drain_round) {
+      // A kill while the daemon drains after SIGTERM (final commits, the checkpoint on close). It counts only if
+      // the daemon had begun draining (its log says so) and the SIGKILL is what ended it; a daemon that
+      // finished draining first exits 0, which is a clean restart, not a drain kill.
       daemon.signal(SIGTERM);
-      std::this_thread::sleep_for(milliseconds(std::uniform_int_distribution<int>(0, 120)(rng)));
-      killed = daemon.stop(SIGKILL);
-      ++drain_kills;
+      const bool draining = daemon.wait_log(kDrainingLine, std::chrono::seconds(60));
+      if (draining) std::this_thread::sleep_for(milliseconds(std::uniform_int_distribution<int>(0, 40)(rng)));
+      const int killed = daemon.stop(SIGKILL);
+      stop = true;
+      sender.join();
+      session.reset();
+      ASSERT_TRUE(draining) << "rapportd did not log \"" << kDrainingLine << "\" after SIGTERM (exit " << killed
+                            << ")\n"
+                            << daemon.log_tail();
+      ASSERT_TRUE(killed == -SIGKILL || killed == 0) << "rapportd failed while draining (exit " << killed << ")\n"
+                                                     << daemon.log_tail();
+      ++(killed == -SIGKILL ? drain_kills : drain_missed);
     } else {
-      killed = daemon.stop(SIGKILL);
+      const int killed = daemon.stop(SIGKILL);
+      stop = true;
+      sender.join();
+      session.reset();
+      ASSERT_EQ(killed, -SIGKILL) << "rapportd was not running when killed (exit " << killed << ")\n"
+                                  << daemon.log_tail();
+      ++steady_kills;
     }
-    stop = true;
-    sender.join();
-    session.reset();
-    ASSERT_TRUE(killed == -SIGKILL || (round % 3 == 2 && killed == 0))
-        << "rapportd was not running when killed (exit " << killed << ")\n"
-        << daemon.log_tail();
-    // Every fourth round also kills the next start-up (journal replay) once, at a random early moment.
-    if (round % 4 == 3) {
-      daemon.spawn();
-      std::this_thread::sleep_for(milliseconds(std::uniform_int_distribution<int>(0, 150)(rng)));
-      daemon.stop(SIGKILL);
-      ++startup_kills;
+    // Start-up rounds also kill the next start-up once, while it opens the store and replays the journal:
+    // after it logged that it is starting and before it listens. A kill that came after the listeners were up
+    // does not count, and start-up is tried again (a few times per round).
+    if (startup_round) {
+      for (int attempt = 0; attempt < kStartupAttempts; ++attempt) {
+        daemon.spawn();
+        const bool starting = daemon.wait_log(kStartingLine, std::chrono::seconds(60));
+        if (starting) std::this_thread::sleep_for(milliseconds(std::uniform_int_distribution<int>(0, 2)(rng)));
+        const int killed = daemon.stop(SIGKILL);
+        ASSERT_TRUE(starting) << "rapportd did not log \"" << kStartingLine << "\" (exit " << killed << ")\n"
+                              << daemon.log_tail();
+        ASSERT_EQ(killed, -SIGKILL) << "rapportd was not running when killed during start-up (exit " << killed << ")\n"
+                                    << daemon.log_tail();
+        // stop() read the log to its end: the whole log of that run is here.
+        if (daemon.log().find(kListeningLine) == std::string::npos) {
+          ++startup_kills;
+          break;
+        }
+        ++startup_missed;
+      }
     }
     daemon.start();
     const std::string when = "after kill " + std::to_string(round + 1) + " (seed " + std::to_string(seed) + ")";
@@ -147,7 +188,7 @@ TEST(Crash, KillNineAtRandomMomentsLosesAndDuplicatesNothing) {
       std::printf("[ crash ] %d kills so far, %zu distinct events\n", round + 1, book.size());
       std::fflush(stdout);
     }
-    if (round == kills / 2) {
+    if (round == kills / 2 && !planned_done) {
       // One clean restart mid-run: later kills must replay the journal after a completed checkpoint.
       ASSERT_EQ(daemon.stop(SIGTERM), 0) << daemon.log_tail();
       daemon.start();
@@ -189,8 +230,15 @@ TEST(Crash, KillNineAtRandomMomentsLosesAndDuplicatesNothing) {
   daemon.start();
   const CustomerTotals again = customer_totals(daemon.http_port(), book);
   EXPECT_EQ(again.revenue, totals.revenue);
-  std::printf("[ crash ] %d kills (%d while draining, +%d during start-up), %zu distinct events, %zu acknowledged\n",
-              kills, drain_kills, startup_kills, book.size(), book.acked_count());
+  std::printf(
+      "[ crash ] %d kills during ingest, %d while draining, +%d during start-up; attempts that missed their phase: "
+      "%d drains finished first, %d start-ups were already listening; %zu distinct events, %zu acknowledged\n",
+      steady_kills, drain_kills, startup_kills, drain_missed, startup_missed, book.size(), book.acked_count());
+  // Each kind of kill happened at least once (a test of a phase that was never hit proves nothing about it).
+  EXPECT_GT(drain_kills, 0) << "no SIGKILL landed while rapportd was draining (" << drain_missed
+                            << " drains finished before the kill)";
+  EXPECT_GT(startup_kills, 0) << "no SIGKILL landed during start-up (" << startup_missed
+                              << " start-ups were already listening when killed)";
 }
 
 }  // namespace

@@ -9,10 +9,33 @@
 #include <regex>
 #include <utility>
 
+#include "daemon/config.h"
+#include "daemon/customer_json.h"
+#include "storage/store.h"
 #include "tests/e2e/harness.h"
 
 namespace rapport::test {
 namespace {
+
+// Every customer's JSON with explanations (as `rapportctl get --explain` prints it, default config, no
+// value model) evaluated at `as_of_ms`, read from the state dir.
+std::map<std::string, std::string> customers_as_of(const std::string& state_dir, std::int64_t as_of_ms) {
+  const Config config = default_config();
+  StoreOptions options = config.storage;
+  options.directory = state_dir;
+  options.read_only = true;
+  auto store = Store::open(options);
+  if (!store.ok()) throw std::runtime_error(store.message());
+  std::map<std::string, std::string> out;
+  const Status visited = (*store)->for_each_customer([&](std::string_view id, const CustomerState& state) {
+    JsonWriter w;
+    write_customer_json(w, id, state, as_of_ms, config.evaluate, nullptr, config.value, /*explain=*/true);
+    out.emplace(std::string(id), w.str());
+    return true;
+  });
+  if (!visited.ok()) throw std::runtime_error(visited.message());
+  return out;
+}
 
 TEST(Rapportctl, GenerateIsDeterministicAndCoversEveryType) {
   const auto a = run_command({binary("rapportctl"), "generate", "--customers", "50", "--events", "2000", "--seed", "7",
@@ -92,20 +115,37 @@ TEST(Rapportctl, ShuffledImportGivesIdenticalScoresAndReimportIsAllDuplicates) {
   EXPECT_EQ(summary(a.err), summary(b.err));
   EXPECT_NE(a.err.find("duplicates"), std::string::npos);
 
-  // Identical scores for a sample of customers (evaluated at the same instant is not possible
-  // across processes, so compare everything but the timestamps that depend on "now").
-  int compared = 0;
-  for (int c = 0; c < 200; c += 7) {
-    const std::string id = "c" + std::to_string(c);
-    const auto ga = run_command({binary("rapportctl"), "get", id, "--state-dir", dir.file("sa")});
-    const auto gb = run_command({binary("rapportctl"), "get", id, "--state-dir", dir.file("sb")});
-    EXPECT_EQ(ga.exit_code, gb.exit_code);
-    if (ga.exit_code == 0) {
-      EXPECT_EQ(ga.out, gb.out) << id;
-      ++compared;
+  // Identical scores, evaluated at one instant (as_of) so that decay cannot move them between the two
+  // readings: rapportctl's ranking at --as-of, then every customer's full JSON (what `get --explain` prints),
+  // rendered from each stored state at the same as_of.
+  const std::string as_of = "2024-01-01T00:00:00Z";
+  for (const char* by : {"satisfaction", "loyalty", "revenue", "profit_12m"}) {
+    const std::vector<std::string> top = {
+        binary("rapportctl"), "top", "--by", by, "--as-of", as_of, "-n", "500", "--json", "--state-dir"};
+    auto top_a = top, top_b = top;
+    top_a.push_back(dir.file("sa"));
+    top_b.push_back(dir.file("sb"));
+    const auto ta = run_command(top_a);
+    const auto tb = run_command(top_b);
+    ASSERT_EQ(ta.exit_code, 0) << ta.err;
+    ASSERT_EQ(tb.exit_code, 0) << tb.err;
+    EXPECT_NE(ta.out.find("\"as_of\":\"" + as_of.substr(0, 19)), std::string::npos) << ta.out;
+    EXPECT_EQ(ta.out, tb.out) << "top --by " << by;
+  }
+  constexpr std::int64_t kAsOfMs = 1704067200000;  // as_of
+  const auto ja = customers_as_of(dir.file("sa"), kAsOfMs);
+  const auto jb = customers_as_of(dir.file("sb"), kAsOfMs);
+  EXPECT_EQ(ja.size(), 200u);
+  ASSERT_EQ(ja.size(), jb.size());
+  int differ = 0;
+  for (const auto& [id, json] : ja) {
+    const auto other = jb.find(id);
+    if (other == jb.end() || other->second != json) {
+      if (++differ <= 3)
+        ADD_FAILURE() << id << " differs:\n" << json << "\n" << (other == jb.end() ? "(missing)" : other->second);
     }
   }
-  EXPECT_GT(compared, 10);
+  EXPECT_EQ(differ, 0);
 
   const auto again = run_command({binary("rapportctl"), "import", dir.file("a.ndjson"), "--state-dir", dir.file("sa")});
   ASSERT_EQ(again.exit_code, 0) << again.err;

@@ -148,10 +148,30 @@ struct DaemonOptions {
   std::function<void()> before_exec;  // runs in the child between fork and exec (rlimits)
 };
 
+// This process's environment with `extra` ("KEY=value") added, replacing variables of the same name.
+inline std::vector<std::string> environment_with(const std::vector<std::string>& extra) {
+  std::vector<std::string> out;
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    const std::string_view kv(*e);
+    const std::string_view key = kv.substr(0, kv.find('='));
+    const bool replaced = std::any_of(extra.begin(), extra.end(), [&](const std::string& x) {
+      return std::string_view(x).substr(0, x.find('=')) == key;
+    });
+    if (!replaced) out.emplace_back(kv);
+  }
+  out.insert(out.end(), extra.begin(), extra.end());
+  return out;
+}
+
 class Rapportd {
  public:
   Rapportd(std::string state_dir, DaemonOptions options)
       : state_dir_(std::move(state_dir)), options_(std::move(options)) {
+    start();
+  }
+  // With `env` ("KEY=value") added to (or replacing in) the daemon's environment.
+  Rapportd(std::string state_dir, DaemonOptions options, std::vector<std::string> env)
+      : state_dir_(std::move(state_dir)), options_(std::move(options)), env_(std::move(env)) {
     start();
   }
   ~Rapportd() {
@@ -187,19 +207,24 @@ class Rapportd {
     std::vector<char*> args;
     for (auto& a : argv) args.push_back(a.data());
     args.push_back(nullptr);
+    std::vector<std::string> env = environment_with(env_);
+    std::vector<char*> envp;
+    for (auto& e : env) envp.push_back(e.data());
+    envp.push_back(nullptr);
     pid_ = ::fork();
     if (pid_ == 0) {
       ::dup2(pipefd[1], 2);
       detach_stdout();
       ::close_range(3, ~0U, 0);  // no test sockets leak into the daemon
       if (options_.before_exec) options_.before_exec();
-      ::execv(args[0], args.data());
+      ::execve(args[0], args.data(), envp.data());
       ::_exit(127);
     }
     ::close(pipefd[1]);
     {
       std::lock_guard lock(mutex_);
       log_.clear();
+      log_closed_ = false;
     }
     const int fd = pipefd[0];
     log_thread_ = std::thread([this, fd] { drain_log(fd); });
@@ -278,6 +303,14 @@ class Rapportd {
     std::lock_guard lock(mutex_);
     return log_;
   }
+  // Waits until the log of the current run contains `needle`; false if the daemon's stderr closes
+  // (it exited) or `timeout` passes first.
+  bool wait_log(const std::string& needle, milliseconds timeout) {
+    std::unique_lock lock(mutex_);
+    return log_changed_.wait_for(lock, timeout, [&] {
+      return log_.find(needle) != std::string::npos || log_closed_;
+    }) && log_.find(needle) != std::string::npos;
+  }
   std::string log_tail(std::size_t bytes = 4000) {
     const std::string l = log();
     return l.size() <= bytes ? l : l.substr(l.size() - bytes);
@@ -293,8 +326,12 @@ class Rapportd {
       std::lock_guard lock(mutex_);
       log_.append(buf, static_cast<std::size_t>(n));
       if (log_.size() > (8u << 20)) log_.erase(0, log_.size() - (4u << 20));  // keep the newest
+      log_changed_.notify_all();
     }
     ::close(fd);
+    std::lock_guard lock(mutex_);
+    log_closed_ = true;
+    log_changed_.notify_all();
   }
   void join_log() {
     if (log_thread_.joinable()) log_thread_.join();
@@ -302,11 +339,14 @@ class Rapportd {
 
   std::string state_dir_;
   DaemonOptions options_;
+  std::vector<std::string> env_;
   pid_t pid_ = -1;
   int exit_code_ = 0;
   std::thread log_thread_;
   std::mutex mutex_;
-  std::string log_;  // guarded by mutex_
+  std::condition_variable log_changed_;
+  std::string log_;          // guarded by mutex_
+  bool log_closed_ = false;  // guarded by mutex_: the current run's stderr reached EOF
   int http_port_ = 0;
   int tcp_port_ = 0;
 };
