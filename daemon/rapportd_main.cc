@@ -79,7 +79,11 @@ void refresh_storage_metrics(Store& store, Metrics& metrics) {
   metrics.lmdb_readers().Set(static_cast<double>(s.readers));
   metrics.pending_events().Set(static_cast<double>(s.pending_events));
   metrics.dead_letters().Set(static_cast<double>(s.dead_letters));
-  metrics.customers("unranked").Set(static_cast<double>(s.customers));
+  const auto fit = value.current();
+  const auto tiers = customers_by_tier(fit.get(), s.customers);
+  for (int t = 0; t < kTierCount; ++t) {
+    metrics.customers(tier_name(static_cast<Tier>(t))).Set(static_cast<double>(tiers[t]));
+  }
 }
 
 int run(const std::string& config_path, const Overrides& overrides) {
@@ -132,7 +136,7 @@ int run(const std::string& config_path, const Overrides& overrides) {
   if (Status loaded_model = value.load(); !loaded_model.ok()) log_warn(loaded_model.message());
   value.start();
   Api api(**store, writer, value, metrics, config);
-  metrics.set_before_scrape([&] { refresh_storage_metrics(**store, metrics); });
+  metrics.set_before_scrape([&] { refresh_storage_metrics(**store, metrics, value); });
 
   // systemd socket activation: adopt listeners passed as "http" / "tcp" (FileDescriptorName=).
   ServerOptions server_options = config->server;
