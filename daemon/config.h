@@ -56,6 +56,10 @@ Config default_config();
 // Loads `path` over the defaults. An empty path returns the defaults.
 Result<Config> load_config(const std::string& path);
 
+// Every key load_config understands, dotted from the root ("server.http", "scoring.satisfaction_weights.csat"),
+// tables included ("server", "auth.tokens"); an [[auth.tokens]] entry's keys as "auth.tokens.token". Sorted.
+std::vector<std::string> config_keys();
+
 // Cross-field checks: e.g. a non-loopback listener without tokens is refused.
 Status validate_config(const Config& config);
 

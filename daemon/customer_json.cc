@@ -83,7 +83,7 @@ void write_customer_json(JsonWriter& out, std::string_view customer_id, const Cu
     out.key("clv").null().key("expected_transactions").null().key("expected_spend").null();
     out.key("p_alive").null().key("churn_risk").null();
     out.field("unavailable_reason",
-              "no value model fitted yet: POST /v1/model:fit, or wait for the scheduled fit ([value] fit_interval)");
+              "no value model fitted yet: POST /v1/model:fit, or wait for the scheduled fit ([value] fit_interval_s)");
   }
   if (explain) {
     out.key("model_inputs")
