@@ -281,6 +281,8 @@ Status apply_toml(const toml::table& root, Config& c) {
 
   Section log(top.table("log"), "log");
   log.choice("level", c.log_level, {"error", "warn", "info", "debug"});
+  log.choice("format", c.log_format, {"text", "json"});
+  log.choice("timestamps", c.log_timestamps, {"auto", "on", "off"});
   log.finish();
 
   Section daemon(top.table("daemon"), "daemon");

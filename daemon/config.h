@@ -46,7 +46,9 @@ struct Config {
   ApplyConfig apply;
   EvaluateConfig evaluate;
   ValueOptions value;
-  std::string log_level = "info";  // error, warn, info, debug
+  std::string log_level = "info";       // error, warn, info, debug
+  std::string log_format = "text";      // text, json
+  std::string log_timestamps = "auto";  // auto (none under journald), on, off
   std::chrono::milliseconds shutdown_timeout{10'000};
 };
 

@@ -219,6 +219,7 @@ void ValueService::fit_now() {
 
 Result<std::shared_ptr<const ValueSnapshot>> ValueService::fit_once(const EvaluateConfig& evaluate,
                                                                     const ValueConfig& value, std::int64_t as_of_ms) {
+  log_debug("value model fit starting", {{"as_of", format_rfc3339(as_of_ms)}});
   auto fitted = fit_population(store_, evaluate, value, as_of_ms);
   metrics_.model_fits(fitted.ok()).Increment();
   if (!fitted.ok()) {
