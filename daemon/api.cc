@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/json_writer.h"
+#include "common/log.h"
 #include "daemon/customer_json.h"
 #include "daemon/value_records.h"
 
@@ -177,12 +178,15 @@ Route Api::handle(HttpRequest&& request, HttpRespond respond) {
       break;
     case AuthResult::kMissing:
     case AuthResult::kInvalid: {
+      log_auth_failure("http", request.peer, route_name(route), "unauthorized",
+                       tokens()->describe(request.bearer_token));
       HttpResponse r = json_error(401, request.bearer_token.empty() ? "missing bearer token" : "invalid token");
       r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"rapport\"");
       respond(std::move(r));
       return route;
     }
     case AuthResult::kForbidden: {
+      log_auth_failure("http", request.peer, route_name(route), "forbidden", tokens()->describe(request.bearer_token));
       HttpResponse r = json_error(403, "token lacks the required scope");
       r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"rapport\", error=\"insufficient_scope\"");
       respond(std::move(r));
@@ -217,7 +221,7 @@ Route Api::handle(HttpRequest&& request, HttpRespond respond) {
       if (!is_get) break;
       return customer_events(request, id, respond);
     case Route::kCustomerDelete:
-      return delete_customer(id, respond);
+      return delete_customer(id, request, respond);
     case Route::kCustomer:
       if (!is_get) break;
       return get_customer(request, id, respond);
@@ -296,14 +300,16 @@ Route Api::customer_events(const HttpRequest& request, std::string_view id, Http
   return Route::kCustomerEvents;
 }
 
-Route Api::delete_customer(std::string_view id, HttpRespond& respond) {
+Route Api::delete_customer(std::string_view id, const HttpRequest& request, HttpRespond& respond) {
   if (id.empty() || id.size() > kMaxIdBytes) {
     respond(json_error(400, "customer id must be 1 to 128 bytes"));
     return Route::kCustomerDelete;
   }
   auto shared = std::make_shared<HttpRespond>(std::move(respond));
-  const bool posted = writer_.post([shared, customer = std::string(id)](Store& store) {
+  const auto by = tokens()->describe(request.bearer_token);  // for the audit line
+  const bool posted = writer_.post([shared, customer = std::string(id), by, peer = request.peer](Store& store) {
     auto erased = store.erase_customer(customer);
+    if (erased.ok() && *erased) log_erasure("http", peer, by);  // never the customer id
     if (!erased.ok()) {
       (*shared)(json_error(503, "storage error: " + erased.message()));
     } else if (!*erased) {

@@ -33,7 +33,7 @@ class Api final : public HttpHandler {
 
   Route get_customer(const HttpRequest& request, std::string_view id, HttpRespond& respond);
   Route customer_events(const HttpRequest& request, std::string_view id, HttpRespond& respond);
-  Route delete_customer(std::string_view id, HttpRespond& respond);
+  Route delete_customer(std::string_view id, const HttpRequest& request, HttpRespond& respond);
   Route batch_get(const HttpRequest& request, HttpRespond& respond);
   Route dead_letters(const HttpRequest& request, HttpRespond& respond);
   Route remove_dead_letters(const HttpRequest& request, HttpRespond& respond);

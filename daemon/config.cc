@@ -11,6 +11,9 @@ namespace {
 
 constexpr std::size_t kMinTokenChars = 16;
 
+// While config_keys() runs: every key a Section looks up, qualified ("server.http").
+thread_local std::vector<std::string>* g_known_keys = nullptr;
+
 // Reads one TOML table, remembering which keys were understood so that the
 // rest can be reported as unknown.
 class Section {
@@ -130,6 +133,7 @@ class Section {
 
  private:
   const toml::node* find(std::string_view key) {
+    if (g_known_keys != nullptr) g_known_keys->push_back(qualified(key));
     if (table_ == nullptr) return nullptr;
     seen_.emplace_back(key);
     return table_->get(key);
@@ -277,6 +281,8 @@ Status apply_toml(const toml::table& root, Config& c) {
 
   Section log(top.table("log"), "log");
   log.choice("level", c.log_level, {"error", "warn", "info", "debug"});
+  log.choice("format", c.log_format, {"text", "json"});
+  log.choice("timestamps", c.log_timestamps, {"auto", "on", "off"});
   log.finish();
 
   Section daemon(top.table("daemon"), "daemon");
@@ -327,6 +333,26 @@ Result<Config> load_config(const std::string& path) {
                          std::string(e.description()));
   }
   return c;
+}
+
+std::vector<std::string> config_keys() {
+  std::vector<std::string> keys;
+  g_known_keys = &keys;
+  Config scratch = default_config();
+  (void)apply_toml(toml::table{}, scratch);  // every section and key, with no [[auth.tokens]] entry
+  toml::table one_token;
+  one_token.insert("tokens", toml::array{toml::table{}});
+  toml::table with_token;
+  with_token.insert("auth", std::move(one_token));
+  (void)apply_toml(with_token, scratch);  // the keys of an [[auth.tokens]] entry (it fails: no token)
+  g_known_keys = nullptr;
+  for (std::string& key : keys) {  // "auth.tokens[0].token" -> "auth.tokens.token"
+    const auto open = key.find('[');
+    if (open != std::string::npos) key.erase(open, key.find(']', open) + 1 - open);
+  }
+  std::sort(keys.begin(), keys.end());
+  keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+  return keys;
 }
 
 bool is_loopback_address(const std::string& address) {

@@ -46,7 +46,9 @@ struct Config {
   ApplyConfig apply;
   EvaluateConfig evaluate;
   ValueOptions value;
-  std::string log_level = "info";  // error, warn, info, debug
+  std::string log_level = "info";       // error, warn, info, debug
+  std::string log_format = "text";      // text, json
+  std::string log_timestamps = "auto";  // auto (none under journald), on, off
   std::chrono::milliseconds shutdown_timeout{10'000};
 };
 
@@ -55,6 +57,10 @@ Config default_config();
 
 // Loads `path` over the defaults. An empty path returns the defaults.
 Result<Config> load_config(const std::string& path);
+
+// Every key load_config understands, dotted from the root ("server.http", "scoring.satisfaction_weights.csat"),
+// tables included ("server", "auth.tokens"); an [[auth.tokens]] entry's keys as "auth.tokens.token". Sorted.
+std::vector<std::string> config_keys();
 
 // Cross-field checks: e.g. a non-loopback listener without tokens is refused.
 Status validate_config(const Config& config);

@@ -11,22 +11,6 @@ double round4(double v) { return std::round(v * 1e4) / 1e4; }
 
 }  // namespace
 
-std::string format_rfc3339(std::int64_t epoch_ms) {
-  std::int64_t secs = epoch_ms / 1000;
-  std::int64_t ms = epoch_ms % 1000;
-  if (ms < 0) {
-    ms += 1000;
-    secs -= 1;
-  }
-  const std::time_t t = static_cast<std::time_t>(secs);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[96];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
-  return buf;
-}
-
 void write_customer_json(JsonWriter& out, std::string_view customer_id, const CustomerState& state, std::int64_t now_ms,
                          const EvaluateConfig& config, const ValueModel* model, const ValueConfig& value,
                          bool explain) {
@@ -83,7 +67,7 @@ void write_customer_json(JsonWriter& out, std::string_view customer_id, const Cu
     out.key("clv").null().key("expected_transactions").null().key("expected_spend").null();
     out.key("p_alive").null().key("churn_risk").null();
     out.field("unavailable_reason",
-              "no value model fitted yet: POST /v1/model:fit, or wait for the scheduled fit ([value] fit_interval)");
+              "no value model fitted yet: POST /v1/model:fit, or wait for the scheduled fit ([value] fit_interval_s)");
   }
   if (explain) {
     out.key("model_inputs")

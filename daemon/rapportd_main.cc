@@ -17,9 +17,10 @@
 #include <string_view>
 #include <system_error>
 
+#include "common/log.h"
 #include "daemon/api.h"
 #include "daemon/config.h"
-#include "common/log.h"
+#include "daemon/value_service.h"
 #include "daemon/writer.h"
 #include "ingest/net/server.h"
 #include "metrics/metrics.h"
@@ -34,7 +35,7 @@ namespace {
 
 // Command-line values that override the config file (kept for SIGHUP reloads).
 struct Overrides {
-  std::string http, tcp, state_dir, durability, log_level;
+  std::string http, tcp, state_dir, durability, log_level, log_format, log_timestamps;
   int io_threads = -1;
 };
 
@@ -44,6 +45,8 @@ Status apply_overrides(const Overrides& o, Config& c) {
   if (!o.state_dir.empty()) c.storage.directory = o.state_dir;
   if (!o.durability.empty()) c.storage.durability = o.durability == "async" ? Durability::kAsync : Durability::kFsync;
   if (!o.log_level.empty()) c.log_level = o.log_level;
+  if (!o.log_format.empty()) c.log_format = o.log_format;
+  if (!o.log_timestamps.empty()) c.log_timestamps = o.log_timestamps;
   if (o.io_threads >= 0) c.server.io_threads = o.io_threads;
   return validate_config(c);
 }
@@ -72,29 +75,39 @@ Result<Config> load(const std::string& path, const Overrides& o) {
   return config;
 }
 
-void refresh_storage_metrics(Store& store, Metrics& metrics) {
+void apply_log_settings(const Config& c) {
+  set_log_level(parse_log_level(c.log_level));
+  set_log_format(parse_log_format(c.log_format));
+  set_log_timestamps(parse_log_timestamps(c.log_timestamps));
+}
+
+// A usage or configuration error: "rapportd: <message>" on stderr, exit code 2 (README, "Exit codes").
+int usage_error(const std::string& message) {
+  std::fprintf(stderr, "rapportd: %s\n", message.c_str());
+  return 2;
+}
+
+void refresh_storage_metrics(Store& store, Metrics& metrics, const ValueService& value) {
   const StoreStats s = store.stats();
   metrics.lmdb_map_bytes().Set(static_cast<double>(s.map_bytes));
   metrics.lmdb_used_bytes().Set(static_cast<double>(s.used_bytes));
   metrics.lmdb_readers().Set(static_cast<double>(s.readers));
   metrics.pending_events().Set(static_cast<double>(s.pending_events));
   metrics.dead_letters().Set(static_cast<double>(s.dead_letters));
-  metrics.customers("unranked").Set(static_cast<double>(s.customers));
+  const auto fit = value.current();
+  const auto tiers = customers_by_tier(fit.get(), s.customers);
+  for (int t = 0; t < kTierCount; ++t) {
+    metrics.customers(tier_name(static_cast<Tier>(t))).Set(static_cast<double>(tiers[t]));
+  }
 }
 
 int run(const std::string& config_path, const Overrides& overrides) {
   auto loaded = load(config_path, overrides);
-  if (!loaded.ok()) {
-    log_error("configuration: " + loaded.message());
-    return 2;
-  }
+  if (!loaded.ok()) return usage_error("configuration: " + loaded.message());
   auto config = std::make_shared<const Config>(std::move(loaded.value()));
-  set_log_level(parse_log_level(config->log_level));
+  apply_log_settings(*config);
   const auto stall_hook = stall_writer_hook();
-  if (!stall_hook.ok()) {
-    log_error(stall_hook.message());
-    return 2;
-  }
+  if (!stall_hook.ok()) return usage_error(stall_hook.message());
   if (stall_hook->has_value()) {
     log_warn(std::string("test hook ") + kStallWriterEnv + "=" + std::to_string(**stall_hook) +
              ": the storage writer will stall after that many commits (never set this outside tests)");
@@ -132,7 +145,7 @@ int run(const std::string& config_path, const Overrides& overrides) {
   if (Status loaded_model = value.load(); !loaded_model.ok()) log_warn(loaded_model.message());
   value.start();
   Api api(**store, writer, value, metrics, config);
-  metrics.set_before_scrape([&] { refresh_storage_metrics(**store, metrics); });
+  metrics.set_before_scrape([&] { refresh_storage_metrics(**store, metrics, value); });
 
   // systemd socket activation: adopt listeners passed as "http" / "tcp" (FileDescriptorName=).
   ServerOptions server_options = config->server;
@@ -190,6 +203,8 @@ int run(const std::string& config_path, const Overrides& overrides) {
       break;
     }
     if (sig == SIGHUP) {
+      log_debug("SIGHUP: reloading " +
+                (config->config_path.empty() ? std::string("(no config file)") : config->config_path));
       auto reloaded = load(config->config_path, overrides);
       if (!reloaded.ok()) {
         log_error("reload failed, keeping the running config: " + reloaded.message());
@@ -215,20 +230,25 @@ int run(const std::string& config_path, const Overrides& overrides) {
         }
       }
       config = std::make_shared<const Config>(std::move(reloaded.value()));
-      set_log_level(parse_log_level(config->log_level));
+      apply_log_settings(*config);
       (*server)->set_tokens(std::make_shared<const TokenSet>(config->tokens));
       (*server)->set_limits(config->server.limits, config->server.decode);
       writer.set_apply_config(config->apply);
       api.set_config(config);
       value.set_config(*config);
-      log_info("configuration reloaded");
+      log_info("configuration reloaded",
+               {{"tokens", static_cast<std::uint64_t>(config->tokens.size())}, {"log_level", config->log_level}});
       continue;
     }
     // Checkpoint on the clock too: the store only checks its interval when a batch arrives, so an
     // idle daemon would otherwise keep its last events in memory (safe in the journal) indefinitely.
     if (std::chrono::steady_clock::now() >= next_checkpoint) {
       next_checkpoint = std::chrono::steady_clock::now() + checkpoint_interval;
-      if (!writer.busy()) writer.request_checkpoint();
+      if (!writer.busy()) {
+        log_debug("checkpoint due on the clock",
+                  {{"interval_ms", static_cast<std::int64_t>(checkpoint_interval.count())}});
+        writer.request_checkpoint();
+      }
     }
     // Timeout: the watchdog is fed only while the writer makes progress or has nothing to do.
     if (watchdog) {
@@ -256,7 +276,9 @@ int run(const std::string& config_path, const Overrides& overrides) {
 int main(int argc, char** argv) {
   CLI::App app{
       "rapportd — customer-interaction scoring daemon.\n"
-      "Ingests events over TCP NDJSON and HTTP, keeps per-customer scores in LMDB, serves them over HTTP."};
+      "Ingests events over TCP NDJSON and HTTP, keeps per-customer scores in LMDB, serves them over HTTP.\n"
+      "Exit codes: 0 clean stop (SIGTERM/SIGINT) or --help/--version/--check-config ok; 2 usage, configuration,\n"
+      "storage or listen error (\"rapportd: <message>\" on stderr for usage and configuration errors)."};
   std::string config_path;
   rapport::Overrides o;
   app.add_option("-c,--config", config_path, "TOML config file (every key optional; see docs/config.md)")
@@ -272,18 +294,30 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"fsync", "async"}));
   app.add_option("--io-threads", o.io_threads, "Network io threads (default 0 = one per core)")
       ->check(CLI::Range(0, 256));
-  app.add_option("--log-level", o.log_level, "error, warn, info (default) or debug")
+  app.add_option("--log-level", o.log_level,
+                 "error, warn, info (default) or debug (debug adds checkpoint steps, fits, reloads, connections)")
       ->check(CLI::IsMember({"error", "warn", "info", "debug"}));
+  app.add_option("--log-format", o.log_format,
+                 "text (default: one line per message) or json (one object per line: ts, level, msg and the "
+                 "message's fields, for log shippers)")
+      ->check(CLI::IsMember({"text", "json"}));
+  app.add_option("--log-timestamps", o.log_timestamps,
+                 "auto (default: RFC 3339 UTC timestamps with milliseconds, except when stderr is the journal, "
+                 "which timestamps lines itself), on or off")
+      ->check(CLI::IsMember({"auto", "on", "off"}));
   bool check_only = false;
   app.add_flag("--check-config", check_only, "Validate the configuration and exit (0 = valid)");
   app.set_version_flag("-V,--version", std::string("rapportd ") + RAPPORT_VERSION);
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {  // --help, --version
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    return rapport::usage_error(std::string(e.what()) + " (rapportd --help lists the options)");
+  }
   if (check_only) {
     auto config = rapport::load(config_path, o);
-    if (!config.ok()) {
-      std::fprintf(stderr, "rapportd: %s\n", config.message().c_str());
-      return 2;
-    }
+    if (!config.ok()) return rapport::usage_error(config.message());
     std::printf("configuration ok\n");
     return 0;
   }

@@ -94,6 +94,20 @@ Result<ValueSnapshot> fit_population(const Store& store, const EvaluateConfig& s
   return snap;
 }
 
+std::array<std::uint64_t, kTierCount> customers_by_tier(const ValueSnapshot* fit, std::uint64_t customers) {
+  std::array<std::uint64_t, kTierCount> out{};
+  std::uint64_t ranked = 0;
+  if (fit != nullptr) {
+    for (int t = 0; t < kTierCount; ++t) {
+      if (static_cast<Tier>(t) == Tier::kUnranked) continue;
+      out[t] = fit->tier_counts[t];
+      ranked += out[t];
+    }
+  }
+  out[static_cast<int>(Tier::kUnranked)] = customers > ranked ? customers - ranked : 0;
+  return out;
+}
+
 ValueService::ValueService(Store& store, Writer& writer, Metrics& metrics, const Config& config)
     : store_(store), writer_(writer), metrics_(metrics) {
   set_config(config);
@@ -126,9 +140,6 @@ void ValueService::start() {
   if (auto snap = current()) {
     metrics_.model_fit_timestamp().Set(static_cast<double>(snap->model.fitted_at_ms) / 1000.0);
     metrics_.model_log_likelihood().Set(snap->model.bgnbd_log_likelihood);
-    for (int t = 0; t < kTierCount; ++t) {
-      metrics_.customers(tier_name(static_cast<Tier>(t))).Set(static_cast<double>(snap->tier_counts[t]));
-    }
   }
   thread_ = std::thread([this] { run(); });
 }
@@ -216,6 +227,7 @@ void ValueService::fit_now() {
 
 Result<std::shared_ptr<const ValueSnapshot>> ValueService::fit_once(const EvaluateConfig& evaluate,
                                                                     const ValueConfig& value, std::int64_t as_of_ms) {
+  log_debug("value model fit starting", {{"as_of", format_rfc3339(as_of_ms)}});
   auto fitted = fit_population(store_, evaluate, value, as_of_ms);
   if (!fitted.ok() && fitted.status().not_ready()) {
     // Said once at info level until a fit succeeds: not a failure, and not counted as one.
@@ -232,9 +244,6 @@ Result<std::shared_ptr<const ValueSnapshot>> ValueService::fit_once(const Evalua
   metrics_.model_fit_timestamp().Set(static_cast<double>(snap->model.fitted_at_ms) / 1000.0);
   metrics_.model_fit_duration().Set(snap->model.fit_seconds);
   metrics_.model_log_likelihood().Set(snap->model.bgnbd_log_likelihood);
-  for (int t = 0; t < kTierCount; ++t) {
-    metrics_.customers(tier_name(static_cast<Tier>(t))).Set(static_cast<double>(snap->tier_counts[t]));
-  }
   writer_.post([model = serialize(snap->model), counts = encode_tier_counts(snap->tier_counts)](Store& store) {
     Status s = store.put_meta(kModelKey, model);
     if (s.ok()) s = store.put_meta(kTierCountsKey, counts);

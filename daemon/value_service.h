@@ -42,6 +42,12 @@ struct ValueSnapshot {
 Result<ValueSnapshot> fit_population(const Store& store, const EvaluateConfig& scoring, const ValueConfig& value,
                                      std::int64_t as_of_ms);
 
+// The rapport_customers{tier} gauges: the tiers of the last fit (`fit`, null before the first), and as
+// "unranked" every customer it did not count (new since, or first seen after its as_of), so that the tiers
+// add up to `customers` (the store's count). Erasures since the fit stay in their tier until the next fit
+// (then "unranked" is 0 and the sum can exceed `customers` by the number erased).
+std::array<std::uint64_t, kTierCount> customers_by_tier(const ValueSnapshot* fit, std::uint64_t customers);
+
 // The inputs of the value model for one customer, in days.
 PurchaseSummary purchase_summary(const Scores& scores);
 

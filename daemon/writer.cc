@@ -64,10 +64,13 @@ bool Writer::request_checkpoint() {
 }
 
 void Writer::checkpoint_step(bool begin_now) {
+  // --log-level debug: the checkpoint's steps (begin, each slice, end), from the store's counters.
+  const bool debug = log_enabled(LogLevel::kDebug);
+  const StoreStats before = debug ? store_.stats() : StoreStats{};
   const auto started = std::chrono::steady_clock::now();
   auto more = store_.checkpoint_step(begin_now);
-  metrics_.checkpoint_slice_duration().Observe(
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  const auto finished = std::chrono::steady_clock::now();
+  metrics_.checkpoint_slice_duration().Observe(std::chrono::duration<double>(finished - started).count());
   if (!more.ok()) {
     metrics_.checkpoint_failures().Increment();
     if (!checkpoint_failing_) log_warn(more.message() + " (retried; the journal holds every acknowledged event)");
@@ -78,6 +81,29 @@ void Writer::checkpoint_step(bool begin_now) {
   if (checkpoint_failing_) log_info("checkpoint resumed");
   checkpoint_failing_ = false;
   checkpointing_ = *more;
+  if (debug) log_checkpoint_step(before, started, finished);
+}
+
+void Writer::log_checkpoint_step(const StoreStats& before, std::chrono::steady_clock::time_point started,
+                                 std::chrono::steady_clock::time_point finished) {
+  using Ms = std::chrono::duration<double, std::milli>;
+  const StoreStats after = store_.stats();
+  if (after.checkpoint_slices == before.checkpoint_slices && after.checkpoints == before.checkpoints) return;
+  if (!before.checkpoint_in_progress) {
+    checkpoint_started_ = started;
+    checkpoint_first_slice_ = before.checkpoint_slices;
+    log_debug("checkpoint begin", {{"pending_events", before.pending_events}});
+  }
+  log_debug("checkpoint slice", {{"slice", after.checkpoint_slices - checkpoint_first_slice_},
+                                 {"ms", Ms(finished - started).count()},
+                                 {"pending_events", after.pending_events}});
+  if (after.checkpoints != before.checkpoints) {
+    log_debug("checkpoint end", {{"slices", after.checkpoint_slices - checkpoint_first_slice_},
+                                 {"customers", after.customers},
+                                 {"events", after.events},
+                                 {"pending_events", after.pending_events},
+                                 {"ms", Ms(finished - checkpoint_started_).count()}});
+  }
 }
 
 bool Writer::busy() const {

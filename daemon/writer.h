@@ -14,6 +14,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -64,6 +65,9 @@ class Writer final : public IngestSink {
   // The test hook (WriterOptions::test_stall_after_commits): blocks until stop() once it is due.
   void stall_if_due();
   void checkpoint_step(bool begin_now);
+  // --log-level debug: logs the checkpoint's begin, slice and end that this step made, if any.
+  void log_checkpoint_step(const StoreStats& before, std::chrono::steady_clock::time_point started,
+                           std::chrono::steady_clock::time_point finished);
 
   Store& store_;
   Metrics& metrics_;
@@ -88,6 +92,8 @@ class Writer final : public IngestSink {
   std::vector<DeadLetter> dead_letters_;
   bool checkpointing_ = false;       // a checkpoint is in progress: idle time writes its slices
   bool checkpoint_failing_ = false;  // the last slice failed (logged once until one succeeds)
+  std::chrono::steady_clock::time_point checkpoint_started_;  // debug log: when the checkpoint began
+  std::uint64_t checkpoint_first_slice_ = 0;                  // debug log: slices committed before it
 };
 
 }  // namespace rapport

@@ -35,6 +35,25 @@ AuthResult TokenSet::check(std::string_view token, Scope needed) const {
   return AuthResult::kForbidden;
 }
 
+std::string TokenSet::describe(std::string_view token) const {
+  if (grants_.empty()) return "open";
+  if (token.empty()) return "no token";
+  std::size_t match = grants_.size();
+  for (std::size_t i = 0; i < grants_.size(); ++i) {
+    if (constant_time_equal(token, grants_[i].token)) match = i;  // no early exit, as in check()
+  }
+  if (match == grants_.size()) return "unknown token";
+  std::string scopes;
+  static constexpr std::pair<Scope, const char*> kNames[] = {
+      {Scope::kIngest, "ingest"}, {Scope::kRead, "read"}, {Scope::kAdmin, "admin"}};
+  for (const auto& [bit, name] : kNames) {
+    if ((grants_[match].scopes & static_cast<std::uint8_t>(bit)) == 0) continue;
+    if (!scopes.empty()) scopes += ',';
+    scopes += name;
+  }
+  return "auth.tokens[" + std::to_string(match) + "] (" + scopes + ")";
+}
+
 std::uint8_t TokenSet::parse_scopes(std::string_view list) {
   std::uint8_t scopes = 0;
   while (!list.empty()) {

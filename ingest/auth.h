@@ -30,6 +30,9 @@ class TokenSet {
   // `token` is the presented token (empty if none). Compares against every
   // configured token in constant time for a given length.
   AuthResult check(std::string_view token, Scope needed) const;
+  // Which configured token `token` is, for audit lines, without the token: "auth.tokens[<i>] (<scopes>)" (its
+  // place in the config), "unknown token" when none matches, "no token" when empty, "open" when none are configured.
+  std::string describe(std::string_view token) const;
   // Parses "ingest", "read", "admin" (comma-separated). Returns 0 on an unknown name.
   static std::uint8_t parse_scopes(std::string_view list);
 

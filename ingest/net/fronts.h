@@ -221,6 +221,9 @@ struct Anchor {
 void linger_close(std::shared_ptr<Connection> owner, tcp::socket& socket, asio::steady_timer& timer,
                   std::chrono::milliseconds linger, std::function<void()> done);
 
+// The peer's address "ip:port" ("[ip6]:port"), or "unknown" once the socket is gone; for audit lines.
+std::string peer_of(const tcp::socket& socket);
+
 // Factories (tcp_front.cc, http_front.cc). `socket` is bound to `strand`, a
 // new strand. A non-null `tls` makes a TLS connection (handshake first).
 // `front` is Front::kHttp or Front::kMetrics for HTTP.

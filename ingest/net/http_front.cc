@@ -712,6 +712,7 @@ class HttpConnection final : public Connection {
     if (question != std::string_view::npos) request.query = std::string(target.substr(question + 1));
     request.content_type = media_type(req[http::field::content_type]);
     request.bearer_token = bearer_token(req[http::field::authorization]);
+    request.peer = peer_of(lowest().socket());
     request.body = std::move(req.body());
     const std::uint64_t seq = ++request_seq_;
     auto responder = std::make_shared<Responder>();
@@ -740,6 +741,8 @@ class HttpConnection final : public Connection {
         break;
       case AuthResult::kMissing:
       case AuthResult::kInvalid: {
+        log_auth_failure("http", peer_of(lowest().socket()), "events", "unauthorized",
+                         core_.tokens()->describe(bearer_token(req[http::field::authorization])));
         HttpResponse r =
             error_response(401, req[http::field::authorization].empty() ? "missing bearer token" : "invalid token");
         r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"rapport\"");
@@ -747,6 +750,8 @@ class HttpConnection final : public Connection {
         return;
       }
       case AuthResult::kForbidden: {
+        log_auth_failure("http", peer_of(lowest().socket()), "events", "forbidden",
+                         core_.tokens()->describe(bearer_token(req[http::field::authorization])));
         HttpResponse r = error_response(403, "the token lacks the ingest scope");
         r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"rapport\", error=\"insufficient_scope\"");
         send(std::move(r));

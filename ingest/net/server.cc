@@ -1,8 +1,6 @@
 // NetworkServer: listeners, io threads, the connection registry and the
 // draining shutdown. The fronts themselves are in tcp_front.cc and
 // http_front.cc; what they share is in fronts.h.
-#include "common/clock.h"
-#include "common/log.h"
 #include "ingest/net/server.h"
 
 #include <linux/sockios.h>
@@ -21,7 +19,9 @@
 #include <thread>
 #include <utility>
 
+#include "common/clock.h"
 #include "common/json_writer.h"
+#include "common/log.h"
 #include "ingest/net/fronts.h"
 
 namespace rapport {
@@ -37,7 +37,6 @@ const std::shared_ptr<const TokenSet>& open_tokens() {
 }
 
 }  // namespace
-
 
 void append_json_escaped(std::string& out, std::string_view s) { JsonWriter::append_escaped(out, s); }
 
@@ -336,6 +335,13 @@ class Listener : public std::enable_shared_from_this<Listener> {
 };
 
 }  // namespace
+
+std::string peer_of(const tcp::socket& socket) {
+  boost::system::error_code ec;
+  const auto peer = socket.remote_endpoint(ec);
+  return ec ? std::string("unknown") : endpoint_string(peer);
+}
+
 }  // namespace net
 
 struct NetworkServer::Impl {

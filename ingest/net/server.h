@@ -34,6 +34,7 @@ struct HttpRequest {
   std::string query;         // raw query string without '?', e.g. "explain=true"
   std::string content_type;  // media type only, lower-case, no parameters
   std::string bearer_token;  // from "Authorization: Bearer ..." (empty if none)
+  std::string peer;          // the client's address "ip:port", for audit lines
   std::string body;
 };
 

@@ -416,6 +416,7 @@ class TcpConnection final : public Connection {
           break;
       }
     }
+    log_auth_failure("tcp", peer_of(socket()), "", error, is_auth ? tokens->describe(token) : "no auth line");
     out_ += "{\"error\":\"";
     out_ += error;
     out_ += "\"}\n";

@@ -78,6 +78,22 @@ level = "debug"
   EXPECT_EQ(c->log_level, "debug");
 }
 
+TEST_F(ConfigTest, LogFormatAndTimestampsAreReadAndChecked) {
+  auto c = load_config(write("[log]\nformat = \"json\"\ntimestamps = \"off\"\n"));
+  ASSERT_TRUE(c.ok()) << c.message();
+  EXPECT_EQ(c->log_format, "json");
+  EXPECT_EQ(c->log_timestamps, "off");
+  const Config d = default_config();
+  EXPECT_EQ(d.log_format, "text");
+  EXPECT_EQ(d.log_timestamps, "auto");
+  auto bad = load_config(write("[log]\nformat = \"xml\"\n"));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.message().find("'log.format' must be one of: text, json"), std::string::npos) << bad.message();
+  bad = load_config(write("[log]\ntimestamps = true\n"));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.message().find("'log.timestamps' must be a string"), std::string::npos) << bad.message();
+}
+
 TEST_F(ConfigTest, UnknownKeyIsAnErrorNamingIt) {
   auto c = load_config(write("[server]\nhtp = \"127.0.0.1:1\"\n"));
   ASSERT_FALSE(c.ok());
@@ -279,6 +295,9 @@ TEST(ShippedConfig, LoadsAndEqualsTheDefaults) {
   EXPECT_EQ(c->apply.default_cost, d.apply.default_cost);
   EXPECT_EQ(c->value.fit_interval, d.value.fit_interval);
   EXPECT_EQ(c->shutdown_timeout, d.shutdown_timeout);
+  EXPECT_EQ(c->log_level, d.log_level);
+  EXPECT_EQ(c->log_format, d.log_format);
+  EXPECT_EQ(c->log_timestamps, d.log_timestamps);
   EXPECT_TRUE(c->tokens.empty());
 }
 }  // namespace

@@ -192,3 +192,37 @@ TEST_F(ValueServiceTest, CorruptStoredModelIsReportedNotFatal) {
 
 }  // namespace
 }  // namespace rapport
+
+namespace rapport {
+namespace {
+
+// rapport_customers{tier}: the tiers add up to the customer count before a fit, after it, and with customers
+// that arrived since (they are unranked until the next fit).
+TEST(CustomersByTierTest, TiersAddUpToTheCustomerCount) {
+  const auto sum = [](const std::array<std::uint64_t, kTierCount>& a) {
+    std::uint64_t n = 0;
+    for (std::uint64_t v : a) n += v;
+    return n;
+  };
+  const int unranked = static_cast<int>(Tier::kUnranked);
+  const auto before = customers_by_tier(nullptr, 7);
+  EXPECT_EQ(before[unranked], 7u);
+  EXPECT_EQ(sum(before), 7u);
+
+  ValueSnapshot fit;
+  fit.tier_counts[static_cast<int>(Tier::kPlatinum)] = 1;
+  fit.tier_counts[static_cast<int>(Tier::kGold)] = 2;
+  fit.tier_counts[static_cast<int>(Tier::kIron)] = 3;
+  fit.tier_counts[static_cast<int>(Tier::kLead)] = 1;
+  const auto after = customers_by_tier(&fit, 7);
+  EXPECT_EQ(after[unranked], 0u);
+  EXPECT_EQ(after[static_cast<int>(Tier::kIron)], 3u);
+  EXPECT_EQ(sum(after), 7u);
+
+  const auto grown = customers_by_tier(&fit, 10);  // three new customers since the fit
+  EXPECT_EQ(grown[unranked], 3u);
+  EXPECT_EQ(sum(grown), 10u);
+}
+
+}  // namespace
+}  // namespace rapport
