@@ -15,6 +15,7 @@
 #include "common/json_writer.h"
 #include "daemon/cursor.h"
 #include "daemon/customer_json.h"
+#include "daemon/openapi_document.h"
 #include "daemon/ranking.h"
 #include "daemon/value_records.h"
 
@@ -114,10 +115,14 @@ Route Api::handle(HttpRequest&& request, HttpRespond respond) {
   const std::string_view path = request.path;
   const std::string_view method = request.method;
 
-  // Probes and metrics need no token.
+  // Probes, metrics and the API document need no token.
   if (path == "/healthz") {
     respond(json_ok(R"({"status":"ok"})"));
     return Route::kHealthz;
+  }
+  if (path == "/v1/openapi.json") {
+    respond(json_ok(std::string(openapi_document())));
+    return Route::kOpenApi;
   }
   if (path == "/readyz") {
     if (writer_.accepting()) {

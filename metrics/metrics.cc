@@ -21,7 +21,7 @@ using prometheus::Histogram;
 constexpr std::array<std::string_view, kRouteCount> kRouteNames = {
     "events",  "customer", "customer_events", "customers_batch_get", "customers_list",    "customer_delete",
     "tiers",   "model",    "model_fit",       "deadletter",          "deadletter_remove", "metrics",
-    "healthz", "readyz",   "other",
+    "healthz", "readyz",   "openapi",         "other",
 };
 
 constexpr std::array<std::string_view, kTlsFailureCount> kTlsFailureNames = {"plaintext", "error", "timeout"};
