@@ -85,6 +85,22 @@ class OpenApiTest : public TokenDaemonTest {
     ASSERT_EQ(parser_.parse(document_text_).get(document_), simdjson::SUCCESS) << "the served document is not JSON";
   }
 
+  // The document's operations as ("METHOD /path", operation object).
+  std::vector<std::pair<std::string, simdjson::dom::element>> operations() {
+    std::vector<std::pair<std::string, simdjson::dom::element>> out;
+    simdjson::dom::object paths, ops;
+    EXPECT_EQ(document_["paths"].get_object().get(paths), simdjson::SUCCESS);
+    for (const auto path : paths) {
+      EXPECT_EQ(path.value.get_object().get(ops), simdjson::SUCCESS) << path.key;
+      for (const auto op : ops) {
+        std::string method(op.key);
+        std::transform(method.begin(), method.end(), method.begin(), [](unsigned char c) { return std::toupper(c); });
+        out.emplace_back(method + " " + std::string(path.key), op.value);
+      }
+    }
+    return out;
+  }
+
   // The schema the document gives for this answer (route template, method, status, JSON content).
   std::optional<simdjson::dom::element> response_schema(const std::string& route, const std::string& method,
                                                         int status) {
@@ -145,16 +161,10 @@ TEST_F(OpenApiTest, TheServedDocumentIsTheRepositorysAndNeedsNoToken) {
   EXPECT_EQ(version, "3.1.0");
   // Every route needs a security requirement: a scope, or none for the public ones.
   std::set<std::string> public_routes;
-  simdjson::dom::object paths;
-  ASSERT_EQ(document_["paths"].get_object().get(paths), simdjson::SUCCESS);
-  for (const auto path : paths) {
-    simdjson::dom::object operations;
-    ASSERT_EQ(path.value.get_object().get(operations), simdjson::SUCCESS);
-    for (const auto op : operations) {
-      simdjson::dom::array security;
-      ASSERT_EQ(op.value["security"].get_array().get(security), simdjson::SUCCESS) << path.key << " " << op.key;
-      if (security.size() == 0) public_routes.insert(std::string(path.key));
-    }
+  for (const auto& [name, op] : operations()) {
+    simdjson::dom::array security;
+    ASSERT_EQ(op["security"].get_array().get(security), simdjson::SUCCESS) << name;
+    if (security.size() == 0) public_routes.insert(name.substr(name.find(' ') + 1));
   }
   EXPECT_EQ(public_routes, (std::set<std::string>{"/healthz", "/readyz", "/metrics", "/v1/openapi.json"}));
 }
@@ -235,17 +245,7 @@ TEST_F(OpenApiTest, EveryRouteAnswersAsTheDocumentSays) {
 
   // Every operation of the document was exercised, and nothing outside it.
   std::set<std::string> documented;
-  simdjson::dom::object paths;
-  ASSERT_EQ(document_["paths"].get_object().get(paths), simdjson::SUCCESS);
-  for (const auto path : paths) {
-    simdjson::dom::object operations;
-    ASSERT_EQ(path.value.get_object().get(operations), simdjson::SUCCESS);
-    for (const auto op : operations) {
-      std::string method(op.key);
-      std::transform(method.begin(), method.end(), method.begin(), [](unsigned char c) { return std::toupper(c); });
-      documented.insert(method + " " + std::string(path.key));
-    }
-  }
+  for (const auto& [name, op] : operations()) documented.insert(name);
   EXPECT_EQ(exercised_, documented);
 }
 
