@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/hex.h"
 #include "common/json_writer.h"
 #include "daemon/cursor.h"
 #include "daemon/customer_json.h"
@@ -48,13 +49,6 @@ std::optional<std::size_t> size_param(std::string_view query, std::string_view n
   return out;
 }
 
-int hex(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 }  // namespace
 
 HttpResponse json_error(int status, std::string_view message) {
@@ -74,8 +68,9 @@ std::string query_param(std::string_view query, std::string_view name) {
       for (std::size_t i = 0; i < raw.size(); ++i) {
         if (raw[i] == '+') {
           out.push_back(' ');
-        } else if (raw[i] == '%' && i + 2 < raw.size() + 0 && hex(raw[i + 1]) >= 0 && hex(raw[i + 2]) >= 0) {
-          out.push_back(static_cast<char>(hex(raw[i + 1]) * 16 + hex(raw[i + 2])));
+        } else if (raw[i] == '%' && i + 2 < raw.size() + 0 && hex_digit(raw[i + 1]) >= 0 &&
+                   hex_digit(raw[i + 2]) >= 0) {
+          out.push_back(static_cast<char>(hex_digit(raw[i + 1]) * 16 + hex_digit(raw[i + 2])));
           i += 2;
         } else {
           out.push_back(raw[i]);

@@ -2,15 +2,10 @@
 
 #include <charconv>
 
+#include "common/hex.h"
+
 namespace rapport {
 namespace {
-
-int hex_digit(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
 bool parse_u64_hex(std::string_view text, std::uint64_t& out) {
   if (text.empty() || text.size() > 16) return false;

@@ -163,21 +163,10 @@ std::array<double, 4> loyalty_contributions(const std::array<double, 4>& compone
 }  // namespace
 
 std::string_view signal_class_name(SignalClass c) {
-  switch (c) {
-    case SignalClass::kCsat:
-      return "csat";
-    case SignalClass::kNps:
-      return "nps";
-    case SignalClass::kRating:
-      return "rating";
-    case SignalClass::kSentiment:
-      return "sentiment";
-    case SignalClass::kComplaint:
-      return "complaint";
-    case SignalClass::kRefund:
-      return "refund";
-  }
-  return "?";
+  static constexpr std::array<std::string_view, kSignalClassCount> kNames = {"csat",      "nps",       "rating",
+                                                                             "sentiment", "complaint", "refund"};
+  const auto i = static_cast<std::size_t>(c);
+  return i < kNames.size() ? kNames[i] : std::string_view("?");
 }
 
 SatisfactionExplanation explain_satisfaction(const CustomerState& s, std::int64_t now_ms,
