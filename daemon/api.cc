@@ -12,9 +12,13 @@
 #include <utility>
 #include <vector>
 
+#include "common/hex.h"
 #include "common/json_writer.h"
 #include "common/log.h"
+#include "daemon/cursor.h"
 #include "daemon/customer_json.h"
+#include "daemon/openapi_document.h"
+#include "daemon/ranking.h"
 #include "daemon/value_records.h"
 
 namespace rapport {
@@ -46,13 +50,6 @@ std::optional<std::size_t> size_param(std::string_view query, std::string_view n
   return out;
 }
 
-int hex(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 }  // namespace
 
 HttpResponse json_error(int status, std::string_view message) {
@@ -72,8 +69,9 @@ std::string query_param(std::string_view query, std::string_view name) {
       for (std::size_t i = 0; i < raw.size(); ++i) {
         if (raw[i] == '+') {
           out.push_back(' ');
-        } else if (raw[i] == '%' && i + 2 < raw.size() + 0 && hex(raw[i + 1]) >= 0 && hex(raw[i + 2]) >= 0) {
-          out.push_back(static_cast<char>(hex(raw[i + 1]) * 16 + hex(raw[i + 2])));
+        } else if (raw[i] == '%' && i + 2 < raw.size() + 0 && hex_digit(raw[i + 1]) >= 0 &&
+                   hex_digit(raw[i + 2]) >= 0) {
+          out.push_back(static_cast<char>(hex_digit(raw[i + 1]) * 16 + hex_digit(raw[i + 2])));
           i += 2;
         } else {
           out.push_back(raw[i]);
@@ -113,10 +111,14 @@ Route Api::handle(HttpRequest&& request, HttpRespond respond) {
   const std::string_view path = request.path;
   const std::string_view method = request.method;
 
-  // Probes and metrics need no token.
+  // Probes, metrics and the API document need no token.
   if (path == "/healthz") {
     respond(json_ok(R"({"status":"ok"})"));
     return Route::kHealthz;
+  }
+  if (path == "/v1/openapi.json") {
+    respond(json_ok(std::string(openapi_document())));
+    return Route::kOpenApi;
   }
   if (path == "/readyz") {
     if (writer_.accepting()) {
@@ -254,11 +256,39 @@ Route Api::get_customer(const HttpRequest& request, std::string_view id, HttpRes
   return Route::kCustomer;
 }
 
+namespace {
+
+// The cursor of a customer's timeline: the (ts, event_id) of the last event of the page before.
+//   e1.<ts ms hex>.<event id bytes hex>
+constexpr std::string_view kEventsCursorTag = "e1";
+
+std::string encode_events_cursor(const TimelineEvent& last) {
+  const std::uint64_t fields[] = {static_cast<std::uint64_t>(last.ts_ms)};
+  return encode_cursor(kEventsCursorTag, fields, last.event_id);
+}
+
+std::optional<TimelineKey> decode_events_cursor(std::string_view text) {
+  std::uint64_t fields[1] = {};
+  std::string event_id;
+  if (!decode_cursor(text, kEventsCursorTag, fields, event_id, kMaxIdBytes)) return std::nullopt;
+  return TimelineKey(static_cast<std::int64_t>(fields[0]), std::move(event_id));
+}
+
+}  // namespace
+
 Route Api::customer_events(const HttpRequest& request, std::string_view id, HttpRespond& respond) {
   const auto limit = size_param(request.query, "limit", 100, 1000);
-  const auto cursor = size_param(request.query, "cursor", 0, SIZE_MAX / 2);
-  if (!limit || !cursor || *limit == 0) {
-    respond(json_error(400, "'limit' must be an integer 1..1000 and 'cursor' a value returned as next_cursor"));
+  const std::string cursor = query_param(request.query, "cursor");
+  std::optional<TimelineKey> after;
+  if (!cursor.empty()) after = decode_events_cursor(cursor);
+  if (!limit || *limit == 0 || (!cursor.empty() && !after)) {
+    respond(json_error(400,
+                       "'limit' must be an integer 1..1000 and 'cursor' a next_cursor of this route, passed "
+                       "unchanged"));
+    return Route::kCustomerEvents;
+  }
+  if (id.empty() || id.size() > kMaxIdBytes) {
+    respond(json_error(400, "customer id must be 1 to 128 bytes"));
     return Route::kCustomerEvents;
   }
   auto exists = store_.get_customer(id);
@@ -266,7 +296,7 @@ Route Api::customer_events(const HttpRequest& request, std::string_view id, Http
     respond(json_error(404, "unknown customer: " + std::string(id)));
     return Route::kCustomerEvents;
   }
-  auto events = store_.customer_events(id, *cursor, *limit + 1);
+  auto events = store_.customer_events(id, after, *limit + 1);
   if (!events.ok()) {
     respond(json_error(503, "storage error: " + events.message()));
     return Route::kCustomerEvents;
@@ -291,7 +321,7 @@ Route Api::customer_events(const HttpRequest& request, std::string_view id, Http
   }
   w.end_array();
   if (more) {
-    w.field("next_cursor", std::to_string(*cursor + *limit));
+    w.field("next_cursor", encode_events_cursor(events->back()));
   } else {
     w.key("next_cursor").null();
   }
@@ -542,21 +572,13 @@ Route Api::tiers(HttpRespond& respond) {
 
 namespace {
 
-// Orders of GET /v1/customers besides the default id order: descending by the metric, ties by id.
-enum class ListOrder { kId, kClv, kSatisfaction, kLoyalty, kChurnRisk };
+// The orders of GET /v1/customers besides the default id order: descending by the metric, ties by id.
+constexpr RankMetric kListOrders[] = {RankMetric::kClv, RankMetric::kSatisfaction, RankMetric::kLoyalty,
+                                      RankMetric::kChurnRisk};
 
-bool parse_list_order(std::string_view name, ListOrder& order) {
-  static constexpr std::pair<std::string_view, ListOrder> kOrders[] = {{"clv", ListOrder::kClv},
-                                                                       {"satisfaction", ListOrder::kSatisfaction},
-                                                                       {"loyalty", ListOrder::kLoyalty},
-                                                                       {"churn_risk", ListOrder::kChurnRisk}};
-  for (const auto& [n, o] : kOrders) {
-    if (n == name) {
-      order = o;
-      return true;
-    }
-  }
-  return false;
+bool parse_list_order(std::string_view name, RankMetric& order) {
+  return parse_rank_metric(name, order) &&
+         std::find(std::begin(kListOrders), std::end(kListOrders), order) != std::end(kListOrders);
 }
 
 // The cursor of an ordered listing: the evaluation time of its first page, the model it was
@@ -570,58 +592,25 @@ struct ListCursor {
   std::string id;
 };
 
-std::string hex_u64(std::uint64_t v) {
-  char buf[17];
-  const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v, 16);
-  return std::string(buf, end);
-}
+std::string list_cursor_tag(std::string_view order) { return "o1." + std::string(order); }
 
-std::string encode_cursor(std::string_view order, const ListCursor& c) {
-  std::string out = "o1." + std::string(order) + "." + hex_u64(static_cast<std::uint64_t>(c.as_of_ms)) + "." +
-                    hex_u64(static_cast<std::uint64_t>(c.fitted_at_ms)) + "." +
-                    hex_u64(std::bit_cast<std::uint64_t>(c.value)) + ".";
-  static constexpr char kDigits[] = "0123456789abcdef";
-  for (const unsigned char ch : c.id) {
-    out.push_back(kDigits[ch >> 4]);
-    out.push_back(kDigits[ch & 15]);
-  }
-  return out;
-}
-
-bool parse_u64_hex(std::string_view text, std::uint64_t& out) {
-  if (text.empty() || text.size() > 16) return false;
-  const auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), out, 16);
-  return ec == std::errc() && p == text.data() + text.size();
+std::string encode_list_cursor(std::string_view order, const ListCursor& c) {
+  const std::uint64_t fields[] = {static_cast<std::uint64_t>(c.as_of_ms), static_cast<std::uint64_t>(c.fitted_at_ms),
+                                  std::bit_cast<std::uint64_t>(c.value)};
+  return encode_cursor(list_cursor_tag(order), fields, c.id);
 }
 
 // Fails (false) on anything but a cursor of this order.
-bool decode_cursor(std::string_view text, std::string_view order, ListCursor& c) {
-  const std::string prefix = "o1." + std::string(order) + ".";
-  if (text.substr(0, prefix.size()) != prefix) return false;
-  text.remove_prefix(prefix.size());
-  std::uint64_t parts[3] = {};
-  for (std::uint64_t& part : parts) {
-    const auto dot = text.find('.');
-    if (dot == std::string_view::npos || !parse_u64_hex(text.substr(0, dot), part)) return false;
-    text.remove_prefix(dot + 1);
-  }
-  if (text.empty() || text.size() % 2 != 0 || text.size() > 2 * kMaxIdBytes) return false;
-  c.as_of_ms = static_cast<std::int64_t>(parts[0]);
-  c.fitted_at_ms = static_cast<std::int64_t>(parts[1]);
-  c.value = std::bit_cast<double>(parts[2]);
-  if (std::isnan(c.value)) return false;
-  c.id.clear();
-  for (std::size_t i = 0; i < text.size(); i += 2) {
-    const int hi = hex(text[i]), lo = hex(text[i + 1]);
-    if (hi < 0 || lo < 0) return false;
-    c.id.push_back(static_cast<char>(hi * 16 + lo));
-  }
-  return true;
+bool decode_list_cursor(std::string_view text, std::string_view order, ListCursor& c) {
+  std::uint64_t fields[3] = {};
+  if (!decode_cursor(text, list_cursor_tag(order), fields, c.id, kMaxIdBytes)) return false;
+  c.as_of_ms = static_cast<std::int64_t>(fields[0]);
+  c.fitted_at_ms = static_cast<std::int64_t>(fields[1]);
+  c.value = std::bit_cast<double>(fields[2]);
+  return !std::isnan(c.value);
 }
 
-struct Ranked {
-  double value = 0;  // the order's metric (NaN mapped to -inf)
-  std::string id;
+struct ListedValue {
   double clv = 0, profit_12m = 0;
 };
 
@@ -631,12 +620,6 @@ std::string exact_number(double v) {
   char buf[32];
   const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
   return ec == std::errc() ? std::string(buf, end) : std::string("null");
-}
-
-// Higher value first, then id ascending: a total order, so pages neither repeat nor skip.
-bool ranks_before(double value, std::string_view id, double other_value, std::string_view other_id) {
-  if (value != other_value) return value > other_value;
-  return id < other_id;
 }
 
 }  // namespace
@@ -654,7 +637,7 @@ Route Api::list_customers(const HttpRequest& request, HttpRespond& respond) {
     return Route::kCustomersList;
   }
   const std::string order_param = query_param(request.query, "order");
-  ListOrder order = ListOrder::kId;
+  RankMetric order = RankMetric::kClv;
   if (!order_param.empty() && !parse_list_order(order_param, order)) {
     respond(json_error(400,
                        "'order' must be one of clv, satisfaction, loyalty, churn_risk (descending, ties by "
@@ -666,9 +649,9 @@ Route Api::list_customers(const HttpRequest& request, HttpRespond& respond) {
   const auto cfg = config();
   const auto snap = value_.current();
   const ValueModel* model = snap ? &snap->model : nullptr;
-  if (order == ListOrder::kId) return list_customers_by_id(wanted, *limit, cursor, respond);
+  if (order_param.empty()) return list_customers_by_id(wanted, *limit, cursor, respond);
 
-  if ((order == ListOrder::kClv || order == ListOrder::kChurnRisk) && model == nullptr) {
+  if (rank_metric_needs_model(order) && model == nullptr) {
     respond(json_error(
         409, "order=" + order_param + " needs a fitted value model and none is fitted yet; POST /v1/model:fit first"));
     return Route::kCustomersList;
@@ -677,7 +660,7 @@ Route Api::list_customers(const HttpRequest& request, HttpRespond& respond) {
   ListCursor after;
   const bool has_cursor = !cursor.empty();
   if (has_cursor) {
-    if (!decode_cursor(cursor, order_param, after)) {
+    if (!decode_list_cursor(cursor, order_param, after)) {
       respond(json_error(400, "'cursor' is not a next_cursor of this route with order=" + order_param +
                                   "; pass next_cursor unchanged (percent-encoded) with the same order"));
       return Route::kCustomersList;
@@ -692,50 +675,18 @@ Route Api::list_customers(const HttpRequest& request, HttpRespond& respond) {
   const std::int64_t as_of = has_cursor ? after.as_of_ms : now_ms();
 
   // Keep the best limit+1 customers after the cursor (one more tells whether a next page exists).
-  const auto worse = [](const Ranked& a, const Ranked& b) { return ranks_before(a.value, a.id, b.value, b.id); };
-  std::priority_queue<Ranked, std::vector<Ranked>, decltype(worse)> best(worse);  // top() = the worst kept
-  const std::size_t keep = *limit + 1;
+  TopN<ListedValue> best(*limit + 1, has_cursor ? std::optional(std::pair(after.value, after.id)) : std::nullopt);
   Status visited = store_.for_each_customer([&](std::string_view id, const CustomerState& state) {
-    const Scores s = evaluate(state, as_of, cfg->evaluate);
-    const CustomerValue v = model != nullptr && s.transactions > 0
-                                ? customer_value(*model, cfg->value, purchase_summary(s))
-                                : CustomerValue{};
-    if (classify_tier(model, v.clv, s.profit_12m) != wanted) return true;
-    double value = 0;
-    switch (order) {
-      case ListOrder::kClv:
-        value = v.clv;
-        break;
-      case ListOrder::kSatisfaction:
-        value = s.satisfaction;
-        break;
-      case ListOrder::kLoyalty:
-        value = s.loyalty;
-        break;
-      case ListOrder::kChurnRisk:
-        value = v.churn_risk;
-        break;
-      case ListOrder::kId:
-        break;
-    }
-    if (std::isnan(value)) value = -INFINITY;
-    if (has_cursor && !ranks_before(after.value, after.id, value, id)) return true;  // on an earlier page
-    if (best.size() == keep && !ranks_before(value, id, best.top().value, best.top().id)) return true;
-    best.push(Ranked{value, std::string(id), v.clv, s.profit_12m});
-    if (best.size() > keep) best.pop();
+    const CustomerAssessment a = assess_customer(state, as_of, cfg->evaluate, model, cfg->value);
+    if (a.tier != wanted) return true;
+    best.offer(rank_value(order, a), id, ListedValue{a.value.clv, a.scores.profit_12m});
     return true;
   });
   if (!visited.ok()) {
     respond(json_error(503, "storage error: " + visited.message()));
     return Route::kCustomersList;
   }
-  std::vector<Ranked> rows;
-  rows.reserve(best.size());
-  while (!best.empty()) {
-    rows.push_back(best.top());
-    best.pop();
-  }
-  std::reverse(rows.begin(), rows.end());
+  auto rows = best.take();
   const bool more = rows.size() > *limit;
   if (more) rows.pop_back();
 
@@ -746,10 +697,10 @@ Route Api::list_customers(const HttpRequest& request, HttpRespond& respond) {
       .field("as_of", format_rfc3339(as_of))
       .key("customers")
       .begin_array();
-  for (const Ranked& r : rows) {
+  for (const auto& r : rows) {
     w.begin_object().field("customer_id", r.id);
-    if (order != ListOrder::kClv) w.field(order_param, std::round(r.value * 1e4) / 1e4);
-    w.field("clv", std::round(r.clv * 1e4) / 1e4).field("profit_12m", std::round(r.profit_12m * 1e4) / 1e4);
+    if (order != RankMetric::kClv) w.field(order_param, std::round(r.value * 1e4) / 1e4);
+    w.field("clv", std::round(r.extra.clv * 1e4) / 1e4).field("profit_12m", std::round(r.extra.profit_12m * 1e4) / 1e4);
     // The exact sort key (the metric unrounded, shortest round-trip form; null for none): lets a client
     // merge several tiers' listings in the order one scan gives (rapportctl top --url).
     w.key("order_value").raw(exact_number(r.value));
@@ -757,7 +708,8 @@ Route Api::list_customers(const HttpRequest& request, HttpRespond& respond) {
   }
   w.end_array();
   if (more) {
-    w.field("next_cursor", encode_cursor(order_param, ListCursor{as_of, fitted_at, rows.back().value, rows.back().id}));
+    w.field("next_cursor",
+            encode_list_cursor(order_param, ListCursor{as_of, fitted_at, rows.back().value, rows.back().id}));
   } else {
     w.key("next_cursor").null();
   }
@@ -778,18 +730,16 @@ Route Api::list_customers_by_id(Tier wanted, std::size_t limit, const std::strin
   bool more = false;
   Status visited = store_.for_each_customer([&](std::string_view id, const CustomerState& state) {
     if (!cursor.empty() && id <= cursor) return true;
-    const Scores s = evaluate(state, now, cfg->evaluate);
-    const double clv =
-        model != nullptr && s.transactions > 0 ? customer_value(*model, cfg->value, purchase_summary(s)).clv : 0.0;
-    if (classify_tier(model, clv, s.profit_12m) != wanted) return true;
+    const CustomerAssessment a = assess_customer(state, now, cfg->evaluate, model, cfg->value);
+    if (a.tier != wanted) return true;
     if (written == limit) {
       more = true;
       return false;
     }
     w.begin_object()
         .field("customer_id", id)
-        .field("clv", std::round(clv * 1e4) / 1e4)
-        .field("profit_12m", std::round(s.profit_12m * 1e4) / 1e4)
+        .field("clv", std::round(a.value.clv * 1e4) / 1e4)
+        .field("profit_12m", std::round(a.scores.profit_12m * 1e4) / 1e4)
         .end_object();
     last.assign(id);
     ++written;

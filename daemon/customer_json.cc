@@ -26,8 +26,27 @@ void write_customer_json(JsonWriter& out, std::string_view customer_id, const Cu
   out.key("satisfaction")
       .begin_object()
       .field("score", round4(s.satisfaction))
-      .field("confidence", round4(s.satisfaction_confidence))
-      .end_object();
+      .field("confidence", round4(s.satisfaction_confidence));
+  if (explain) {
+    const SatisfactionExplanation e = explain_satisfaction(state, now_ms, config);
+    out.field("neutral", 50.0)
+        .field("prior_weight", e.prior_weight)
+        .field("half_life_days", config.half_life_days)
+        .key("classes")
+        .begin_object();
+    for (int c = 0; c < kSignalClassCount; ++c) {
+      const SatisfactionTerm& t = e.classes[c];
+      out.key(signal_class_name(static_cast<SignalClass>(c)))
+          .begin_object()
+          .field("class_weight", t.class_weight)
+          .field("decayed_signals", round4(t.decayed_signals))
+          .field("mean_signal", round4(t.mean_signal))
+          .field("contribution", round4(t.contribution))
+          .end_object();
+    }
+    out.end_object();
+  }
+  out.end_object();
   out.key("loyalty")
       .begin_object()
       .field("score", round4(s.loyalty))
@@ -35,17 +54,26 @@ void write_customer_json(JsonWriter& out, std::string_view customer_id, const Cu
       .field("attitudinal", round4(s.loyalty_attitudinal))
       .field("behavioural", round4(s.loyalty_behavioural));
   if (explain) {
-    out.key("components")
-        .begin_object()
-        .field("cognitive", round4(s.loyalty_cognitive))
-        .field("affective", round4(s.loyalty_affective))
-        .field("conative", round4(s.loyalty_conative))
-        .field("action", round4(s.loyalty_action))
-        .end_object();
-    out.key("weights").begin_array();
-    for (double w : config.loyalty_weights) out.value(w);
-    out.end_array();
-    out.field("stage_threshold", config.stage_threshold);
+    const LoyaltyExplanation e = explain_loyalty(s, config);
+    const auto name = [](int i) { return loyalty_stage_name(static_cast<LoyaltyStage>(i + 1)); };
+    out.key("components").begin_object();
+    for (int i = 0; i < 4; ++i) out.field(name(i), round4(e.components[i]));
+    out.end_object().key("weights").begin_object();
+    for (int i = 0; i < 4; ++i) out.field(name(i), config.loyalty_weights[i]);
+    out.end_object().key("contributions").begin_object();
+    for (int i = 0; i < 4; ++i) out.field(name(i), round4(e.contributions[i]));
+    out.end_object().field("stage_threshold", config.stage_threshold);
+    if (e.blocking >= 0) {
+      out.field("next_stage", name(e.blocking))
+          .key("blocked_by")
+          .begin_object()
+          .field("component", name(e.blocking))
+          .field("value", round4(e.components[e.blocking]))
+          .field("threshold", config.stage_threshold)
+          .end_object();
+    } else {
+      out.key("next_stage").null().key("blocked_by").null();
+    }
   }
   out.end_object();
   out.key("value")
@@ -76,6 +104,7 @@ void write_customer_json(JsonWriter& out, std::string_view customer_id, const Cu
         .field("t_x_days", round4(s.t_x_days))
         .field("T_days", round4(s.T_days))
         .field("mean_repeat_spend", round4(s.mean_repeat_spend))
+        .field("measured_at", format_rfc3339(now_ms))
         .end_object();
     if (fitted) {
       out.key("model")
@@ -109,20 +138,7 @@ void write_customer_json(JsonWriter& out, std::string_view customer_id, const Cu
   out.field("events", static_cast<std::uint64_t>(s.events));
   out.field("first_seen", format_rfc3339(s.first_seen_ms));
   out.field("last_seen", format_rfc3339(s.last_seen_ms));
-  if (explain) {
-    out.key("satisfaction_weights")
-        .begin_object()
-        .field("csat", config.weight_csat)
-        .field("nps", config.weight_nps)
-        .field("rating", config.weight_rating)
-        .field("sentiment", config.weight_sentiment)
-        .field("complaint", config.weight_complaint)
-        .field("refund", config.weight_refund)
-        .field("prior_weight", config.prior_weight)
-        .field("half_life_days", config.half_life_days)
-        .end_object();
-    out.field("evaluated_at", format_rfc3339(now_ms));
-  }
+  if (explain) out.field("evaluated_at", format_rfc3339(now_ms));
   out.end_object();
 }
 

@@ -19,9 +19,9 @@ using prometheus::BuildHistogram;
 using prometheus::Histogram;
 
 constexpr std::array<std::string_view, kRouteCount> kRouteNames = {
-    "events",  "customer", "customer_events", "customers_batch_get", "customers_list",    "customer_delete",
-    "tiers",   "model",    "model_fit",       "deadletter",          "deadletter_remove", "metrics",
-    "healthz", "readyz",   "other",
+    "events",  "customer",  "customer_events", "customers_batch_get", "customers_list", "customer_delete", "tiers",
+    "model",   "model_fit", "deadletter",      "deadletter_remove",   "metrics",        "healthz",         "readyz",
+    "openapi", "other",
 };
 
 constexpr std::array<std::string_view, kTlsFailureCount> kTlsFailureNames = {"plaintext", "error", "timeout"};

@@ -43,9 +43,10 @@ enum class Route : std::uint8_t {
   kMetrics,
   kHealthz,
   kReadyz,
+  kOpenApi,
   kOther,
 };
-inline constexpr int kRouteCount = 15;
+inline constexpr int kRouteCount = 16;
 std::string_view route_name(Route route);
 
 // Why a TLS handshake on a TLS listener failed: the `reason` label of

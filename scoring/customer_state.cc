@@ -147,6 +147,66 @@ void apply_event(CustomerState& s, const Event& e, const ApplyConfig& config) {
   trim_before(s.recent_cost_days, first_recent_day);
 }
 
+namespace {
+
+// Points per loyalty component: 100 x weight x component / sum of the (non-negative) weights.
+std::array<double, 4> loyalty_contributions(const std::array<double, 4>& components, const EvaluateConfig& config) {
+  double total_weight = 0.0;
+  for (const double w : config.loyalty_weights) total_weight += std::max(w, 0.0);
+  std::array<double, 4> points{};
+  if (total_weight <= 0) return points;
+  for (int i = 0; i < 4; ++i)
+    points[i] = 100.0 * std::max(config.loyalty_weights[i], 0.0) * components[i] / total_weight;
+  return points;
+}
+
+}  // namespace
+
+std::string_view signal_class_name(SignalClass c) {
+  static constexpr std::array<std::string_view, kSignalClassCount> kNames = {"csat",      "nps",       "rating",
+                                                                             "sentiment", "complaint", "refund"};
+  const auto i = static_cast<std::size_t>(c);
+  return i < kNames.size() ? kNames[i] : std::string_view("?");
+}
+
+SatisfactionExplanation explain_satisfaction(const CustomerState& s, std::int64_t now_ms,
+                                             const EvaluateConfig& config) {
+  SatisfactionExplanation out;
+  out.prior_weight = std::max(config.prior_weight, 0.0);
+  const std::array<double, kSignalClassCount> class_weight = {
+      config.weight_csat,      config.weight_nps,       config.weight_rating,
+      config.weight_sentiment, config.weight_complaint, config.weight_refund,
+  };
+  for (int c = 0; c < kSignalClassCount; ++c) out.classes[c].class_weight = class_weight[c];
+  if (s.event_count == 0) return out;
+  const double half_life = config.half_life_days > 0 ? config.half_life_days : 90.0;
+  const double decay = std::exp2((s.decay_ref_day - static_cast<double>(now_ms) / kMsPerDay) / half_life);
+  double sum = 0.0;
+  for (int c = 0; c < kSignalClassCount; ++c) {
+    SatisfactionTerm& term = out.classes[c];
+    term.decayed_signals = s.signal_weight[c] * decay;
+    term.mean_signal = s.signal_weight[c] > 0 ? s.signal_sum[c] / s.signal_weight[c] : 0.0;
+    out.confidence += class_weight[c] * s.signal_weight[c] * decay;
+    sum += class_weight[c] * s.signal_sum[c] * decay;
+  }
+  if (out.confidence <= 0) return out;
+  const double denominator = out.prior_weight + out.confidence;
+  for (int c = 0; c < kSignalClassCount; ++c) {
+    out.classes[c].contribution = 50.0 * class_weight[c] * s.signal_sum[c] * decay / denominator;
+  }
+  out.score = std::clamp(50.0 + 50.0 * (sum / denominator), 0.0, 100.0);
+  return out;
+}
+
+LoyaltyExplanation explain_loyalty(const Scores& scores, const EvaluateConfig& config) {
+  LoyaltyExplanation out;
+  out.components = {scores.loyalty_cognitive, scores.loyalty_affective, scores.loyalty_conative, scores.loyalty_action};
+  out.contributions = loyalty_contributions(out.components, config);
+  const int stage = static_cast<int>(scores.stage);
+  out.blocking = stage < 4 ? stage : -1;
+  return out;
+}
+
 Scores evaluate(const CustomerState& s, std::int64_t now_ms, const EvaluateConfig& config) {
   Scores out;
   out.events = s.event_count;
@@ -159,18 +219,9 @@ Scores evaluate(const CustomerState& s, std::int64_t now_ms, const EvaluateConfi
   const double decay = std::exp2((s.decay_ref_day - now_day) / half_life);
 
   // Satisfaction: weighted decayed mean with a neutral prior.
-  const std::array<double, kSignalClassCount> class_weight = {
-      config.weight_csat,      config.weight_nps,       config.weight_rating,
-      config.weight_sentiment, config.weight_complaint, config.weight_refund,
-  };
-  double weight = 0.0, sum = 0.0;
-  for (int c = 0; c < kSignalClassCount; ++c) {
-    weight += class_weight[c] * s.signal_weight[c] * decay;
-    sum += class_weight[c] * s.signal_sum[c] * decay;
-  }
-  const double mean = sum / (std::max(config.prior_weight, 0.0) + weight);
-  out.satisfaction = std::clamp(50.0 + 50.0 * (weight > 0 ? mean : 0.0), 0.0, 100.0);
-  out.satisfaction_confidence = weight;
+  const SatisfactionExplanation satisfaction = explain_satisfaction(s, now_ms, config);
+  out.satisfaction = satisfaction.score;
+  out.satisfaction_confidence = satisfaction.confidence;
 
   // Value basics.
   const std::int32_t today = day_of(now_ms);

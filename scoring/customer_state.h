@@ -120,6 +120,36 @@ struct Scores {
 
 Scores evaluate(const CustomerState& state, std::int64_t now_ms, const EvaluateConfig& config);
 
+std::string_view signal_class_name(SignalClass c);  // "csat", "nps", "rating", "sentiment", "complaint", "refund"
+
+// The satisfaction score taken apart at `now_ms`: satisfaction = clamp(50 + sum of the classes'
+// contributions, 0, 100) (the clamp never binds: signal values lie in [-1, 1]). `confidence` is
+// the sum of the classes' effective weights, Scores::satisfaction_confidence.
+struct SatisfactionTerm {
+  double class_weight = 0;     // configured weight of the class
+  double decayed_signals = 0;  // the class's signals, each decayed to now (2^(-age / half_life))
+  double mean_signal = 0;      // their decayed mean value in [-1, 1]; 0 without signals
+  double contribution = 0;     // points added to the neutral 50: 50 x class_weight x decayed sum / (prior + confidence)
+};
+struct SatisfactionExplanation {
+  std::array<SatisfactionTerm, kSignalClassCount> classes{};  // indexed by SignalClass
+  double prior_weight = 0;                                    // neutral pseudo-signals in the denominator
+  double confidence = 0;                                      // sum of class_weight x decayed_signals
+  double score = 50;
+};
+SatisfactionExplanation explain_satisfaction(const CustomerState& state, std::int64_t now_ms,
+                                             const EvaluateConfig& config);
+
+// The loyalty score taken apart: loyalty = sum of the components' contributions.
+struct LoyaltyExplanation {
+  std::array<double, 4> components{};     // cognitive, affective, conative, action, each 0..1
+  std::array<double, 4> contributions{};  // points: 100 x weight x component / sum of weights
+  // The component that keeps the customer from the next stage (index into components, the first below
+  // the stage threshold); -1 at the last stage (action).
+  int blocking = -1;
+};
+LoyaltyExplanation explain_loyalty(const Scores& scores, const EvaluateConfig& config);
+
 // The value model's inputs as of `as_of_ms` counting only the purchase days up
 // to and including its UTC day (later purchases are ignored, as a fit on
 // history needs): the definitions of the Scores fields of the same names.

@@ -1922,7 +1922,8 @@ Result<std::optional<CustomerState>> Store::get_customer(std::string_view custom
   return result;
 }
 
-Result<std::vector<TimelineEvent>> Store::customer_events(std::string_view customer_id, std::size_t offset,
+Result<std::vector<TimelineEvent>> Store::customer_events(std::string_view customer_id,
+                                                          const std::optional<TimelineKey>& after,
                                                           std::size_t limit) const {
   const Impl& d = *impl_;
   std::vector<TimelineEvent> result;
@@ -1977,18 +1978,19 @@ Result<std::vector<TimelineEvent>> Store::customer_events(std::string_view custo
                                   [](const Item& a, const Item& b) { return a.event_id == b.event_id; }),
                       items.end());
         }
-        if (offset >= items.size()) {
-          items.clear();
-          return Status::Ok();
-        }
-        auto newer = [](const Item& a, const Item& b) {
-          if (a.ts_ms != b.ts_ms) return a.ts_ms > b.ts_ms;
-          return a.event_id > b.event_id;
+        auto newer = [](std::int64_t ts, std::string_view id, std::int64_t other_ts, std::string_view other_id) {
+          if (ts != other_ts) return ts > other_ts;
+          return id > other_id;
         };
-        std::size_t end = offset + std::min(limit, items.size() - offset);
-        std::partial_sort(items.begin(), items.begin() + static_cast<std::ptrdiff_t>(end), items.end(), newer);
+        if (after) {
+          std::erase_if(items,
+                        [&](const Item& i) { return !newer(after->ts_ms, after->event_id, i.ts_ms, i.event_id); });
+        }
+        const std::size_t end = std::min(limit, items.size());
+        std::partial_sort(
+            items.begin(), items.begin() + static_cast<std::ptrdiff_t>(end), items.end(),
+            [&](const Item& a, const Item& b) { return newer(a.ts_ms, a.event_id, b.ts_ms, b.event_id); });
         items.erase(items.begin() + static_cast<std::ptrdiff_t>(end), items.end());
-        items.erase(items.begin(), items.begin() + static_cast<std::ptrdiff_t>(offset));
         // Details of the page only, from the journal.
         for (Item& item : items) {
           if (item.seq == 0) continue;

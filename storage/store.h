@@ -35,6 +35,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -96,6 +97,14 @@ struct TimelineEvent {
   std::optional<double> amount, cost, sentiment, nps, csat, rating;
 };
 
+// A position in a customer's timeline (newest first: by ts descending, then
+// event_id descending): the key of the last event of a page.
+struct TimelineKey {
+  TimelineKey(std::int64_t ts, std::string id) : ts_ms(ts), event_id(std::move(id)) {}
+  std::int64_t ts_ms;
+  std::string event_id;
+};
+
 struct StoreStats {
   std::size_t map_bytes = 0;   // current map size
   std::size_t used_bytes = 0;  // pages in use * page size
@@ -149,10 +158,12 @@ class Store {
 
   Result<std::optional<CustomerState>> get_customer(std::string_view customer_id) const;
 
-  // A customer's events, newest first (by ts, then event_id), skipping the
-  // first `offset`, at most `limit`.
-  Result<std::vector<TimelineEvent>> customer_events(std::string_view customer_id, std::size_t offset,
-                                                     std::size_t limit) const;
+  // A customer's events, newest first (by ts, then event_id, both descending),
+  // at most `limit`, starting strictly after `after` (from the newest when
+  // nullopt). A keyset position, not an offset: events stored between two
+  // calls neither repeat nor hide the events that follow `after`.
+  Result<std::vector<TimelineEvent>> customer_events(std::string_view customer_id,
+                                                     const std::optional<TimelineKey>& after, std::size_t limit) const;
 
   // Visits every customer in key order inside one read snapshot; stops early
   // if the visitor returns false.

@@ -17,6 +17,7 @@
 #include "common/clock.h"
 #include "common/json_writer.h"
 #include "daemon/customer_json.h"
+#include "daemon/ranking.h"
 #include "daemon/value_records.h"
 #include "daemon/value_service.h"
 
@@ -76,10 +77,7 @@ struct Ranked {
 
 // Higher value first, then id ascending (a total order, so the output is stable).
 struct RanksBefore {
-  bool operator()(const Ranked& a, const Ranked& b) const {
-    if (a.value != b.value) return a.value > b.value;
-    return a.id < b.id;
-  }
+  bool operator()(const Ranked& a, const Ranked& b) const { return ranks_before(a.value, a.id, b.value, b.id); }
 };
 
 // Prints the ranking as `top` does in both modes: a table (id, metric, tier) or JSON.
@@ -292,58 +290,26 @@ int ctl_top(const CtlTarget& target, const TopOptions& options) {
   auto stored = load_model(**store);
   if (!stored.ok()) return ctl_error(stored.message());
   const ValueModel* model = stored->has_value() && (*stored)->fitted_at_ms != 0 ? &**stored : nullptr;
-  const bool needs_model = by == "clv" || by == "churn_risk" || by == "p_alive";
-  if (needs_model && model == nullptr) {
+  RankMetric metric = RankMetric::kClv;
+  parse_rank_metric(by, metric);  // by is one of kTopMetrics, checked above
+  if (rank_metric_needs_model(metric) && model == nullptr) {
     return ctl_error("no value model in " + config->storage.directory + " to rank by " + by +
                      ": run `rapportctl fit --save` (or let rapportd fit one) first");
   }
 
-  std::priority_queue<Ranked, std::vector<Ranked>, RanksBefore> best;  // top() = the worst kept
+  TopN<Tier> best(options.n);
   std::uint64_t scanned = 0;
   const Status visited = (*store)->for_each_customer([&](std::string_view id, const CustomerState& state) {
     ++scanned;
-    const Scores s = evaluate(state, now, config->evaluate);
-    const CustomerValue v = model != nullptr && s.transactions > 0
-                                ? customer_value(*model, config->value, purchase_summary(s))
-                                : CustomerValue{};
-    const Tier tier = classify_tier(model, v.clv, s.profit_12m);
-    if (!options.tier.empty() && tier != wanted) return true;
-    double value = 0;
-    if (by == "clv") {
-      value = v.clv;
-    } else if (by == "churn_risk") {
-      value = v.churn_risk;
-    } else if (by == "p_alive") {
-      value = v.p_alive;
-    } else if (by == "profit_12m") {
-      value = s.profit_12m;
-    } else if (by == "revenue") {
-      value = s.revenue;
-    } else if (by == "satisfaction") {
-      value = s.satisfaction;
-    } else {
-      value = s.loyalty;
-    }
-    if (std::isnan(value)) value = -INFINITY;
-    Ranked candidate{value, std::string(), tier};
-    if (best.size() == options.n) {
-      const Ranked& worst = best.top();
-      if (value < worst.value || (value == worst.value && id >= worst.id)) return true;
-    }
-    candidate.id.assign(id);
-    best.push(std::move(candidate));
-    if (best.size() > options.n) best.pop();
+    const CustomerAssessment a = assess_customer(state, now, config->evaluate, model, config->value);
+    if (!options.tier.empty() && a.tier != wanted) return true;
+    best.offer(rank_value(metric, a), id, a.tier);
     return true;
   });
   if (!visited.ok()) return ctl_error(visited.message());
 
   std::vector<Ranked> rows;
-  rows.reserve(best.size());
-  while (!best.empty()) {
-    rows.push_back(best.top());
-    best.pop();
-  }
-  std::reverse(rows.begin(), rows.end());
+  for (auto& r : best.take()) rows.push_back(Ranked{r.value, std::move(r.id), r.extra});
   print_top(by, format_rfc3339(now), static_cast<std::int64_t>(scanned), rows, options.json);
   return kExitOk;
 }

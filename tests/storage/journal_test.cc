@@ -90,7 +90,7 @@ class JournalTest : public StoreFixture {
     EXPECT_TRUE(std::is_sorted(order.begin(), order.end()));
     EXPECT_EQ(order.size(), snap.states.size()) << "a customer was visited twice";
     for (const auto& [id, state] : snap.states) {
-      auto r = store.customer_events(id, 0, 1000000);
+      auto r = store.customer_events(id, std::nullopt, 1000000);
       EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.message());
       if (!r.ok()) continue;
       auto& timeline = snap.timelines[id];
@@ -250,7 +250,7 @@ TEST_F(JournalTest, ReadsSeeWritesBeforeTheCheckpoint) {
   EXPECT_EQ(event_ids(*store, "bob"), (std::vector<std::string>{"b4", "b2", "b3", "b1"}));
   EXPECT_EQ(event_ids(*store, "bob", 1, 2), (std::vector<std::string>{"b2", "b3"}));
   EXPECT_EQ(event_ids(*store, "bob", 3, 5), (std::vector<std::string>{"b1"}));
-  auto details = store->customer_events("bob", 0, 4);
+  auto details = store->customer_events("bob", std::nullopt, 4);
   ASSERT_TRUE(details.ok());
   EXPECT_EQ((*details)[0].amount, 10.0 + 4000 % 7);
   EXPECT_EQ((*details)[2].type, EventType::kComplaint);
@@ -484,7 +484,7 @@ TEST_F(JournalTest, ReadsEventsIndexedBeforeTheJournal) {
   apply_ok(*store, {make_event("old", "e2", 9000)});
   ASSERT_TRUE(store->checkpoint().ok());
   apply_ok(*store, {make_event("old", "e3", 1000)});
-  auto events = store->customer_events("old", 0, 10);
+  auto events = store->customer_events("old", std::nullopt, 10);
   ASSERT_TRUE(events.ok()) << events.message();
   ASSERT_EQ(events->size(), 3u);
   EXPECT_EQ((*events)[0].event_id, "e2");
@@ -515,7 +515,7 @@ TEST_F(JournalTest, ConcurrentReadersDuringCheckpoints) {
       while (!done.load()) {
         const std::string id = "c" + std::to_string(rng() % kCustomers);
         auto c1 = store->get_customer(id);
-        auto timeline = store->customer_events(id, 0, 100000);
+        auto timeline = store->customer_events(id, std::nullopt, 100000);
         auto c2 = store->get_customer(id);
         if (!c1.ok() || !timeline.ok() || !c2.ok()) {
           ++failures;
@@ -576,7 +576,7 @@ TEST_F(JournalTest, ConcurrentReadersDuringErasures) {
   for (int t = 0; t < 2; ++t) {
     readers.emplace_back([&] {
       while (!done.load()) {
-        auto timeline = store->customer_events("x", 0, 1000);
+        auto timeline = store->customer_events("x", std::nullopt, 1000);
         auto state = store->get_customer("x");
         if (!timeline.ok() || !state.ok()) {
           ++failures;

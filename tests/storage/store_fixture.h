@@ -60,10 +60,18 @@ class StoreFixture : public ::testing::Test {
     return outcomes;
   }
 
-  // A customer's timeline, newest first (event ids only).
-  static std::vector<std::string> event_ids(const Store& store, std::string_view id, std::size_t offset = 0,
+  // A customer's timeline, newest first (event ids only), skipping the first `skip` events by paging past
+  // them with a keyset position (the key of the last skipped event).
+  static std::vector<std::string> event_ids(const Store& store, std::string_view id, std::size_t skip = 0,
                                             std::size_t limit = 1000000) {
-    auto r = store.customer_events(id, offset, limit);
+    std::optional<TimelineKey> after;
+    if (skip > 0) {
+      auto skipped = store.customer_events(id, std::nullopt, skip);
+      EXPECT_TRUE(skipped.ok()) << (skipped.ok() ? "" : skipped.message());
+      if (!skipped.ok() || skipped->size() < skip) return {};
+      after.emplace(skipped->back().ts_ms, skipped->back().event_id);
+    }
+    auto r = store.customer_events(id, after, limit);
     EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.message());
     std::vector<std::string> ids;
     if (r.ok()) {
