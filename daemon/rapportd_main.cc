@@ -17,12 +17,12 @@
 #include <string_view>
 #include <system_error>
 
+#include "common/log.h"
 #include "daemon/api.h"
 #include "daemon/config.h"
-#include "common/log.h"
+#include "daemon/metrics.h"
 #include "daemon/writer.h"
 #include "ingest/net/server.h"
-#include "metrics/metrics.h"
 #include "storage/store.h"
 
 #ifndef RAPPORT_VERSION
