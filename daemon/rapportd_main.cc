@@ -272,7 +272,7 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"fsync", "async"}));
   app.add_option("--io-threads", o.io_threads, "Network io threads (default 0 = one per core)")
       ->check(CLI::Range(0, 256));
-  app.add_option("--log-level", o.log_level, "error, warn, info (default) or debug")
+  app.add_option("--log-level", o.log_level, "error, warn, info (default) or debug (logs each connection)")
       ->check(CLI::IsMember({"error", "warn", "info", "debug"}));
   bool check_only = false;
   app.add_flag("--check-config", check_only, "Validate the configuration and exit (0 = valid)");
