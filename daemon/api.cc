@@ -107,7 +107,7 @@ std::shared_ptr<const TokenSet> Api::tokens() const {
   return tokens_;
 }
 
-Route Api::handle(HttpRequest&& request, HttpRespond respond) {
+Route Api::dispatch(HttpRequest&& request, HttpRespond respond) {
   const std::string_view path = request.path;
   const std::string_view method = request.method;
 

@@ -10,11 +10,11 @@
 #include <mutex>
 
 #include "daemon/config.h"
+#include "daemon/metrics.h"
 #include "daemon/value_service.h"
 #include "daemon/writer.h"
 #include "ingest/auth.h"
 #include "ingest/net/server.h"
-#include "metrics/metrics.h"
 #include "storage/store.h"
 
 namespace rapport {
@@ -23,13 +23,17 @@ class Api final : public HttpHandler {
  public:
   Api(Store& store, Writer& writer, ValueService& value, Metrics& metrics, std::shared_ptr<const Config> config);
 
-  Route handle(HttpRequest&& request, HttpRespond respond) override;
+  HttpRoute handle(HttpRequest&& request, HttpRespond respond) override {
+    return http_route(dispatch(std::move(request), std::move(respond)));
+  }
 
   void set_config(std::shared_ptr<const Config> config);
 
  private:
   std::shared_ptr<const Config> config() const;
   std::shared_ptr<const TokenSet> tokens() const;
+
+  Route dispatch(HttpRequest&& request, HttpRespond respond);
 
   Route get_customer(const HttpRequest& request, std::string_view id, HttpRespond& respond);
   Route customer_events(const HttpRequest& request, std::string_view id, HttpRespond& respond);

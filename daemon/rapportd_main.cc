@@ -21,9 +21,9 @@
 #include "daemon/api.h"
 #include "daemon/config.h"
 #include "daemon/value_service.h"
+#include "daemon/metrics.h"
 #include "daemon/writer.h"
 #include "ingest/net/server.h"
-#include "metrics/metrics.h"
 #include "storage/store.h"
 
 #ifndef RAPPORT_VERSION
@@ -295,7 +295,8 @@ int main(int argc, char** argv) {
   app.add_option("--io-threads", o.io_threads, "Network io threads (default 0 = one per core)")
       ->check(CLI::Range(0, 256));
   app.add_option("--log-level", o.log_level,
-                 "error, warn, info (default) or debug (debug adds checkpoint steps, fits, reloads, connections)")
+                 "error, warn, info (default) or debug (debug adds each connection opened and closed, checkpoint "
+                 "steps, fits, reloads)")
       ->check(CLI::IsMember({"error", "warn", "info", "debug"}));
   app.add_option("--log-format", o.log_format,
                  "text (default: one line per message) or json (one object per line: ts, level, msg and the "

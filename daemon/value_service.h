@@ -22,8 +22,8 @@
 #include <vector>
 
 #include "daemon/config.h"
+#include "daemon/metrics.h"
 #include "daemon/writer.h"
-#include "metrics/metrics.h"
 #include "scoring/value_model.h"
 #include "storage/store.h"
 

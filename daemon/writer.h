@@ -25,8 +25,8 @@
 #include <variant>
 
 #include "daemon/config.h"
+#include "daemon/metrics.h"
 #include "ingest/submission.h"
-#include "metrics/metrics.h"
 #include "storage/store.h"
 
 namespace rapport {

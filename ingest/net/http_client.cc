@@ -22,6 +22,8 @@
 #include <type_traits>
 #include <utility>
 
+#include "ingest/net/tls_util.h"
+
 namespace rapport {
 namespace {
 
@@ -39,35 +41,17 @@ std::string seconds_text(std::chrono::milliseconds d) {
   return buf;
 }
 
-// The reason of the most recent OpenSSL error (and clears the thread's error queue).
-std::string openssl_reason() {
-  const unsigned long e = ERR_peek_last_error();
-  std::string out;
-  if (e != 0) {
-    const char* reason = ERR_reason_error_string(e);
-    out = reason != nullptr ? reason : "error " + std::to_string(e);
-  }
-  ERR_clear_error();
-  return out.empty() ? std::string("unknown OpenSSL error") : out;
-}
+using net::openssl_reason;
 
 // A client context: TLS >= 1.2, the server's certificate verified against `ca_file` (PEM) or, when it
 // is empty, the system's CA certificates.
 Result<std::unique_ptr<ssl::context>> make_client_context(const std::string& ca_file) {
-  std::unique_ptr<ssl::context> context;
-  try {
-    context = std::make_unique<ssl::context>(ssl::context::tls_client);
-  } catch (const std::exception& e) {
-    return Status::Error(std::string("cannot create a TLS context: ") + e.what());
-  }
-  SSL_CTX* ctx = context->native_handle();
-  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  auto context = net::new_tls_context(ssl::context::tls_client, TLS1_2_VERSION);
+  if (!context.ok()) return context.status();
+  SSL_CTX* ctx = context.value()->native_handle();
   SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
-  ERR_clear_error();
   if (!ca_file.empty()) {
-    std::FILE* f = std::fopen(ca_file.c_str(), "rb");
-    if (f == nullptr) return Status::Error("CA file '" + ca_file + "': cannot read: " + std::strerror(errno));
-    std::fclose(f);
+    if (Status s = net::check_readable("CA file", ca_file); !s.ok()) return s;
     if (SSL_CTX_load_verify_locations(ctx, ca_file.c_str(), nullptr) != 1) {
       return Status::Error("CA file '" + ca_file + "': no PEM certificate found (OpenSSL: " + openssl_reason() + ")");
     }

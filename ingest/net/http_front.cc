@@ -45,7 +45,6 @@ namespace {
 namespace beast = boost::beast;
 namespace http = beast::http;
 
-constexpr auto kLinger = std::chrono::milliseconds(2000);
 constexpr std::string_view kPlaintextRefusalBody = "{\"error\":\"this port speaks HTTPS (TLS): use an https:// URL\"}";
 constexpr std::string_view kAcceptedTypes =
     "application/x-ndjson, application/json, application/cloudevents+json or application/cloudevents-batch+json";
@@ -395,27 +394,10 @@ class HttpConnection final : public Connection {
   using Stream = std::conditional_t<kTls, beast::ssl_stream<beast::tcp_stream>, beast::tcp_stream>;
 
   HttpConnection(Core& core, Strand strand, tcp::socket socket, Front front, std::shared_ptr<ssl::context> tls)
-      : Connection(core, front),
-        strand_(std::move(strand)),
-        tls_(std::move(tls)),
+      : Connection(core, front, std::move(strand), std::move(tls)),
         stream_(make_stream(std::move(socket), tls_.get())),
         linger_timer_(strand_),
         settings_(core.settings()) {}
-
-  Strand& strand() override { return strand_; }
-
-  void start() override {
-    if (draining_ || closed_) {
-      close_now();
-      return;
-    }
-    started_ = true;
-    if constexpr (kTls) {
-      guarded([&] { begin_handshake(); });
-    } else {
-      guarded([&] { read_request(); });
-    }
-  }
 
   void drain() override {
     draining_ = true;
@@ -428,8 +410,6 @@ class HttpConnection final : public Connection {
     }
     // kBusy / kWriting: the response goes out with Connection: close, then the connection closes.
   }
-
-  void force_close() override { close_now(); }
 
  private:
   enum class State { kHandshake, kIdle, kReading, kBusy, kWriting, kClosing };
@@ -478,68 +458,28 @@ class HttpConnection final : public Connection {
 
   // ---- TLS ----
 
-  // Reads the first bytes (a plaintext client is answered in plaintext), then
-  // hands them to the server handshake; all within read_timeout.
-  void begin_handshake() {
-    state_ = State::kHandshake;
-    lowest().expires_after(settings_->limits.read_timeout);
-    lowest().async_read_some(asio::buffer(hello_), [self = self()](const boost::system::error_code& ec, std::size_t n) {
-      self->guarded([&] { self->on_hello(ec, n); });
-    });
-  }
-
-  void on_hello(const boost::system::error_code& ec, std::size_t n) {
-    if (closed_) return;
-    if (ec || n == 0 || draining_) {
-      if (ec == beast::error::timeout && !draining_) count_tls_failure(TlsFailure::kTimeout);
-      close_now();
-      return;
-    }
-    if (!starts_tls_handshake(hello_[0])) {
-      count_tls_failure(TlsFailure::kPlaintext);
-      refuse_plaintext();
-      return;
-    }
+  void begin() override {
     if constexpr (kTls) {
-      // Variadic: Beast 1.81 checks this handler against void(error_code) but calls it with (error_code, size_t).
-      stream_.async_handshake(ssl::stream_base::server, asio::buffer(hello_.data(), n),
-                              [self = self()](const boost::system::error_code& e, auto... /*used*/) {
-                                self->guarded([&] { self->on_handshake(e); });
-                              });
+      // The shared TLS start (fronts.h): first bytes, plaintext refusal, handshake; all within read_timeout.
+      state_ = State::kHandshake;
+      start_tls(self(), stream_, lowest().socket(), linger_timer_, settings_->limits.read_timeout, hello_,
+                [self = self()](TlsStart result) { self->guarded([&] { self->on_tls_start(result); }); });
+    } else {
+      read_request();
     }
   }
 
-  void on_handshake(const boost::system::error_code& ec) {
-    if (closed_) return;
-    if (ec || draining_) {
-      // Not TLS after all, no common version or cipher, the client refused the certificate, timed out; or
-      // shutting down (not a failure).
-      if (!draining_) count_tls_failure(ec == beast::error::timeout ? TlsFailure::kTimeout : TlsFailure::kError);
-      close_now();
-      return;
+  void on_tls_start(TlsStart result) {
+    if (result == TlsStart::kPlaintext && !closed_) {
+      // A plaintext request on a TLS port: a plaintext 400 that says so, then close.
+      state_ = State::kClosing;
+      core_.metrics.observe_http(Route::kOther, 400, 0);
+      refusal_ =
+          "HTTP/1.1 400 Bad Request\r\nServer: rapportd\r\nContent-Type: application/json\r\nConnection: close\r\n"
+          "Content-Length: " +
+          std::to_string(kPlaintextRefusalBody.size()) + "\r\n\r\n" + std::string(kPlaintextRefusalBody);
     }
-    read_request();
-  }
-
-  void count_tls_failure(TlsFailure why) { core_.metrics.tls_handshake_failures(transport_, why).Increment(); }
-
-  // A plaintext request on a TLS port: a plaintext 400 that says so, then close.
-  void refuse_plaintext() {
-    state_ = State::kClosing;
-    core_.metrics.observe_http(Route::kOther, 400, 0);
-    refusal_ =
-        "HTTP/1.1 400 Bad Request\r\nServer: rapportd\r\nContent-Type: application/json\r\nConnection: close\r\n"
-        "Content-Length: " +
-        std::to_string(kPlaintextRefusalBody.size()) + "\r\n\r\n" + std::string(kPlaintextRefusalBody);
-    asio::async_write(lowest(), asio::buffer(refusal_),
-                      [self = self()](const boost::system::error_code& /*ec*/, std::size_t /*n*/) {
-                        self->guarded([&] {
-                          if (self->closed_) return;
-                          self->lowest().expires_never();
-                          linger_close(self, self->lowest().socket(), self->linger_timer_, kLinger,
-                                       [raw = self.get()] { raw->close_now(); });
-                        });
-                      });
+    if (tls_started(result, lowest().socket(), linger_timer_, refusal_)) read_request();
   }
 
   // ---- reading ----
@@ -867,13 +807,19 @@ class HttpConnection final : public Connection {
     res_.body() = std::move(response.body);
     res_.prepare_payload();
     if (head_) res_.body().clear();  // Content-Length still tells the size of the GET answer
-    lowest().expires_after(std::max(settings_->limits.read_timeout, std::chrono::milliseconds(1000)));
+    ++served_;
+    // The client must keep reading the response: no progress for read_timeout (at least 1 s) closes the connection.
+    lowest().expires_never();
+    write_watch_.start(self(), lowest().socket(),
+                       std::max(settings_->limits.read_timeout, std::chrono::milliseconds(1000)),
+                       [raw = this] { raw->close_now(); });
     http::async_write(stream_, res_, [self = self()](const boost::system::error_code& ec, std::size_t /*n*/) {
       self->guarded([&] { self->on_write(ec); });
     });
   }
 
   void on_write(const boost::system::error_code& ec) {
+    write_watch_.stop();
     if (closed_) return;
     if (ec) {
       close_now();
@@ -912,26 +858,25 @@ class HttpConnection final : public Connection {
     linger_close(shared_from_this(), lowest().socket(), linger_timer_, kLinger, [this] { close_now(); });
   }
 
-  void close_now() {
+  void close_now() override {
     if (closed_) return;
     closed_ = true;
     state_ = State::kClosing;
     linger_timer_.cancel();
+    write_watch_.stop();
     lowest().close();
     finished();
   }
 
-  Strand strand_;
-  std::shared_ptr<ssl::context> tls_;  // before stream_: outlives the SSL object
   Stream stream_;
-  asio::steady_timer linger_timer_;
+  asio::steady_timer linger_timer_;  // also the TLS start's deadline
+  WriteWatch write_watch_{strand_};
   std::shared_ptr<const Settings> settings_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   http::response<http::string_body> res_;
 
-  std::array<char, 2048> hello_{};  // TLS: the first bytes, handed to the handshake
-  std::string refusal_;             // TLS: the plaintext answer to a plaintext client
+  std::string refusal_;  // TLS: the plaintext answer to a plaintext client
   State state_ = State::kIdle;
   std::uint64_t request_seq_ = 0;  // completions carry it; a stale one is ignored
   std::chrono::steady_clock::time_point started_at_{};
@@ -939,9 +884,6 @@ class HttpConnection final : public Connection {
   unsigned version_ = 11;
   bool keep_alive_ = true;
   bool head_ = false;
-  bool started_ = false;
-  bool draining_ = false;
-  bool closed_ = false;
 
   // The ingest request waiting for its commit.
   IngestAnswer answer_;

@@ -11,6 +11,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -23,6 +24,7 @@
 #include "common/json_writer.h"
 #include "common/log.h"
 #include "ingest/net/fronts.h"
+#include "ingest/net/tcp_progress.h"
 
 namespace rapport {
 namespace net {
@@ -53,18 +55,136 @@ Decoder& thread_decoder(const Settings& settings) {
   return *decoder;
 }
 
-void count_outcomes(Metrics& metrics, Transport transport, const std::vector<std::uint8_t>& kinds,
+void count_outcomes(FrontStats& stats, Transport transport, const std::vector<std::uint8_t>& kinds,
                     const std::vector<Outcome>& outcomes) {
   const std::size_t n = std::min(kinds.size(), outcomes.size());
   for (std::size_t i = 0; i < n; ++i) {
     const auto type = static_cast<EventType>(kinds[i] & 0x0f);
     if (outcomes[i] == Outcome::kAccepted) {
-      metrics.accepted(transport, type).Increment();
-      metrics.by_channel(static_cast<Channel>(kinds[i] >> 4)).Increment();
+      stats.accepted(transport, type).Increment();
+      stats.by_channel(static_cast<Channel>(kinds[i] >> 4)).Increment();
     } else {
-      metrics.duplicate(transport, type).Increment();
+      stats.duplicate(transport, type).Increment();
     }
   }
+}
+
+void count_tls_start(FrontStats& stats, Transport transport, TlsStart result) {
+  switch (result) {
+    case TlsStart::kPlaintext:
+      stats.tls_handshake_failures(transport, TlsFailure::kPlaintext).Increment();
+      break;
+    case TlsStart::kFailed:
+      stats.tls_handshake_failures(transport, TlsFailure::kError).Increment();
+      break;
+    case TlsStart::kTimedOut:
+      stats.tls_handshake_failures(transport, TlsFailure::kTimeout).Increment();
+      break;
+    case TlsStart::kReady:
+    case TlsStart::kClosed:
+      break;
+  }
+}
+
+void refuse_plaintext(std::shared_ptr<Connection> owner, tcp::socket& socket, asio::steady_timer& timer,
+                      std::string_view text, std::chrono::milliseconds linger, std::function<void()> closed) {
+  asio::async_write(socket, asio::buffer(text.data(), text.size()),
+                    [owner = std::move(owner), &socket, &timer, linger, closed = std::move(closed)](
+                        const boost::system::error_code& /*ec*/, std::size_t /*n*/) mutable {
+                      if (!socket.is_open()) {
+                        closed();
+                        return;
+                      }
+                      linger_close(std::move(owner), socket, timer, linger, std::move(closed));
+                    });
+}
+
+void WriteWatch::start(std::shared_ptr<Connection> owner, tcp::socket& socket, std::chrono::milliseconds timeout,
+                       std::function<void()> stalled) {
+  ++generation_;
+  active_ = true;
+  timeout_ = std::max(timeout, std::chrono::milliseconds(1));
+  stalled_ = std::move(stalled);
+  last_progress_ = std::chrono::steady_clock::now();
+  if (!tcp_bytes_acked(socket.native_handle(), acked_)) acked_ = 0;
+  arm(std::move(owner), socket);
+}
+
+void WriteWatch::stop() {
+  if (!active_) return;
+  active_ = false;
+  ++generation_;
+  stalled_ = nullptr;
+  timer_.cancel();
+}
+
+void WriteWatch::arm(std::shared_ptr<Connection> owner, tcp::socket& socket) {
+  // Ticks four times per timeout: a stall is noticed at most a quarter of the timeout late.
+  const auto period = std::max(timeout_ / 4, std::chrono::milliseconds(1));
+  timer_.expires_at(std::min(std::chrono::steady_clock::now() + period, last_progress_ + timeout_));
+  timer_.async_wait(
+      [this, owner = std::move(owner), &socket, generation = generation_](const boost::system::error_code& ec) mutable {
+        if (ec || generation != generation_ || !active_) return;
+        tick(std::move(owner), socket);
+      });
+}
+
+void WriteWatch::tick(std::shared_ptr<Connection> owner, tcp::socket& socket) {
+  const auto now = std::chrono::steady_clock::now();
+  if (std::uint64_t acked = 0; tcp_bytes_acked(socket.native_handle(), acked) && acked != acked_) {
+    acked_ = acked;
+    last_progress_ = now;
+  }
+  if (now - last_progress_ >= timeout_) {
+    auto stalled = std::move(stalled_);
+    stop();
+    if (stalled) stalled();
+    return;
+  }
+  arm(std::move(owner), socket);
+}
+
+namespace {
+
+const char* served_unit(Transport transport) { return transport == Transport::kTcp ? " lines" : " requests"; }
+
+}  // namespace
+
+void Connection::start() {
+  if (draining_ || closed_) {
+    close_now();
+    return;
+  }
+  started_ = true;
+  run_guarded(
+      transport_name(transport_), [&] { begin(); }, [&] { close_now(); });
+}
+
+bool Connection::tls_started(TlsStart result, tcp::socket& socket, asio::steady_timer& timer,
+                             std::string_view refusal) {
+  if (closed_) return false;  // drained or closed meanwhile: not a failure
+  count_tls_start(core_.metrics, transport_, result);
+  if (result == TlsStart::kPlaintext) {
+    refuse_plaintext(shared_from_this(), socket, timer, refusal, kLinger, [this] { close_now(); });
+    return false;
+  }
+  if (result != TlsStart::kReady || draining_) {
+    close_now();
+    return false;
+  }
+  return true;
+}
+
+void Connection::log_opened() const {
+  log_debug(std::string(transport_name(transport_)) + " connection " + std::to_string(id_) + " opened from " + peer_ +
+            (front_ == Front::kMetrics ? " (metrics listener)" : ""));
+}
+
+void Connection::log_closed() const {
+  const auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - opened_).count();
+  log_debug(std::string(transport_name(transport_)) + " connection " + std::to_string(id_) + " from " + peer_ +
+            " closed after " + std::to_string(ms) + " ms, " + std::to_string(served_) + served_unit(transport_));
 }
 
 Core::~Core() = default;
@@ -311,10 +431,13 @@ class Listener : public std::enable_shared_from_this<Listener> {
       } else {
         socket.set_option(tcp::no_delay(true), ignored);
         auto tls = core_.tls_context(front_);
+        const auto peer = socket.remote_endpoint(ignored);
         auto connection = front_ == Front::kTcp
                               ? make_tcp_connection(core_, strand, std::move(socket), std::move(tls))
                               : make_http_connection(core_, strand, std::move(socket), front_, std::move(tls));
+        connection->set_peer(endpoint_string(peer));
         if (core_.add(connection)) {
+          connection->log_opened();
           asio::post(strand, [connection] { connection->start(); });
         } else {
           connection->force_close();
@@ -374,10 +497,10 @@ NetworkServer::NetworkServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)
 NetworkServer::~NetworkServer() { shutdown(std::chrono::milliseconds(0)); }
 
 Result<std::unique_ptr<NetworkServer>> NetworkServer::start(const ServerOptions& options, HttpHandler& handler,
-                                                            IngestSink& sink, Metrics& metrics,
+                                                            IngestSink& sink, FrontStats& stats,
                                                             std::shared_ptr<const TokenSet> tokens) {
   auto impl = std::make_unique<Impl>();
-  impl->core = std::make_shared<net::Core>(handler, sink, metrics);
+  impl->core = std::make_shared<net::Core>(handler, sink, stats);
   impl->core->set_settings(options.limits, options.decode);
   impl->core->set_tokens(std::move(tokens));
   if (options.tls.enabled()) {

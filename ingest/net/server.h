@@ -23,8 +23,8 @@
 #include "common/status.h"
 #include "ingest/auth.h"
 #include "ingest/decoder.h"
+#include "ingest/net/front_stats.h"
 #include "ingest/submission.h"
-#include "metrics/metrics.h"
 
 namespace rapport {
 
@@ -51,9 +51,10 @@ using HttpRespond = std::function<void(HttpResponse&&)>;
 class HttpHandler {
  public:
   virtual ~HttpHandler() = default;
-  // Returns the route (for metrics) and eventually calls respond. Runs on an
-  // io thread: must not block for long (post long work elsewhere).
-  virtual Route handle(HttpRequest&& request, HttpRespond respond) = 0;
+  // Returns the route (for the stats: the handler's own id, opaque to the
+  // fronts) and eventually calls respond. Runs on an io thread: must not
+  // block for long (post long work elsewhere).
+  virtual HttpRoute handle(HttpRequest&& request, HttpRespond respond) = 0;
 };
 
 // Limits; reloadable at run time (SIGHUP) with NetworkServer::set_limits.
@@ -98,9 +99,9 @@ struct ServerOptions {
 class NetworkServer {
  public:
   // Binds the listeners and starts the io threads. Fails with a clear
-  // message when an address is invalid or in use.
+  // message when an address is invalid or in use. `stats` must outlive the server.
   static Result<std::unique_ptr<NetworkServer>> start(const ServerOptions& options, HttpHandler& handler,
-                                                      IngestSink& sink, Metrics& metrics,
+                                                      IngestSink& sink, FrontStats& stats,
                                                       std::shared_ptr<const TokenSet> tokens);
   ~NetworkServer();  // shutdown(0) if still running
   NetworkServer(const NetworkServer&) = delete;

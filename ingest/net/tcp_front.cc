@@ -56,7 +56,6 @@ namespace {
 constexpr std::size_t kReadChunk = 64 * 1024;
 constexpr std::size_t kMaxPendingOutput = 1024 * 1024;
 constexpr auto kRetryDelay = std::chrono::milliseconds(5);
-constexpr auto kLinger = std::chrono::milliseconds(2000);
 constexpr std::string_view kPlaintextRefusal = "{\"error\":\"this port requires TLS\"}\n";
 constexpr std::string_view kRedactedAuthLine = "{\"auth\":\"<redacted>\"}";
 
@@ -89,29 +88,12 @@ class TcpConnection final : public Connection {
   using Stream = std::conditional_t<kTls, ssl::stream<tcp::socket>, tcp::socket>;
 
   TcpConnection(Core& core, Strand strand, tcp::socket socket, std::shared_ptr<ssl::context> tls)
-      : Connection(core, Front::kTcp),
-        strand_(std::move(strand)),
-        tls_(std::move(tls)),
+      : Connection(core, Front::kTcp, std::move(strand), std::move(tls)),
         stream_(make_stream(std::move(socket), tls_.get())),
         settings_(core.settings()),
         read_timer_(strand_),
-        write_timer_(strand_),
+        write_watch_(strand_),
         retry_timer_(strand_) {}
-
-  Strand& strand() override { return strand_; }
-
-  void start() override {
-    if (draining_ || closed_) {
-      close_now();
-      return;
-    }
-    started_ = true;
-    if constexpr (kTls) {
-      guarded([&] { begin_handshake(); });
-    } else {
-      guarded([&] { maybe_read(); });
-    }
-  }
 
   void drain() override {
     draining_ = true;
@@ -124,8 +106,6 @@ class TcpConnection final : public Connection {
       maybe_finish();
     });
   }
-
-  void force_close() override { close_now(); }
 
  private:
   struct Pending {
@@ -163,69 +143,23 @@ class TcpConnection final : public Connection {
 
   // ---- TLS ----
 
-  // Reads the first bytes (a plaintext client is answered in plaintext), then
-  // hands them to the server handshake; all within read_timeout.
-  void begin_handshake() {
-    handshaking_ = true;
-    read_timer_.expires_after(settings_->limits.read_timeout);
-    read_timer_.async_wait([self = self()](const boost::system::error_code& ec) {
-      if (!ec && self->handshaking_ && !self->closed_) {
-        self->count_tls_failure(TlsFailure::kTimeout);
-        self->close_now();
-      }
-    });
-    socket().async_read_some(asio::buffer(hello_), [self = self()](const boost::system::error_code& ec, std::size_t n) {
-      self->guarded([&] { self->on_hello(ec, n); });
-    });
-  }
-
-  void on_hello(const boost::system::error_code& ec, std::size_t n) {
-    if (closed_) return;
-    if (ec || n == 0) {
-      close_now();
-      return;
-    }
-    if (!starts_tls_handshake(hello_[0])) {
-      count_tls_failure(TlsFailure::kPlaintext);
-      refuse_plaintext();
-      return;
-    }
+  void begin() override {
     if constexpr (kTls) {
-      stream_.async_handshake(ssl::stream_base::server, asio::buffer(hello_.data(), n),
-                              [self = self()](const boost::system::error_code& e, std::size_t /*used*/) {
-                                self->guarded([&] { self->on_handshake(e); });
-                              });
+      // The shared TLS start (fronts.h): first bytes, plaintext refusal, handshake; all within read_timeout.
+      handshaking_ = true;
+      start_tls(self(), stream_, socket(), read_timer_, settings_->limits.read_timeout, hello_,
+                [self = self()](TlsStart result) {
+                  self->guarded([&] {
+                    self->handshaking_ = false;
+                    self->lingering_ = result == TlsStart::kPlaintext;
+                    if (self->tls_started(result, self->socket(), self->retry_timer_, kPlaintextRefusal)) {
+                      self->maybe_read();
+                    }
+                  });
+                });
+    } else {
+      maybe_read();
     }
-  }
-
-  void on_handshake(const boost::system::error_code& ec) {
-    if (closed_) return;
-    handshaking_ = false;
-    read_timer_.cancel();
-    if (ec || draining_) {
-      // Not TLS after all, no common version or cipher, the client refused the certificate; or shutting
-      // down (not a failure). A timeout closed the connection in the timer above.
-      if (!draining_) count_tls_failure(TlsFailure::kError);
-      close_now();
-      return;
-    }
-    maybe_read();
-  }
-
-  void count_tls_failure(TlsFailure why) { core_.metrics.tls_handshake_failures(transport_, why).Increment(); }
-
-  void refuse_plaintext() {
-    handshaking_ = false;
-    lingering_ = true;
-    read_timer_.cancel();
-    asio::async_write(socket(), asio::buffer(kPlaintextRefusal.data(), kPlaintextRefusal.size()),
-                      [self = self()](const boost::system::error_code& /*ec*/, std::size_t /*n*/) {
-                        self->guarded([&] {
-                          if (self->closed_) return;
-                          linger_close(self, self->socket(), self->retry_timer_, kLinger,
-                                       [raw = self.get()] { raw->close_now(); });
-                        });
-                      });
   }
 
   // close_notify first, without waiting for the peer's (RFC 8446 §6.1 allows it), its write bounded by the
@@ -576,9 +510,9 @@ class TcpConnection final : public Connection {
     if (writing_ || out_.empty() || closed_ || lingering_) return;
     writing_buf_.swap(out_);
     writing_ = true;
-    write_timer_.expires_after(settings_->limits.idle_timeout);
-    write_timer_.async_wait([self = self()](const boost::system::error_code& ec) {
-      if (!ec && self->writing_) self->close_now();  // the client stopped reading its answers
+    // The client must keep reading its answers: no progress for idle_timeout closes the connection.
+    write_watch_.start(self(), socket(), settings_->limits.idle_timeout, [raw = this] {
+      if (raw->writing_) raw->close_now();
     });
     asio::async_write(stream_, asio::buffer(writing_buf_),
                       [self = self()](const boost::system::error_code& ec, std::size_t /*n*/) {
@@ -588,7 +522,7 @@ class TcpConnection final : public Connection {
 
   void on_write(const boost::system::error_code& ec) {
     writing_ = false;
-    write_timer_.cancel();
+    write_watch_.stop();
     if (closed_) return;
     if (ec) {
       close_now();
@@ -607,7 +541,7 @@ class TcpConnection final : public Connection {
     if (reading_ || waiting_submit_ || batch_first_ != 0 || !pending_.empty() || writing_ || !out_.empty()) return;
     lingering_ = true;
     read_timer_.cancel();
-    write_timer_.cancel();
+    write_watch_.stop();
     retry_timer_.cancel();
     if constexpr (kTls) {
       tls_close();
@@ -616,23 +550,22 @@ class TcpConnection final : public Connection {
     }
   }
 
-  void close_now() {
+  void close_now() override {
     if (closed_) return;
     closed_ = true;
     boost::system::error_code ignored;
     read_timer_.cancel();
-    write_timer_.cancel();
+    write_watch_.stop();
     retry_timer_.cancel();
     socket().close(ignored);
+    served_ = line_;
     finished();
   }
 
-  Strand strand_;
-  std::shared_ptr<ssl::context> tls_;  // before stream_: outlives the SSL object
   Stream stream_;
   std::shared_ptr<const Settings> settings_;
-  asio::steady_timer read_timer_;
-  asio::steady_timer write_timer_;
+  asio::steady_timer read_timer_;  // also the TLS start's deadline
+  WriteWatch write_watch_;
   asio::steady_timer retry_timer_;  // submit retries, then the linger poll
 
   std::unique_ptr<char[]> buf_;                                            // one read (kReadChunk bytes)
@@ -661,19 +594,15 @@ class TcpConnection final : public Connection {
   std::string writing_buf_;  // the current write
   bool writing_ = false;
 
-  std::array<char, 2048> hello_{};  // TLS: the first bytes, handed to the handshake
   bool handshaking_ = false;
   bool tls_shutdown_done_ = false;
 
   std::uint64_t read_gen_ = 0;
-  bool started_ = false;
   bool reading_ = false;
   bool no_more_reads_ = false;  // drain or timeout: do not read again
   bool input_done_ = false;     // EOF seen or input stopped
   bool refused_ = false;        // auth failed: answer and close
-  bool draining_ = false;
   bool lingering_ = false;
-  bool closed_ = false;
 };
 
 }  // namespace

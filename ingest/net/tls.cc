@@ -13,13 +13,12 @@
 #include <cstring>
 
 #include "ingest/net/fronts.h"
+#include "ingest/net/tls_util.h"
 
 namespace rapport {
 namespace net {
-namespace {
 
-// The reason of the most recent OpenSSL error (and clears the thread's error queue).
-std::string openssl_reason(unsigned long* first_error = nullptr) {
+std::string openssl_reason(unsigned long* first_error) {
   const unsigned long e = ERR_peek_last_error();
   if (first_error != nullptr) *first_error = e;
   std::string out;
@@ -31,17 +30,26 @@ std::string openssl_reason(unsigned long* first_error = nullptr) {
   return out.empty() ? std::string("unknown OpenSSL error") : out;
 }
 
-// Fails with errno's message when the file cannot be opened for reading.
-Status check_readable(const char* key, const std::string& path) {
+Status check_readable(std::string_view what, const std::string& path) {
   std::FILE* f = std::fopen(path.c_str(), "rb");
   if (f == nullptr) {
-    return Status::Error(std::string(key) + " '" + path + "': cannot read: " + std::strerror(errno));
+    return Status::Error(std::string(what) + " '" + path + "': cannot read: " + std::strerror(errno));
   }
   std::fclose(f);
   return Status::Ok();
 }
 
-}  // namespace
+Result<std::unique_ptr<ssl::context>> new_tls_context(ssl::context::method method, int min_version) {
+  ERR_clear_error();
+  std::unique_ptr<ssl::context> context;
+  try {
+    context = std::make_unique<ssl::context>(method);
+  } catch (const std::exception& e) {
+    return Status::Error(std::string("cannot create a TLS context: ") + e.what());
+  }
+  SSL_CTX_set_min_proto_version(context->native_handle(), min_version);
+  return context;
+}
 
 Result<std::shared_ptr<ssl::context>> make_tls_context(const TlsOptions& tls) {
   if (tls.cert_file.empty()) return Status::Error("tls.cert_file is not set");
@@ -57,15 +65,10 @@ Result<std::shared_ptr<ssl::context>> make_tls_context(const TlsOptions& tls) {
   if (Status s = check_readable("tls.cert_file", tls.cert_file); !s.ok()) return s;
   if (Status s = check_readable("tls.key_file", tls.key_file); !s.ok()) return s;
 
-  ERR_clear_error();
-  std::shared_ptr<ssl::context> context;
-  try {
-    context = std::make_shared<ssl::context>(ssl::context::tls_server);
-  } catch (const std::exception& e) {
-    return Status::Error(std::string("cannot create a TLS context: ") + e.what());
-  }
+  auto created = new_tls_context(ssl::context::tls_server, min_version);
+  if (!created.ok()) return created.status();
+  std::shared_ptr<ssl::context> context = std::move(created.value());
   SSL_CTX* ctx = context->native_handle();
-  SSL_CTX_set_min_proto_version(ctx, min_version);
   SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION);
   // An encrypted key would make OpenSSL prompt on the terminal: answer with no passphrase instead.
   SSL_CTX_set_default_passwd_cb(ctx, [](char* /*buf*/, int /*size*/, int /*rwflag*/, void* /*u*/) { return 0; });

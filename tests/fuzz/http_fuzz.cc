@@ -44,7 +44,7 @@
 #include "ingest/auth.h"
 #include "ingest/net/server.h"
 #include "ingest/submission.h"
-#include "metrics/metrics.h"
+#include "tests/support/counting_stats.h"
 
 namespace {
 
@@ -88,16 +88,16 @@ class ImmediateSink final : public rapport::IngestSink {
 
 class TrivialHandler final : public rapport::HttpHandler {
  public:
-  rapport::Route handle(rapport::HttpRequest&& request, rapport::HttpRespond respond) override {
+  rapport::HttpRoute handle(rapport::HttpRequest&& request, rapport::HttpRespond respond) override {
     if (request.path == "/healthz") {
       rapport::HttpResponse r;
       r.body = "{\"status\":\"ok\"}";
       respond(std::move(r));
-      return rapport::Route::kHealthz;
+      return rapport::HttpRoute{13};  // a handler route id, opaque to the server
     }
     if (request.path == "/drop") {
       g_handler_failures.fetch_add(1);
-      return rapport::Route::kOther;  // the server must answer 500 itself
+      return rapport::HttpRoute::kOther;  // the server must answer 500 itself
     }
     if (request.path == "/throw") {
       // The server logs every throw; after a few (the path is covered by then) answer 500 quietly.
@@ -107,7 +107,7 @@ class TrivialHandler final : public rapport::HttpHandler {
       r.status = 500;
       r.body = "{\"error\":\"fuzz\"}";
       respond(std::move(r));
-      return rapport::Route::kOther;
+      return rapport::HttpRoute::kOther;
     }
     // Sizes only, never the raw request: the invariants parse the answer stream.
     rapport::HttpResponse r;
@@ -119,7 +119,7 @@ class TrivialHandler final : public rapport::HttpHandler {
              ",\"body\":" + std::to_string(request.body.size()) + "}";
     r.headers.emplace_back("X-Fuzz", "1");
     respond(std::move(r));
-    return rapport::Route::kOther;
+    return rapport::HttpRoute::kOther;
   }
 
  private:
@@ -127,7 +127,7 @@ class TrivialHandler final : public rapport::HttpHandler {
 };
 
 struct Harness {
-  rapport::Metrics metrics{"fuzz"};
+  rapport::test::CountingStats metrics;
   ImmediateSink sink;
   TrivialHandler handler;
   std::unique_ptr<rapport::NetworkServer> server;

@@ -25,6 +25,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support/counting_stats.h"
 #include "tests/support/loopback_client.h"
 
 namespace rapport {
@@ -163,23 +164,23 @@ class FakeHandler final : public HttpHandler {
   ~FakeHandler() override {
     for (auto& t : threads_) t.join();
   }
-  Route handle(HttpRequest&& request, HttpRespond respond) override {
+  HttpRoute handle(HttpRequest&& request, HttpRespond respond) override {
     HttpResponse r;
     r.body = "method=" + request.method + " path=" + request.path + " query=" + request.query +
              " type=" + request.content_type + " bearer=" + request.bearer_token + " body=" + request.body;
     r.content_type = "text/plain";
     r.headers.emplace_back("X-Test", "yes");
-    if (request.path == "/drop") return Route::kOther;
+    if (request.path == "/drop") return HttpRoute::kOther;
     if (request.path == "/async") {
       std::lock_guard lock(mutex_);
       threads_.emplace_back([respond = std::move(respond), r = std::move(r)]() mutable {
         std::this_thread::sleep_for(20ms);
         respond(std::move(r));
       });
-      return Route::kModel;
+      return HttpRoute{7};  // a handler route id, opaque to the server
     }
     respond(std::move(r));
-    return Route::kHealthz;
+    return HttpRoute{12};
   }
 
  private:
@@ -232,7 +233,7 @@ class ServerTest : public ::testing::Test {
     return r.value_or(Client::Response{});
   }
 
-  Metrics metrics_{"test"};
+  test::CountingStats metrics_;
   FakeSink sink_;
   FakeHandler handler_;
   std::unique_ptr<NetworkServer> server_;  // last: stopped first

@@ -33,6 +33,7 @@
 
 #include "ingest/net/http_client.h"
 #include "ingest/net/server.h"
+#include "tests/support/counting_stats.h"
 #include "tests/support/loopback_client.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/tls_client.h"
@@ -156,12 +157,12 @@ class InlineSink final : public IngestSink {
 // Answers "path=<path>" for every request.
 class EchoHandler final : public HttpHandler {
  public:
-  Route handle(HttpRequest&& request, HttpRespond respond) override {
+  HttpRoute handle(HttpRequest&& request, HttpRespond respond) override {
     HttpResponse r;
     r.content_type = "text/plain";
     r.body = "path=" + request.path;
     respond(std::move(r));
-    return Route::kOther;
+    return HttpRoute::kOther;
   }
 };
 
@@ -224,7 +225,7 @@ class TlsTest : public ::testing::Test {
   TempDir dir_;
   const std::string cert_ = dir_.file("cert.pem");
   const std::string key_ = dir_.file("key.pem");
-  Metrics metrics_{"test"};
+  test::CountingStats metrics_;
   InlineSink sink_;
   EchoHandler handler_;
   std::unique_ptr<NetworkServer> server_;  // last: stopped first

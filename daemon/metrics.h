@@ -1,4 +1,6 @@
-// Metrics: every Prometheus metric Rapport exports, declared once.
+// Metrics: every Rapport series exported to Prometheus, declared once
+// (prometheus-cpp, on a MetricsRegistry from metrics/). Implements the
+// network fronts' FrontStats.
 //
 // Built once at start-up; modules receive a reference and keep references to
 // the individual series (no family lookups on the hot path). The label sets
@@ -12,24 +14,25 @@
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
-#include <prometheus/registry.h>
 
 #include <array>
 #include <functional>
-#include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 
 #include "ingest/decoder.h"
+#include "ingest/net/front_stats.h"
 #include "ingest/submission.h"
+#include "metrics/registry.h"
 #include "scoring/event.h"
 
 namespace rapport {
 
-// HTTP routes, the `route` label of the HTTP metrics.
+// HTTP routes, the `route` label of the HTTP metrics. The first two are the
+// ones the HTTP front answers itself (HttpRoute); the rest are the Api's.
 enum class Route : std::uint8_t {
-  kEvents,
+  kEvents = static_cast<std::uint8_t>(HttpRoute::kEvents),
+  kOther = static_cast<std::uint8_t>(HttpRoute::kOther),
   kCustomer,
   kCustomerEvents,
   kCustomersBatchGet,
@@ -44,40 +47,60 @@ enum class Route : std::uint8_t {
   kHealthz,
   kReadyz,
   kOpenApi,
-  kOther,
 };
 inline constexpr int kRouteCount = 16;
 std::string_view route_name(Route route);
+// The id the fronts carry for `route` (and back: an id no Route has counts as kOther).
+inline HttpRoute http_route(Route route) { return static_cast<HttpRoute>(route); }
+Route route_of(HttpRoute route);
 
-// Why a TLS handshake on a TLS listener failed: the `reason` label of
-// rapport_tls_handshake_failures_total.
-enum class TlsFailure : std::uint8_t {
-  kPlaintext,  // the client spoke plaintext (answered in plaintext and closed)
-  kError,      // the handshake failed: no common version or cipher, the client rejected the certificate, garbage
-  kTimeout,    // not finished within read_timeout
-};
-inline constexpr int kTlsFailureCount = 3;
 std::string_view tls_failure_name(TlsFailure failure);
 
-class Metrics {
+// A prometheus-cpp counter or gauge behind the fronts' StatCounter / StatGauge.
+class PromCounter final : public StatCounter {
+ public:
+  PromCounter() = default;
+  explicit PromCounter(prometheus::Counter* counter) : counter_(counter) {}
+  double Value() const { return counter_->Value(); }
+
+ protected:
+  void add(double amount) override { counter_->Increment(amount); }
+
+ private:
+  prometheus::Counter* counter_ = nullptr;
+};
+
+class PromGauge final : public StatGauge {
+ public:
+  PromGauge() = default;
+  explicit PromGauge(prometheus::Gauge* gauge) : gauge_(gauge) {}
+  void Increment() override { gauge_->Increment(); }
+  void Decrement() override { gauge_->Decrement(); }
+  double Value() const { return gauge_->Value(); }
+
+ private:
+  prometheus::Gauge* gauge_ = nullptr;
+};
+
+class Metrics final : public FrontStats {
  public:
   explicit Metrics(std::string_view version);
   Metrics(const Metrics&) = delete;
   Metrics& operator=(const Metrics&) = delete;
 
-  // --- ingest (indexed by enum values) ---
-  prometheus::Counter& received(Transport t) { return *received_[idx(t)]; }
-  prometheus::Counter& accepted(Transport t, EventType e) { return *accepted_[idx(t)][idx(e)]; }
-  prometheus::Counter& duplicate(Transport t, EventType e) { return *duplicate_[idx(t)][idx(e)]; }
-  prometheus::Counter& rejected(Transport t, RejectReason r) { return *rejected_[idx(t)][idx(r)]; }
-  prometheus::Counter& refused(Transport t) { return *refused_[idx(t)]; }  // storage refused (503)
-  prometheus::Counter& by_channel(Channel c) { return *by_channel_[idx(c)]; }
+  // --- ingest (indexed by enum values; the FrontStats of the network fronts) ---
+  PromCounter& received(Transport t) override { return received_[idx(t)]; }
+  PromCounter& accepted(Transport t, EventType e) override { return accepted_[idx(t)][idx(e)]; }
+  PromCounter& duplicate(Transport t, EventType e) override { return duplicate_[idx(t)][idx(e)]; }
+  PromCounter& rejected(Transport t, RejectReason r) override { return rejected_[idx(t)][idx(r)]; }
+  PromCounter& refused(Transport t) override { return refused_[idx(t)]; }  // storage refused (503)
+  PromCounter& by_channel(Channel c) override { return by_channel_[idx(c)]; }
   prometheus::Histogram& ack_latency(Transport t) { return *ack_latency_[idx(t)]; }
-  prometheus::Gauge& connections_open(Transport t) { return *connections_open_[idx(t)]; }
-  prometheus::Counter& connections_refused(Transport t) { return *connections_refused_[idx(t)]; }
+  PromGauge& connections_open(Transport t) override { return connections_open_[idx(t)]; }
+  PromCounter& connections_refused(Transport t) override { return connections_refused_[idx(t)]; }
   // TLS listeners only (tcp, http); a client that closes before sending a byte is not counted.
-  prometheus::Counter& tls_handshake_failures(Transport t, TlsFailure f) {
-    return *tls_handshake_failures_[t == Transport::kTcp ? 0 : 1][idx(f)];
+  PromCounter& tls_handshake_failures(Transport t, TlsFailure f) override {
+    return tls_handshake_failures_[t == Transport::kTcp ? 0 : 1][idx(f)];
   }
 
   // --- writer ---
@@ -92,6 +115,9 @@ class Metrics {
 
   // --- HTTP (per request, not per event) ---
   void observe_http(Route route, int status, double seconds);
+  void observe_http(HttpRoute route, int status, double seconds) override {
+    observe_http(route_of(route), status, seconds);
+  }
 
   // --- storage, customers, model, process (refreshed before each scrape) ---
   prometheus::Gauge& customers(std::string_view tier);  // tier: platinum, gold, iron, lead, unranked
@@ -106,29 +132,28 @@ class Metrics {
   prometheus::Counter& model_fits(bool ok) { return ok ? *model_fits_ok_ : *model_fits_failed_; }
 
   // Called at the start of every serialize() to refresh gauges (set by the daemon).
-  void set_before_scrape(std::function<void()> refresh);
+  void set_before_scrape(std::function<void()> refresh) { registry_.set_before_scrape(std::move(refresh)); }
   // Text exposition format 0.0.4; also refreshes the process_* gauges.
-  std::string serialize();
-  prometheus::Registry& registry() { return *registry_; }
+  std::string serialize() { return registry_.serialize(); }
+  prometheus::Registry& registry() { return registry_.registry(); }
 
  private:
   template <typename E>
   static constexpr std::size_t idx(E e) {
     return static_cast<std::size_t>(e);
   }
-  void refresh_process_metrics();
 
-  std::shared_ptr<prometheus::Registry> registry_;
-  std::array<prometheus::Counter*, kTransportCount> received_{};
-  std::array<std::array<prometheus::Counter*, kEventTypeCount>, kTransportCount> accepted_{};
-  std::array<std::array<prometheus::Counter*, kEventTypeCount>, kTransportCount> duplicate_{};
-  std::array<std::array<prometheus::Counter*, kRejectReasonCount>, kTransportCount> rejected_{};
-  std::array<prometheus::Counter*, kTransportCount> refused_{};
-  std::array<prometheus::Counter*, kChannelCount> by_channel_{};
+  MetricsRegistry registry_;
+  std::array<PromCounter, kTransportCount> received_{};
+  std::array<std::array<PromCounter, kEventTypeCount>, kTransportCount> accepted_{};
+  std::array<std::array<PromCounter, kEventTypeCount>, kTransportCount> duplicate_{};
+  std::array<std::array<PromCounter, kRejectReasonCount>, kTransportCount> rejected_{};
+  std::array<PromCounter, kTransportCount> refused_{};
+  std::array<PromCounter, kChannelCount> by_channel_{};
   std::array<prometheus::Histogram*, kTransportCount> ack_latency_{};
-  std::array<prometheus::Gauge*, kTransportCount> connections_open_{};
-  std::array<prometheus::Counter*, kTransportCount> connections_refused_{};
-  std::array<std::array<prometheus::Counter*, kTlsFailureCount>, 2> tls_handshake_failures_{};  // [tcp, http]
+  std::array<PromGauge, kTransportCount> connections_open_{};
+  std::array<PromCounter, kTransportCount> connections_refused_{};
+  std::array<std::array<PromCounter, kTlsFailureCount>, 2> tls_handshake_failures_{};  // [tcp, http]
   prometheus::Histogram* commit_batch_events_ = nullptr;
   prometheus::Histogram* commit_duration_ = nullptr;
   prometheus::Counter* commit_failures_ = nullptr;
@@ -150,13 +175,6 @@ class Metrics {
   prometheus::Gauge* model_log_likelihood_ = nullptr;
   prometheus::Counter* model_fits_ok_ = nullptr;
   prometheus::Counter* model_fits_failed_ = nullptr;
-  prometheus::Counter* process_cpu_ = nullptr;  // advanced by the CPU time used since the last scrape
-  double process_cpu_reported_ = 0;             // guarded by refresh_mutex_
-  prometheus::Gauge* process_rss_ = nullptr;
-  prometheus::Gauge* process_fds_ = nullptr;
-  prometheus::Gauge* process_start_ = nullptr;
-  std::mutex refresh_mutex_;
-  std::function<void()> before_scrape_;
 };
 
 }  // namespace rapport

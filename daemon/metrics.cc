@@ -1,13 +1,5 @@
-#include "metrics/metrics.h"
+#include "daemon/metrics.h"
 
-#include <dirent.h>
-#include <prometheus/text_serializer.h>
-#include <sys/resource.h>
-#include <unistd.h>
-
-#include <chrono>
-#include <cstdio>
-#include <fstream>
 #include <string>
 
 namespace rapport {
@@ -18,10 +10,11 @@ using prometheus::BuildGauge;
 using prometheus::BuildHistogram;
 using prometheus::Histogram;
 
+// In Route order.
 constexpr std::array<std::string_view, kRouteCount> kRouteNames = {
-    "events",  "customer",  "customer_events", "customers_batch_get", "customers_list", "customer_delete", "tiers",
-    "model",   "model_fit", "deadletter",      "deadletter_remove",   "metrics",        "healthz",         "readyz",
-    "openapi", "other",
+    "events",          "other",   "customer", "customer_events", "customers_batch_get", "customers_list",
+    "customer_delete", "tiers",   "model",    "model_fit",       "deadletter",          "deadletter_remove",
+    "metrics",         "healthz", "readyz",   "openapi",
 };
 
 constexpr std::array<std::string_view, kTlsFailureCount> kTlsFailureNames = {"plaintext", "error", "timeout"};
@@ -30,18 +23,21 @@ constexpr std::array<std::string_view, 5> kTiers = {"platinum", "gold", "iron", 
 
 std::string str(std::string_view v) { return std::string(v); }
 
-Histogram::BucketBoundaries latency_buckets() {
-  return {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
-}
+Histogram::BucketBoundaries latency_buckets() { return MetricsRegistry::latency_buckets(); }
 
 }  // namespace
 
 std::string_view route_name(Route route) { return kRouteNames[static_cast<std::size_t>(route)]; }
 
+Route route_of(HttpRoute route) {
+  const auto id = static_cast<std::size_t>(route);
+  return id < kRouteNames.size() ? static_cast<Route>(id) : Route::kOther;
+}
+
 std::string_view tls_failure_name(TlsFailure failure) { return kTlsFailureNames[static_cast<std::size_t>(failure)]; }
 
-Metrics::Metrics(std::string_view version) : registry_(std::make_shared<prometheus::Registry>()) {
-  auto& reg = *registry_;
+Metrics::Metrics(std::string_view version) {
+  auto& reg = registry_.registry();
   BuildGauge()
       .Name("rapport_build_info")
       .Help("Build information; the value is always 1")
@@ -81,19 +77,19 @@ Metrics::Metrics(std::string_view version) : registry_(std::make_shared<promethe
                            .Register(reg);
   for (int t = 0; t < kTransportCount; ++t) {
     const std::string tn = str(transport_name(static_cast<Transport>(t)));
-    received_[t] = &received.Add({{"transport", tn}});
-    refused_[t] = &refused.Add({{"transport", tn}});
+    received_[t] = PromCounter(&received.Add({{"transport", tn}}));
+    refused_[t] = PromCounter(&refused.Add({{"transport", tn}}));
     ack_latency_[t] = &ack.Add({{"transport", tn}}, latency_buckets());
-    connections_open_[t] = &open.Add({{"transport", tn}});
-    connections_refused_[t] = &conn_refused.Add({{"transport", tn}});
+    connections_open_[t] = PromGauge(&open.Add({{"transport", tn}}));
+    connections_refused_[t] = PromCounter(&conn_refused.Add({{"transport", tn}}));
     for (int e = 0; e < kEventTypeCount; ++e) {
       const std::string en = str(event_type_name(static_cast<EventType>(e)));
-      accepted_[t][e] = &accepted.Add({{"transport", tn}, {"type", en}});
-      duplicate_[t][e] = &duplicate.Add({{"transport", tn}, {"type", en}});
+      accepted_[t][e] = PromCounter(&accepted.Add({{"transport", tn}, {"type", en}}));
+      duplicate_[t][e] = PromCounter(&duplicate.Add({{"transport", tn}, {"type", en}}));
     }
     for (int r = 0; r < kRejectReasonCount; ++r) {
-      rejected_[t][r] =
-          &rejected.Add({{"transport", tn}, {"reason", str(reject_reason_label(static_cast<RejectReason>(r)))}});
+      rejected_[t][r] = PromCounter(
+          &rejected.Add({{"transport", tn}, {"reason", str(reject_reason_label(static_cast<RejectReason>(r)))}}));
     }
   }
   auto& tls_failures = BuildCounter()
@@ -104,8 +100,8 @@ Metrics::Metrics(std::string_view version) : registry_(std::make_shared<promethe
                            .Register(reg);
   for (const Transport t : {Transport::kTcp, Transport::kHttp}) {
     for (int f = 0; f < kTlsFailureCount; ++f) {
-      tls_handshake_failures_[t == Transport::kTcp ? 0 : 1][f] = &tls_failures.Add(
-          {{"transport", str(transport_name(t))}, {"reason", str(tls_failure_name(static_cast<TlsFailure>(f)))}});
+      tls_handshake_failures_[t == Transport::kTcp ? 0 : 1][f] = PromCounter(&tls_failures.Add(
+          {{"transport", str(transport_name(t))}, {"reason", str(tls_failure_name(static_cast<TlsFailure>(f)))}}));
     }
   }
   auto& channels = BuildCounter()
@@ -113,7 +109,7 @@ Metrics::Metrics(std::string_view version) : registry_(std::make_shared<promethe
                        .Help("Accepted events by channel class (unknown labels count as other)")
                        .Register(reg);
   for (int c = 0; c < kChannelCount; ++c) {
-    by_channel_[c] = &channels.Add({{"channel", str(channel_name(static_cast<Channel>(c)))}});
+    by_channel_[c] = PromCounter(&channels.Add({{"channel", str(channel_name(static_cast<Channel>(c)))}}));
   }
 
   commit_batch_events_ =
@@ -207,22 +203,6 @@ Metrics::Metrics(std::string_view version) : registry_(std::make_shared<promethe
   auto& fits = BuildCounter().Name("rapport_model_fits_total").Help("Value-model fits by result").Register(reg);
   model_fits_ok_ = &fits.Add({{"result", "ok"}});
   model_fits_failed_ = &fits.Add({{"result", "error"}});
-
-  process_cpu_ = &BuildCounter()
-                      .Name("process_cpu_seconds_total")
-                      .Help("User and system CPU time spent in seconds")
-                      .Register(reg)
-                      .Add({});
-  process_rss_ =
-      &BuildGauge().Name("process_resident_memory_bytes").Help("Resident memory size in bytes").Register(reg).Add({});
-  process_fds_ = &BuildGauge().Name("process_open_fds").Help("Number of open file descriptors").Register(reg).Add({});
-  process_start_ = &BuildGauge()
-                        .Name("process_start_time_seconds")
-                        .Help("Start time of the process since the Unix epoch in seconds")
-                        .Register(reg)
-                        .Add({});
-  process_start_->Set(static_cast<double>(
-      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count()));
 }
 
 void Metrics::observe_http(Route route, int status, double seconds) {
@@ -231,46 +211,5 @@ void Metrics::observe_http(Route route, int status, double seconds) {
 }
 
 prometheus::Gauge& Metrics::customers(std::string_view tier) { return customers_->Add({{"tier", str(tier)}}); }
-
-void Metrics::set_before_scrape(std::function<void()> refresh) {
-  std::lock_guard lock(refresh_mutex_);
-  before_scrape_ = std::move(refresh);
-}
-
-void Metrics::refresh_process_metrics() {
-  rusage usage{};
-  if (getrusage(RUSAGE_SELF, &usage) == 0) {
-    const double cpu = static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
-                       static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
-    if (cpu > process_cpu_reported_) {
-      process_cpu_->Increment(cpu - process_cpu_reported_);
-      process_cpu_reported_ = cpu;
-    }
-  }
-  std::ifstream statm("/proc/self/statm");
-  long pages_total = 0;
-  long pages_resident = 0;
-  if (statm >> pages_total >> pages_resident) {
-    process_rss_->Set(static_cast<double>(pages_resident) * static_cast<double>(sysconf(_SC_PAGESIZE)));
-  }
-  if (DIR* dir = opendir("/proc/self/fd")) {
-    int count = 0;
-    while (const dirent* entry = readdir(dir)) {
-      if (entry->d_name[0] != '.') ++count;
-    }
-    closedir(dir);
-    process_fds_->Set(count - 1);  // minus the descriptor opendir itself holds
-  }
-}
-
-std::string Metrics::serialize() {
-  {
-    std::lock_guard lock(refresh_mutex_);
-    if (before_scrape_) before_scrape_();
-    refresh_process_metrics();
-  }
-  prometheus::TextSerializer serializer;
-  return serializer.Serialize(registry_->Collect());
-}
 
 }  // namespace rapport
