@@ -50,6 +50,7 @@ bool decode_path_segment(std::string_view in, std::string& out) {
   out.clear();
   out.reserve(in.size());
   for (std::size_t i = 0; i < in.size(); ++i) {
+    if (in[i] == '\0') return false;
     if (in[i] != '%') {
       out.push_back(in[i]);
       continue;

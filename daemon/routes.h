@@ -31,14 +31,14 @@ struct RouteMatch {
 
 // `method` as sent ("GET", "DELETE", ...); `raw_target` the request target as
 // sent ("/v1/customers/zed%2Fevents?explain=true"). A target that is not an
-// absolute path, a malformed percent-escape or an encoded NUL in the path,
+// absolute path, a malformed percent-escape or a NUL (encoded or raw) in the path,
 // or a customer id outside 1..kMaxIdBytes bytes gives status 400.
 // The route does not depend on the method except for DELETE on a customer
 // (admin scope); a method a route does not allow is answered 405 by
 // Api::handle after the token check.
 RouteMatch match_route(std::string_view method, std::string_view raw_target);
 
-// Percent-decodes one path segment; false on a malformed escape or an encoded NUL.
+// Percent-decodes one path segment; false on a malformed escape or a NUL (encoded or raw).
 bool decode_path_segment(std::string_view in, std::string& out);
 
 // "/v1/customers/<id percent-encoded>" (+ "/events" when `events`): the target
