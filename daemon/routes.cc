@@ -10,7 +10,7 @@ namespace rapport {
 namespace {
 
 struct FixedRoute {
-  std::string_view path;  // decoded segments joined by '/'
+  std::string_view path;  // as sent
   Route route;
   std::optional<Scope> scope;
 };
@@ -70,22 +70,14 @@ RouteMatch match_route(std::string_view method, std::string_view raw_target) {
   const std::string_view raw_path = raw_target.substr(0, question);
   if (raw_path.empty() || raw_path.front() != '/') return bad_request("the request target must be an absolute path");
 
-  // Split on the raw '/' first, then decode each segment.
-  std::vector<std::string> segments;
-  std::string joined;  // decoded segments joined by '/', compared with the fixed routes only
-  std::string_view rest = raw_path.substr(1);
-  for (;;) {
+  // Split on the raw '/'; every segment must decode. Only the customer id is used decoded: the fixed parts
+  // of a route match as sent.
+  std::vector<std::string_view> raw;
+  std::string decoded;
+  for (std::string_view rest = raw_path.substr(1);;) {
     const auto slash = rest.find('/');
-    std::string& segment = segments.emplace_back();
-    if (!decode_path_segment(rest.substr(0, slash), segment)) {
-      return bad_request("malformed percent-escape in the request path");
-    }
-    if (segment.find('/') == std::string::npos) {
-      joined += '/';
-      joined += segment;
-    } else {
-      joined = "?";  // an encoded '/' outside a customer id matches no fixed route
-    }
+    raw.push_back(rest.substr(0, slash));
+    if (!decode_path_segment(raw.back(), decoded)) return bad_request("malformed percent-escape in the request path");
     if (slash == std::string_view::npos) break;
     rest.remove_prefix(slash + 1);
   }
@@ -93,20 +85,21 @@ RouteMatch match_route(std::string_view method, std::string_view raw_target) {
   RouteMatch m;
   if (question != std::string_view::npos) m.query = raw_target.substr(question + 1);
   for (const FixedRoute& r : kFixedRoutes) {
-    if (joined == r.path) {
+    if (raw_path == r.path) {
       m.route = r.route;
       m.scope = r.scope;
       return m;
     }
   }
   // /v1/customers/{id} and /v1/customers/{id}/events, the id one segment.
-  if (segments.size() < 3 || segments.size() > 4 || segments[0] != "v1" || segments[1] != "customers") return m;
-  if (segments.size() == 4 && segments[3] != "events") return m;
-  if (segments[2].empty() || segments[2].size() > kMaxIdBytes) {
+  if (raw.size() < 3 || raw.size() > 4 || raw[0] != "v1" || raw[1] != "customers") return m;
+  if (raw.size() == 4 && raw[3] != "events") return m;
+  decode_path_segment(raw[2], decoded);  // well-formed: checked above
+  if (decoded.empty() || decoded.size() > kMaxIdBytes) {
     return bad_request("customer id must be 1 to " + std::to_string(kMaxIdBytes) + " bytes");
   }
-  m.id = std::move(segments[2]);
-  if (segments.size() == 4) {
+  m.id = std::move(decoded);
+  if (raw.size() == 4) {
     m.route = Route::kCustomerEvents;
     m.scope = Scope::kRead;
   } else if (method == "DELETE") {

@@ -4,10 +4,11 @@
 // HTTP front calls as soon as a header is in, before it reads any body byte)
 // and by Api::handle, so the two can never disagree.
 //
-// The raw (still percent-encoded) path is split into segments on '/' first,
-// and only then is each segment percent-decoded: a customer id may hold any
-// byte but NUL — '/', '%', '?', '#', spaces, non-ASCII — when it is
-// percent-encoded, and its bytes never change the route.
+// Routing is on the raw (still percent-encoded) path, split on '/'; only then
+// is the customer id segment percent-decoded: an id may hold any byte but
+// NUL — '/', '%', '?', '#', spaces, non-ASCII — when it is percent-encoded,
+// and its bytes never change the route. The fixed parts of a route match
+// only as sent ("/%6Detrics" is no route).
 // POST /v1/events is not here: the HTTP front serves it itself.
 #pragma once
 

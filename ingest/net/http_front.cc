@@ -561,8 +561,7 @@ class HttpConnection final : public Connection {
         answer_early(error_response(access.status, access.error));
         return;
       }
-      if (front_ == Front::kHttp && core_.metrics_separate &&
-          (raw_path == "/metrics" || access.route == Route::kMetrics)) {
+      if (front_ == Front::kHttp && core_.metrics_separate && raw_path == "/metrics") {
         route_ = Route::kOther;
         answer_early(error_response(404, "no such route: " + std::string(req.method_string()) + " " +
                                              std::string(raw_path) + " (metrics are served on the metrics listener)"));

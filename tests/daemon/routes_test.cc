@@ -40,7 +40,8 @@ TEST(Routes, EveryRouteHasItsScope) {
       {"DELETE", "/v1/customers/alice", Route::kCustomerDelete, Scope::kAdmin},
       {"GET", "/v1/customers/alice/events", Route::kCustomerEvents, Scope::kRead},
       {"DELETE", "/v1/customers/alice/events", Route::kCustomerEvents, Scope::kRead},  // then 405
-      {"GET", "/v1/%63ustomers/alice", Route::kCustomer, Scope::kRead},                // segments are decoded
+      {"GET", "/v1/%63ustomers/alice", Route::kOther, std::nullopt},                   // fixed parts match as sent
+      {"GET", "/%6Detrics", Route::kOther, std::nullopt},
       {"GET", "/v1%2Fcustomers", Route::kOther, std::nullopt},  // an encoded '/' is not a separator
       {"GET", "/v1/customers/a/b", Route::kOther, std::nullopt},
   };
