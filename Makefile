@@ -14,7 +14,7 @@ PACKAGES := cmake g++ make pkg-config libboost1.81-dev libsimdjson-dev liblmdb-d
 CMAKE_FLAGS ?=
 RUN_FLAGS ?=
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := decoder http
+FUZZ_TARGETS := decoder http route
 
 .PHONY: deps build build-test build-asan build-tsan build-fuzz test test-fast test-asan test-tsan fuzz run bench clean
 

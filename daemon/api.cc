@@ -19,12 +19,12 @@
 #include "daemon/customer_json.h"
 #include "daemon/openapi_document.h"
 #include "daemon/ranking.h"
+#include "daemon/routes.h"
 #include "daemon/value_records.h"
 
 namespace rapport {
 namespace {
 
-constexpr std::string_view kCustomersPrefix = "/v1/customers/";
 constexpr std::size_t kMaxBatchGet = 1000;
 
 std::int64_t now_ms() {
@@ -107,20 +107,32 @@ std::shared_ptr<const TokenSet> Api::tokens() const {
   return tokens_;
 }
 
+RouteAccess Api::access(std::string_view method, std::string_view raw_target) const {
+  RouteMatch m = match_route(method, raw_target);
+  return RouteAccess{http_route(m.route), route_name(m.route), m.scope, m.status, std::move(m.error)};
+}
+
 Route Api::dispatch(HttpRequest&& request, HttpRespond respond) {
-  const std::string_view path = request.path;
+  const std::string_view path = request.path;  // as sent: routed first, the id decoded after
   const std::string_view method = request.method;
+  const RouteMatch match = match_route(method, path);
+  if (match.status != 0) {
+    respond(json_error(match.status, match.error));
+    return match.route;
+  }
+  const Route route = match.route;
+  const std::string_view id = match.id;
 
   // Probes, metrics and the API document need no token.
-  if (path == "/healthz") {
+  if (route == Route::kHealthz) {
     respond(json_ok(R"({"status":"ok"})"));
     return Route::kHealthz;
   }
-  if (path == "/v1/openapi.json") {
+  if (route == Route::kOpenApi) {
     respond(json_ok(std::string(openapi_document())));
     return Route::kOpenApi;
   }
-  if (path == "/readyz") {
+  if (route == Route::kReadyz) {
     if (writer_.accepting()) {
       respond(json_ok(R"({"status":"ready"})"));
     } else {
@@ -128,54 +140,20 @@ Route Api::dispatch(HttpRequest&& request, HttpRespond respond) {
     }
     return Route::kReadyz;
   }
-  if (path == "/metrics") {
+  if (route == Route::kMetrics) {
     HttpResponse r;
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
     r.body = metrics_.serialize();
     respond(std::move(r));
     return Route::kMetrics;
   }
-
-  // Everything else needs a scope.
-  Route route = Route::kOther;
-  Scope scope = Scope::kRead;
-  std::string_view id;
-  if (path == "/v1/customers:batchGet") {
-    route = Route::kCustomersBatchGet;
-  } else if (path == "/v1/deadletter") {
-    route = Route::kDeadLetter;
-    scope = Scope::kAdmin;
-  } else if (path == "/v1/deadletter:remove") {
-    route = Route::kDeadLetterRemove;
-    scope = Scope::kAdmin;
-  } else if (path == "/v1/model") {
-    route = Route::kModel;
-  } else if (path == "/v1/model:fit") {
-    route = Route::kModelFit;
-    scope = Scope::kAdmin;
-  } else if (path == "/v1/tiers") {
-    route = Route::kTiers;
-  } else if (path == "/v1/customers") {
-    route = Route::kCustomersList;
-  } else if (path.substr(0, kCustomersPrefix.size()) == kCustomersPrefix) {
-    id = path.substr(kCustomersPrefix.size());
-    constexpr std::string_view kEventsSuffix = "/events";
-    if (id.size() > kEventsSuffix.size() && id.substr(id.size() - kEventsSuffix.size()) == kEventsSuffix) {
-      id.remove_suffix(kEventsSuffix.size());
-      route = Route::kCustomerEvents;
-    } else if (method == "DELETE") {
-      route = Route::kCustomerDelete;
-      scope = Scope::kAdmin;
-    } else {
-      route = Route::kCustomer;
-    }
-  }
-  if (route == Route::kOther) {
+  if (!match.scope) {
     respond(json_error(404, "no such route: " + std::string(method) + " " + std::string(path)));
     return route;
   }
 
-  switch (tokens()->check(request.bearer_token, scope)) {
+  // Everything else needs a scope (the HTTP front checked it already, before the body; checked again here).
+  switch (tokens()->check(request.bearer_token, *match.scope)) {
     case AuthResult::kAllowed:
       break;
     case AuthResult::kMissing:

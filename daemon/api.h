@@ -23,6 +23,8 @@ class Api final : public HttpHandler {
  public:
   Api(Store& store, Writer& writer, ValueService& value, Metrics& metrics, std::shared_ptr<const Config> config);
 
+  // The route and scope of a request from its method and raw target (daemon/routes.h), before its body.
+  RouteAccess access(std::string_view method, std::string_view raw_target) const override;
   HttpRoute handle(HttpRequest&& request, HttpRespond respond) override {
     return http_route(dispatch(std::move(request), std::move(respond)));
   }

@@ -2,10 +2,20 @@
 // connection (pipelined requests wait in the buffer), POST /v1/events served
 // here, everything else handed to the HttpHandler.
 //
-// POST /v1/events: auth (ingest scope) -> 401/403; query (only
-// deadletter=true|false; false needs the admin scope) -> 400/403;
-// Content-Type -> 415; sink not accepting or full -> 503 + Retry-After: 1;
-// decode the body on the io thread; answer after the durable commit with
+// Everything decidable from the header is decided as soon as it is in, before
+// any body byte is read and before `100 Continue` (on_header): framing (a
+// Transfer-Encoding not ending in chunked, or any in HTTP/1.0, two
+// Authorization headers, not exactly one Host in HTTP/1.1, a target that is
+// not an absolute path -> 400 and close), the route and the scope it needs
+// (HttpHandler::access; POST /v1/events is ingest), the token (401/403, with
+// an audit line), a Content-Encoding other than identity (415). Such an early
+// answer closes the connection when a body was announced (never read, so never
+// taken for the next request). A request that needs no token takes at most
+// kMaxBodyWithoutToken bytes of body.
+// POST /v1/events: query (only deadletter=true|false; false needs the admin
+// scope) -> 400/403; Content-Type -> 415; sink not accepting or full -> 503 +
+// Retry-After: 1; decode the body on the io thread; answer after the durable
+// commit with
 // {"accepted":a,"duplicates":d,"errors":bool,"rejected":[{"index":i,"reason":"<label>",
 //  "error":"<message>","event_id":"<id>"}],"rejected_count":k,"rejected_by_reason":{"<label>":n}}
 // (the first kMaxListedRejections listed, all counted), 400
@@ -34,8 +44,10 @@
 #include <cctype>
 #include <exception>
 #include <optional>
+#include <string>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "ingest/net/fronts.h"
 
@@ -61,32 +73,6 @@ HttpResponse error_response(int status, std::string_view message) {
   r.status = status;
   r.body = json_error_body(message);
   return r;
-}
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-// Percent-decodes a path; false on a malformed escape or an encoded NUL.
-bool percent_decode(std::string_view in, std::string& out) {
-  out.clear();
-  out.reserve(in.size());
-  for (std::size_t i = 0; i < in.size(); ++i) {
-    if (in[i] != '%') {
-      out.push_back(in[i]);
-      continue;
-    }
-    if (i + 2 >= in.size()) return false;
-    const int hi = hex_value(in[i + 1]);
-    const int lo = hex_value(in[i + 2]);
-    if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) return false;
-    out.push_back(static_cast<char>(hi * 16 + lo));
-    i += 2;
-  }
-  return true;
 }
 
 std::string_view trim(std::string_view s) {
@@ -118,6 +104,74 @@ std::optional<BodyFormat> body_format(std::string_view type) {
   if (type == "application/cloudevents+json") return BodyFormat::kCloudEvent;
   if (type == "application/cloudevents-batch+json") return BodyFormat::kCloudEventBatch;
   return std::nullopt;
+}
+
+std::string_view scope_name(Scope scope) {
+  switch (scope) {
+    case Scope::kIngest:
+      return "ingest";
+    case Scope::kRead:
+      return "read";
+    case Scope::kAdmin:
+      return "admin";
+  }
+  return "required";
+}
+
+// The elements of the comma-separated lists in every `field` line of `req`, trimmed, lower-case, without
+// parameters; empty elements (allowed by the list syntax) are skipped.
+template <typename Request>
+std::vector<std::string> list_elements(const Request& req, http::field field) {
+  std::vector<std::string> out;
+  const auto [first, last] = req.equal_range(field);
+  for (auto it = first; it != last; ++it) {
+    std::string_view value = it->value();
+    while (!value.empty()) {
+      const auto comma = value.find(',');
+      const std::string_view element = trim(value.substr(0, comma).substr(0, value.substr(0, comma).find(';')));
+      if (!element.empty()) out.push_back(lower(element));
+      if (comma == std::string_view::npos) break;
+      value.remove_prefix(comma + 1);
+    }
+  }
+  return out;
+}
+
+// A framing problem of the header (RFC 9112 §3.2, §6.1), answered 400 before anything else; the
+// connection is then closed. Beast takes a Transfer-Encoding whose last coding is not `chunked` as "no
+// body", so the body would be read as the next request: refused here.
+template <typename Request>
+std::optional<HttpResponse> framing_problem(const Request& req) {
+  if (req.target().empty() || req.target().front() != '/') {
+    return error_response(400, "the request target must be an absolute path");
+  }
+  if (req.count(http::field::transfer_encoding) > 0) {
+    const std::vector<std::string> codings = list_elements(req, http::field::transfer_encoding);
+    if (req.version() < 11) return error_response(400, "Transfer-Encoding is not allowed in an HTTP/1.0 request");
+    if (codings.empty() || codings.back() != "chunked") {
+      return error_response(400, "Transfer-Encoding must end with chunked (RFC 9112 section 6.1)");
+    }
+    if (std::count(codings.begin(), codings.end(), "chunked") > 1) {
+      return error_response(400, "chunked may be applied only once");
+    }
+    if (codings.size() > 1) {
+      return error_response(400, "unsupported transfer coding '" + codings.front() + "': use chunked alone");
+    }
+  }
+  if (req.count(http::field::authorization) > 1) return error_response(400, "more than one Authorization header");
+  const std::size_t hosts = req.count(http::field::host);
+  if (hosts > 1) return error_response(400, "more than one Host header");
+  if (hosts == 0 && req.version() >= 11) return error_response(400, "an HTTP/1.1 request needs a Host header");
+  return std::nullopt;
+}
+
+// The first content coding other than `identity` of the request body; empty when there is none.
+template <typename Request>
+std::string content_coding(const Request& req) {
+  for (std::string& coding : list_elements(req, http::field::content_encoding)) {
+    if (coding != "identity") return std::move(coding);
+  }
+  return {};
 }
 
 // Finds the raw text of item `index` of a body, for the dead-letter payload.
@@ -518,10 +572,13 @@ class HttpConnection final : public Connection {
       return;
     }
     state_ = State::kReading;
+    route_ = Route::kOther;
+    serve_events_ = false;
     const FrontLimits& limits = settings_->limits;
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(limits.max_header_bytes, UINT32_MAX)));
-    parser_->body_limit(static_cast<std::uint64_t>(limits.max_body_bytes));
+    body_limit_ = limits.max_body_bytes;
+    parser_->body_limit(body_limit_);
     lowest().expires_after(limits.read_timeout);
     http::async_read_header(stream_, buffer_, *parser_,
                             [self = self()](const boost::system::error_code& ec, std::size_t n) {
@@ -529,7 +586,10 @@ class HttpConnection final : public Connection {
                             });
   }
 
-  // `n`: the bytes of the whole header (start line, fields, blank line).
+  // `n`: the bytes of the whole header (start line, fields, blank line). Everything that can be decided from
+  // the header is decided here, before any body byte is read and before `100 Continue`: framing, route,
+  // token and scope, content coding. An answer given here closes the connection when a body was announced
+  // (its bytes are never read, so they cannot be taken for the next request).
   void on_header(const boost::system::error_code& ec, std::size_t n) {
     if (closed_) return;
     if (ec) {
@@ -542,8 +602,83 @@ class HttpConnection final : public Connection {
       on_read_error(http::error::header_limit);
       return;
     }
-    const auto expect = parser_->get()[http::field::expect];
-    if (!parser_->is_done() && beast::iequals(expect, "100-continue")) {
+    auto& req = parser_->get();
+    version_ = req.version();
+    keep_alive_ = req.keep_alive() && !draining_;
+    head_ = req.method() == http::verb::head;
+    const bool body_follows = !parser_->is_done();
+
+    if (auto problem = framing_problem(req)) {
+      started_at_ = std::chrono::steady_clock::now();
+      keep_alive_ = false;
+      send(std::move(*problem));
+      return;
+    }
+    const std::string_view target = req.target();
+    const std::string_view raw_path = target.substr(0, target.find('?'));
+    std::optional<Scope> scope;
+    if (front_ == Front::kMetrics) {
+      if (raw_path != "/metrics" && raw_path != "/healthz") {
+        answer_early(error_response(404, "no such route: " + std::string(req.method_string()) + " " +
+                                             std::string(raw_path) +
+                                             " (this listener serves only /metrics and /healthz)"));
+        return;
+      }
+    } else if (raw_path == "/v1/events") {
+      route_ = Route::kEvents;
+      if (req.method() != http::verb::post) {
+        HttpResponse r =
+            error_response(405, "method " + std::string(req.method_string()) + " not allowed on /v1/events");
+        r.headers.emplace_back("Allow", "POST");
+        answer_early(std::move(r));
+        return;
+      }
+      serve_events_ = true;
+      route_name_ = "events";
+      scope = Scope::kIngest;
+    }
+    if (!serve_events_) {
+      RouteAccess access = core_.handler.access(req.method_string(), target);
+      route_ = access.route;
+      route_name_ = access.name;
+      if (access.status != 0) {
+        answer_early(error_response(access.status, access.error));
+        return;
+      }
+      if (front_ == Front::kHttp && core_.metrics_separate && raw_path == "/metrics") {
+        route_ = Route::kOther;
+        answer_early(error_response(404, "no such route: " + std::string(req.method_string()) + " " +
+                                             std::string(raw_path) + " (metrics are served on the metrics listener)"));
+        return;
+      }
+      scope = access.scope;
+    }
+    if (scope) {
+      if (auto refusal = check_token(req, *scope)) {
+        answer_early(std::move(*refusal));
+        return;
+      }
+    } else {
+      // Nothing that needs no token takes a body: an unauthenticated client may not make the server hold one.
+      const auto length = parser_->content_length();
+      if (length && *length > kMaxBodyWithoutToken) {
+        answer_early(error_response(
+            413, "body exceeds " + std::to_string(kMaxBodyWithoutToken) + " bytes (this route takes no body)"));
+        return;
+      }
+      body_limit_ = std::min<std::uint64_t>(body_limit_, kMaxBodyWithoutToken);
+      parser_->body_limit(body_limit_);
+    }
+    if (body_follows) {
+      const std::string coding = content_coding(req);
+      if (!coding.empty()) {
+        answer_early(error_response(
+            415, "unsupported Content-Encoding '" + coding + "': send the body uncompressed (identity)"));
+        return;
+      }
+    }
+    const auto expect = req[http::field::expect];
+    if (body_follows && beast::iequals(expect, "100-continue")) {
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
       asio::async_write(stream_, asio::buffer(kContinue.data(), kContinue.size()),
                         [self = self()](const boost::system::error_code& e, std::size_t /*n*/) {
@@ -559,6 +694,41 @@ class HttpConnection final : public Connection {
       return;
     }
     read_body();
+  }
+
+  // An answer decided from the header alone. The body, if one was announced, is never read: close after.
+  void answer_early(HttpResponse&& response) {
+    started_at_ = std::chrono::steady_clock::now();
+    if (!parser_->is_done()) keep_alive_ = false;
+    send(std::move(response));
+  }
+
+  // 401 / 403 when the request's bearer token lacks `scope`; nullopt when it may go on.
+  // Each refusal writes an audit line (never the token: its place in the config, or "unknown token").
+  std::optional<HttpResponse> check_token(const http::request<http::string_body>& req, Scope scope) {
+    const auto authorization = req[http::field::authorization];
+    const std::string token = bearer_token(authorization);
+    const AuthResult result = core_.tokens()->check(token, scope);
+    if (result != AuthResult::kAllowed) {
+      log_auth_failure("http", peer_of(lowest().socket()), route_name_,
+                       result == AuthResult::kForbidden ? "forbidden" : "unauthorized",
+                       core_.tokens()->describe(token));
+    }
+    switch (result) {
+      case AuthResult::kAllowed:
+        return std::nullopt;
+      case AuthResult::kMissing:
+      case AuthResult::kInvalid: {
+        HttpResponse r = error_response(401, authorization.empty() ? "missing bearer token" : "invalid token");
+        r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"rapport\"");
+        return r;
+      }
+      case AuthResult::kForbidden:
+        break;
+    }
+    HttpResponse r = error_response(403, "the token lacks the " + std::string(scope_name(scope)) + " scope");
+    r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"rapport\", error=\"insufficient_scope\"");
+    return r;
   }
 
   void read_body() {
@@ -586,18 +756,12 @@ class HttpConnection final : public Connection {
       return;
     }
     started_at_ = std::chrono::steady_clock::now();
-    route_ = Route::kOther;
-    version_ = 11;
-    if (parser_ && parser_->is_header_done()) {
-      const auto target = parser_->get().target();
-      if (target == "/v1/events" || target.substr(0, 11) == "/v1/events?") route_ = Route::kEvents;
-      version_ = parser_->get().version();
-    }
+    version_ = parser_ && parser_->is_header_done() ? parser_->get().version() : 11;
     keep_alive_ = false;
     head_ = false;
     const FrontLimits& limits = settings_->limits;
     if (ec == http::error::body_limit) {
-      send(error_response(413, "body exceeds " + std::to_string(limits.max_body_bytes) + " bytes"));
+      send(error_response(413, "body exceeds " + std::to_string(body_limit_) + " bytes"));
     } else if (ec == http::error::header_limit) {
       send(error_response(431, "header exceeds " + std::to_string(limits.max_header_bytes) + " bytes"));
     } else {
@@ -611,44 +775,15 @@ class HttpConnection final : public Connection {
     state_ = State::kBusy;
     started_at_ = std::chrono::steady_clock::now();
     auto& req = parser_->get();
-    version_ = req.version();
-    keep_alive_ = req.keep_alive() && !draining_;
-    head_ = req.method() == http::verb::head;
-    route_ = Route::kOther;
-    const std::string_view target = req.target();
-    if (target.empty() || target.front() != '/') {
-      keep_alive_ = false;
-      send(error_response(400, "the request target must be an absolute path"));
-      return;
-    }
-    const auto question = target.find('?');
-    std::string path;
-    if (!percent_decode(target.substr(0, question), path)) {
-      send(error_response(400, "malformed percent-escape in the request path"));
-      return;
-    }
-    if (front_ == Front::kMetrics ? path != "/metrics" && path != "/healthz"
-                                  : core_.metrics_separate && path == "/metrics") {
-      send(error_response(404, "no such route: " + std::string(req.method_string()) + " " + path +
-                                   (front_ == Front::kMetrics ? " (this listener serves only /metrics and /healthz)"
-                                                              : " (metrics are served on the metrics listener)")));
-      return;
-    }
-    if (path == "/v1/events") {
-      route_ = Route::kEvents;
-      if (req.method() != http::verb::post) {
-        HttpResponse r =
-            error_response(405, "method " + std::string(req.method_string()) + " not allowed on /v1/events");
-        r.headers.emplace_back("Allow", "POST");
-        send(std::move(r));
-        return;
-      }
+    if (serve_events_) {
       ingest(req);
       return;
     }
+    const std::string_view target = req.target();
+    const auto question = target.find('?');
     HttpRequest request;
     request.method = std::string(req.method_string());
-    request.path = std::move(path);
+    request.path = std::string(target.substr(0, question));
     if (question != std::string_view::npos) request.query = std::string(target.substr(question + 1));
     request.content_type = media_type(req[http::field::content_type]);
     request.bearer_token = bearer_token(req[http::field::authorization]);
@@ -676,28 +811,6 @@ class HttpConnection final : public Connection {
   }
 
   void ingest(http::request<http::string_body>& req) {
-    switch (core_.tokens()->check(bearer_token(req[http::field::authorization]), Scope::kIngest)) {
-      case AuthResult::kAllowed:
-        break;
-      case AuthResult::kMissing:
-      case AuthResult::kInvalid: {
-        log_auth_failure("http", peer_of(lowest().socket()), "events", "unauthorized",
-                         core_.tokens()->describe(bearer_token(req[http::field::authorization])));
-        HttpResponse r =
-            error_response(401, req[http::field::authorization].empty() ? "missing bearer token" : "invalid token");
-        r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"rapport\"");
-        send(std::move(r));
-        return;
-      }
-      case AuthResult::kForbidden: {
-        log_auth_failure("http", peer_of(lowest().socket()), "events", "forbidden",
-                         core_.tokens()->describe(bearer_token(req[http::field::authorization])));
-        HttpResponse r = error_response(403, "the token lacks the ingest scope");
-        r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"rapport\", error=\"insufficient_scope\"");
-        send(std::move(r));
-        return;
-      }
-    }
     // ?deadletter=false (a replay of stored dead letters): rejected items are answered but not stored again.
     const std::string_view target = req.target();
     const std::size_t question = target.find('?');
@@ -881,6 +994,9 @@ class HttpConnection final : public Connection {
   std::uint64_t request_seq_ = 0;  // completions carry it; a stale one is ignored
   std::chrono::steady_clock::time_point started_at_{};
   Route route_ = Route::kOther;
+  std::string_view route_name_ = "other";  // for audit lines
+  bool serve_events_ = false;              // the request is POST /v1/events, served here
+  std::uint64_t body_limit_ = 0;           // of the request being read
   unsigned version_ = 11;
   bool keep_alive_ = true;
   bool head_ = false;

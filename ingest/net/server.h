@@ -16,7 +16,9 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -30,7 +32,7 @@ namespace rapport {
 
 struct HttpRequest {
   std::string method;        // "GET", "POST", ...
-  std::string path;          // "/v1/customers/abc" (percent-decoded)
+  std::string path;          // "/v1/customers/a%2Fb": as sent, still percent-encoded (route first, then decode)
   std::string query;         // raw query string without '?', e.g. "explain=true"
   std::string content_type;  // media type only, lower-case, no parameters
   std::string bearer_token;  // from "Authorization: Bearer ..." (empty if none)
@@ -48,14 +50,34 @@ struct HttpResponse {
 // Call exactly once, from any thread.
 using HttpRespond = std::function<void(HttpResponse&&)>;
 
+// What a request needs before its body may be read: the HTTP front asks for
+// it as soon as the header is in.
+struct RouteAccess {
+  HttpRoute route = HttpRoute::kOther;  // for the stats (the handler's id); kOther: no such route (404)
+  std::string_view name = "other";      // the route's name for audit lines (static storage)
+  std::optional<Scope> scope;           // the scope the bearer token must hold; nullopt: none (probes, metrics, 404s)
+  int status = 0;                       // non-zero (400): answer this at once with `error` (a malformed target)
+  std::string error;
+};
+
 class HttpHandler {
  public:
   virtual ~HttpHandler() = default;
+  // Called on an io thread as soon as a request's header is in, before any
+  // body byte is read or `100 Continue` is sent. `raw_target` is the request
+  // target as sent. The front then answers 401/403 itself when the bearer
+  // token lacks `scope` (closing the connection when a body was announced),
+  // and lets a request that needs no token carry at most
+  // kMaxBodyWithoutToken bytes of body. Must not block.
+  virtual RouteAccess access(std::string_view method, std::string_view raw_target) const = 0;
   // Returns the route (for the stats: the handler's own id, opaque to the
   // fronts) and eventually calls respond. Runs on an io thread: must not
   // block for long (post long work elsewhere).
   virtual HttpRoute handle(HttpRequest&& request, HttpRespond respond) = 0;
 };
+
+// The body a request that needs no token (a probe, /metrics, a 404) may carry: 413 above.
+inline constexpr std::size_t kMaxBodyWithoutToken = 4096;
 
 // Limits; reloadable at run time (SIGHUP) with NetworkServer::set_limits.
 struct FrontLimits {

@@ -88,6 +88,12 @@ class ImmediateSink final : public rapport::IngestSink {
 
 class TrivialHandler final : public rapport::HttpHandler {
  public:
+  // "/secure..." needs the read scope (checked by the front before the body); the rest no token.
+  rapport::RouteAccess access(std::string_view /*method*/, std::string_view raw_target) const override {
+    rapport::RouteAccess a;
+    if (raw_target.substr(0, 7) == "/secure") a.scope = rapport::Scope::kRead;
+    return a;
+  }
   rapport::HttpRoute handle(rapport::HttpRequest&& request, rapport::HttpRespond respond) override {
     if (request.path == "/healthz") {
       rapport::HttpResponse r;

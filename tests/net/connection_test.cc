@@ -42,6 +42,7 @@ class ImmediateSink final : public IngestSink {
 
 class NotFoundHandler final : public HttpHandler {
  public:
+  RouteAccess access(std::string_view /*method*/, std::string_view /*raw_target*/) const override { return {}; }
   HttpRoute handle(HttpRequest&& /*request*/, HttpRespond respond) override {
     HttpResponse r;
     r.status = 404;

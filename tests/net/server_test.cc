@@ -27,6 +27,7 @@
 
 #include "tests/support/counting_stats.h"
 #include "tests/support/loopback_client.h"
+#include "tests/support/peer_read.h"
 
 namespace rapport {
 namespace {
@@ -164,6 +165,20 @@ class FakeHandler final : public HttpHandler {
   ~FakeHandler() override {
     for (auto& t : threads_) t.join();
   }
+  // "/read..." needs the read scope, "/admin..." the admin scope, "/malformed" is refused with 400; the rest
+  // needs no token. Counts the calls.
+  RouteAccess access(std::string_view /*method*/, std::string_view raw_target) const override {
+    ++access_calls_;
+    RouteAccess a;
+    if (raw_target.substr(0, 5) == "/read") a.scope = Scope::kRead;
+    if (raw_target.substr(0, 6) == "/admin") a.scope = Scope::kAdmin;
+    if (raw_target == "/malformed") {
+      a.status = 400;
+      a.error = "malformed";
+    }
+    return a;
+  }
+  int access_calls() const { return access_calls_.load(); }
   HttpRoute handle(HttpRequest&& request, HttpRespond respond) override {
     HttpResponse r;
     r.body = "method=" + request.method + " path=" + request.path + " query=" + request.query +
@@ -186,6 +201,7 @@ class FakeHandler final : public HttpHandler {
  private:
   std::mutex mutex_;
   std::vector<std::thread> threads_;
+  mutable std::atomic<int> access_calls_{0};
 };
 
 // ---------------------------------------------------------------------------
@@ -584,6 +600,149 @@ TEST_F(ServerTest, HttpIngestChecksBearerTokens) {
   EXPECT_EQ(r.status, 200) << r.body;
 }
 
+// The token is checked from the header: a refused upload is answered before its body (which is never sent
+// here) and the connection closes; the handler's access() names the scope, handle() never runs.
+TEST_F(ServerTest, HttpChecksTheTokenBeforeReadingTheBody) {
+  auto tokens = std::make_shared<const TokenSet>(
+      std::vector<TokenGrant>{{"ingest-token-0123456789", static_cast<std::uint8_t>(Scope::kIngest)},
+                              {"read-token-0123456789ab", static_cast<std::uint8_t>(Scope::kRead)}});
+  start(loopback(), tokens);
+  const auto upload = [&](const std::string& target, const std::string& auth) {
+    Client c(http_port());
+    EXPECT_TRUE(c.send("POST " + target + " HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\n" + auth +
+                       "Content-Length: 16000000\r\n\r\n"));
+    auto r = c.read_response();
+    EXPECT_TRUE(r.has_value()) << target << ": no answer before the body";
+    EXPECT_TRUE(c.closed_by_peer()) << target << ": the unread body must end the connection";
+    return r.value_or(Client::Response{});
+  };
+  EXPECT_EQ(upload("/v1/events", "").status, 401);
+  EXPECT_EQ(upload("/v1/events", "Authorization: Bearer wrong\r\n").status, 401);
+  auto r = upload("/v1/events", "Authorization: Bearer read-token-0123456789ab\r\n");
+  EXPECT_EQ(r.status, 403);
+  EXPECT_EQ(r.body, "{\"error\":\"the token lacks the ingest scope\"}");
+  EXPECT_EQ(upload("/read/x", "").status, 401);
+  r = upload("/admin/x", "Authorization: Bearer read-token-0123456789ab\r\n");
+  EXPECT_EQ(r.status, 403);
+  EXPECT_EQ(r.body, "{\"error\":\"the token lacks the admin scope\"}");
+  EXPECT_NE(r.headers["www-authenticate"].find("insufficient_scope"), std::string::npos);
+  EXPECT_GE(handler_.access_calls(), 2);
+  EXPECT_EQ(sink_.submitted(), 0u);
+  // Expect: 100-continue without a token: the refusal, never 100 Continue.
+  Client c(http_port());
+  ASSERT_TRUE(
+      c.send("POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\n"
+             "Expect: 100-continue\r\nContent-Length: 10\r\n\r\n"));
+  r = c.read_response().value_or(Client::Response{});
+  EXPECT_EQ(r.status, 401);
+  // A refused request without a body keeps the connection.
+  Client keep(http_port());
+  ASSERT_TRUE(keep.send(http_request("GET", "/read/x", "", "", {}, /*close=*/false)));
+  EXPECT_EQ(keep.read_response().value_or(Client::Response{}).status, 401);
+  ASSERT_TRUE(keep.send(http_request("GET", "/read/x", "", "", {"Authorization: Bearer read-token-0123456789ab"})));
+  r = keep.read_response().value_or(Client::Response{});
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body.rfind("method=GET path=/read/x", 0), 0u) << r.body;
+}
+
+// A request that needs no token takes at most kMaxBodyWithoutToken bytes of body.
+TEST_F(ServerTest, HttpRequestsWithoutATokenTakeNoLargeBody) {
+  start();
+  Client c(http_port());
+  ASSERT_TRUE(c.send("POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n"));
+  auto r = c.read_response().value_or(Client::Response{});
+  EXPECT_EQ(r.status, 413);
+  EXPECT_TRUE(c.closed_by_peer());
+  // Chunked: cut off at the limit.
+  Client chunked(http_port());
+  std::ostringstream size;
+  size << std::hex << (kMaxBodyWithoutToken + 1);
+  ASSERT_TRUE(chunked.send("POST /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + size.str() +
+                           "\r\n" + std::string(kMaxBodyWithoutToken + 1, 'b') + "\r\n0\r\n\r\n"));
+  r = chunked.read_response().value_or(Client::Response{});
+  EXPECT_EQ(r.status, 413);
+  EXPECT_EQ(r.body, "{\"error\":\"body exceeds " + std::to_string(kMaxBodyWithoutToken) + " bytes\"}");
+  // A small one is fine.
+  r = http(http_request("POST", "/healthz", std::string(kMaxBodyWithoutToken, 'b'), "text/plain"));
+  EXPECT_EQ(r.status, 200);
+  // With a scope, the configured limit applies.
+  r = http(http_request("POST", "/read/x", std::string(100000, 'b'), "text/plain"));
+  EXPECT_EQ(r.status, 200);
+}
+
+// RFC 9112 §6.1, §3.2: a Transfer-Encoding that does not end in chunked, two Authorization headers, a
+// missing or repeated Host are 400 and close the connection; what follows is never read as a request.
+TEST_F(ServerTest, HttpFramingIsStrict) {
+  start();
+  const std::string smuggled = "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+  for (const std::string coding :
+       {"chunked, identity", "identity", "gzip", "xchunked", "gzip, chunked", "chunked, chunked", ", identity"}) {
+    Client c(http_port());
+    ASSERT_TRUE(c.send("POST /read/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: " + coding + "\r\n\r\n" + smuggled));
+    bool eof = false;
+    std::string answer = c.read_all(eof);
+    const auto r = test::take_response(answer);
+    ASSERT_TRUE(r.has_value()) << coding;
+    EXPECT_EQ(r->status, 400) << coding << ": " << r->body;
+    EXPECT_TRUE(eof) << coding;
+    EXPECT_EQ(answer, "") << coding << ": the smuggled request was answered";
+  }
+  const auto status = [&](const std::string& request) {
+    Client c(http_port());
+    EXPECT_TRUE(c.send(request));
+    const auto r = c.read_response().value_or(Client::Response{});
+    EXPECT_TRUE(c.closed_by_peer()) << request;
+    return r.status;
+  };
+  EXPECT_EQ(status("GET /x HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer a\r\nAuthorization: Bearer b\r\n\r\n"), 400);
+  EXPECT_EQ(status("GET /x HTTP/1.1\r\n\r\n"), 400);
+  EXPECT_EQ(status("GET /x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), 400);
+  EXPECT_EQ(status("GET /x HTTP/1.0\r\n\r\n"), 200);
+  EXPECT_EQ(status("POST /x HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"), 400);
+  EXPECT_EQ(status("POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                   "3\r\nabc\r\n0\r\n\r\n"),
+            200);
+  // Content-Encoding: only identity (or none) for a body.
+  EXPECT_EQ(status(http_request("POST", "/v1/events", event("ce"), "application/json", {"Content-Encoding: gzip"})),
+            415);
+  EXPECT_EQ(status(http_request("POST", "/x", "abc", "text/plain", {"Content-Encoding: identity, deflate"})), 415);
+  EXPECT_EQ(status(http_request("POST", "/x", "abc", "text/plain", {"Content-Encoding: identity"})), 200);
+  EXPECT_EQ(status(http_request("GET", "/x", "", "", {"Content-Encoding: gzip"})), 200);  // no body: nothing to decode
+  EXPECT_EQ(sink_.submitted(), 0u);
+}
+
+// A GET whose header block (request line, fields, final blank line) is exactly `size` bytes.
+std::string header_of_size(std::size_t size) {
+  std::string head = "GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n";
+  const std::string name = "X-Pad: ";
+  head += name + std::string(size - head.size() - name.size() - 4, 'p') + "\r\n\r\n";
+  return head;
+}
+
+// max_header_bytes counts the whole header block: exactly the limit passes, one byte more is 431, wherever
+// the client's bytes are split (the server has read the first part before the rest is sent).
+TEST_F(ServerTest, HttpHeaderLimitIsExactWhateverTheSplit) {
+  ServerOptions o = loopback();
+  o.limits.max_header_bytes = 8192;
+  start(o);
+  for (const std::size_t size : {std::size_t{8192}, std::size_t{8193}}) {
+    const std::string request = header_of_size(size);
+    ASSERT_EQ(request.size(), size);
+    for (const std::size_t first :
+         {std::size_t{0}, std::size_t{1}, std::size_t{17}, std::size_t{4096}, std::size_t{8000}, size - 1}) {
+      Client c(http_port());
+      if (first > 0) {
+        ASSERT_TRUE(c.send(request.substr(0, first)));
+        ASSERT_TRUE(test::wait_until_peer_read(c.fd())) << first;
+      }
+      ASSERT_TRUE(c.send(request.substr(first)));
+      const auto r = c.read_response();
+      ASSERT_TRUE(r.has_value()) << size << " split at " << first;
+      EXPECT_EQ(r->status, size <= 8192 ? 200 : 431) << size << " bytes of header, split at " << first;
+    }
+  }
+}
+
 TEST_F(ServerTest, HttpAnswers503WhenTheQueueIsFullOrStorageFails) {
   start();
   sink_.set_full(true);
@@ -626,17 +785,22 @@ TEST_F(ServerTest, HttpKeepsTheConnectionAliveAndAnswersPipelinedRequestsInOrder
   EXPECT_TRUE(c.closed_by_peer());
 }
 
-TEST_F(ServerTest, HttpPassesDecodedRequestsToTheHandler) {
+// The path reaches the handler as sent (still percent-encoded): the handler routes first, then decodes.
+TEST_F(ServerTest, HttpPassesRequestsToTheHandlerWithTheRawPath) {
   start();
   auto r = http(http_request("POST", "/v1/customers/a%20b%2Fc?explain=true&x=%20", "{}", "application/json; charset=x",
                              {"Authorization: Bearer tok-1"}));
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(r.headers["content-type"], "text/plain");
   EXPECT_EQ(r.body,
-            "method=POST path=/v1/customers/a b/c query=explain=true&x=%20 type=application/json bearer=tok-1 body={}");
-  EXPECT_EQ(http(http_request("GET", "/v1/customers/bad%zz")).status, 400);
-  EXPECT_EQ(http(http_request("GET", "/v1/customers/nul%00")).status, 400);
-  EXPECT_EQ(http(http_request("GET", "/drop")).status, 500);  // a dropped respond still answers
+            "method=POST path=/v1/customers/a%20b%2Fc query=explain=true&x=%20 type=application/json "
+            "bearer=tok-1 body={}");
+  // What the handler's access() refuses is answered from the header, without calling handle().
+  r = http(http_request("GET", "/malformed"));
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(r.body, "{\"error\":\"malformed\"}");
+  EXPECT_EQ(http(http_request("GET", "v1/customers/a")).status, 400);  // not an absolute path
+  EXPECT_EQ(http(http_request("GET", "/drop")).status, 500);           // a dropped respond still answers
 }
 
 TEST_F(ServerTest, ReportsBoundEndpointsAndAdoptsListeningSockets) {

@@ -77,6 +77,7 @@ class LoopbackClient {
   LoopbackClient& operator=(const LoopbackClient&) = delete;
 
   bool connected() const { return connected_; }
+  int fd() const { return fd_; }
 
   // Sends all of data; false if the connection failed first.
   bool send(std::string_view data) {
