@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <map>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -151,8 +152,8 @@ TEST_F(ValueGeneratorTest, FitOnGeneratedCustomersRecoversTheParameters) {
 }
 
 // The same seed gives the same bytes; another seed other customers. Every line is a valid
-// event at or before end_ms, each customer's events in time order, and the interactions
-// carry the documented types and fields.
+// event at or before end_ms, each customer's events in time order, at most one purchase per
+// customer and day, and the interactions carry the documented types and fields.
 TEST_F(ValueGeneratorTest, DeterministicValidAndInterleaved) {
   GenerateOptions common;
   common.customers = 300;
@@ -168,6 +169,7 @@ TEST_F(ValueGeneratorTest, DeterministicValidAndInterleaved) {
   Decoder decoder;
   std::map<std::string, int> types;
   std::map<std::string, std::int64_t> last_ts;
+  std::set<std::pair<std::string, std::int64_t>> purchase_days;
   for (std::string_view line : lines_of(a)) {
     Event e;
     RejectReason reason{};
@@ -181,6 +183,9 @@ TEST_F(ValueGeneratorTest, DeterministicValidAndInterleaved) {
     ++types[std::string(event_type_name(e.type))];
     if (e.type == EventType::kPurchase) {
       EXPECT_TRUE(e.amount && *e.amount > 0) << line;
+      // One purchase per customer and UTC day: rapportd counts purchase days.
+      EXPECT_TRUE(purchase_days.insert({customer, e.ts_ms / 86'400'000}).second)
+          << "second purchase that day: " << line;
     }
     if (e.type == EventType::kSupport || e.type == EventType::kSocial || e.type == EventType::kComplaint) {
       EXPECT_TRUE(e.sentiment) << line;
