@@ -7,24 +7,29 @@
 // (many customers share values, so the reduced data is small); "continuous"
 // has every time distinct (the worst case for the reduction).
 #include <benchmark/benchmark.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <vector>
 
 #include "scoring/value_model.h"
-#include "tests/scoring/value_simulation.h"
+#include "scoring/value_simulation.h"
 
 namespace {
 
 using namespace rapport;
 
-// BG/NBD + Gamma-Gamma customers in days (tests/scoring/value_simulation.h): first purchases
-// spread over two years before "now", r = 0.25, alpha = 30 days, a = 0.8, b = 2.5, spend p = 6,
-// q = 4, gamma = 16; whole_days floors t_x and T as rapportd does.
+// BG/NBD + Gamma-Gamma customers in days from scoring/value_simulation.h, the simulator behind
+// `rapportctl generate --model bgnbd`, with its default parameters (the CDNOW estimates in days:
+// r = 0.243, alpha = 30.9, a = 0.793, b = 2.426; spend p = 6.25, q = 3.74, gamma = 15.44) and
+// first purchases spread over two years before "now"; whole_days floors t_x and T as rapportd does.
 std::vector<PurchaseSummary> simulate(std::size_t n, bool whole_days) {
   std::vector<PurchaseSummary> out =
-      testing::simulate_customers({0.25, 30.0, 0.8, 2.5}, {6.0, 4.0, 16.0}, static_cast<int>(n), 0, 730, 42);
+      simulate_customers(kCdnowBgNbdDays, kCdnowGammaGamma, static_cast<int>(n), 0, 730, 42);
   if (whole_days) {
     for (PurchaseSummary& c : out) {
       c.T = std::floor(c.T);
@@ -32,6 +37,23 @@ std::vector<PurchaseSummary> simulate(std::size_t n, bool whole_days) {
     }
   }
   return out;
+}
+
+// Peak resident set size of the process so far, in MB (Linux reports ru_maxrss in KB).
+double peak_rss_mb() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;
+}
+
+// Resident set size now, in MB.
+double rss_mb() {
+  long pages = 0, resident = 0;
+  if (std::FILE* f = std::fopen("/proc/self/statm", "r")) {
+    if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+    std::fclose(f);
+  }
+  return static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE)) / (1 << 20);
 }
 
 const std::vector<PurchaseSummary>& population(bool whole_days) {
@@ -44,6 +66,7 @@ const std::vector<PurchaseSummary>& population(bool whole_days) {
 void BM_FitValueModel1M(benchmark::State& state) {
   const auto& data = population(state.range(0) == 1);
   int bg_iterations = 0, gg_iterations = 0;
+  const double rss_before = rss_mb();
   for (auto _ : state) {
     auto bg = fit_bgnbd(data);
     auto gg = fit_gamma_gamma(data);
@@ -64,6 +87,10 @@ void BM_FitValueModel1M(benchmark::State& state) {
     benchmark::DoNotOptimize(gg);
   }
   state.counters["bg_iterations"] = bg_iterations;
+  // Memory: the process's peak RSS (both 1 M populations are 32 MB each) and the input's size.
+  state.counters["peak_rss_MB"] = peak_rss_mb();
+  state.counters["fit_extra_MB"] = std::max(0.0, peak_rss_mb() - rss_before);  // if the fit set the peak
+  state.counters["input_MB"] = static_cast<double>(data.size() * sizeof(PurchaseSummary)) / (1 << 20);
   state.counters["gg_iterations"] = gg_iterations;
   state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(data.size()));
 }
@@ -74,8 +101,8 @@ void BM_CustomerValuePass1M(benchmark::State& state) {
   const auto& data = population(true);
   ValueModel model;
   model.fitted_at_ms = 1;
-  model.bgnbd = {0.25, 30.0, 0.8, 2.5};
-  model.gamma_gamma = {6.0, 4.0, 16.0};
+  model.bgnbd = kCdnowBgNbdDays;
+  model.gamma_gamma = kCdnowGammaGamma;
   const ValueConfig config;
   for (auto _ : state) {
     double total = 0;

@@ -484,6 +484,69 @@ bool valid(const PurchaseSummary& c) {
   return std::isfinite(c.x) && std::isfinite(c.t_x) && std::isfinite(c.T) && c.x >= 0 && c.t_x >= 0 && c.T >= c.t_x;
 }
 
+// The customers each fit uses (the same filters as fit_readiness).
+bool bgnbd_usable(const PurchaseSummary& c) { return valid(c) && !(c.x > 0 && c.x < 1); }
+bool gamma_gamma_usable(const PurchaseSummary& c) {
+  return valid(c) && c.x >= 1 && c.mean_spend > 0 && std::isfinite(c.mean_spend);
+}
+
+// Standard errors from the observed information at `theta` (log-parameters): the Hessian of
+// the per-customer objective (-LL / n) by central differences of its analytic gradient,
+// symmetrised, times n; its inverse is the covariance of the log-parameters (Cholesky, which
+// also checks that it is positive definite). The delta method gives the parameters' own
+// standard errors: se(e^t) = e^t se(t).
+Status observed_standard_errors(const ObjectiveWithGradient& fg, const std::vector<double>& theta, double n,
+                                std::vector<double>& log_se, std::vector<double>& se) {
+  const std::size_t k = theta.size();
+  constexpr double h = 1e-4;
+  std::vector<double> info(k * k), plus(k), minus(k), t(theta);
+  for (std::size_t i = 0; i < k; ++i) {
+    t[i] = theta[i] + h;
+    const double f_plus = fg(t, plus);
+    t[i] = theta[i] - h;
+    const double f_minus = fg(t, minus);
+    t[i] = theta[i];
+    if (!std::isfinite(f_plus) || !std::isfinite(f_minus)) {
+      return Status::Error("the likelihood is not finite next to these parameters");
+    }
+    for (std::size_t j = 0; j < k; ++j) info[i * k + j] = n * (plus[j] - minus[j]) / (2 * h);
+  }
+  // Cholesky: info = L L'.
+  std::vector<double> l(k * k, 0.0);
+  for (std::size_t i = 0; i < k; ++i) {
+    for (std::size_t j = 0; j <= i; ++j) {
+      double sum = 0.5 * (info[i * k + j] + info[j * k + i]);
+      for (std::size_t m = 0; m < j; ++m) sum -= l[i * k + m] * l[j * k + m];
+      if (i == j) {
+        if (!(sum > 0) || !std::isfinite(sum)) {
+          return Status::Error(
+              "the observed information is not positive definite: these parameters are not a maximum of the "
+              "likelihood, or the data do not identify the model");
+        }
+        l[i * k + i] = std::sqrt(sum);
+      } else {
+        l[i * k + j] = sum / l[j * k + j];
+      }
+    }
+  }
+  // Variance of t_i = || L^-1 e_i ||^2 (forward substitution per unit vector).
+  log_se.assign(k, 0.0);
+  se.assign(k, 0.0);
+  std::vector<double> y(k);
+  for (std::size_t i = 0; i < k; ++i) {
+    double var = 0;
+    for (std::size_t r = 0; r < k; ++r) {
+      double v = r == i ? 1.0 : 0.0;
+      for (std::size_t m = 0; m < r; ++m) v -= l[r * k + m] * y[m];
+      y[r] = v / l[r * k + r];
+      var += y[r] * y[r];
+    }
+    log_se[i] = std::sqrt(var);
+    se[i] = std::exp(theta[i]) * log_se[i];
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 double bgnbd_log_likelihood(const BgNbdParams& p, const PurchaseSummary& c) {
@@ -542,7 +605,7 @@ Result<BgNbdFit> fit_bgnbd(std::span<const PurchaseSummary> customers) {
   double mean_T = 0;
   std::size_t repeaters = 0;
   for (const PurchaseSummary& c : customers) {
-    if (!valid(c) || (c.x > 0 && c.x < 1)) continue;
+    if (!bgnbd_usable(c)) continue;
     data.push_back(c);
     mean_T += c.T;
     if (c.x > 0) ++repeaters;
@@ -585,7 +648,7 @@ Result<GammaGammaFit> fit_gamma_gamma(std::span<const PurchaseSummary> customers
   std::vector<PurchaseSummary> data;
   double mean_spend = 0;
   for (const PurchaseSummary& c : customers) {
-    if (!valid(c) || c.x < 1 || !(c.mean_spend > 0) || !std::isfinite(c.mean_spend)) continue;  // as fit_readiness
+    if (!gamma_gamma_usable(c)) continue;
     data.push_back(c);
     mean_spend += c.mean_spend;
   }
@@ -608,6 +671,49 @@ Result<GammaGammaFit> fit_gamma_gamma(std::span<const PurchaseSummary> customers
   fit.customers = used;
   if (!std::isfinite(fit.log_likelihood)) return Status::Error("Gamma-Gamma fit did not converge");
   return fit;
+}
+
+Result<BgNbdStandardErrors> bgnbd_standard_errors(const BgNbdParams& estimate,
+                                                  std::span<const PurchaseSummary> customers) {
+  if (!(estimate.r > 0 && estimate.alpha > 0 && estimate.a > 0 && estimate.b > 0)) {
+    return Status::Error("BG/NBD standard errors need positive parameters");
+  }
+  std::vector<PurchaseSummary> data;
+  for (const PurchaseSummary& c : customers) {
+    if (bgnbd_usable(c)) data.push_back(c);
+  }
+  if (data.empty()) return Status::NotReady("BG/NBD standard errors need customers");
+  const BgNbdData reduced = reduce_bgnbd(data);
+  const ObjectiveWithGradient objective = [&](const std::vector<double>& theta, std::vector<double>& grad) {
+    return bgnbd_objective(reduced, theta, grad);
+  };
+  std::vector<double> log_se, se;
+  const Status s = observed_standard_errors(
+      objective, {std::log(estimate.r), std::log(estimate.alpha), std::log(estimate.a), std::log(estimate.b)},
+      reduced.customers, log_se, se);
+  if (!s.ok()) return Status::Error("BG/NBD standard errors: " + s.message());
+  return BgNbdStandardErrors{{se[0], se[1], se[2], se[3]}, {log_se[0], log_se[1], log_se[2], log_se[3]}};
+}
+
+Result<GammaGammaStandardErrors> gamma_gamma_standard_errors(const GammaGammaParams& estimate,
+                                                             std::span<const PurchaseSummary> customers) {
+  if (!(estimate.p > 0 && estimate.q > 0 && estimate.gamma > 0)) {
+    return Status::Error("Gamma-Gamma standard errors need positive parameters");
+  }
+  std::vector<PurchaseSummary> data;
+  for (const PurchaseSummary& c : customers) {
+    if (gamma_gamma_usable(c)) data.push_back(c);
+  }
+  if (data.empty()) return Status::NotReady("Gamma-Gamma standard errors need repeat customers with spend");
+  const GammaGammaData reduced = reduce_gamma_gamma(data);
+  const ObjectiveWithGradient objective = [&](const std::vector<double>& theta, std::vector<double>& grad) {
+    return gamma_gamma_objective(reduced, theta, grad);
+  };
+  std::vector<double> log_se, se;
+  const Status s = observed_standard_errors(
+      objective, {std::log(estimate.p), std::log(estimate.q), std::log(estimate.gamma)}, reduced.n, log_se, se);
+  if (!s.ok()) return Status::Error("Gamma-Gamma standard errors: " + s.message());
+  return GammaGammaStandardErrors{{se[0], se[1], se[2]}, {log_se[0], log_se[1], log_se[2]}};
 }
 
 CustomerValue customer_value(const ValueModel& model, const ValueConfig& config, const PurchaseSummary& c) {

@@ -103,6 +103,23 @@ FitReadiness fit_readiness(std::span<const PurchaseSummary> customers);
 Result<BgNbdFit> fit_bgnbd(std::span<const PurchaseSummary> customers);
 Result<GammaGammaFit> fit_gamma_gamma(std::span<const PurchaseSummary> customers);
 
+// Standard errors of maximum-likelihood estimates from the observed information: the
+// Hessian of the negative log-likelihood over log-parameters at `estimate` (central
+// differences of the analytic gradient), inverted; `log_se` are the standard errors of the
+// log-parameters, `se` those of the parameters by the delta method (se = parameter x log_se).
+// Over the customers the fit of the same name uses. An error when the information is not
+// positive definite (`estimate` is not a maximum, or the data do not identify the model).
+struct BgNbdStandardErrors {
+  BgNbdParams se, log_se;
+};
+struct GammaGammaStandardErrors {
+  GammaGammaParams se, log_se;
+};
+Result<BgNbdStandardErrors> bgnbd_standard_errors(const BgNbdParams& estimate,
+                                                  std::span<const PurchaseSummary> customers);
+Result<GammaGammaStandardErrors> gamma_gamma_standard_errors(const GammaGammaParams& estimate,
+                                                             std::span<const PurchaseSummary> customers);
+
 // Everything the daemon stores after a fit.
 struct ValueModel {
   // 2 adds as_of, the per-model customer counts, iterations, convergence and

@@ -4,7 +4,7 @@
 //   rapportctl top --by METRIC -n N [--tier T]  (state dir or --url)
 //   rapportctl tiers | fit [--save] | erase ID | deadletter list|replay   (state dir or --url)
 //   rapportctl backup DEST | restore SRC        (state dir)
-//   rapportctl generate --customers N --events M [--seed S]
+//   rapportctl generate [--model mix|bgnbd] --customers N [--events M | --r R --alpha A ...] [--seed S]
 // Works on a state dir while rapportd has it open (LMDB is multi-process).
 // Exit codes: 0 ok, 1 not found / partial, 2 usage or fatal error.
 #include <CLI/CLI.hpp>
@@ -17,6 +17,7 @@
 #include "daemon/ctl/import.h"
 #include "daemon/ctl/query.h"
 #include "daemon/generator.h"
+#include "daemon/value_generator.h"
 
 #ifndef RAPPORT_VERSION
 #define RAPPORT_VERSION "0.0.0"
@@ -165,18 +166,70 @@ int main(int argc, char** argv) {
   add_target_options(restore, restore_target, /*url=*/false);
 
   rapport::GenerateOptions gen;
-  auto* generate = app.add_subcommand("generate", "Write synthetic NDJSON events to standard output");
+  rapport::ValueModelOptions gen_model;
+  auto* generate = app.add_subcommand(
+      "generate",
+      "Write synthetic NDJSON events to standard output. --model mix (the default): a mix of every event type "
+      "over Zipf-skewed customers, with late and duplicate lines, for load tests. --model bgnbd: customers who "
+      "follow the value model (BG/NBD purchases with dropout, Gamma-Gamma spend) with interactions whose "
+      "sentiment, csat, nps and ratings follow a per-customer satisfaction, for demos and fits; customer by "
+      "customer, a summary on standard error. Same seed, same output");
+  generate->add_option("--model", gen_model.model, "mix (default) or bgnbd")->check(CLI::IsMember({"mix", "bgnbd"}));
   generate->add_option("--customers", gen.customers, "Distinct customers (default 1000)")
       ->check(CLI::Range(1, 1'000'000'000));
-  generate->add_option("--events", gen.events, "Lines to write, duplicates included (default 10000)");
   generate->add_option("--seed", gen.seed, "Random seed (default 1); same seed, same output");
-  generate->add_option("--zipf", gen.zipf_exponent, "Customer skew exponent (default 1.1)")
-      ->check(CLI::Range(0.0, 5.0));
-  generate->add_option("--late", gen.late_fraction, "Fraction of late events (default 0.02)")
-      ->check(CLI::Range(0.0, 1.0));
-  generate->add_option("--duplicates", gen.duplicate_fraction, "Fraction of repeated lines (default 0.01)")
-      ->check(CLI::Range(0.0, 1.0));
   generate->add_option("--end-ms", gen.end_ms, "Latest timestamp, epoch ms (default now - 1 h)");
+  generate
+      ->add_option("--span-days", gen.span_days,
+                   "Days before --end-ms that the events (mix) or first purchases (bgnbd) spread over (default "
+                   "730)")
+      ->check(CLI::Range(1, 36'500));
+  const auto mix_only = [&](const char* flag) {
+    return [&gen_model, flag](const std::string&) { gen_model.mix_only_flags.emplace_back(flag); };
+  };
+  const auto bgnbd_only = [&](const char* flag) {
+    return [&gen_model, flag](const std::string&) { gen_model.bgnbd_only_flags.emplace_back(flag); };
+  };
+  generate->add_option("--events", gen.events, "mix: lines to write, duplicates included (default 10000)")
+      ->each(mix_only("--events"));
+  generate->add_option("--zipf", gen.zipf_exponent, "mix: customer skew exponent (default 1.1)")
+      ->check(CLI::Range(0.0, 5.0))
+      ->each(mix_only("--zipf"));
+  generate->add_option("--late", gen.late_fraction, "mix: fraction of late events (default 0.02)")
+      ->check(CLI::Range(0.0, 1.0))
+      ->each(mix_only("--late"));
+  generate->add_option("--duplicates", gen.duplicate_fraction, "mix: fraction of repeated lines (default 0.01)")
+      ->check(CLI::Range(0.0, 1.0))
+      ->each(mix_only("--duplicates"));
+  generate->add_option("--r", gen_model.bgnbd.r, "bgnbd: shape of the purchase-rate Gamma (default 0.243, CDNOW)")
+      ->check(CLI::PositiveNumber)
+      ->each(bgnbd_only("--r"));
+  generate
+      ->add_option("--alpha", gen_model.bgnbd.alpha,
+                   "bgnbd: rate parameter of the purchase-rate Gamma, in days (default 30.898 = CDNOW's 4.414 "
+                   "weeks)")
+      ->check(CLI::PositiveNumber)
+      ->each(bgnbd_only("--alpha"));
+  generate->add_option("--a", gen_model.bgnbd.a, "bgnbd: dropout Beta a (default 0.793, CDNOW)")
+      ->check(CLI::PositiveNumber)
+      ->each(bgnbd_only("--a"));
+  generate->add_option("--b", gen_model.bgnbd.b, "bgnbd: dropout Beta b (default 2.426, CDNOW)")
+      ->check(CLI::PositiveNumber)
+      ->each(bgnbd_only("--b"));
+  generate->add_option("--p", gen_model.spend.p, "bgnbd: spend shape per transaction (default 6.25, CDNOW)")
+      ->check(CLI::PositiveNumber)
+      ->each(bgnbd_only("--p"));
+  generate->add_option("--q", gen_model.spend.q, "bgnbd: shape of the spend-rate Gamma (default 3.74, CDNOW)")
+      ->check(CLI::PositiveNumber)
+      ->each(bgnbd_only("--q"));
+  generate->add_option("--gamma", gen_model.spend.gamma, "bgnbd: rate of the spend-rate Gamma (default 15.44, CDNOW)")
+      ->check(CLI::PositiveNumber)
+      ->each(bgnbd_only("--gamma"));
+  generate
+      ->add_option("--interactions", gen_model.interactions,
+                   "bgnbd: scale of the non-purchase interaction rates (default 1; 0 = purchases only)")
+      ->check(CLI::Range(0.0, 100.0))
+      ->each(bgnbd_only("--interactions"));
 
   try {
     app.parse(argc, argv);
@@ -193,9 +246,6 @@ int main(int argc, char** argv) {
   if (*dl_replay) return rapport::ctl_deadletter_replay(dl_target, dl_options);
   if (*backup) return rapport::ctl_backup(backup_target, backup_dest, backup_quiet);
   if (*restore) return rapport::ctl_restore(restore_target, restore_src, restore_force);
-  if (*generate) {
-    rapport::generate_events(gen, stdout);
-    return std::fflush(stdout) == 0 ? 0 : 2;
-  }
+  if (*generate) return rapport::generate_command(gen, gen_model, stdout, stderr);
   return 2;
 }

@@ -51,6 +51,47 @@ TEST(Rapportctl, GenerateIsDeterministicAndCoversEveryType) {
   }
 }
 
+// --model bgnbd: the same bytes for the same flags, the model's flags take effect (purchases
+// only with --interactions 0; another --r, other customers), a summary on stderr, and the
+// flags of the other model are usage errors that name them.
+TEST(Rapportctl, GenerateValueModelFlags) {
+  const std::vector<std::string> base = {binary("rapportctl"), "generate",     "--model", "bgnbd",
+                                         "--customers",        "200",          "--seed",  "4",
+                                         "--end-ms",           "1700000000000"};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> argv = base;
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return run_command(argv);
+  };
+  const auto a = with({});
+  const auto b = with({});
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  EXPECT_EQ(a.out, b.out);
+  EXPECT_NE(a.err.find("generated 200 customers"), std::string::npos) << a.err;
+  EXPECT_NE(a.out.find("\"customer_id\":\"c199\""), std::string::npos);
+  EXPECT_NE(a.out.find("\"type\":\"support\""), std::string::npos);
+
+  const auto purchases_only = with({"--interactions", "0", "--span-days", "365"});
+  ASSERT_EQ(purchases_only.exit_code, 0) << purchases_only.err;
+  for (const std::string& line : lines_of(purchases_only.out)) {
+    ASSERT_NE(line.find("\"type\":\"purchase\""), std::string::npos) << line;
+  }
+  const auto other_r =
+      with({"--r", "2", "--alpha", "20", "--a", "1", "--b", "3", "--p", "5", "--q", "4", "--gamma", "10"});
+  ASSERT_EQ(other_r.exit_code, 0) << other_r.err;
+  EXPECT_NE(other_r.out, a.out);
+
+  const auto events = with({"--events", "100"});
+  EXPECT_EQ(events.exit_code, 2);
+  EXPECT_TRUE(events.out.empty());
+  EXPECT_NE(events.err.find("--events is for --model mix only"), std::string::npos) << events.err;
+  const auto mix_r = run_command({binary("rapportctl"), "generate", "--events", "10", "--r", "0.5"});
+  EXPECT_EQ(mix_r.exit_code, 2);
+  EXPECT_NE(mix_r.err.find("--r is for --model bgnbd only"), std::string::npos) << mix_r.err;
+  const auto bad = with({"--b", "0"});
+  EXPECT_EQ(bad.exit_code, 2);
+}
+
 TEST(Rapportctl, ImportThenGetReadsScores) {
   TempDir dir;
   const std::string events = dir.file("events.ndjson");

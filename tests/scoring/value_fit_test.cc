@@ -25,7 +25,7 @@ namespace {
 TEST(ValueFit, RecoversKnownParametersFromSimulatedCustomers) {
   const BgNbdParams bg_true{0.6, 4.0, 0.9, 2.8};
   const GammaGammaParams gg_true{6.0, 4.0, 16.0};
-  const auto data = testing::simulate_customers(bg_true, gg_true, 5000, 26, 78, /*seed=*/20240501);
+  const auto data = simulate_customers(bg_true, gg_true, 5000, 26, 78, /*seed=*/20240501);
   std::size_t repeaters = 0;
   for (const PurchaseSummary& c : data) repeaters += c.x > 0 ? 1 : 0;
   ASSERT_GT(repeaters, 2000u);  // the world has enough repeat purchases to identify a and b
@@ -37,7 +37,7 @@ TEST(ValueFit, RecoversKnownParametersFromSimulatedCustomers) {
   // A maximum: at least as likely as the truth, and the reported LL is the model's.
   EXPECT_GE(bg->log_likelihood, bgnbd_log_likelihood(bg_true, data) - 1e-6);
   EXPECT_NEAR(bg->log_likelihood, bgnbd_log_likelihood(bg->params, data), 1e-9 * std::abs(bg->log_likelihood));
-  const auto bg_se = testing::bgnbd_standard_errors(bg->params, data);
+  const auto bg_se = testing::bgnbd_log_standard_errors(bg->params, data);
   const double bg_est[] = {bg->params.r, bg->params.alpha, bg->params.a, bg->params.b};
   const double bg_want[] = {bg_true.r, bg_true.alpha, bg_true.a, bg_true.b};
   const double bg_max_se[] = {0.05, 0.06, 0.12,
@@ -57,7 +57,7 @@ TEST(ValueFit, RecoversKnownParametersFromSimulatedCustomers) {
   EXPECT_EQ(gg->customers, repeaters);
   EXPECT_GE(gg->log_likelihood, gamma_gamma_log_likelihood(gg_true, data) - 1e-6);
   EXPECT_NEAR(gg->log_likelihood, gamma_gamma_log_likelihood(gg->params, data), 1e-9 * std::abs(gg->log_likelihood));
-  const auto gg_se = testing::gamma_gamma_standard_errors(gg->params, data);
+  const auto gg_se = testing::gamma_gamma_log_standard_errors(gg->params, data);
   const double gg_est[] = {gg->params.p, gg->params.q, gg->params.gamma};
   const double gg_want[] = {gg_true.p, gg_true.q, gg_true.gamma};
   const double gg_max_se[] = {0.12, 0.06, 0.15};  // p and gamma are strongly correlated, q is not
@@ -81,12 +81,12 @@ TEST(ValueFit, ConvergesAcrossParameterRegimes) {
   std::uint64_t seed = 7;
   for (const BgNbdParams& truth : worlds) {
     SCOPED_TRACE("r=" + std::to_string(truth.r) + " a=" + std::to_string(truth.a));
-    const auto data = testing::simulate_customers(truth, {6, 4, 16}, 5000, 26, 78, ++seed);
+    const auto data = simulate_customers(truth, {6, 4, 16}, 5000, 26, 78, ++seed);
     const auto fit = fit_bgnbd(data);
     ASSERT_TRUE(fit.ok()) << fit.message();
     EXPECT_TRUE(fit->converged);
     EXPECT_GE(fit->log_likelihood, bgnbd_log_likelihood(truth, data) - 1e-6);
-    const auto se = testing::bgnbd_standard_errors(fit->params, data);
+    const auto se = testing::bgnbd_log_standard_errors(fit->params, data);
     const double est[] = {fit->params.r, fit->params.alpha, fit->params.a, fit->params.b};
     const double want[] = {truth.r, truth.alpha, truth.a, truth.b};
     for (int i = 0; i < 4; ++i) {
@@ -178,7 +178,7 @@ TEST(ValueFit, CdnowMasterFitsPlausibly) {
   const auto sample = testing::summaries_in_weeks(sample_states, testing::kCdnowCalibrationEndMs);
   const auto sample_bg = fit_bgnbd(sample);
   ASSERT_TRUE(sample_bg.ok());
-  const auto se = testing::bgnbd_standard_errors(sample_bg->params, sample);
+  const auto se = testing::bgnbd_log_standard_errors(sample_bg->params, sample);
   const double master[] = {bg->params.r, bg->params.alpha, bg->params.a, bg->params.b};
   const double small[] = {sample_bg->params.r, sample_bg->params.alpha, sample_bg->params.a, sample_bg->params.b};
   for (int i = 0; i < 4; ++i) {

@@ -1,6 +1,6 @@
 // Test support for the value model: simulation of BG/NBD + Gamma-Gamma
-// customers from known parameters (value_simulation.h), standard errors from the observed information
-// (a numerical Hessian of the model's own log-likelihood), and the CDNOW
+// customers from known parameters (scoring/value_simulation.h), standard errors of the
+// log-parameters (scoring's bgnbd_standard_errors), and the CDNOW
 // purchase logs read into customer states.
 #pragma once
 
@@ -19,82 +19,23 @@
 
 #include "scoring/customer_state.h"
 #include "scoring/value_model.h"
-#include "tests/scoring/value_simulation.h"
+#include "scoring/value_simulation.h"
 
 namespace rapport::testing {
 
-// Inverts a small symmetric positive definite matrix (Gauss-Jordan); false if singular.
-template <std::size_t N>
-bool invert(std::array<std::array<double, N>, N>& m) {
-  std::array<std::array<double, N>, N> inv{};
-  for (std::size_t i = 0; i < N; ++i) inv[i][i] = 1;
-  for (std::size_t c = 0; c < N; ++c) {
-    std::size_t pivot = c;
-    for (std::size_t r = c + 1; r < N; ++r) {
-      if (std::abs(m[r][c]) > std::abs(m[pivot][c])) pivot = r;
-    }
-    if (m[pivot][c] == 0) return false;
-    std::swap(m[c], m[pivot]);
-    std::swap(inv[c], inv[pivot]);
-    const double d = m[c][c];
-    for (std::size_t k = 0; k < N; ++k) {
-      m[c][k] /= d;
-      inv[c][k] /= d;
-    }
-    for (std::size_t r = 0; r < N; ++r) {
-      if (r == c) continue;
-      const double f = m[r][c];
-      for (std::size_t k = 0; k < N; ++k) {
-        m[r][k] -= f * m[c][k];
-        inv[r][k] -= f * inv[c][k];
-      }
-    }
-  }
-  m = inv;
-  return true;
+// The standard errors of the log-parameters (scoring's observed information), NaN when
+// the information is not positive definite.
+inline std::array<double, 4> bgnbd_log_standard_errors(const BgNbdParams& p, const std::vector<PurchaseSummary>& data) {
+  const auto e = bgnbd_standard_errors(p, data);
+  if (!e.ok()) return {NAN, NAN, NAN, NAN};
+  return {e->log_se.r, e->log_se.alpha, e->log_se.a, e->log_se.b};
 }
 
-// Standard errors of the log-parameters at `theta` from the observed information:
-// the inverse of minus the Hessian of `ll` (central differences).
-template <std::size_t N>
-std::array<double, N> log_parameter_standard_errors(const std::function<double(const std::array<double, N>&)>& ll,
-                                                    const std::array<double, N>& theta) {
-  const double h = 1e-3;
-  std::array<std::array<double, N>, N> info{};
-  for (std::size_t i = 0; i < N; ++i) {
-    for (std::size_t j = i; j < N; ++j) {
-      auto at = [&](double di, double dj) {
-        auto t = theta;
-        t[i] += di;
-        t[j] += dj;
-        return ll(t);
-      };
-      const double second = (at(h, h) - at(h, -h) - at(-h, h) + at(-h, -h)) / (4 * h * h);
-      info[i][j] = info[j][i] = -second;
-    }
-  }
-  std::array<double, N> se{};
-  if (!invert(info)) {
-    se.fill(NAN);
-    return se;
-  }
-  for (std::size_t i = 0; i < N; ++i) se[i] = std::sqrt(info[i][i]);
-  return se;
-}
-
-inline std::array<double, 4> bgnbd_standard_errors(const BgNbdParams& p, const std::vector<PurchaseSummary>& data) {
-  const std::function<double(const std::array<double, 4>&)> ll = [&](const std::array<double, 4>& t) {
-    return bgnbd_log_likelihood(BgNbdParams{std::exp(t[0]), std::exp(t[1]), std::exp(t[2]), std::exp(t[3])}, data);
-  };
-  return log_parameter_standard_errors<4>(ll, {std::log(p.r), std::log(p.alpha), std::log(p.a), std::log(p.b)});
-}
-
-inline std::array<double, 3> gamma_gamma_standard_errors(const GammaGammaParams& g,
-                                                         const std::vector<PurchaseSummary>& data) {
-  const std::function<double(const std::array<double, 3>&)> ll = [&](const std::array<double, 3>& t) {
-    return gamma_gamma_log_likelihood(GammaGammaParams{std::exp(t[0]), std::exp(t[1]), std::exp(t[2])}, data);
-  };
-  return log_parameter_standard_errors<3>(ll, {std::log(g.p), std::log(g.q), std::log(g.gamma)});
+inline std::array<double, 3> gamma_gamma_log_standard_errors(const GammaGammaParams& g,
+                                                             const std::vector<PurchaseSummary>& data) {
+  const auto e = gamma_gamma_standard_errors(g, data);
+  if (!e.ok()) return {NAN, NAN, NAN};
+  return {e->log_se.p, e->log_se.q, e->log_se.gamma};
 }
 
 inline std::int64_t cdnow_day(const std::string& yyyymmdd) {
