@@ -289,7 +289,8 @@ TEST_F(ApiValueTest, FitRejectsBadBodiesAndDatesWithActionableMessages) {
   // Before the first purchase there is nothing to fit: 422 with the reason.
   const auto early = call("POST", "/v1/model:fit", R"({"as_of":"1990-01-01"})");
   EXPECT_EQ(early.status, 422) << early.body;
-  EXPECT_NE(error_of(early).find("need at least"), std::string::npos) << early.body;
+  EXPECT_NE(error_of(early).find("no value model yet: waiting for 10 customers who bought"), std::string::npos)
+      << early.body;
 }
 
 TEST_F(ApiValueTest, FitsWithDifferentAsOfQueuedTogetherEachAnswerTheirOwn) {

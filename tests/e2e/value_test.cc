@@ -183,7 +183,7 @@ TEST(ValueEndToEnd, FitWithoutEnoughDataIsAClearError) {
   Daemon d(dir.file("state"));
   const auto fit = http(d.http_port(), "POST", "/v1/model:fit");
   EXPECT_EQ(fit.status, 422);
-  EXPECT_NE(fit.body.find("need at least"), std::string::npos) << fit.body;
+  EXPECT_NE(fit.body.find("no value model yet: waiting for 10 customers who bought"), std::string::npos) << fit.body;
   EXPECT_EQ(http(d.http_port(), "GET", "/v1/tiers").status, 404);
 }
 
