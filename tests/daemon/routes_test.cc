@@ -25,7 +25,7 @@ TEST(Routes, EveryRouteHasItsScope) {
       {"GET", "/healthz", Route::kHealthz, std::nullopt},
       {"GET", "/readyz", Route::kReadyz, std::nullopt},
       {"GET", "/metrics", Route::kMetrics, std::nullopt},
-      {"GET", "/v1/openapi.json", Route::kOther, std::nullopt},
+      {"GET", "/v1/openapi.json", Route::kOpenApi, std::nullopt},
       {"GET", "/no/such/route", Route::kOther, std::nullopt},
       {"POST", "/v1/events", Route::kOther, std::nullopt},  // the HTTP front serves it (ingest scope)
       {"GET", "/v1/customers", Route::kCustomersList, Scope::kRead},
