@@ -636,6 +636,16 @@ class HttpConnection final : public Connection {
       serve_events_ = true;
       route_name_ = "events";
       scope = Scope::kIngest;
+      // ?deadletter=false (a replay of stored dead letters: rejected items are answered but not stored
+      // again) needs the admin scope; both are decided here, before the body.
+      dead_letter_ = true;
+      if (const auto question = target.find('?'); question != std::string_view::npos) {
+        if (std::string error = parse_ingest_query(target.substr(question + 1), dead_letter_); !error.empty()) {
+          answer_early(error_response(400, error));
+          return;
+        }
+      }
+      if (!dead_letter_) scope = Scope::kAdmin;
     }
     if (!serve_events_) {
       RouteAccess access = core_.handler.access(req.method_string(), target);
@@ -811,23 +821,7 @@ class HttpConnection final : public Connection {
   }
 
   void ingest(http::request<http::string_body>& req) {
-    // ?deadletter=false (a replay of stored dead letters): rejected items are answered but not stored again.
-    const std::string_view target = req.target();
-    const std::size_t question = target.find('?');
-    bool dead_letter = true;
-    if (question != std::string_view::npos) {
-      if (std::string error = parse_ingest_query(target.substr(question + 1), dead_letter); !error.empty()) {
-        send(error_response(400, error));
-        return;
-      }
-    }
-    if (!dead_letter &&
-        core_.tokens()->check(bearer_token(req[http::field::authorization]), Scope::kAdmin) != AuthResult::kAllowed) {
-      HttpResponse r = error_response(403, "deadletter=false needs a token with the admin scope");
-      r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"rapport\", error=\"insufficient_scope\"");
-      send(std::move(r));
-      return;
-    }
+    const bool dead_letter = dead_letter_;
     const std::string type = media_type(req[http::field::content_type]);
     const auto format = body_format(type);
     if (!format) {
@@ -995,6 +989,7 @@ class HttpConnection final : public Connection {
   std::chrono::steady_clock::time_point started_at_{};
   Route route_ = Route::kOther;
   std::string_view route_name_ = "other";  // for audit lines
+  bool dead_letter_ = true;                // POST /v1/events: store rejections as dead letters
   bool serve_events_ = false;              // the request is POST /v1/events, served here
   std::uint64_t body_limit_ = 0;           // of the request being read
   unsigned version_ = 11;

@@ -361,6 +361,15 @@ TEST_F(IngestAnswersTest, DeadletterFalseAnswersWithoutStoringAndNeedsAdmin) {
   EXPECT_EQ(r.status, 403) << r.body;
   EXPECT_NE(r.body.find("admin"), std::string::npos) << r.body;
   EXPECT_EQ(http(port, "GET", "/v1/customers/ia-c", "", "application/json", {bearer(kReadToken)}).status, 404);
+  // ... and it is refused from the header alone: a 1 MiB body is announced, none of it sent.
+  {
+    Client c(port);
+    c.send("POST /v1/events?deadletter=false HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+           std::string(kIngestToken) + "\r\nContent-Type: application/x-ndjson\r\nContent-Length: 1048576\r\n\r\n");
+    const auto early = c.read_response();
+    ASSERT_TRUE(early) << "no answer before the body";
+    EXPECT_EQ(early->status, 403) << early->body;
+  }
 
   // Admin: answered as usual, the event stored, the rejection not.
   r = post(port, body, "application/x-ndjson", kAdminToken, "?deadletter=false");
