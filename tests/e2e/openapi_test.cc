@@ -184,12 +184,19 @@ TEST_F(OpenApiTest, EveryRouteAnswersAsTheDocumentSays) {
   }
   exercised_.insert("GET /v1/openapi.json");
 
-  // Ingest. Its 200 body is being reshaped on another branch (errors, rejected_count, rejected_by_reason):
-  // only the status codes and the error bodies are checked here.
+  // Ingest: a batch with a rejection (and its event_id), one without, and a body that fails as a whole.
   exercised_.insert("POST /v1/events");
-  EXPECT_EQ(
-      call("POST", "/v1/events", population() + "{\"event_id\":broken\n", kAdminToken, "application/x-ndjson").status,
+  expect_documented(
+      "/v1/events", "POST",
+      call("POST", "/v1/events",
+           population() + "{\"event_id\":broken\n" +
+               R"({"event_id":"known","customer_id":"z","ts":"2024-05-01T12:00:00","type":"survey"})" + "\n",
+           kAdminToken, "application/x-ndjson"),
       200);
+  expect_documented("/v1/events", "POST",
+                    call("POST", "/v1/events", line("z", "z", kT0, "engagement"), kAdminToken, "application/x-ndjson"),
+                    200);
+  expect_documented("/v1/events", "POST", call("POST", "/v1/events", "[1,", kAdminToken, "application/json"), 400);
   expect_documented("/v1/events", "POST", call("POST", "/v1/events", "x", kAdminToken, "text/csv"), 415);
   expect_documented("/v1/events", "POST", call("POST", "/v1/events", line("z", "z", kT0, "engagement"), nullptr), 401);
   expect_documented("/v1/events", "POST", call("POST", "/v1/events", line("z", "z", kT0, "engagement"), kReadToken),
