@@ -21,6 +21,7 @@
 #include "common/json_writer.h"
 #include "daemon/routes.h"
 #include "tests/e2e/harness.h"
+#include "tests/support/memory_measure.h"
 #include "tests/support/peer_read.h"
 
 namespace rapport::test {
@@ -102,6 +103,7 @@ class HardeningHttp : public ::testing::Test {
 constexpr long kUnauthenticatedBurstBoundKb = 16 * 1024;
 
 TEST_F(HardeningHttp, UnauthenticatedUploadsGet401BeforeTheirBodiesAndMemoryStaysBounded) {
+  measure_memory_without_asan_quarantine();
   start();
   constexpr int kConnections = 32;
   constexpr int kRounds = 2;
@@ -145,6 +147,7 @@ TEST_F(HardeningHttp, UnauthenticatedUploadsGet401BeforeTheirBodiesAndMemoryStay
 // rapportd's anonymous RSS is back within the same bound of its baseline (glibc would otherwise keep the
 // freed blocks in the io threads' arenas; rapportd fixes its mmap threshold at 1 MiB).
 TEST_F(HardeningHttp, MemoryComesBackAfterABurstOfLargeBodies) {
+  measure_memory_without_asan_quarantine();
   start();
   constexpr int kConnections = 8;
   constexpr int kRounds = 2;

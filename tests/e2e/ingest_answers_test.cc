@@ -16,6 +16,7 @@
 
 #include "tests/e2e/harness.h"
 #include "tests/e2e/reliability.h"
+#include "tests/support/memory_measure.h"
 
 namespace rapport::test {
 namespace {
@@ -168,6 +169,7 @@ std::size_t status_kib(pid_t pid, const std::string& field) {
 }
 
 TEST_F(IngestAnswersTest, FourMillionRejectsCostABoundedAnswerMemoryAndDeadLetterShare) {
+  measure_memory_without_asan_quarantine();
   constexpr std::size_t kMaxBody = 8u << 20;
   auto d = start("[ingest]\nmax_body_bytes = " + std::to_string(kMaxBody) + "\n");
   const int port = d->http_port();
@@ -224,6 +226,7 @@ TEST_F(IngestAnswersTest, FourMillionRejectsCostABoundedAnswerMemoryAndDeadLette
 
 // The same bound holds when every item is a (minimal) valid event: decoded events cost more per body byte.
 TEST_F(IngestAnswersTest, AFullBodyOfValidEventsStaysWithinTheSameBound) {
+  measure_memory_without_asan_quarantine();
   constexpr std::size_t kMaxBody = 8u << 20;
   auto d = start("[ingest]\nmax_body_bytes = " + std::to_string(kMaxBody) + "\n");
   const int port = d->http_port();
