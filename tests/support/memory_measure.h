@@ -9,6 +9,15 @@
 
 namespace rapport::test {
 
+// ThreadSanitizer keeps shadow memory beside every application byte (its documentation: 5-10x the
+// memory), and RSS counts it: a bound on a daemon's RSS growth is multiplied by this in a TSan build
+// (the daemons the tests start are built the same way). 1 elsewhere.
+#if defined(__SANITIZE_THREAD__)
+inline constexpr double kInstrumentedMemoryFactor = 8;
+#else
+inline constexpr double kInstrumentedMemoryFactor = 1;
+#endif
+
 inline void measure_memory_without_asan_quarantine() {
   const char* current = std::getenv("ASAN_OPTIONS");
   std::string options = current != nullptr ? current : "";
