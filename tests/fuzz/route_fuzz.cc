@@ -12,7 +12,7 @@
 //  - match_route never crashes; status is 0 or 400 (400 with a message, no
 //    route); a customer route carries an id of 1..kMaxIdBytes bytes without
 //    NUL and a scope (read, or admin for DELETE); a route without a scope is
-//    a probe, /metrics or no route at all;
+//    a probe, /metrics, the API document or no route at all;
 //  - the query is exactly what follows the first '?' of the target;
 //  - for every id: encoding then routing gives back the id and the right
 //    route and scope, whatever bytes the id holds ('/', '%', '?', '#', ...);
@@ -66,7 +66,7 @@ void check_match(std::string_view method, std::string_view target, const RouteMa
   }
   if (!m.scope) {
     FUZZ_CHECK(m.route == Route::kHealthz || m.route == Route::kReadyz || m.route == Route::kMetrics ||
-               m.route == Route::kOther);
+               m.route == Route::kOpenApi || m.route == Route::kOther);
   } else {
     FUZZ_CHECK(m.route != Route::kOther && m.route != Route::kEvents);
   }
