@@ -19,7 +19,7 @@ fi
 outer=$(mktemp -d /tmp/rapport-fresh.XXXXXX)
 cleanup() { [ "${KEEP:-0}" = 1 ] && echo "fresh_clone: kept $outer" || rm -rf "$outer"; }
 trap cleanup EXIT
-# The clone sits alone in its own empty directory: nothing beside it (no ../shared).
+# The clone sits alone in its own empty directory: no sibling folders beside it.
 git clone --quiet --no-local "$repo" "$outer/rapport"
 git -C "$outer/rapport" checkout --quiet "$commit"
 echo "fresh_clone: $commit in $outer/rapport (siblings: $(ls -A "$outer" | tr '\n' ' '))"
