@@ -46,8 +46,31 @@ double hyp2f1_scaled_excess(double A, double B, double C, double z) {
 // Euler's transformation. With eps = a-1, C = a+b+x-1 and F = 1 + eps H / C,
 // it is C (-expm1(eps L)/eps) - e^(eps L) H: no pole at a = 1 (eps -> 0) nor
 // at a + b = 1 (C = 0 when x = 0), where the textbook form is 0 x inf.
+//
+// For large a the series needs about (a-1) z / (1-z) terms and its two parts
+// overflow ((1-z)^-(a-1)); degenerate fits end with a ~ 1e10. There the
+// expectation is taken in its other form: given survival, lambda ~ Gamma(r+x,
+// alpha+T) and the dropout probability q ~ Beta(a, b+x) independently, and
+// E[Y] = E_q[(1 - (1 + q tau)^-(r+x)) / q] with tau = z / (1-z). With a >= 100
+// Beta(a, b+x) is close to normal, so three-point Gauss-Hermite quadrature
+// (exact for quintics) agrees with the series to ~1e-5 where both work.
+double bgnbd_expectation_large_a(const BgNbdParams& p, double x, double log1mz) {
+  const double tau = std::expm1(-log1mz);
+  const double k = p.r + x;
+  const double bx = p.b + x;
+  const double mean = p.a / (p.a + bx);
+  const double sd = std::sqrt(mean * (1 - mean) / (p.a + bx + 1));
+  const auto g = [&](double q) { return -std::expm1(-k * std::log1p(q * tau)) / q; };
+  const double d = std::sqrt(3.0) * sd;
+  if (!(mean - d > 0 && mean + d < 1)) return g(mean);
+  return (2.0 / 3.0) * g(mean) + (g(mean - d) + g(mean + d)) / 6.0;
+}
+
 double bgnbd_expectation_core(const BgNbdParams& p, double x, double z, double log1mz) {
   const double eps = p.a - 1;
+  if (p.a >= 100 && (eps * -log1mz > 200 || eps * z > 1e5 * (1 - z))) {
+    return bgnbd_expectation_large_a(p, x, log1mz);
+  }
   const double c = p.a + p.b + x - 1;
   const double h = hyp2f1_scaled_excess(p.a + p.b - 1 - p.r, eps, c, z);
   const double scaled = eps == 0 ? -log1mz : -std::expm1(eps * log1mz) / eps;
@@ -76,10 +99,26 @@ struct Minimum {
   double value = 0;
   int iterations = 0;
   bool converged = false;
+  int evaluations = 0;  // set by minimise_with_gradient
+  bool at_bound = false;
+};
+
+// What one fit may cost: degenerate data (every customer alike, say) have their
+// maximum at infinity (a, b or alpha -> inf), where BFGS creeps along a ridge
+// and Nelder-Mead restarts without end. Every log-parameter is kept within
+// +-kLogBound (the objective is +inf outside), and the optimisers stop when
+// `used` reaches `limit` evaluations.
+constexpr double kLogBound = kFitLogBound;
+constexpr int kMaxEvaluations = kMaxFitEvaluations;
+struct Budget {
+  int used = 0;
+  int limit = kMaxEvaluations;
+  bool exhausted() const { return used >= limit; }
 };
 
 // Nelder-Mead simplex minimisation (standard coefficients), from `start`.
-Minimum nelder_mead(const Objective& f, std::vector<double> start, double step, int max_iterations) {
+Minimum nelder_mead(const Objective& f, std::vector<double> start, double step, int max_iterations,
+                    const Budget& budget) {
   const std::size_t n = start.size();
   std::vector<std::vector<double>> simplex(n + 1, start);
   std::vector<double> values(n + 1);
@@ -88,7 +127,12 @@ Minimum nelder_mead(const Objective& f, std::vector<double> start, double step, 
   std::vector<std::size_t> order(n + 1);
   std::vector<double> centroid(n), trial(n), trial2(n);
   int it = 0;
+  bool out_of_budget = false;
   for (; it < max_iterations; ++it) {
+    if (budget.exhausted()) {
+      out_of_budget = true;
+      break;
+    }
     for (std::size_t i = 0; i <= n; ++i) order[i] = i;
     std::sort(order.begin(), order.end(), [&](std::size_t x, std::size_t y) { return values[x] < values[y]; });
     const std::size_t best = order[0], worst = order[n], second = order[n - 1];
@@ -136,15 +180,15 @@ Minimum nelder_mead(const Objective& f, std::vector<double> start, double step, 
     }
   }
   const auto best = std::min_element(values.begin(), values.end()) - values.begin();
-  return Minimum{simplex[best], values[best], it, it < max_iterations};
+  return Minimum{simplex[best], values[best], it, !out_of_budget && it < max_iterations};
 }
 
 // Restarts Nelder-Mead from its own optimum until the value stops improving.
-Minimum minimise(const Objective& f, std::vector<double> start, double step = 0.5) {
-  Minimum m = nelder_mead(f, std::move(start), step, 5000);
+Minimum minimise(const Objective& f, std::vector<double> start, double step, const Budget& budget) {
+  Minimum m = nelder_mead(f, std::move(start), step, 5000, budget);
   int total = m.iterations;
-  for (int restart = 0; restart < 20; ++restart) {
-    Minimum again = nelder_mead(f, m.point, 0.1, 5000);
+  for (int restart = 0; restart < 20 && !budget.exhausted(); ++restart) {
+    Minimum again = nelder_mead(f, m.point, 0.1, 5000, budget);
     total += again.iterations;
     const bool improved = again.value < m.value - 1e-9 * (std::abs(m.value) + 1);
     if (again.value < m.value) m = std::move(again);
@@ -176,7 +220,11 @@ double max_abs(const std::vector<double>& v) {
 // at most 1 in every coordinate (a factor e in a log-parameter). Converged
 // when every gradient component is at most `gtol`, or when no step is found
 // any more and the gradient is at most 1000 gtol (f at its rounding floor).
-Minimum bfgs(const ObjectiveWithGradient& fg, std::vector<double> x, double gtol, int max_iterations) {
+// Also stops (converged only if the gradient is at most 1000 gtol) when f has
+// improved by less than 1e-10 of itself in each of 20 consecutive iterations (a
+// ridge towards a maximum at infinity), or when the budget is spent.
+Minimum bfgs(const ObjectiveWithGradient& fg, std::vector<double> x, double gtol, int max_iterations,
+             const Budget& budget) {
   const std::size_t n = x.size();
   std::vector<double> g(n), x_new(n), g_new(n), d(n), s(n), y(n), hy(n);
   std::vector<double> h(n * n, 0.0);
@@ -190,11 +238,13 @@ Minimum bfgs(const ObjectiveWithGradient& fg, std::vector<double> x, double gtol
   Minimum out{x, f, 0, false};
   if (!std::isfinite(f)) return out;
   int it = 0;
+  int stalled = 0;
   for (; it < max_iterations; ++it) {
     if (max_abs(g) <= gtol) {
       out.converged = true;
       break;
     }
+    if (budget.exhausted()) break;
     for (std::size_t i = 0; i < n; ++i) {
       d[i] = 0;
       for (std::size_t j = 0; j < n; ++j) d[i] -= h[i * n + j] * g[j];
@@ -209,7 +259,7 @@ Minimum bfgs(const ObjectiveWithGradient& fg, std::vector<double> x, double gtol
     double step = std::min(1.0, 1.0 / max_abs(d));
     double f_new = 0;
     bool accepted = false;
-    for (int tries = 0; tries < 60; ++tries) {
+    for (int tries = 0; tries < 60 && !budget.exhausted(); ++tries) {
       for (std::size_t i = 0; i < n; ++i) x_new[i] = x[i] + step * d[i];
       f_new = fg(x_new, g_new);
       // Armijo; or, where f changes by no more than its rounding noise, the
@@ -260,9 +310,15 @@ Minimum bfgs(const ObjectiveWithGradient& fg, std::vector<double> x, double gtol
         }
       }
     }
+    stalled = f - f_new < 1e-10 * (std::abs(f) + 1e-300) ? stalled + 1 : 0;
     x.swap(x_new);
     g.swap(g_new);
     f = f_new;
+    if (stalled >= 20) {
+      out.converged = max_abs(g) <= 1000 * gtol;
+      ++it;
+      break;
+    }
   }
   out.point = x;
   out.value = f;
@@ -271,15 +327,35 @@ Minimum bfgs(const ObjectiveWithGradient& fg, std::vector<double> x, double gtol
 }
 
 // BFGS from `start`; Nelder-Mead from its best point when it does not converge.
+// Within the box |log theta| <= kLogBound and the evaluation budget; a result
+// at the edge of the box (the likelihood still rising towards infinity or
+// zero) is reported as not converged, with at_bound set.
 Minimum minimise_with_gradient(const ObjectiveWithGradient& fg, std::vector<double> start, double gtol) {
-  Minimum m = bfgs(fg, std::move(start), gtol, 500);
-  if (m.converged) return m;
-  std::vector<double> unused(m.point.size());
-  const Objective f = [&](const std::vector<double>& x) { return fg(x, unused); };
-  const bool finite_start = std::isfinite(m.value);
-  Minimum polished = minimise(f, m.point, finite_start ? 0.1 : 0.5);
-  polished.iterations += m.iterations;
-  return polished;
+  Budget budget;
+  const ObjectiveWithGradient boxed = [&](const std::vector<double>& x, std::vector<double>& g) {
+    ++budget.used;
+    for (double e : x) {
+      if (!(std::abs(e) <= kLogBound)) return std::numeric_limits<double>::infinity();
+    }
+    return fg(x, g);
+  };
+  Minimum m = bfgs(boxed, std::move(start), gtol, 500, budget);
+  if (!m.converged) {
+    std::vector<double> unused(m.point.size());
+    const Objective f = [&](const std::vector<double>& x) { return boxed(x, unused); };
+    const bool finite_start = std::isfinite(m.value);
+    Minimum polished = minimise(f, m.point, finite_start ? 0.1 : 0.5, budget);
+    polished.iterations += m.iterations;
+    if (polished.value <= m.value || !std::isfinite(m.value)) {
+      m = std::move(polished);
+    } else {
+      m.iterations = polished.iterations;
+    }
+  }
+  m.evaluations = budget.used;
+  for (double e : m.point) m.at_bound = m.at_bound || std::abs(e) > kLogBound - 0.5;
+  if (m.at_bound) m.converged = false;
+  return m;
 }
 
 // Digamma function for x > 0 (recurrence up to 10, then the asymptotic series; error < 1e-13).
@@ -627,6 +703,8 @@ Result<BgNbdFit> fit_bgnbd(std::span<const PurchaseSummary> customers) {
   fit.log_likelihood = -m.value * reduced.customers;
   fit.iterations = m.iterations;
   fit.converged = m.converged;
+  fit.evaluations = m.evaluations;
+  fit.at_bound = m.at_bound;
   fit.customers = used;
   if (!std::isfinite(fit.log_likelihood)) return Status::Error("BG/NBD fit did not converge");
   return fit;
@@ -668,6 +746,8 @@ Result<GammaGammaFit> fit_gamma_gamma(std::span<const PurchaseSummary> customers
   fit.log_likelihood = -m.value * reduced.n;
   fit.iterations = m.iterations;
   fit.converged = m.converged;
+  fit.evaluations = m.evaluations;
+  fit.at_bound = m.at_bound;
   fit.customers = used;
   if (!std::isfinite(fit.log_likelihood)) return Status::Error("Gamma-Gamma fit did not converge");
   return fit;

@@ -63,12 +63,21 @@ double gamma_gamma_log_likelihood(const GammaGammaParams& params, std::span<cons
 // Expected spend per transaction (the population mean when x == 0).
 double expected_spend(const GammaGammaParams& params, const PurchaseSummary& customer);
 
+// Bounds of one fit: every log-parameter within +-kFitLogBound (e^30 ~ 1e13), at
+// most kMaxFitEvaluations evaluations of the objective. Degenerate data (say,
+// every customer buying on the same even schedule) have their likelihood
+// maximum at infinity; such a fit ends at the box or the budget, not converged.
+inline constexpr double kFitLogBound = 30.0;
+inline constexpr int kMaxFitEvaluations = 3000;
+
 struct BgNbdFit {
   BgNbdParams params;
   double log_likelihood = 0;
   int iterations = 0;           // optimizer iterations (quasi-Newton, plus Nelder-Mead when it had to take over)
   bool converged = false;       // the gradient vanished (or the simplex collapsed) before the iteration limit
   std::uint64_t customers = 0;  // customers the fit used
+  int evaluations = 0;          // objective evaluations (at most kMaxFitEvaluations)
+  bool at_bound = false;        // a log-parameter ended at the edge of +-kFitLogBound (then not converged)
 };
 struct GammaGammaFit {
   GammaGammaParams params;
@@ -76,6 +85,8 @@ struct GammaGammaFit {
   int iterations = 0;
   bool converged = false;
   std::uint64_t customers = 0;  // repeat customers with a positive mean spend
+  int evaluations = 0;
+  bool at_bound = false;
 };
 
 // The least data that identifies the model: BG/NBD needs kMinFitCustomers customers who bought,

@@ -200,6 +200,36 @@ TEST(BgNbdExpectation, LargeXStaysFiniteAndMatchesALogSpaceReference) {
   EXPECT_NEAR(expected_transactions(kCdnowWeeks, {2, 30.43, 38.86, 0}, 39), 1.226, 0.001);
 }
 
+// Large a (degenerate fits end with a ~ 1e10): the series would need ~a z/(1-z)
+// terms and its parts overflow, so it gave 0 (and took seconds per customer).
+// The conditional and unconditional expectations follow the integral of their
+// definition, and for a -> inf (dropout probability fixed at q = a/(a+b+x))
+// the closed form (1 - (1 + q t/(alpha+T))^-(r+x)) / q.
+TEST(BgNbdExpectation, LargeAMatchesTheIntegralAndTheFixedDropoutLimit) {
+  const PurchaseSummary customer{5, 200, 300, 0};
+  for (const double a : {300.0, 1000.0, 1e4}) {
+    for (const double b_over_a : {100.0, 3.0, 0.3}) {
+      const BgNbdParams p{2.0, 30.0, a, a * b_over_a};
+      SCOPED_TRACE("a=" + std::to_string(a) + " b=" + std::to_string(p.b));
+      for (const PurchaseSummary& c : {customer, PurchaseSummary{}}) {
+        const double t = 365;
+        const ld fine = integrated_expectation(p, c, t, 1.0L / 2048);  // Beta(a, b) is narrow: fine steps
+        ASSERT_NEAR(static_cast<double>(integrated_expectation(p, c, t, 1.0L / 1024) / fine), 1.0, 1e-9)
+            << "quadrature not converged";
+        const double got = c.T == 0 ? unconditional_expected_transactions(p, t) : expected_transactions(p, c, t);
+        EXPECT_NEAR(got / static_cast<double>(fine), 1.0, 1e-5) << got << " vs " << static_cast<double>(fine);
+      }
+    }
+  }
+  for (const double a : {1e7, 2e10}) {
+    const BgNbdParams p{2.8e4, 2.2e5, a, a * 84};
+    const double q = p.a / (p.a + p.b + customer.x);
+    const double limit = -std::expm1(-(p.r + customer.x) * std::log1p(q * 365 / (p.alpha + customer.T))) / q;
+    const double got = expected_transactions(p, customer, 365) / probability_alive(p, customer);
+    EXPECT_NEAR(got / limit, 1.0, 1e-6) << "a=" << a << ": " << got << " vs " << limit;
+  }
+}
+
 TEST(BgNbdExpectation, PAliveIsZeroOrOneNotNanForExtremeOdds) {
   EXPECT_EQ(probability_alive(kCdnowWeeks, {100000, 1, 1000, 0}), 0.0);  // long silent after many purchases
   EXPECT_NEAR(probability_alive(kCdnowWeeks, {100000, 1000, 1000, 0}), 1.0, 1e-4);
