@@ -945,7 +945,6 @@ Decoder::~Decoder() = default;
 
 bool Decoder::decode_line(std::string_view line, std::int64_t now_ms, Event& out, RejectReason& reason,
                           std::string_view& message) {
-  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
   if (impl_->decode_item(line, "line", false, options_, now_ms, out)) return true;
   reason = impl_->reason;
   message = impl_->message;

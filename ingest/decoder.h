@@ -65,7 +65,10 @@ class Decoder {
   Decoder(const Decoder&) = delete;
   Decoder& operator=(const Decoder&) = delete;
 
-  // Decode one NDJSON line (no trailing '\n'; a trailing '\r' is tolerated).
+  // Decode one NDJSON line as the line framer (ingest/line_framer.h) and NDJSON
+  // bodies cut it: without its '\n' and the one '\r' before it. Any other '\r'
+  // is the line's own (JSON whitespace after the object, and counted against
+  // max_line_bytes), so TCP, import and HTTP bodies judge the same bytes alike.
   // Returns true and fills `out` on success; on failure returns false and
   // sets `reason` and `message` (valid until the next call).
   bool decode_line(std::string_view line, std::int64_t now_ms, Event& out, RejectReason& reason,

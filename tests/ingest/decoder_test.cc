@@ -682,6 +682,29 @@ TEST(DecodeBody, NdjsonMixedGoodAndBadKeepsLineIndexes) {
   EXPECT_EQ(items[5].event.type, EventType::kReview);
 }
 
+// A line ending "\r\r\n": the body and decode_line (fed by the line framer, which drops the '\n' and one
+// '\r') judge the same bytes alike, also exactly at max_line_bytes (found by the decoder fuzzer).
+TEST(DecodeBody, NdjsonAndDecodeLineAgreeOnACarriageReturnAtTheLimit) {
+  const std::string event = line_with("complaint");
+  const DecodeOptions options{.max_line_bytes = event.size() + 1};
+  const std::string own_cr = event + "\r";  // the framer's line: exactly one byte over the event
+  const std::vector<Item> items = decode_body(own_cr + "\r\n" + event + "\r\n", BodyFormat::kNdjson, options);
+  ASSERT_EQ(items.size(), 2u);
+  EXPECT_TRUE(items[0].ok) << "the line's own CR is whitespace within the limit: " << items[0].message;
+  EXPECT_TRUE(items[1].ok) << items[1].message;
+  Decoder decoder(options);
+  Event out;
+  RejectReason reason = RejectReason::kMalformedJson;
+  std::string_view message;
+  EXPECT_TRUE(decoder.decode_line(own_cr, kNow, out, reason, message)) << message;
+  const std::string over = own_cr + "\r";  // two CRs of its own: over the limit in both paths
+  EXPECT_FALSE(decoder.decode_line(over, kNow, out, reason, message));
+  EXPECT_EQ(reason, RejectReason::kTooLarge) << "decode_line must not drop a CR the framer already handled";
+  const std::vector<Item> body = decode_body(over + "\r\n", BodyFormat::kNdjson, options);
+  ASSERT_EQ(body.size(), 1u);
+  EXPECT_EQ(body[0].reason, RejectReason::kTooLarge);
+}
+
 TEST(DecodeBody, NdjsonBomOnlyAtBodyStart) {
   const std::string line = line_with("complaint");
   const std::vector<Item> items =
