@@ -1517,6 +1517,9 @@ struct Store::Impl {
     }
   }
 
+  // Store::for_each_customer: from the first customer, or strictly after `after`.
+  Status for_each_customer(const Visitor& visit, std::optional<std::string_view> after) const;
+
   // Reads journal entry `seq` (an event of customer_id/event_id) into out.
   Status read_journal_event(MDB_txn* txn, std::uint64_t seq, std::string_view customer_id, std::string_view event_id,
                             TimelineEvent& out) const {
@@ -2004,9 +2007,14 @@ Result<std::vector<TimelineEvent>> Store::customer_events(std::string_view custo
   return result;
 }
 
-Status Store::for_each_customer(
-    const std::function<bool(std::string_view id, const CustomerState& state)>& visit) const {
-  const Impl& d = *impl_;
+Status Store::for_each_customer(const Visitor& visit) const { return impl_->for_each_customer(visit, std::nullopt); }
+
+Status Store::for_each_customer(const Visitor& visit, std::string_view after) const {
+  return impl_->for_each_customer(visit, after);
+}
+
+Status Store::Impl::for_each_customer(const Visitor& visit, std::optional<std::string_view> after) const {
+  const Impl& d = *this;
   if (d.empty) return Status::Ok();
   std::vector<std::pair<std::string, std::shared_ptr<const CustomerState>>> changed;
   return d.read_merged(
@@ -2028,8 +2036,23 @@ Status Store::for_each_customer(
         Cursor cursor;
         int rc = cursor.open(txn, d.customers);
         MDB_val k, v;
-        if (rc == 0) rc = cursor.get(k, v, MDB_FIRST);
         std::size_t next = 0;  // into changed
+        if (!after) {
+          if (rc == 0) rc = cursor.get(k, v, MDB_FIRST);
+        } else {
+          // The first stored id >= after (MDB_SET_RANGE), stepping over `after` itself.
+          next = static_cast<std::size_t>(
+              std::upper_bound(changed.begin(), changed.end(), *after,
+                               [](std::string_view id, const auto& entry) { return id < entry.first; }) -
+              changed.begin());
+          if (!after->empty()) {
+            k = to_val(*after);
+            if (rc == 0) rc = cursor.get(k, v, MDB_SET_RANGE);
+            if (rc == 0 && to_view(k) == *after) rc = cursor.get(k, v, MDB_NEXT);
+          } else {
+            if (rc == 0) rc = cursor.get(k, v, MDB_FIRST);
+          }
+        }
         CustomerState state;
         for (;;) {
           if (rc != 0 && rc != MDB_NOTFOUND) return Status::Error(d.describe("cannot iterate customers", rc));

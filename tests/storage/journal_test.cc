@@ -818,6 +818,26 @@ TEST_F(JournalTest, CheckpointInSlicesKeepsEverythingExactAndSurvivesACrashBetwe
   EXPECT_EQ(store->stats().checkpoint_slices, 2u);
   const Snapshot expected = snapshot(*reference);
   EXPECT_EQ(snapshot(*store), expected);
+  // Listings from a keyset position see the written slices, the frozen and the active overlay alike.
+  auto listing_after = [](const Store& s, std::string_view after) {
+    std::vector<std::string> seen;
+    Status st = s.for_each_customer(
+        [&](std::string_view cid, const CustomerState& state) {
+          seen.push_back(std::string(cid) + "=" + serialize(state));
+          return seen.size() < 3000;
+        },
+        after);
+    EXPECT_TRUE(st.ok()) << st.message();
+    return seen;
+  };
+  for (const std::string& after : {id(0), id(1), id(2), id(2999) + "x", id(kCustomers - 2), id(kCustomers - 1),
+                                   std::string("brand"), std::string("brand-new"), std::string("c")}) {
+    const std::vector<std::string> got = listing_after(*store, after);
+    EXPECT_EQ(got, listing_after(*reference, after)) << "after " << after;
+    if (!got.empty()) {
+      EXPECT_GT(got.front().substr(0, got.front().find('=')), after);
+    }
+  }
 
   // A crash between slices: the reopened store replays from the previous checkpoint.
   store.reset();
