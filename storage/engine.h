@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "storage/codec.h"
+#include "storage/dedup_filter.h"
 #include "storage/env.h"
 #include "storage/key_order.h"
 #include "storage/overlay.h"
@@ -83,6 +84,14 @@ struct Engine : Env {
   std::size_t last_batch_events = 0;  // paces the slices (see slice_budget())
   std::atomic<std::uint64_t> checkpoints_done{0}, slices_done{0};
 
+  // The hashes of the keys in `events` and of every key pending since, so
+  // that a new event reads the index only on a filter hit (dedup_filter.h).
+  // Usable only while stored_keys_ready: built at open (and again at the
+  // next batch after another process checkpointed or erased, which may have
+  // written keys this process never saw). The writer's alone (op_mutex).
+  DedupFilter stored_keys;
+  bool stored_keys_ready = false;
+
   Engine() { encode_apply_config(journal_config, journal_config_bytes); }
 
   // A customer's latest overlay state (active, else frozen), or nullptr if neither holds it.
@@ -121,6 +130,9 @@ struct Engine : Env {
   Status refresh();
   // Applies the journal entries after `after` to delta.
   int replay(MDB_txn* txn, std::uint64_t after, std::string& context);
+  // Builds stored_keys from `events` and the overlays' pending keys. On a
+  // read error the filter stays unusable (every lookup reads the index).
+  void build_stored_keys();
 
   // ---- checkpoint.cc ----
 

@@ -146,7 +146,11 @@ void Engine::install(Delta& d) {
     active.pending_index.clear(d.events.size());
     frozen.pending_index.clear();
   }
-  for (std::uint32_t i = 0; i < d.events.size(); ++i) active.pending_index.insert(first_new + i, d.events[i].hash);
+  if (d.rebuild) stored_keys_ready = false;  // the stored index may hold keys this process never saw
+  for (std::uint32_t i = 0; i < d.events.size(); ++i) {
+    active.pending_index.insert(first_new + i, d.events[i].hash);
+    if (stored_keys_ready) stored_keys.add(d.events[i].hash);
+  }
   if (d.config_changed) {
     journal_config = d.config;
     journal_config_bytes = d.config_bytes;
@@ -266,6 +270,31 @@ int Engine::replay(MDB_txn* txn, std::uint64_t after, std::string& context) {
   return 0;
 }
 
+void Engine::build_stored_keys() {
+  stored_keys_ready = false;
+  Status s = read([&](MDB_txn* txn) -> Status {
+    MDB_stat st;
+    int rc = mdb_stat(txn, events, &st);
+    if (rc != 0) return Status::Error(describe("cannot read the index size", rc));
+    stored_keys.reset(2 * (st.ms_entries + pending_events()));
+    Cursor cursor;
+    MDB_val k, v;
+    rc = cursor.open(txn, events);
+    if (rc == 0) rc = cursor.get(k, v, MDB_FIRST);
+    while (rc == 0) {
+      stored_keys.add(hash_key(to_view(k)));
+      rc = cursor.get(k, v, MDB_NEXT);
+    }
+    if (rc != MDB_NOTFOUND) return Status::Error(describe("cannot read the index", rc));
+    return Status::Ok();
+  });
+  if (!s) return;
+  for (const Overlay* overlay : {&active, &frozen}) {
+    for (const PendingEvent& e : overlay->pending) stored_keys.add(hash_key(overlay->pending_key(e)));
+  }
+  stored_keys_ready = true;
+}
+
 }  // namespace storage_internal
 
 using namespace storage_internal;
@@ -288,6 +317,7 @@ Status Store::apply_batch(std::span<const Event> events, const ApplyConfig& conf
   if (d.pending_events() >= 2 * std::max<std::size_t>(d.options.checkpoint_events, 1)) {
     if (Status s = d.complete_checkpoint_locked(); !s) return s;
   }
+  if (!d.stored_keys_ready && !events.empty()) d.build_stored_keys();
   std::string config_bytes;
   encode_apply_config(config, config_bytes);
   std::string journal_record;
@@ -337,7 +367,8 @@ Status Store::apply_batch(std::span<const Event> events, const ApplyConfig& conf
         if ((rc = d.touch(txn, customer_id, true, change, context)) != 0) return rc;
         StateChange& customer = d.delta.customers[change];
         // Only a customer with a stored record can have indexed events.
-        if (customer.in_db) {
+        // Only a customer with a stored record can have indexed events, and only a filter hit can be one.
+        if (customer.in_db && (!d.stored_keys_ready || d.stored_keys.may_contain(hash))) {
           MDB_val k = to_val(d.key), v;
           rc = mdb_get(txn, d.events, &k, &v);
           if (rc == 0) {

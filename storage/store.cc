@@ -151,6 +151,7 @@ Result<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
 
   // Crash recovery: replay the journal after the last checkpoint into memory.
   if (Status s = impl->refresh(); !s) return Status::Error("cannot replay the journal: " + s.message());
+  if (!options.read_only) impl->build_stored_keys();
   return std::unique_ptr<Store>(new Store(std::move(impl)));
 }
 
