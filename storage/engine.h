@@ -92,6 +92,11 @@ struct Engine : Env {
   DedupFilter stored_keys;
   bool stored_keys_ready = false;
 
+  // States the active overlay replaced that nobody else held, reused by
+  // touch(): no allocation per changed customer per batch. Writer's alone.
+  static constexpr std::size_t kMaxSpareStates = 1 << 16;
+  std::vector<std::shared_ptr<CustomerState>> spare_states;
+
   Engine() { encode_apply_config(journal_config, journal_config_bytes); }
 
   // A customer's latest overlay state (active, else frozen), or nullptr if neither holds it.
@@ -116,6 +121,8 @@ struct Engine : Env {
   // The batch's (or replay's) new state of a customer, starting from the
   // overlay (use_overlay) or the stored record; returns its index in delta.customers.
   int touch(MDB_txn* txn, std::string_view id, bool use_overlay, std::uint32_t& change, std::string& context);
+  // A spare state (its contents are stale: the caller assigns them), else a new one.
+  std::shared_ptr<CustomerState> take_state();
   // Appends with a cursor kept at the end of the journal (no descent from the root per record).
   int append_journal(Cursor& cursor, std::uint64_t seq, std::string_view record, std::string& context);
   // Forgets both overlays and any checkpoint in progress (under overlay_mutex,

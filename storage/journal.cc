@@ -48,13 +48,16 @@ int Engine::touch(MDB_txn* txn, std::string_view id, bool use_overlay, std::uint
   if (live != kNone) {
     fresh.live = live;
     fresh.in_db = active.entries[live].in_db;
-    fresh.state = std::make_shared<CustomerState>(*active.entries[live].state);
+    fresh.state = take_state();
+    *fresh.state = *active.entries[live].state;  // reuses the spare's capacity
   } else if (held != kNone) {
     // The checkpoint in progress writes (or wrote) its record: the stored index may hold its events.
     fresh.in_db = true;
-    fresh.state = std::make_shared<CustomerState>(*frozen.entries[held].state);
+    fresh.state = take_state();
+    *fresh.state = *frozen.entries[held].state;
   } else {
-    fresh.state = std::make_shared<CustomerState>();
+    fresh.state = take_state();
+    *fresh.state = CustomerState{};
     if (int rc = load_customer(txn, id, *fresh.state, fresh.in_db, context); rc != 0) return rc;
   }
   fresh.id = arena_append(delta.customer_arena, id);
@@ -119,6 +122,11 @@ void Engine::install(Delta& d) {
       active.checkpoint_bytes -= entry.record_bytes;
       entry.record_bytes = estimate_record_bytes(active.customer_id(entry), *change.state);
       active.checkpoint_bytes += entry.record_bytes;
+      // The state it replaces is reused by a later batch if nobody else holds it (a reader holding
+      // it took its reference under overlay_mutex, which this holds exclusively).
+      if (entry.state && entry.state.use_count() == 1 && spare_states.size() < kMaxSpareStates) {
+        spare_states.push_back(std::const_pointer_cast<CustomerState>(std::move(entry.state)));
+      }
       entry.state = std::move(change.state);
       installed[c] = index;
     }
@@ -268,6 +276,13 @@ int Engine::replay(MDB_txn* txn, std::uint64_t after, std::string& context) {
     return rc;
   }
   return 0;
+}
+
+std::shared_ptr<CustomerState> Engine::take_state() {
+  if (spare_states.empty()) return std::make_shared<CustomerState>();
+  std::shared_ptr<CustomerState> state = std::move(spare_states.back());
+  spare_states.pop_back();
+  return state;
 }
 
 void Engine::build_stored_keys() {
