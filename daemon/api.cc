@@ -85,7 +85,8 @@ std::string query_param(std::string_view query, std::string_view name) {
   return {};
 }
 
-Api::Api(Store& store, Writer& writer, ValueService& value, Metrics& metrics, std::shared_ptr<const Config> config)
+Api::Api(PartitionedStore& store, Writers& writer, ValueService& value, Metrics& metrics,
+         std::shared_ptr<const Config> config)
     : store_(store), writer_(writer), value_(value), metrics_(metrics) {
   set_config(std::move(config));
 }
@@ -315,19 +316,21 @@ Route Api::delete_customer(std::string_view id, const HttpRequest& request, Http
   }
   auto shared = std::make_shared<HttpRespond>(std::move(respond));
   const auto by = tokens()->describe(request.bearer_token);  // for the audit line
-  const bool posted = writer_.post([shared, customer = std::string(id), by, peer = request.peer](Store& store) {
-    auto erased = store.erase_customer(customer);
-    if (erased.ok() && *erased) log_erasure("http", peer, by);  // never the customer id
-    if (!erased.ok()) {
-      (*shared)(json_error(503, "storage error: " + erased.message()));
-    } else if (!*erased) {
-      (*shared)(json_error(404, "unknown customer: " + customer));
-    } else {
-      JsonWriter w;
-      w.begin_object().field("customer_id", customer).field("erased", true).end_object();
-      (*shared)(json_ok(w.take()));
-    }
-  });
+  // On the writer of the customer's partition, ordered with that partition's ingest.
+  const bool posted =
+      writer_.owner(id).post([shared, customer = std::string(id), by, peer = request.peer](Store& store) {
+        auto erased = store.erase_customer(customer);
+        if (erased.ok() && *erased) log_erasure("http", peer, by);  // never the customer id
+        if (!erased.ok()) {
+          (*shared)(json_error(503, "storage error: " + erased.message()));
+        } else if (!*erased) {
+          (*shared)(json_error(404, "unknown customer: " + customer));
+        } else {
+          JsonWriter w;
+          w.begin_object().field("customer_id", customer).field("erased", true).end_object();
+          (*shared)(json_ok(w.take()));
+        }
+      });
   if (!posted) (*shared)(json_error(503, "shutting down"));
   return Route::kCustomerDelete;
 }
@@ -430,7 +433,7 @@ Route Api::remove_dead_letters(const HttpRequest& request, HttpRespond& respond)
   }
   // A write: on the writer thread, like every other.
   auto shared = std::make_shared<HttpRespond>(std::move(respond));
-  const bool posted = writer_.post([shared, sequences = std::move(sequences)](Store& store) {
+  const bool posted = writer_.meta().post([shared, sequences = std::move(sequences)](Store& store) {
     auto removed = store.remove_dead_letters(sequences);
     if (!removed.ok()) {
       (*shared)(json_error(503, "storage error: " + removed.message()));
@@ -654,7 +657,8 @@ Route Api::list_customers(const HttpRequest& request, HttpRespond& respond) {
 
   // Keep the best limit+1 customers after the cursor (one more tells whether a next page exists).
   TopN<ListedValue> best(*limit + 1, has_cursor ? std::optional(std::pair(after.value, after.id)) : std::nullopt);
-  Status visited = store_.for_each_customer([&](std::string_view id, const CustomerState& state) {
+  // TopN orders by (value, id) whatever the visiting order: the partitions one after another.
+  Status visited = store_.for_each_customer_unordered([&](std::string_view id, const CustomerState& state) {
     const CustomerAssessment a = assess_customer(state, as_of, cfg->evaluate, model, cfg->value);
     if (a.tier != wanted) return true;
     best.offer(rank_value(order, a), id, ListedValue{a.value.clv, a.scores.profit_12m});
@@ -706,23 +710,25 @@ Route Api::list_customers_by_id(Tier wanted, std::size_t limit, const std::strin
   std::size_t written = 0;
   std::string last;
   bool more = false;
-  Status visited = store_.for_each_customer([&](std::string_view id, const CustomerState& state) {
-    if (!cursor.empty() && id <= cursor) return true;
-    const CustomerAssessment a = assess_customer(state, now, cfg->evaluate, model, cfg->value);
-    if (a.tier != wanted) return true;
-    if (written == limit) {
-      more = true;
-      return false;
-    }
-    w.begin_object()
-        .field("customer_id", id)
-        .field("clv", std::round(a.value.clv * 1e4) / 1e4)
-        .field("profit_12m", std::round(a.scores.profit_12m * 1e4) / 1e4)
-        .end_object();
-    last.assign(id);
-    ++written;
-    return true;
-  });
+  // Key order across partitions (merged), from strictly after the cursor.
+  Status visited = store_.for_each_customer(
+      [&](std::string_view id, const CustomerState& state) {
+        const CustomerAssessment a = assess_customer(state, now, cfg->evaluate, model, cfg->value);
+        if (a.tier != wanted) return true;
+        if (written == limit) {
+          more = true;
+          return false;
+        }
+        w.begin_object()
+            .field("customer_id", id)
+            .field("clv", std::round(a.value.clv * 1e4) / 1e4)
+            .field("profit_12m", std::round(a.scores.profit_12m * 1e4) / 1e4)
+            .end_object();
+        last.assign(id);
+        ++written;
+        return true;
+      },
+      cursor);
   if (!visited.ok()) {
     respond(json_error(503, "storage error: " + visited.message()));
     return Route::kCustomersList;

@@ -1,7 +1,8 @@
 // Api: the HTTP query and admin API of rapportd (everything but ingest,
-// which the HTTP front serves itself). Reads go straight to the Store from
-// the io thread (LMDB read transactions); writes (erasure) run on the
-// Writer thread so they are ordered with ingest.
+// which the HTTP front serves itself). Reads go straight to the
+// PartitionedStore from the io thread (LMDB read transactions); writes run on
+// a writer thread so they are ordered with ingest: erasure on the customer's
+// partition's, dead-letter removal on partition 0's.
 // Thread safety: handle() runs concurrently on io threads; set_* swap
 // immutable snapshots under a mutex.
 #pragma once
@@ -11,17 +12,19 @@
 
 #include "daemon/config.h"
 #include "daemon/metrics.h"
+#include "daemon/partitioned_sink.h"
 #include "daemon/value_service.h"
 #include "daemon/writer.h"
 #include "ingest/auth.h"
 #include "ingest/net/server.h"
-#include "storage/store.h"
+#include "storage/partitioned_store.h"
 
 namespace rapport {
 
 class Api final : public HttpHandler {
  public:
-  Api(Store& store, Writer& writer, ValueService& value, Metrics& metrics, std::shared_ptr<const Config> config);
+  Api(PartitionedStore& store, Writers& writer, ValueService& value, Metrics& metrics,
+      std::shared_ptr<const Config> config);
 
   // The route and scope of a request from its method and raw target (daemon/routes.h), before its body.
   RouteAccess access(std::string_view method, std::string_view raw_target) const override;
@@ -49,8 +52,8 @@ class Api final : public HttpHandler {
   Route list_customers(const HttpRequest& request, HttpRespond& respond);
   Route list_customers_by_id(Tier wanted, std::size_t limit, const std::string& cursor, HttpRespond& respond);
 
-  Store& store_;
-  Writer& writer_;
+  PartitionedStore& store_;
+  Writers& writer_;
   ValueService& value_;
   Metrics& metrics_;
   mutable std::mutex mutex_;

@@ -176,6 +176,14 @@ Status apply_toml(const toml::table& root, Config& c) {
   storage.number("initial_map_bytes", c.storage.initial_map_bytes, 1 << 20, kMaxBytes * 1024);
   storage.number("max_map_bytes", c.storage.max_map_bytes, 1 << 20, kMaxBytes * 1024);
   storage.number("dead_letter_capacity", c.storage.dead_letter_capacity, 0, 1e9);
+  double partitions = 0;  // absent: the state dir's recorded layout, or the number of cores for a new one
+  storage.number("partitions", partitions, 1, kMaxPartitions);
+  if (partitions != 0) {
+    if (partitions != static_cast<double>(static_cast<std::uint32_t>(partitions))) {
+      return Status::Error("'storage.partitions' must be a whole number");
+    }
+    c.storage.partitions = static_cast<std::uint32_t>(partitions);
+  }
   // Up to twice checkpoint_events are held in memory; below 100 ms the interval is most likely meant in seconds.
   storage.number("checkpoint_events", c.storage.checkpoint_events, 1, kMaxCheckpointEvents);
   double checkpoint_ms = static_cast<double>(c.storage.checkpoint_interval.count());

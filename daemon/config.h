@@ -19,6 +19,7 @@
 #include "ingest/net/server.h"
 #include "scoring/customer_state.h"
 #include "scoring/value_model.h"
+#include "storage/partitioned_store.h"
 #include "storage/store.h"
 
 namespace rapport {
@@ -40,7 +41,8 @@ struct ValueOptions : ValueConfig {
 struct Config {
   std::string config_path;  // where it was loaded from ("" = defaults)
   ServerOptions server;     // listeners (TLS, the metrics listener), io threads, limits, decode options
-  StoreOptions storage;     // state dir, durability, map size, dead-letter capacity, checkpoint thresholds
+  // State dir, partitions, durability, map size, dead-letter capacity, checkpoint thresholds (per partition).
+  PartitionedStoreOptions storage;
   WriterOptions writer;
   std::vector<TokenGrant> tokens;
   ApplyConfig apply;

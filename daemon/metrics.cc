@@ -147,14 +147,27 @@ Metrics::Metrics(std::string_view version) {
                          .Add({});
   queue_depth_ = &BuildGauge()
                       .Name("rapport_queue_depth_events")
-                      .Help("Events waiting for the storage writer")
+                      .Help("Events waiting for the storage writers (all partitions)")
                       .Register(reg)
                       .Add({});
   queue_capacity_ = &BuildGauge()
                          .Name("rapport_queue_capacity_events")
-                         .Help("Capacity of the writer queue in events")
+                         .Help("Capacity of the writer queues in events (all partitions)")
                          .Register(reg)
                          .Add({});
+  partition_queue_depth_ = &BuildGauge()
+                                .Name("rapport_partition_queue_depth_events")
+                                .Help("Events waiting for one partition's storage writer")
+                                .Register(reg);
+  partition_commits_ = &BuildCounter()
+                            .Name("rapport_partition_commits_total")
+                            .Help("Group commits by one partition's storage writer")
+                            .Register(reg);
+  partitions_ = &BuildGauge()
+                     .Name("rapport_partitions")
+                     .Help("Partitions of the state dir (one writer each)")
+                     .Register(reg)
+                     .Add({});
 
   http_requests_ =
       &BuildCounter().Name("rapport_http_requests_total").Help("HTTP requests by route and status code").Register(reg);
@@ -208,6 +221,14 @@ Metrics::Metrics(std::string_view version) {
 void Metrics::observe_http(Route route, int status, double seconds) {
   http_requests_->Add({{"route", str(route_name(route))}, {"code", std::to_string(status)}}).Increment();
   http_duration_[idx(route)]->Observe(seconds);
+}
+
+prometheus::Gauge& Metrics::partition_queue_depth(std::uint32_t partition) {
+  return partition_queue_depth_->Add({{"partition", std::to_string(partition)}});
+}
+
+prometheus::Counter& Metrics::partition_commits(std::uint32_t partition) {
+  return partition_commits_->Add({{"partition", std::to_string(partition)}});
 }
 
 prometheus::Gauge& Metrics::customers(std::string_view tier) { return customers_->Add({{"tier", str(tier)}}); }

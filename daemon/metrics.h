@@ -112,6 +112,10 @@ class Metrics final : public FrontStats {
   prometheus::Gauge& pending_events() { return *pending_events_; }
   prometheus::Gauge& queue_depth() { return *queue_depth_; }
   prometheus::Gauge& queue_capacity() { return *queue_capacity_; }
+  // Per partition (label partition="0".."P-1"): its writer's queue and group commits.
+  prometheus::Gauge& partition_queue_depth(std::uint32_t partition);
+  prometheus::Counter& partition_commits(std::uint32_t partition);
+  prometheus::Gauge& partitions() { return *partitions_; }
 
   // --- HTTP (per request, not per event) ---
   void observe_http(Route route, int status, double seconds);
@@ -162,6 +166,9 @@ class Metrics final : public FrontStats {
   prometheus::Gauge* pending_events_ = nullptr;
   prometheus::Gauge* queue_depth_ = nullptr;
   prometheus::Gauge* queue_capacity_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* partition_queue_depth_ = nullptr;
+  prometheus::Family<prometheus::Counter>* partition_commits_ = nullptr;
+  prometheus::Gauge* partitions_ = nullptr;
   prometheus::Family<prometheus::Counter>* http_requests_ = nullptr;
   std::array<prometheus::Histogram*, kRouteCount> http_duration_{};
   prometheus::Family<prometheus::Gauge>* customers_ = nullptr;

@@ -22,10 +22,11 @@
 #include "daemon/api.h"
 #include "daemon/config.h"
 #include "daemon/metrics.h"
+#include "daemon/partitioned_sink.h"
 #include "daemon/value_service.h"
 #include "daemon/writer.h"
 #include "ingest/net/server.h"
-#include "storage/store.h"
+#include "storage/partitioned_store.h"
 
 #ifndef RAPPORT_VERSION
 #define RAPPORT_VERSION "0.0.0"
@@ -38,6 +39,7 @@ namespace {
 struct Overrides {
   std::string http, tcp, state_dir, durability, log_level, log_format, log_timestamps;
   int io_threads = -1;
+  int partitions = 0;  // 0: not given
 };
 
 Status apply_overrides(const Overrides& o, Config& c) {
@@ -49,6 +51,7 @@ Status apply_overrides(const Overrides& o, Config& c) {
   if (!o.log_format.empty()) c.log_format = o.log_format;
   if (!o.log_timestamps.empty()) c.log_timestamps = o.log_timestamps;
   if (o.io_threads >= 0) c.server.io_threads = o.io_threads;
+  if (o.partitions > 0) c.storage.partitions = static_cast<std::uint32_t>(o.partitions);
   return validate_config(c);
 }
 
@@ -88,7 +91,7 @@ int usage_error(const std::string& message) {
   return 2;
 }
 
-void refresh_storage_metrics(Store& store, Metrics& metrics, const ValueService& value) {
+void refresh_storage_metrics(PartitionedStore& store, Metrics& metrics, const ValueService& value) {
   const StoreStats s = store.stats();
   metrics.lmdb_map_bytes().Set(static_cast<double>(s.map_bytes));
   metrics.lmdb_used_bytes().Set(static_cast<double>(s.used_bytes));
@@ -130,17 +133,18 @@ int run(const std::string& config_path, const Overrides& overrides) {
   // reports as clean refusals, not into SIGXFSZ killing the daemon mid-commit.
   signal(SIGXFSZ, SIG_IGN);
 
-  StoreOptions store_options = config->storage;
-  store_options.checkpoint_in_apply_batch = false;  // the writer steps checkpoints after acknowledging
-  auto store = Store::open(store_options);
+  PartitionedStoreOptions store_options = config->storage;
+  store_options.checkpoint_in_apply_batch = false;  // the writers step checkpoints after acknowledging
+  auto store = PartitionedStore::open(store_options);
   if (!store.ok()) {
     log_error("storage: " + store.message());
     return 2;
   }
+  log_info("storage: " + std::to_string((*store)->partition_count()) + " partition(s), one writer each");
   Metrics metrics(RAPPORT_VERSION);
   WriterOptions writer_options = config->writer;
   writer_options.test_stall_after_commits = *stall_hook;
-  Writer writer(**store, metrics, writer_options, config->apply);
+  Writers writer(**store, metrics, writer_options, config->apply);
   writer.start();
   ValueService value(**store, writer, metrics, *config);
   if (Status loaded_model = value.load(); !loaded_model.ok()) log_warn(loaded_model.message());
@@ -171,8 +175,8 @@ int run(const std::string& config_path, const Overrides& overrides) {
   }
   if (passed > 0) log_info("adopted " + std::to_string(passed) + " listener(s) from systemd");
 
-  auto server =
-      NetworkServer::start(server_options, api, writer, metrics, std::make_shared<const TokenSet>(config->tokens));
+  auto server = NetworkServer::start(server_options, api, writer.sink(), metrics,
+                                     std::make_shared<const TokenSet>(config->tokens));
   if (!server.ok()) {
     log_error("listen: " + server.message());
     value.stop();
@@ -192,7 +196,7 @@ int run(const std::string& config_path, const Overrides& overrides) {
   std::uint64_t watchdog_usec = 0;
   const bool watchdog = sd_watchdog_enabled(0, &watchdog_usec) > 0;
   const auto tick = watchdog ? std::chrono::microseconds(watchdog_usec / 2) : std::chrono::microseconds(1'000'000);
-  std::uint64_t last_progress = writer.progress();
+  writer.stalled();  // records the writers' progress
   // The store keeps the checkpoint settings it was opened with (a reload changes them only on restart).
   const std::chrono::milliseconds checkpoint_interval = (*store)->options().checkpoint_interval;
   auto next_checkpoint = std::chrono::steady_clock::now() + checkpoint_interval;
@@ -216,10 +220,11 @@ int run(const std::string& config_path, const Overrides& overrides) {
           reloaded->server.metrics_address != config->server.metrics_address ||
           reloaded->server.tls.http != config->server.tls.http || reloaded->server.tls.tcp != config->server.tls.tcp ||
           reloaded->storage.directory != config->storage.directory ||
+          reloaded->storage.partitions != config->storage.partitions ||
           reloaded->storage.checkpoint_events != config->storage.checkpoint_events ||
           reloaded->storage.checkpoint_interval != config->storage.checkpoint_interval) {
         log_warn(
-            "listen addresses, which listeners speak TLS, the state dir and the checkpoint settings change "
+            "listen addresses, which listeners speak TLS, the state dir, partitions and the checkpoint settings change "
             "only on restart");
       }
       if (server_options.tls.enabled()) {  // a new certificate for new connections; the listeners stay as started
@@ -245,21 +250,17 @@ int run(const std::string& config_path, const Overrides& overrides) {
     // idle daemon would otherwise keep its last events in memory (safe in the journal) indefinitely.
     if (std::chrono::steady_clock::now() >= next_checkpoint) {
       next_checkpoint = std::chrono::steady_clock::now() + checkpoint_interval;
-      if (!writer.busy()) {
-        log_debug("checkpoint due on the clock",
-                  {{"interval_ms", static_cast<std::int64_t>(checkpoint_interval.count())}});
-        writer.request_checkpoint();
-      }
+      log_debug("checkpoint due on the clock",
+                {{"interval_ms", static_cast<std::int64_t>(checkpoint_interval.count())}});
+      writer.request_idle_checkpoints();
     }
     // Timeout: the watchdog is fed only while the writer makes progress or has nothing to do.
     if (watchdog) {
-      const std::uint64_t progress = writer.progress();
-      if (progress != last_progress || !writer.busy()) {
+      if (!writer.stalled()) {
         sd_notify(0, "WATCHDOG=1");
       } else {
         log_warn("storage writer has made no progress; withholding the watchdog ping");
       }
-      last_progress = progress;
     }
   }
 
@@ -297,6 +298,10 @@ int main(int argc, char** argv) {
   app.add_option("--durability", o.durability,
                  "fsync (default: acked = on disk) or async (faster; a machine crash may lose recent acks)")
       ->check(CLI::IsMember({"fsync", "async"}));
+  app.add_option("--partitions", o.partitions,
+                 "Partitions of the state dir, one writer each (default: storage.partitions, else the dir's own "
+                 "layout, else one per core for a new dir; changing it needs `rapportctl migrate`)")
+      ->check(CLI::Range(1, static_cast<int>(rapport::kMaxPartitions)));
   app.add_option("--io-threads", o.io_threads, "Network io threads (default 0 = one per core)")
       ->check(CLI::Range(0, 256));
   app.add_option("--log-level", o.log_level,

@@ -19,8 +19,12 @@ PurchaseSummary purchase_summary(const Scores& s) {
   return PurchaseSummary{s.x, s.t_x_days, s.T_days, s.mean_repeat_spend};
 }
 
-Result<ValueSnapshot> fit_population(const Store& store, const EvaluateConfig& scoring, const ValueConfig& value,
-                                     std::int64_t as_of_ms) {
+namespace {
+
+using VisitAll = std::function<Status(const std::function<bool(std::string_view, const CustomerState&)>&)>;
+
+Result<ValueSnapshot> fit_visited(const VisitAll& for_each_customer, const EvaluateConfig& scoring,
+                                  const ValueConfig& value, std::int64_t as_of_ms) {
   const auto started = std::chrono::steady_clock::now();
   constexpr std::int64_t kDayMs = 86'400'000;
   const auto day_of = [](std::int64_t ms) { return ms >= 0 ? ms / kDayMs : (ms - kDayMs + 1) / kDayMs; };
@@ -28,7 +32,7 @@ Result<ValueSnapshot> fit_population(const Store& store, const EvaluateConfig& s
   std::vector<PurchaseSummary> buyers;
   std::vector<float> profit_12m;  // parallel to buyers
   std::uint64_t customers = 0, non_buyer_leads = 0;
-  Status visited = store.for_each_customer([&](std::string_view, const CustomerState& state) {
+  Status visited = for_each_customer([&](std::string_view, const CustomerState& state) {
     if (state.event_count == 0 || day_of(state.first_seen_ms) > as_of_day) return true;  // not a customer yet
     ++customers;
     const Scores s = evaluate(state, as_of_ms, scoring);
@@ -94,6 +98,8 @@ Result<ValueSnapshot> fit_population(const Store& store, const EvaluateConfig& s
   return snap;
 }
 
+}  // namespace
+
 std::array<std::uint64_t, kTierCount> customers_by_tier(const ValueSnapshot* fit, std::uint64_t customers) {
   std::array<std::uint64_t, kTierCount> out{};
   std::uint64_t ranked = 0;
@@ -108,7 +114,18 @@ std::array<std::uint64_t, kTierCount> customers_by_tier(const ValueSnapshot* fit
   return out;
 }
 
-ValueService::ValueService(Store& store, Writer& writer, Metrics& metrics, const Config& config)
+Result<ValueSnapshot> fit_population(const Store& store, const EvaluateConfig& scoring, const ValueConfig& value,
+                                     std::int64_t as_of_ms) {
+  return fit_visited([&](const auto& visit) { return store.for_each_customer(visit); }, scoring, value, as_of_ms);
+}
+
+Result<ValueSnapshot> fit_population(const PartitionedStore& store, const EvaluateConfig& scoring,
+                                     const ValueConfig& value, std::int64_t as_of_ms) {
+  return fit_visited([&](const auto& visit) { return store.for_each_customer_unordered(visit); }, scoring, value,
+                     as_of_ms);
+}
+
+ValueService::ValueService(PartitionedStore& store, Writers& writer, Metrics& metrics, const Config& config)
     : store_(store), writer_(writer), metrics_(metrics) {
   set_config(config);
 }
@@ -244,7 +261,7 @@ Result<std::shared_ptr<const ValueSnapshot>> ValueService::fit_once(const Evalua
   metrics_.model_fit_timestamp().Set(static_cast<double>(snap->model.fitted_at_ms) / 1000.0);
   metrics_.model_fit_duration().Set(snap->model.fit_seconds);
   metrics_.model_log_likelihood().Set(snap->model.bgnbd_log_likelihood);
-  writer_.post([model = serialize(snap->model), counts = encode_tier_counts(snap->tier_counts)](Store& store) {
+  writer_.meta().post([model = serialize(snap->model), counts = encode_tier_counts(snap->tier_counts)](Store& store) {
     Status s = store.put_meta(kModelKey, model);
     if (s.ok()) s = store.put_meta(kTierCountsKey, counts);
     if (!s.ok()) log_warn("cannot store the value model: " + s.message());

@@ -23,8 +23,10 @@
 
 #include "daemon/config.h"
 #include "daemon/metrics.h"
+#include "daemon/partitioned_sink.h"
 #include "daemon/writer.h"
 #include "scoring/value_model.h"
+#include "storage/partitioned_store.h"
 #include "storage/store.h"
 
 namespace rapport {
@@ -41,6 +43,9 @@ struct ValueSnapshot {
 // The model's fitted_at is the wall clock.
 Result<ValueSnapshot> fit_population(const Store& store, const EvaluateConfig& scoring, const ValueConfig& value,
                                      std::int64_t as_of_ms);
+// Over every partition, one after another (one read snapshot each).
+Result<ValueSnapshot> fit_population(const PartitionedStore& store, const EvaluateConfig& scoring,
+                                     const ValueConfig& value, std::int64_t as_of_ms);
 
 // The rapport_customers{tier} gauges: the tiers of the last fit (`fit`, null before the first), and as
 // "unranked" every customer it did not count (new since, or first seen after its as_of), so that the tiers
@@ -55,7 +60,8 @@ class ValueService {
  public:
   using FitDone = std::function<void(const Result<std::shared_ptr<const ValueSnapshot>>&)>;
 
-  ValueService(Store& store, Writer& writer, Metrics& metrics, const Config& config);
+  // Fits read `store`; the fitted model is stored by the writer of partition 0 (meta).
+  ValueService(PartitionedStore& store, Writers& writer, Metrics& metrics, const Config& config);
   ~ValueService();  // stop()
 
   // Loads the stored model, if any. A record that cannot be read is reported and ignored.
@@ -78,8 +84,8 @@ class ValueService {
   Result<std::shared_ptr<const ValueSnapshot>> fit_once(const EvaluateConfig& evaluate, const ValueConfig& value,
                                                         std::int64_t as_of_ms);
 
-  Store& store_;
-  Writer& writer_;
+  PartitionedStore& store_;
+  Writers& writer_;
   Metrics& metrics_;
 
   mutable std::mutex mutex_;

@@ -8,9 +8,14 @@
 
 namespace rapport {
 
-Writer::Writer(Store& store, Metrics& metrics, WriterOptions options, ApplyConfig apply)
-    : store_(store), metrics_(metrics), options_(options), apply_(apply) {
-  metrics_.queue_capacity().Set(static_cast<double>(options_.queue_capacity_events));
+Writer::Writer(Store& store, Metrics& metrics, WriterOptions options, ApplyConfig apply, std::uint32_t partition)
+    : store_(store),
+      metrics_(metrics),
+      partition_queue_depth_(metrics.partition_queue_depth(partition)),
+      partition_commits_(metrics.partition_commits(partition)),
+      options_(options),
+      apply_(apply) {
+  metrics_.queue_capacity().Increment(static_cast<double>(options_.queue_capacity_events));
 }
 
 Writer::~Writer() { stop(); }
@@ -29,18 +34,46 @@ void Writer::stop() {
   if (thread_.joinable()) thread_.join();
 }
 
+bool Writer::has_room_locked(std::size_t n) const {
+  // One oversized submission is let through when the queue is empty, so nothing can stall forever.
+  return !stopping_ && !(queued_events_ > 0 && queued_events_ + n > options_.queue_capacity_events);
+}
+
+void Writer::push_locked(std::unique_ptr<Submission> submission, std::size_t n) {
+  queued_events_ += n;
+  queue_.emplace_back(std::move(submission));
+  metrics_.queue_depth().Increment(static_cast<double>(n));
+  partition_queue_depth_.Increment(static_cast<double>(n));
+}
+
 bool Writer::try_submit(std::unique_ptr<Submission>& submission) {
   const std::size_t n = submission->events.size() + submission->rejections.size();
   {
     std::lock_guard lock(mutex_);
-    if (stopping_) return false;
-    // One oversized submission is let through when the queue is empty, so nothing can stall forever.
-    if (queued_events_ > 0 && queued_events_ + n > options_.queue_capacity_events) return false;
-    queued_events_ += n;
-    queue_.emplace_back(std::move(submission));
-    metrics_.queue_depth().Set(static_cast<double>(queued_events_));
+    if (!has_room_locked(n)) return false;
+    push_locked(std::move(submission), n);
   }
   wake_.notify_one();
+  return true;
+}
+
+bool Writer::try_submit_parts(std::span<Writer* const> writers, std::vector<std::unique_ptr<Submission>>& parts) {
+  std::vector<std::unique_lock<std::mutex>> locks;
+  locks.reserve(writers.size());
+  for (std::size_t i = 0; i < writers.size(); ++i) {
+    if (!parts[i]) continue;
+    locks.emplace_back(writers[i]->mutex_);
+    if (!writers[i]->has_room_locked(parts[i]->events.size() + parts[i]->rejections.size())) return false;
+  }
+  std::vector<Writer*> woken;
+  for (std::size_t i = 0; i < writers.size(); ++i) {
+    if (!parts[i]) continue;
+    const std::size_t n = parts[i]->events.size() + parts[i]->rejections.size();
+    writers[i]->push_locked(std::move(parts[i]), n);
+    woken.push_back(writers[i]);
+  }
+  locks.clear();
+  for (Writer* w : woken) w->wake_.notify_one();
   return true;
 }
 
@@ -149,7 +182,8 @@ void Writer::run() {
           batch.push_back(std::move(next));
           queue_.pop_front();
         }
-        metrics_.queue_depth().Set(static_cast<double>(queued_events_));
+        metrics_.queue_depth().Decrement(static_cast<double>(events));
+        partition_queue_depth_.Decrement(static_cast<double>(events));
       }
       in_hand_ = true;
     }
@@ -202,6 +236,7 @@ void Writer::commit(std::vector<std::unique_ptr<Submission>>& batch) {
   metrics_.commit_duration().Observe(std::chrono::duration<double>(finished - started).count());
   metrics_.commit_batch_events().Observe(static_cast<double>(events_.size() + dead_letters_.size()));
   if (!status.ok()) metrics_.commit_failures().Increment();
+  partition_commits_.Increment();
 
   std::size_t offset = 0;
   for (auto& s : batch) {
@@ -218,7 +253,10 @@ void Writer::commit(std::vector<std::unique_ptr<Submission>>& batch) {
     if (status.ok() && s->dead_letters_dropped > 0) {
       metrics_.dead_letters_dropped().Increment(static_cast<double>(s->dead_letters_dropped));
     }
-    metrics_.ack_latency(s->transport).Observe(std::chrono::duration<double>(finished - s->received_at).count());
+    // A part of a split submission has no received_at: the sink observes the whole once every part is done.
+    if (s->received_at != std::chrono::steady_clock::time_point{}) {
+      metrics_.ack_latency(s->transport).Observe(std::chrono::duration<double>(finished - s->received_at).count());
+    }
     if (s->done) s->done(std::move(result));
   }
   // Acknowledged: now the checkpoint's next slice, or its first if one is due.

@@ -1,4 +1,5 @@
-// Writer: the single storage writer thread and the bounded queue in front of it.
+// Writer: one partition's storage writer thread and the bounded queue in front of it
+// (rapportd runs one per partition; daemon/partitioned_sink.h splits the fronts' work).
 //
 // Fronts submit decoded chunks (IngestSink::try_submit); the writer takes
 // everything queued (up to batch_max_events) as one group commit, stores it
@@ -21,8 +22,10 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <thread>
 #include <variant>
+#include <vector>
 
 #include "daemon/config.h"
 #include "daemon/metrics.h"
@@ -35,7 +38,8 @@ class Writer final : public IngestSink {
  public:
   using Job = std::function<void(Store&)>;
 
-  Writer(Store& store, Metrics& metrics, WriterOptions options, ApplyConfig apply);
+  // `partition`: the index of the store's partition (metrics labels, logs).
+  Writer(Store& store, Metrics& metrics, WriterOptions options, ApplyConfig apply, std::uint32_t partition = 0);
   ~Writer() override;  // stop()
 
   void start();
@@ -44,6 +48,11 @@ class Writer final : public IngestSink {
 
   bool try_submit(std::unique_ptr<Submission>& submission) override;
   bool accepting() const override { return accepting_.load(std::memory_order_acquire); }
+
+  // All or nothing: queues parts[i] (null = none) on writers[i] if every one
+  // of them has room (as try_submit), else queues none and leaves parts as
+  // they were. The writers' locks are taken in index order.
+  static bool try_submit_parts(std::span<Writer* const> writers, std::vector<std::unique_ptr<Submission>>& parts);
 
   // Runs `job` on the writer thread after everything queued before it.
   // Returns false if the writer has stopped (the job is not run).
@@ -64,6 +73,10 @@ class Writer final : public IngestSink {
   void commit(std::vector<std::unique_ptr<Submission>>& batch);
   // The test hook (WriterOptions::test_stall_after_commits): blocks until stop() once it is due.
   void stall_if_due();
+  // Under mutex_: whether a submission of n events fits the queue now.
+  bool has_room_locked(std::size_t n) const;
+  // Under mutex_: queues a submission of n events.
+  void push_locked(std::unique_ptr<Submission> submission, std::size_t n);
   void checkpoint_step(bool begin_now);
   // --log-level debug: logs the checkpoint's begin, slice and end that this step made, if any.
   void log_checkpoint_step(const StoreStats& before, std::chrono::steady_clock::time_point started,
@@ -71,6 +84,8 @@ class Writer final : public IngestSink {
 
   Store& store_;
   Metrics& metrics_;
+  prometheus::Gauge& partition_queue_depth_;
+  prometheus::Counter& partition_commits_;
   const WriterOptions options_;
 
   mutable std::mutex mutex_;

@@ -69,7 +69,7 @@ Status parse_letters(std::string_view body, std::vector<Letter>& out) {
 }
 
 // Every letter after `after` (at most `limit`, 0 = all), from the daemon or the store.
-Result<std::vector<Letter>> fetch_letters(const CtlTarget& target, const Store* store, std::uint64_t after,
+Result<std::vector<Letter>> fetch_letters(const CtlTarget& target, const PartitionedStore* store, std::uint64_t after,
                                           std::size_t limit, const std::function<void(const Letter&)>& each) {
   std::vector<Letter> all;
   for (;;) {
@@ -117,7 +117,8 @@ void report_invalid(ReplayTally& tally, const Letter& l, std::string_view why) {
 }
 
 // Decodes and applies the letters in this process (state-dir mode).
-Status replay_locally(Store& store, const Config& config, const std::vector<Letter>& letters, ReplayTally& tally) {
+Status replay_locally(PartitionedStore& store, const Config& config, const std::vector<Letter>& letters,
+                      ReplayTally& tally) {
   Decoder decoder(config.server.decode);
   std::vector<Event> events;
   std::vector<std::uint64_t> sequences;
@@ -266,7 +267,7 @@ int ctl_deadletter_replay(const CtlTarget& target, const DeadLetterOptions& opti
   auto config = ctl_config(target);
   if (!config.ok()) return ctl_error(config.message());
   const bool over_http = !target.url.empty();
-  std::unique_ptr<Store> store;  // state-dir mode: the source of the letters and where they are removed
+  std::unique_ptr<PartitionedStore> store;  // state-dir mode: the source of the letters and where they are removed
   if (!over_http) {
     auto opened = ctl_open_store(*config, /*read_only=*/false);
     if (!opened.ok()) return ctl_error(opened.message());

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -38,6 +39,34 @@ Result<std::uint64_t> dir_entries(const std::string& dir) {
   return n;
 }
 
+// Sum of the sizes of every partition's data.mdb under a state dir or backup (progress).
+std::uintmax_t data_bytes(const std::string& dir, std::uint32_t partitions) {
+  std::uintmax_t total = 0;
+  for (std::uint32_t i = 0; i < partitions; ++i) {
+    std::error_code ec;
+    const std::uintmax_t size = fs::file_size(fs::path(partition_directory(dir, i)) / "data.mdb", ec);
+    if (!ec) total += size;
+  }
+  return total;
+}
+
+// Removes the lock.mdb files a read-only open left in a backup's partitions (a backup is data files alone).
+void remove_locks(const std::string& dir, std::uint32_t partitions) {
+  std::error_code ec;
+  for (std::uint32_t i = 0; i < partitions; ++i) fs::remove(fs::path(partition_directory(dir, i)) / "lock.mdb", ec);
+}
+
+// True if any partition of the state dir is open in some process.
+bool any_partition_in_use(const std::string& dir) {
+  if (state_dir_in_use(dir)) return true;
+  std::error_code ec;
+  const fs::path parts = fs::path(dir) / "partitions";
+  for (auto it = fs::directory_iterator(parts, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    if (state_dir_in_use(it->path().string())) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 // --- backup ---------------------------------------------------------------------
@@ -65,10 +94,13 @@ int ctl_backup(const CtlTarget& target, const std::string& destination, bool qui
     return ctl_error("backup destination is the state dir itself");
   }
 
+  const std::uint32_t partitions = (*store)->partition_count();
   const StoreStats before = (*store)->stats();
-  std::fprintf(stderr, "backing up %.1f MB (about %llu customers, %llu events) from %s to %s (compacting) ...\n",
+  std::fprintf(stderr,
+               "backing up %.1f MB (about %llu customers, %llu events, %u partition(s)) from %s to %s (compacting) "
+               "...\n",
                megabytes(before.used_bytes), static_cast<unsigned long long>(before.customers),
-               static_cast<unsigned long long>(before.events), source.c_str(), destination.c_str());
+               static_cast<unsigned long long>(before.events), partitions, source.c_str(), destination.c_str());
   const auto started = std::chrono::steady_clock::now();
   std::atomic<bool> done{false};
   Status result;
@@ -77,14 +109,12 @@ int ctl_backup(const CtlTarget& target, const std::string& destination, bool qui
     done.store(true, std::memory_order_release);
   });
   const bool show = !quiet && isatty(STDERR_FILENO);
-  const std::string data_file = (fs::path(destination) / "data.mdb").string();
   while (!done.load(std::memory_order_acquire)) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     if (!show) continue;
-    const std::uintmax_t size = fs::file_size(data_file, ec);
-    if (ec) continue;
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    std::fprintf(stderr, "\r  %.1f / %.1f MB written, %.1f s   ", megabytes(size), megabytes(before.used_bytes), secs);
+    std::fprintf(stderr, "\r  %.1f / %.1f MB written, %.1f s   ", megabytes(data_bytes(destination, partitions)),
+                 megabytes(before.used_bytes), secs);
     std::fflush(stderr);
   }
   copier.join();
@@ -93,33 +123,43 @@ int ctl_backup(const CtlTarget& target, const std::string& destination, bool qui
   if (!result.ok()) {
     // Leave no half-written backup behind.
     if (existed) {
-      fs::remove(data_file, ec);
-      fs::remove(fs::path(destination) / "lock.mdb", ec);
+      for (auto it = fs::directory_iterator(destination, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+        std::error_code ignored;
+        fs::remove_all(it->path(), ignored);
+      }
     } else {
       fs::remove_all(destination, ec);
     }
     return ctl_error(result.message());
   }
-  if (!sync_path(data_file) || !sync_path(destination)) {
+  for (std::uint32_t i = 0; i < partitions; ++i) {
+    const std::string dir = partition_directory(destination, i);
+    if (!sync_path((fs::path(dir) / "data.mdb").string()) || !sync_path(dir)) {
+      return ctl_error("cannot flush the backup in " + dir + " to disk: " + std::strerror(errno));
+    }
+  }
+  if (partitions > 1) sync_path((fs::path(destination) / "partitions").string());
+  if (!sync_path((fs::path(destination) / kBackupManifest).string()) || !sync_path(destination)) {
     return ctl_error("cannot flush the backup in " + destination + " to disk: " + std::strerror(errno));
   }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
 
-  // Verify: the copy opens and holds the snapshot's customers and events.
-  StoreOptions verify_options;
+  // Verify: the copy is complete, opens and holds the snapshot's customers and events.
+  auto complete = check_backup_complete(destination);
+  if (!complete.ok()) return ctl_error(complete.message());
+  PartitionedStoreOptions verify_options;
   verify_options.directory = destination;
   verify_options.read_only = true;
   StoreStats copied;
   {
-    auto copy = Store::open(verify_options);
+    auto copy = PartitionedStore::open(verify_options);
     if (!copy.ok()) return ctl_error("the backup in " + destination + " does not open: " + copy.message());
     copied = (*copy)->stats();
   }
-  fs::remove(fs::path(destination) / "lock.mdb", ec);  // created by the check; a backup is data.mdb alone
-  const std::uintmax_t size = fs::file_size(data_file, ec);
-  std::printf("backup of %llu customers, %llu events written to %s in %.1f s (%.1f MB)\n",
+  remove_locks(destination, partitions);
+  std::printf("backup of %llu customers, %llu events (%u partition(s)) written to %s in %.1f s (%.1f MB)\n",
               static_cast<unsigned long long>(copied.customers), static_cast<unsigned long long>(copied.events),
-              destination.c_str(), secs, megabytes(ec ? 0 : size));
+              partitions, destination.c_str(), secs, megabytes(data_bytes(destination, partitions)));
   return kExitOk;
 }
 
@@ -140,39 +180,58 @@ bool state_dir_in_use(const std::string& directory) {
   return in_use;
 }
 
+bool state_dir_partitions_in_use(const std::string& directory) { return any_partition_in_use(directory); }
+
 int ctl_restore(const CtlTarget& target, const std::string& source, bool force) {
   if (!target.url.empty()) return ctl_error("restore writes a state dir: use --state-dir, not --url");
   auto config = ctl_config(target);
   if (!config.ok()) return ctl_error(config.message());
   const std::string& dir = config->storage.directory;
   std::error_code ec;
-  const fs::path source_data = fs::path(source) / "data.mdb";
-  if (!fs::is_regular_file(source_data, ec)) {
-    return ctl_error(source + " is not a backup: it has no data.mdb (make one with `rapportctl backup`)");
-  }
   if (fs::weakly_canonical(source, ec) == fs::weakly_canonical(dir, ec)) {
     return ctl_error("the backup and the state dir are the same directory");
+  }
+  // Every partition the backup names must be there: a partial backup is refused.
+  auto complete = check_backup_complete(source);
+  if (!complete.ok()) return ctl_error(complete.message());
+  const std::uint32_t partitions = *complete;
+  if (config->storage.partitions && *config->storage.partitions != partitions) {
+    return ctl_error("the backup has " + std::to_string(partitions) +
+                     " partition(s) but the config sets "
+                     "storage.partitions = " +
+                     std::to_string(*config->storage.partitions) +
+                     ": restore with a config that matches, then `rapportctl migrate --partitions " +
+                     std::to_string(*config->storage.partitions) + "`");
   }
 
   // The backup must open as a Rapport store.
   StoreStats backup_stats;
   {
-    const bool had_lock = fs::exists(fs::path(source) / "lock.mdb", ec);
-    StoreOptions options;
+    std::vector<bool> had_lock;
+    for (std::uint32_t i = 0; i < partitions; ++i) {
+      had_lock.push_back(fs::exists(fs::path(partition_directory(source, i)) / "lock.mdb", ec));
+    }
+    PartitionedStoreOptions options;
     options.directory = source;
     options.read_only = true;
     {
-      auto backup = Store::open(options);
+      auto backup = PartitionedStore::open(options);
       if (!backup.ok()) return ctl_error(source + " is not a readable Rapport backup: " + backup.message());
+      if ((*backup)->partition_count() != partitions) {
+        return ctl_error(source + " is not a consistent backup: its manifest names " + std::to_string(partitions) +
+                         " partition(s), its data " + std::to_string((*backup)->partition_count()));
+      }
       backup_stats = (*backup)->stats();
     }
-    if (!had_lock) fs::remove(fs::path(source) / "lock.mdb", ec);
+    for (std::uint32_t i = 0; i < partitions; ++i) {
+      if (!had_lock[i]) fs::remove(fs::path(partition_directory(source, i)) / "lock.mdb", ec);
+    }
   }
 
   // The target: never a state dir in use, and only an empty one unless --force.
   if (fs::exists(dir, ec)) {
     if (!fs::is_directory(dir, ec)) return ctl_error(dir + " exists and is not a directory");
-    if (state_dir_in_use(dir)) {
+    if (any_partition_in_use(dir)) {
       return ctl_error(dir + " is in use by a running process (rapportd?): stop it before restoring");
     }
     auto entries = dir_entries(dir);
@@ -186,35 +245,62 @@ int ctl_restore(const CtlTarget& target, const std::string& source, bool force) 
     ::chmod(dir.c_str(), 0750);
   }
 
-  const std::uintmax_t bytes = fs::file_size(source_data, ec);
-  std::fprintf(stderr, "restoring %.1f MB (%llu customers, %llu events) from %s into %s ...\n",
-               megabytes(ec ? 0 : bytes), static_cast<unsigned long long>(backup_stats.customers),
-               static_cast<unsigned long long>(backup_stats.events), source.c_str(), dir.c_str());
+  std::fprintf(stderr, "restoring %.1f MB (%llu customers, %llu events, %u partition(s)) from %s into %s ...\n",
+               megabytes(data_bytes(source, partitions)), static_cast<unsigned long long>(backup_stats.customers),
+               static_cast<unsigned long long>(backup_stats.events), partitions, source.c_str(), dir.c_str());
   const auto started = std::chrono::steady_clock::now();
-  const fs::path target_data = fs::path(dir) / "data.mdb";
-  const fs::path staging = fs::path(dir) / "data.mdb.restoring";
-  fs::copy_file(source_data, staging, fs::copy_options::overwrite_existing, ec);
-  if (ec) {
-    fs::remove(staging, ec);
-    return ctl_error("cannot copy " + source_data.string() + " to " + dir + ": " + ec.message());
+  // Stage every partition's copy beside its place first; move them into place only once all are on disk.
+  for (std::uint32_t i = 0; i < partitions; ++i) {
+    const fs::path from = fs::path(partition_directory(source, i)) / "data.mdb";
+    const fs::path into = partition_directory(dir, i);
+    fs::create_directories(into, ec);
+    if (ec) return ctl_error("cannot create " + into.string() + ": " + ec.message());
+    const fs::path staging = into / "data.mdb.restoring";
+    fs::copy_file(from, staging, fs::copy_options::overwrite_existing, ec);
+    if (ec) {
+      fs::remove(staging, ec);
+      return ctl_error("cannot copy " + from.string() + " to " + into.string() + ": " + ec.message());
+    }
+    ::chmod(staging.c_str(), 0640);
+    if (!sync_path(staging.string())) {
+      return ctl_error("cannot flush " + staging.string() + ": " + std::strerror(errno));
+    }
   }
-  ::chmod(staging.c_str(), 0640);
-  if (!sync_path(staging.string())) return ctl_error("cannot flush " + staging.string() + ": " + std::strerror(errno));
-  fs::rename(staging, target_data, ec);
-  if (ec) return ctl_error("cannot move the restored data into place: " + ec.message());
-  fs::remove(fs::path(dir) / "lock.mdb", ec);  // a stale reader table belongs to the replaced data
+  // Replaced data: partitions beyond the backup's and an unfinished migration belong to the old state.
+  if (partitions == 1) {
+    fs::remove_all(fs::path(dir) / "partitions", ec);
+  } else {
+    for (auto it = fs::directory_iterator(fs::path(dir) / "partitions", ec); !ec && it != fs::directory_iterator();
+         it.increment(ec)) {
+      std::uint32_t index = 0;
+      const std::string name = it->path().filename().string();
+      const auto [end, err] = std::from_chars(name.data(), name.data() + name.size(), index);
+      if (err != std::errc() || end != name.data() + name.size() || index >= partitions) {
+        std::error_code ignored;
+        fs::remove_all(it->path(), ignored);
+      }
+    }
+  }
+  fs::remove_all(fs::path(dir) / kMigrateDirName, ec);
+  for (std::uint32_t i = 0; i < partitions; ++i) {
+    const fs::path into = partition_directory(dir, i);
+    fs::rename(into / "data.mdb.restoring", into / "data.mdb", ec);
+    if (ec) return ctl_error("cannot move the restored data into place: " + ec.message());
+    fs::remove(into / "lock.mdb", ec);  // a stale reader table belongs to the replaced data
+    sync_path(into.string());
+  }
   sync_path(dir);
 
-  StoreOptions check = config->storage;
+  PartitionedStoreOptions check = config->storage;
   check.read_only = true;
-  auto restored = Store::open(check);
+  auto restored = PartitionedStore::open(check);
   if (!restored.ok()) return ctl_error("the restored state dir does not open: " + restored.message());
   const StoreStats stats = (*restored)->stats();
   restored->reset();
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  std::printf("restored %llu customers, %llu events from %s into %s in %.1f s\n",
+  std::printf("restored %llu customers, %llu events (%u partition(s)) from %s into %s in %.1f s\n",
               static_cast<unsigned long long>(stats.customers), static_cast<unsigned long long>(stats.events),
-              source.c_str(), dir.c_str(), secs);
+              partitions, source.c_str(), dir.c_str(), secs);
   return kExitOk;
 }
 

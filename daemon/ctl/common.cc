@@ -34,10 +34,10 @@ Result<Config> ctl_config(const CtlTarget& target) {
   return config;
 }
 
-Result<std::unique_ptr<Store>> ctl_open_store(const Config& config, bool read_only) {
-  StoreOptions options = config.storage;
+Result<std::unique_ptr<PartitionedStore>> ctl_open_store(const Config& config, bool read_only) {
+  PartitionedStoreOptions options = config.storage;
   options.read_only = read_only;
-  return Store::open(options);
+  return PartitionedStore::open(options);
 }
 
 Result<HttpClientResponse> ctl_http(const CtlTarget& target, HttpClientRequest request, double default_timeout_s) {

@@ -16,7 +16,7 @@
 #include "common/status.h"
 #include "daemon/config.h"
 #include "ingest/net/http_client.h"
-#include "storage/store.h"
+#include "storage/partitioned_store.h"
 
 namespace rapport {
 
@@ -44,7 +44,7 @@ int ctl_error(const std::string& message, int code = kExitFatal);
 Result<Config> ctl_config(const CtlTarget& target);
 
 // Opens the config's state dir (read-only for inspection).
-Result<std::unique_ptr<Store>> ctl_open_store(const Config& config, bool read_only);
+Result<std::unique_ptr<PartitionedStore>> ctl_open_store(const Config& config, bool read_only);
 
 // One HTTP exchange with the target daemon (token and timeout applied; `default_timeout_s` when the target has none).
 Result<HttpClientResponse> ctl_http(const CtlTarget& target, HttpClientRequest request, double default_timeout_s = 30);

@@ -75,7 +75,7 @@ struct ImportError {
 
 class Importer {
  public:
-  Importer(Store& store, const Config& config, const ImportOptions& options, std::size_t total_bytes)
+  Importer(PartitionedStore& store, const Config& config, const ImportOptions& options, std::size_t total_bytes)
       : store_(store), config_(config), options_(options), decoder_(config.server.decode), total_bytes_(total_bytes) {
     batch_.reserve(options.batch);
   }
@@ -200,7 +200,7 @@ class Importer {
     std::fflush(stderr);
   }
 
-  Store& store_;
+  PartitionedStore& store_;
   const Config& config_;
   const ImportOptions& options_;
   Decoder decoder_;

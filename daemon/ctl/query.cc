@@ -27,7 +27,7 @@ namespace {
 double round4(double v) { return std::round(v * 1e4) / 1e4; }
 
 // The stored value model, if any (a record that cannot be read is an error).
-Result<std::optional<ValueModel>> load_model(const Store& store) {
+Result<std::optional<ValueModel>> load_model(const PartitionedStore& store) {
   auto bytes = store.get_meta(kValueModelMetaKey);
   if (!bytes.ok()) return bytes.status();
   if (!bytes->has_value()) return std::optional<ValueModel>();
@@ -299,7 +299,8 @@ int ctl_top(const CtlTarget& target, const TopOptions& options) {
 
   TopN<Tier> best(options.n);
   std::uint64_t scanned = 0;
-  const Status visited = (*store)->for_each_customer([&](std::string_view id, const CustomerState& state) {
+  // TopN orders by (value, id) whatever the visiting order: the partitions one after another.
+  const Status visited = (*store)->for_each_customer_unordered([&](std::string_view id, const CustomerState& state) {
     ++scanned;
     const CustomerAssessment a = assess_customer(state, now, config->evaluate, model, config->value);
     if (!options.tier.empty() && a.tier != wanted) return true;

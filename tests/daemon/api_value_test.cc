@@ -37,12 +37,13 @@ class ApiValueTest : public ::testing::Test {
   void SetUp() override {
     dir_ = std::filesystem::path(RAPPORT_BINARY_DIR) / "test-tmp" /
            ("api-value-" + std::to_string(::getpid()) + "-" + std::to_string(std::random_device{}()));
-    StoreOptions options;
+    PartitionedStoreOptions options;
     options.directory = dir_.string();
-    auto store = Store::open(options);
+    options.partitions = 2;  // listings merge partitions; erasure routes to the owner's writer
+    auto store = PartitionedStore::open(options);
     ASSERT_TRUE(store.ok()) << store.message();
     store_ = std::move(store.value());
-    writer_ = std::make_unique<Writer>(*store_, metrics_, WriterOptions{}, ApplyConfig{});
+    writer_ = std::make_unique<Writers>(*store_, metrics_, WriterOptions{}, ApplyConfig{});
     writer_->start();
     config_ = default_config();
     config_.value.fit_interval = std::chrono::seconds(0);  // on demand only
@@ -110,8 +111,8 @@ class ApiValueTest : public ::testing::Test {
 
   std::filesystem::path dir_;
   Metrics metrics_{"test"};
-  std::unique_ptr<Store> store_;
-  std::unique_ptr<Writer> writer_;
+  std::unique_ptr<PartitionedStore> store_;
+  std::unique_ptr<Writers> writer_;
   Config config_;
   std::unique_ptr<ValueService> service_;
   std::unique_ptr<Api> api_;

@@ -19,7 +19,8 @@ class ValueServiceTest : public ::testing::Test {
     dir_ = std::filesystem::path(RAPPORT_BINARY_DIR) / "test-tmp" /
            ("value-" + std::to_string(::getpid()) + "-" + std::to_string(std::random_device{}()));
     options_.directory = dir_.string();
-    auto store = Store::open(options_);
+    options_.partitions = 1;
+    auto store = PartitionedStore::open(options_);
     ASSERT_TRUE(store.ok()) << store.message();
     store_ = std::move(store.value());
   }
@@ -61,8 +62,8 @@ class ValueServiceTest : public ::testing::Test {
   }
 
   std::filesystem::path dir_;
-  StoreOptions options_;
-  std::unique_ptr<Store> store_;
+  PartitionedStoreOptions options_;
+  std::unique_ptr<PartitionedStore> store_;
   Metrics metrics_{"test"};
 };
 
@@ -106,7 +107,7 @@ TEST_F(ValueServiceTest, FitPopulationAsOfIgnoresLaterEvents) {
   ASSERT_TRUE(calibration_only.ok()) << calibration_only.message();
   store_.reset();
   std::filesystem::remove_all(dir_);
-  auto reopened = Store::open(options_);
+  auto reopened = PartitionedStore::open(options_);
   ASSERT_TRUE(reopened.ok()) << reopened.message();
   store_ = std::move(reopened.value());
   load_cdnow(0, /*all_dates=*/true);
@@ -141,7 +142,7 @@ TEST_F(ValueServiceTest, FitPopulationAsOfIgnoresLaterEvents) {
 
 TEST_F(ValueServiceTest, FitOnDemandIsStoredAndReloaded) {
   load_cdnow(0);
-  Writer writer(*store_, metrics_, WriterOptions{}, ApplyConfig{});
+  Writers writer(*store_, metrics_, WriterOptions{}, ApplyConfig{});
   writer.start();
   Config config = default_config();
   config.value.fit_interval = std::chrono::seconds(0);  // on demand only
@@ -182,7 +183,7 @@ TEST_F(ValueServiceTest, FitOnAnEmptyStoreIsNotReadyWithAReason) {
 
 TEST_F(ValueServiceTest, CorruptStoredModelIsReportedNotFatal) {
   ASSERT_TRUE(store_->put_meta("value_model", "\x09garbage").ok());
-  Writer writer(*store_, metrics_, WriterOptions{}, ApplyConfig{});
+  Writers writer(*store_, metrics_, WriterOptions{}, ApplyConfig{});
   ValueService service(*store_, writer, metrics_, default_config());
   const Status s = service.load();
   ASSERT_FALSE(s.ok());

@@ -48,6 +48,7 @@ struct IoOp {
   std::string bytes;               // R, S: the bytes
   std::vector<std::string> marks;  // W: the marked event ids in the written bytes
   bool dsync = false;              // W: through an O_DSYNC/O_SYNC descriptor (durable on return)
+  unsigned long inode = 0;         // W, Y: which data.mdb (one per partition)
 };
 
 std::string unhex(std::string_view hex) {
@@ -73,9 +74,15 @@ std::vector<IoOp> read_io_log(const std::string& path) {
     }
     if (op.kind == 'R' || op.kind == 'S') {
       op.bytes = unhex(payload);
+    } else if (op.kind == 'Y') {
+      const auto at = payload.rfind('@');
+      if (at != std::string::npos) op.inode = std::stoul(payload.substr(at + 1));
     } else if (op.kind == 'W') {
       const auto colon = payload.find(':');
-      op.dsync = payload.substr(0, colon) == "dsync";
+      const std::string head = payload.substr(0, colon);  // "dsync@<inode>" or "plain@<inode>"
+      const auto at = head.find('@');
+      op.dsync = head.substr(0, at) == "dsync";
+      if (at != std::string::npos) op.inode = std::stoul(head.substr(at + 1));
       std::string rest = colon == std::string::npos ? "" : payload.substr(colon + 1);
       std::size_t pos = 0;
       while (pos < rest.size()) {
@@ -217,14 +224,19 @@ struct Verdict {
 };
 
 Verdict check_acks_follow_syncs(const std::vector<IoOp>& ops) {
-  std::map<std::string, std::vector<std::uint64_t>> written;   // event id -> ends of data.mdb writes holding it
-  std::vector<std::pair<std::uint64_t, std::uint64_t>> syncs;  // (began, returned) of data.mdb syncs
+  // event id -> (end, file) of the data.mdb writes holding it
+  std::map<std::string, std::vector<std::pair<std::uint64_t, unsigned long>>> written;
+  struct Sync {
+    std::uint64_t began, returned;
+    unsigned long inode;
+  };
+  std::vector<Sync> syncs;  // of a data.mdb file (each partition has its own)
   for (const IoOp& op : ops) {
     if (op.kind == 'W') {
-      for (const std::string& m : op.marks) written[m].push_back(op.after);
-      if (op.dsync) syncs.emplace_back(op.before, op.after);
+      for (const std::string& m : op.marks) written[m].emplace_back(op.after, op.inode);
+      if (op.dsync) syncs.push_back(Sync{op.before, op.after, op.inode});
     } else if (op.kind == 'Y') {
-      syncs.emplace_back(op.before, op.after);
+      syncs.push_back(Sync{op.before, op.after, op.inode});
     }
   }
   Verdict v;
@@ -237,20 +249,26 @@ Verdict check_acks_follow_syncs(const std::vector<IoOp>& ops) {
     (a.what.rfind("tcp", 0) == 0 ? v.tcp_answers : v.http_answers)++;
     std::string problem;
     for (const auto& [id, arrived] : a.events) {
-      // The first write of the event to data.mdb after it arrived, before the answer.
+      // The first write of the event to a data.mdb after it arrived, before the answer.
       std::optional<std::uint64_t> write_end;
-      for (std::uint64_t w : written[id]) {
-        if (w > arrived && w < a.send_begin && (!write_end || w < *write_end)) write_end = w;
+      unsigned long file = 0;
+      for (const auto& [w, inode] : written[id]) {
+        if (w > arrived && w < a.send_begin && (!write_end || w < *write_end)) {
+          write_end = w;
+          file = inode;
+        }
       }
       if (!write_end) {
         problem = "event " + id + " had not been written to data.mdb";
         break;
       }
-      const bool synced = std::any_of(syncs.begin(), syncs.end(),
-                                      [&](const auto& s) { return s.first > *write_end && s.second < a.send_begin; });
+      // ... and a sync of that same file (its partition's) between the write and the answer.
+      const bool synced = std::any_of(syncs.begin(), syncs.end(), [&](const Sync& s) {
+        return s.inode == file && s.began > *write_end && s.returned < a.send_begin;
+      });
       if (!synced) {
-        problem = "no sync of data.mdb began after event " + id + " was written (at " + std::to_string(*write_end) +
-                  ") and returned before the answer";
+        problem = "no sync of its data.mdb (inode " + std::to_string(file) + ") began after event " + id +
+                  " was written (at " + std::to_string(*write_end) + ") and returned before the answer";
         break;
       }
     }
@@ -278,17 +296,17 @@ std::string sanitizer_runtime() {
   return "";
 }
 
-Verdict ingest_and_check(const std::string& durability) {
+Verdict ingest_and_check(const std::string& durability, int partitions) {
   TempDir dir;
   const std::string io_log = dir.file("io.log");
   const std::string runtime = sanitizer_runtime();
   DaemonOptions options;
-  options.args = {"--durability", durability};
+  options.args = {"--durability", durability, "--partitions", std::to_string(partitions)};
   const std::vector<std::string> env = {"LD_PRELOAD=" + (runtime.empty() ? "" : runtime + " ") + RAPPORT_IO_ORDER_SHIM,
                                         "RAPPORT_IO_LOG=" + io_log, std::string("RAPPORT_IO_MARK=") + kMark,
                                         "RAPPORT_IO_MARK_LEN=" + std::to_string(kMarkedIdLen)};
   Rapportd daemon(dir.file("state"), options, env);
-  std::printf("[ durability ] %s, LD_PRELOAD=%s\n", durability.c_str(),
+  std::printf("[ durability ] %s, %d partition(s), LD_PRELOAD=%s\n", durability.c_str(), partitions,
               ((runtime.empty() ? "" : runtime + " ") + RAPPORT_IO_ORDER_SHIM).c_str());
 
   std::size_t next = 0;
@@ -328,8 +346,11 @@ Verdict ingest_and_check(const std::string& durability) {
   return check_acks_follow_syncs(read_io_log(io_log));
 }
 
-TEST(DurabilityOrder, FsyncAnswersOnlyAfterTheSyncThatCoversTheirEvents) {
-  const Verdict v = ingest_and_check("fsync");
+// Each answer must wait for the sync of every partition's data.mdb holding one of its events.
+class DurabilityOrder : public ::testing::TestWithParam<int> {};
+
+TEST_P(DurabilityOrder, FsyncAnswersOnlyAfterTheSyncThatCoversTheirEvents) {
+  const Verdict v = ingest_and_check("fsync", GetParam());
   std::printf(
       "[ durability ] fsync: data.mdb written %d times, %d fsync/fdatasync, %d O_DSYNC writes; %d TCP acks and %d "
       "HTTP 200s checked, %zu too early\n",
@@ -340,8 +361,8 @@ TEST(DurabilityOrder, FsyncAnswersOnlyAfterTheSyncThatCoversTheirEvents) {
 }
 
 // The same check must fail when acknowledgements do not wait for a sync: durability = "async" (MDB_NOSYNC).
-TEST(DurabilityOrder, TheCheckCatchesAsyncAnsweringBeforeAnySync) {
-  const Verdict v = ingest_and_check("async");
+TEST_P(DurabilityOrder, TheCheckCatchesAsyncAnsweringBeforeAnySync) {
+  const Verdict v = ingest_and_check("async", GetParam());
   std::printf(
       "[ durability ] async: data.mdb written %d times, %d fsync/fdatasync, %d O_DSYNC writes; %d TCP acks and %d "
       "HTTP 200s checked, %zu flagged as too early\n",
@@ -352,6 +373,9 @@ TEST(DurabilityOrder, TheCheckCatchesAsyncAnsweringBeforeAnySync) {
   EXPECT_EQ(v.violations.size(), static_cast<std::size_t>(v.tcp_answers + v.http_answers))
       << "with MDB_NOSYNC no answer is preceded by a sync of data.mdb, so the checker must flag every one";
 }
+
+INSTANTIATE_TEST_SUITE_P(Partitions, DurabilityOrder, ::testing::Values(1, 2, 4),
+                         [](const auto& param_info) { return "P" + std::to_string(param_info.param); });
 
 }  // namespace
 }  // namespace rapport::test::reliability

@@ -8,6 +8,7 @@
 //      event ids found in the written bytes, and whether the descriptor is
 //      O_DSYNC/O_SYNC (such a write returns only once it is on disk: a sync)
 //   Y  fsync/fdatasync of data.mdb, or msync of a mapping of it, returned
+//   (W and Y name the file by its inode, "@<inode>": a state dir has one data.mdb per partition)
 // Each record carries two numbers from one process-wide counter: taken just
 // before the call and just after it returns, so "Y ended before S began" means
 // the sync had returned before the send was attempted.
@@ -94,10 +95,10 @@ bool is_data_file(int fd) {
   return path_is_data_file(target);
 }
 
-// True if [addr, addr + len) lies in a mapping of data.mdb (/proc/self/maps).
-bool maps_data_file(const void* addr) {
+// The inode of the data.mdb mapping that holds addr (/proc/self/maps), 0 if none.
+unsigned long maps_data_file(const void* addr) {
   const int fd = ::open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
+  if (fd < 0) return 0;
   std::string maps;
   char buf[65536];
   for (;;) {
@@ -113,11 +114,17 @@ bool maps_data_file(const void* addr) {
     if (end == std::string::npos) end = maps.size();
     const std::string line = maps.substr(pos, end - pos);
     pos = end + 1;
-    unsigned long lo = 0, hi = 0;
-    if (std::sscanf(line.c_str(), "%lx-%lx", &lo, &hi) != 2 || a < lo || a >= hi) continue;
-    return line.size() >= 9 && line.compare(line.size() - 9, 9, "/data.mdb") == 0;
+    unsigned long lo = 0, hi = 0, inode = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx %*s %*s %*s %lu", &lo, &hi, &inode) != 3 || a < lo || a >= hi) continue;
+    return line.size() >= 9 && line.compare(line.size() - 9, 9, "/data.mdb") == 0 ? inode : 0;
   }
-  return false;
+  return 0;
+}
+
+// The inode of an open file (which data.mdb: one per partition).
+unsigned long inode_of(int fd) {
+  struct stat st {};
+  return ::fstat(fd, &st) == 0 ? static_cast<unsigned long>(st.st_ino) : 0;
 }
 
 void append_hex(std::string& out, const void* data, std::size_t n) {
@@ -193,7 +200,7 @@ ssize_t record_write(int fd, const struct iovec* iov, int iovcnt, Call call) {
     const std::uint64_t before = tick();
     const ssize_t r = call();
     const std::uint64_t after = tick();
-    std::string payload = dsync ? "dsync:" : "plain:";
+    std::string payload = std::string(dsync ? "dsync" : "plain") + "@" + std::to_string(inode_of(fd)) + ":";
     for (int i = 0; i < iovcnt; ++i) find_marks(iov[i].iov_base, iov[i].iov_len, payload);
     if (r >= 0) emit(before, after, 'W', fd, payload);
     return r;
@@ -233,7 +240,7 @@ int record_sync(int fd, const char* what, Call call) {
   if (r == 0) {
     std::string payload;
     append_hex(payload, what, std::strlen(what));
-    emit(before, after, 'Y', fd, payload);
+    emit(before, after, 'Y', fd, payload + "@" + std::to_string(inode_of(fd)));
   }
   return r;
 }
@@ -349,14 +356,15 @@ int msync(void* addr, size_t len, int flags) {
   static auto fn = real<int (*)(void*, size_t, int)>("msync");
   if (!recording()) return fn(addr, len, flags);
   Inside inside;
-  if (!maps_data_file(addr)) return fn(addr, len, flags);
+  const unsigned long inode = maps_data_file(addr);
+  if (inode == 0) return fn(addr, len, flags);
   const std::uint64_t before = tick();
   const int r = fn(addr, len, flags);
   const std::uint64_t after = tick();
   if (r == 0 && (flags & MS_SYNC) != 0) {
     std::string payload;
     append_hex(payload, "msync", 5);
-    emit(before, after, 'Y', -1, payload);
+    emit(before, after, 'Y', -1, payload + "@" + std::to_string(inode));
   }
   return r;
 }
