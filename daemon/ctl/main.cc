@@ -75,11 +75,14 @@ int main(int argc, char** argv) {
   imp->add_flag("--async", import.async, "Commit without fsync (faster; a machine crash may lose the import)");
   imp->add_flag("-q,--quiet", import.quiet, "No progress bar");
 
-  std::string id;
+  std::vector<std::string> get_ids;
   rapport::CtlTarget get_target;
   bool explain = false;
-  auto* get = app.add_subcommand("get", "Print a customer's scores as JSON (exit 1 if unknown)");
-  get->add_option("customer_id", id, "Customer id")->required();
+  auto* get = app.add_subcommand(
+      "get", "Print customers' scores as JSON, one line each in the order given (exit 1 if any is unknown)");
+  get->add_option("customer_id", get_ids,
+                  "Customer ids; with --url, several are read with POST /v1/customers:batchGet (1000 per request)")
+      ->required();
   add_target_options(get, get_target, /*url=*/true);
   get->add_flag("--explain", explain, "Include the components and inputs behind every score");
 
@@ -237,7 +240,7 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : rapport::kExitFatal;
   }
   if (*imp) return rapport::ctl_import(import);
-  if (*get) return rapport::ctl_get(get_target, id, explain);
+  if (*get) return rapport::ctl_get(get_target, get_ids, explain);
   if (*top) return rapport::ctl_top(top_target, top_options);
   if (*tiers) return rapport::ctl_tiers(tiers_target, tiers_json);
   if (*fit) return rapport::ctl_fit(fit_target, fit_options);

@@ -232,6 +232,8 @@ TEST_F(OpenApiTest, EveryRouteAnswersAsTheDocumentSays) {
   expect_documented("/v1/customers:batchGet", "POST",
                     call("POST", "/v1/customers:batchGet", R"({"ids":["rich","c16","nobody"]})"), 200);
   expect_documented("/v1/customers:batchGet", "POST", call("POST", "/v1/customers:batchGet", R"({"ids":3})"), 400);
+  expect_documented("/v1/customers:batchGet", "POST",
+                    call("POST", "/v1/customers:batchGet", R"({"ids":[]})" + std::string(1 << 20, ' ')), 413);
 
   const auto page = call("GET", "/v1/customers/rich/events?limit=3");
   expect_documented("/v1/customers/{id}/events", "GET", page, 200);
