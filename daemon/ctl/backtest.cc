@@ -106,7 +106,7 @@ Status plot_backtest(std::string_view report_json, const std::string& png_path, 
     }
   } cleanup{dir};
 
-  {
+  try {
     std::ofstream tracking(dir / "tracking.dat");
     tracking << "# week end actual predicted\n";
     for (simdjson::dom::element p : doc["tracking"]["weeks"].get_array()) {
@@ -120,6 +120,8 @@ Status plot_backtest(std::string_view report_json, const std::string& png_path, 
              << ' ' << number(g["predicted"]) << '\n';
     }
     if (!tracking || !groups) return Status::Error("cannot write the plot data under " + dir.string());
+  } catch (const simdjson::simdjson_error& e) {
+    return Status::Error(std::string("the backtest answer does not have the expected shape: ") + e.what());
   }
   const std::string d1 = text(doc["calibration_end"]).substr(0, 10), d2 = text(doc["holdout_end"]).substr(0, 10);
   const double calibration_weeks = number(doc["tracking"]["calibration_weeks"]);
@@ -246,14 +248,18 @@ int ctl_backtest(const CtlTarget& target, const BacktestOptions& options) {
     write_backtest_json(w, *outcome.report);
     json = w.take();
   }
-  if (!options.plot.empty()) {
-    const Status plotted = plot_backtest(json, options.plot, options.gnuplot);
-    if (!plotted.ok()) return ctl_error(plotted.message());
-  }
-  if (options.json) {
-    std::printf("%s\n", json.c_str());
-  } else {
-    print_tables(json);
+  try {
+    if (!options.plot.empty()) {
+      const Status plotted = plot_backtest(json, options.plot, options.gnuplot);
+      if (!plotted.ok()) return ctl_error(plotted.message());
+    }
+    if (options.json) {
+      std::printf("%s\n", json.c_str());
+    } else {
+      print_tables(json);
+    }
+  } catch (const simdjson::simdjson_error& e) {  // a daemon of another version, say
+    return ctl_error(std::string("the backtest answer does not have the expected shape: ") + e.what());
   }
   if (!options.plot.empty()) std::fprintf(stderr, "plot written to %s\n", options.plot.c_str());
   return kExitOk;
