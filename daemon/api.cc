@@ -15,6 +15,7 @@
 #include "common/hex.h"
 #include "common/json_writer.h"
 #include "common/log.h"
+#include "daemon/backtest.h"
 #include "daemon/cursor.h"
 #include "daemon/customer_json.h"
 #include "daemon/openapi_document.h"
@@ -195,6 +196,9 @@ Route Api::dispatch(HttpRequest&& request, HttpRespond respond) {
     case Route::kModelFit:
       if (method != "POST") break;
       return fit_model(request, respond);
+    case Route::kModelBacktest:
+      if (method != "POST") break;
+      return backtest_model(request, respond);
     case Route::kTiers:
       if (!is_get) break;
       return tiers(respond);
@@ -537,6 +541,78 @@ Route Api::fit_model(const HttpRequest& request, HttpRespond& respond) {
       as_of);
   if (!queued) (*shared)(json_error(503, "shutting down"));
   return Route::kModelFit;
+}
+
+Route Api::backtest_model(const HttpRequest& request, HttpRespond& respond) {
+  constexpr std::string_view kShape =
+      R"(: send {"calibration_end":"1997-09-30","holdout_end":"1998-06-30"} (YYYY-MM-DD, midnight UTC, or RFC 3339))";
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  simdjson::dom::object object;
+  if (blank(request.body) || parser.parse(request.body).get(doc) != simdjson::SUCCESS ||
+      doc.get_object().get(object) != simdjson::SUCCESS) {
+    respond(json_error(400, "the backtest request body must be a JSON object" + std::string(kShape)));
+    return Route::kModelBacktest;
+  }
+  std::optional<std::string_view> calibration_end, holdout_end;
+  for (const auto field : object) {
+    std::optional<std::string_view>* slot = field.key == "calibration_end" ? &calibration_end
+                                            : field.key == "holdout_end"   ? &holdout_end
+                                                                           : nullptr;
+    if (slot == nullptr) {
+      respond(json_error(400, "unknown field \"" + std::string(field.key) +
+                                  "\" in the backtest request; the fields are \"calibration_end\" and "
+                                  "\"holdout_end\"" +
+                                  std::string(kShape)));
+      return Route::kModelBacktest;
+    }
+    if (slot->has_value()) {
+      respond(json_error(400, "\"" + std::string(field.key) + "\" is given more than once in the backtest request"));
+      return Route::kModelBacktest;
+    }
+    std::string_view text;
+    if (field.value.get_string().get(text) != simdjson::SUCCESS) {
+      respond(json_error(400, "\"" + std::string(field.key) + "\" must be a string" + std::string(kShape)));
+      return Route::kModelBacktest;
+    }
+    *slot = text;
+  }
+  if (!calibration_end || !holdout_end) {
+    respond(json_error(400, std::string("the backtest request needs \"") +
+                                (calibration_end ? "holdout_end" : "calibration_end") + "\"" + std::string(kShape)));
+    return Route::kModelBacktest;
+  }
+  auto dates = parse_backtest_dates(*calibration_end, *holdout_end, now_ms(), "\"calibration_end\"", "\"holdout_end\"");
+  if (!dates.ok()) {
+    respond(json_error(400, dates.message()));
+    return Route::kModelBacktest;
+  }
+  // A fit plus a pass over every customer: on the value service's thread, never an io thread.
+  const auto cfg = config();
+  auto shared = std::make_shared<HttpRespond>(std::move(respond));
+  const auto queued = value_.request_job([store = &store_, shared, cfg, d = *dates](bool cancelled) {
+    if (cancelled) {
+      (*shared)(json_error(503, "shutting down"));
+      return;
+    }
+    const BacktestOutcome outcome = backtest_population(*store, cfg->evaluate, cfg->value, d);
+    if (outcome.report) {
+      JsonWriter w;
+      write_backtest_json(w, *outcome.report);
+      (*shared)(json_ok(w.take()));
+      return;
+    }
+    const int status = outcome.failure == BacktestFailure::kInput      ? 400
+                       : outcome.failure == BacktestFailure::kNotReady ? 422
+                                                                       : 503;
+    (*shared)(json_error(status, "backtest failed: " + outcome.error));
+  });
+  if (queued == ValueService::JobQueued::kBusy) {
+    (*shared)(json_error(429, "backtests are already running or waiting; try again when they finish"));
+  } else if (queued == ValueService::JobQueued::kStopping) {
+    (*shared)(json_error(503, "shutting down"));
+  }
+  return Route::kModelBacktest;
 }
 
 Route Api::tiers(HttpRespond& respond) {
