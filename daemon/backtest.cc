@@ -41,7 +41,7 @@ Result<BacktestDates> parse_backtest_dates(std::string_view calibration_end, std
   return BacktestDates{*d1, *d2};
 }
 
-BacktestOutcome backtest_population(const Store& store, const EvaluateConfig& scoring, const ValueConfig& value,
+BacktestOutcome backtest_population(const PartitionedStore& store, const EvaluateConfig& scoring, const ValueConfig& value,
                                     const BacktestDates& dates) {
   BacktestOutcome out;
   // The model exactly as fit --as-of D1 fits it.
@@ -56,7 +56,7 @@ BacktestOutcome backtest_population(const Store& store, const EvaluateConfig& sc
   input.calibration_end_day = day_of(dates.calibration_end_ms);
   input.holdout_end_day = day_of(dates.holdout_end_ms);
   const std::int32_t d1 = input.calibration_end_day, d2 = input.holdout_end_day;
-  Status visited = store.for_each_customer([&](std::string_view, const CustomerState& state) {
+  Status visited = store.for_each_customer_unordered([&](std::string_view, const CustomerState& state) {
     const PurchaseHistory h = purchase_history_as_of(state, dates.calibration_end_ms);  // as the fit measures it
     if (h.transactions == 0) return true;  // no purchase by D1: not in the BG/NBD population
     BacktestCustomer c;

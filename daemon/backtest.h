@@ -15,7 +15,7 @@
 #include "common/status.h"
 #include "daemon/value_service.h"
 #include "scoring/backtest.h"
-#include "storage/store.h"
+#include "storage/partitioned_store.h"
 
 namespace rapport {
 
@@ -48,7 +48,7 @@ struct BacktestOutcome {
 
 // Fits as of D1 over every customer (fit_population), then reads every customer's purchase days:
 // the customers with a purchase by D1 are the backtest's (x, t_x, T at D1 and their holdout purchases).
-BacktestOutcome backtest_population(const Store& store, const EvaluateConfig& scoring, const ValueConfig& value,
+BacktestOutcome backtest_population(const PartitionedStore& store, const EvaluateConfig& scoring, const ValueConfig& value,
                                     const BacktestDates& dates);
 
 // The JSON answer (docs/openapi.json, BacktestReport):

@@ -236,7 +236,7 @@ namespace {
 // Other whole-population work (the backtest) runs on the fitter thread, one job at a time, at most
 // kMaxQueuedJobs in flight; jobs still waiting when the service stops are told so.
 TEST_F(ValueServiceTest, JobsRunOnTheFitterThreadBoundedAndAreCancelledOnStop) {
-  Writer writer(*store_, metrics_, WriterOptions{}, ApplyConfig{});
+  Writers writer(*store_, metrics_, WriterOptions{}, ApplyConfig{});
   Config config = default_config();
   config.value.fit_interval = std::chrono::seconds(0);  // on demand only
   ValueService service(*store_, writer, metrics_, config);
