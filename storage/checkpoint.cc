@@ -117,6 +117,9 @@ Status Engine::checkpoint_slice(std::size_t budget) {
             return rc;
           }
         }
+        if (entry.last != kNone && (rc = put_change(txn, id, frozen.pending[entry.last].seq, false, context)) != 0) {
+          return rc;
+        }
         records += 1 + entry.count;
         written_bytes += entry.record_bytes;
       }

@@ -159,6 +159,13 @@ struct Engine : Env {
   // Grows the map ahead of the next checkpoint. Best effort.
   void ensure_headroom();
 
+  // ---- changes.cc (the change feed) ----
+
+  // Makes `seq` the customer's feed item (a tombstone if `tombstone`),
+  // removing its previous one; compacts the oldest tombstones beyond
+  // options.feed_tombstones. Called by checkpoint slices and erasure.
+  int put_change(MDB_txn* txn, std::string_view id, std::uint64_t seq, bool tombstone, std::string& context);
+
   // ---- dead_letters.cc ----
 
   int append_dead_letters(MDB_txn* txn, std::span<const DeadLetter> letters, std::string& context);

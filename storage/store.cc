@@ -109,17 +109,18 @@ Result<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
     const char* name;
     MDB_dbi* dbi;
   };
-  const Named named[] = {{"customers", &impl->customers},
-                         {"events", &impl->events},
-                         {"meta", &impl->meta},
-                         {"deadletter", &impl->deadletter},
-                         {"journal", &impl->journal}};
+  const Named named[] = {{"customers", &impl->customers},   {"events", &impl->events},   {"meta", &impl->meta},
+                         {"deadletter", &impl->deadletter}, {"journal", &impl->journal}, {"changes", &impl->changes}};
   int missing = 0;
   const char* first_missing = nullptr;
   for (const Named& n : named) {
     rc = mdb_dbi_open(txn, n.name, options.read_only ? 0 : MDB_CREATE, n.dbi);
     if (rc == MDB_NOTFOUND && options.read_only && n.dbi == &impl->journal) {
       impl->has_journal = false;  // written before the journal existed
+      continue;
+    }
+    if (rc == MDB_NOTFOUND && options.read_only && n.dbi == &impl->changes) {
+      impl->has_changes = false;  // written before the change feed existed
       continue;
     }
     if (rc == MDB_NOTFOUND && options.read_only) {

@@ -1,0 +1,215 @@
+// The change feed (docs/design.md, "Change feed"). A customer's feed item is
+// the journal sequence of its latest change: its last event, or its erasure
+// (a tombstone, which takes a sequence of its own). Nothing is written on the
+// acknowledgement path: changes since the last checkpoint are the overlays'
+// entries (their last pending event); a checkpoint slice writes each
+// customer's item with its record, erasure its tombstone with the erasure.
+//
+// The `changes` database holds three kinds of keys (values start with
+// kRecordVersion):
+//   'S' seq        -> kind (0 change, 1 tombstone) + customer id   the feed, in order
+//   'C' customer   -> seq                                         its current item
+//   'T' seq        -> customer id                                 tombstones, oldest first
+// so it grows with customers (plus at most options.feed_tombstones
+// tombstones), not with events. Compacting a tombstone raises the floor
+// (meta storage.feed_floor): cursors below it may have missed an erasure.
+#include <algorithm>
+#include <unordered_map>
+
+#include "storage/engine.h"
+
+namespace rapport {
+namespace storage_internal {
+namespace {
+
+constexpr std::string_view kFeedFloorKey = "storage.feed_floor";
+constexpr std::string_view kFeedTombstonesKey = "storage.feed_tombstones";
+constexpr char kSeqTag = 'S', kCustomerTag = 'C', kTombstoneTag = 'T';
+constexpr char kKindChange = 0, kKindTombstone = 1;
+
+std::string seq_key(char tag, std::uint64_t seq) { return tag + sequence_key(seq); }
+std::string customer_key(std::string_view id) {
+  std::string k(1, kCustomerTag);
+  k.append(id);
+  return k;
+}
+
+int put(MDB_txn* txn, MDB_dbi dbi, std::string_view key, std::string_view value) {
+  MDB_val k = to_val(key), v = to_val(value);
+  return mdb_put(txn, dbi, &k, &v, 0);
+}
+int del(MDB_txn* txn, MDB_dbi dbi, std::string_view key) {
+  MDB_val k = to_val(key);
+  const int rc = mdb_del(txn, dbi, &k, nullptr);
+  return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+}  // namespace
+
+int Engine::put_change(MDB_txn* txn, std::string_view id, std::uint64_t seq, bool tombstone, std::string& context) {
+  context = "cannot write the change feed item of customer " + in_quotes(id);
+  std::uint64_t tombstones = 0;
+  int rc = get_meta_u64(txn, kFeedTombstonesKey, tombstones, context);
+  if (rc != 0) return rc;
+  const std::uint64_t tombstones_before = tombstones;
+  context = "cannot write the change feed item of customer " + in_quotes(id);
+  // The customer's previous item.
+  const std::string ckey = customer_key(id);
+  MDB_val k = to_val(ckey), v;
+  rc = mdb_get(txn, changes, &k, &v);
+  if (rc == 0) {
+    const std::string_view stored = to_view(v);
+    if (stored.size() != 9 || static_cast<std::uint8_t>(stored[0]) != kRecordVersion) {
+      context = "change feed record of customer " + in_quotes(id) + " is corrupt";
+      return kFailed;
+    }
+    const std::uint64_t previous = parse_sequence_key(stored.substr(1));
+    const std::string skey = seq_key(kSeqTag, previous);
+    MDB_val sk = to_val(skey), sv;
+    rc = mdb_get(txn, changes, &sk, &sv);
+    if (rc == 0 && sv.mv_size >= 2 && static_cast<const char*>(sv.mv_data)[1] == kKindTombstone) {
+      if ((rc = del(txn, changes, seq_key(kTombstoneTag, previous))) != 0) return rc;
+      if (tombstones > 0) --tombstones;
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND) return rc;
+    if ((rc = del(txn, changes, skey)) != 0) return rc;
+  } else if (rc != MDB_NOTFOUND) {
+    return rc;
+  }
+  std::string item(1, static_cast<char>(kRecordVersion));
+  item.push_back(tombstone ? kKindTombstone : kKindChange);
+  item.append(id);
+  if ((rc = put(txn, changes, seq_key(kSeqTag, seq), item)) != 0) return rc;
+  item.assign(1, static_cast<char>(kRecordVersion));
+  item += sequence_key(seq);
+  if ((rc = put(txn, changes, ckey, item)) != 0) return rc;
+  if (tombstone) {
+    if ((rc = put(txn, changes, seq_key(kTombstoneTag, seq), id)) != 0) return rc;
+    ++tombstones;
+  }
+  // Compaction: drop the oldest tombstones beyond the bound; the floor rises to the last one dropped.
+  if (tombstones > options.feed_tombstones) {
+    std::uint64_t floor = 0;
+    if ((rc = get_meta_u64(txn, kFeedFloorKey, floor, context)) != 0) return rc;
+    context = "cannot compact the change feed";
+    Cursor cursor;
+    if ((rc = cursor.open(txn, changes)) != 0) return rc;
+    while (tombstones > options.feed_tombstones) {
+      const std::string first(1, kTombstoneTag);
+      MDB_val tk = to_val(first), tv;
+      rc = cursor.get(tk, tv, MDB_SET_RANGE);
+      if (rc == MDB_NOTFOUND || (rc == 0 && !starts_with(tk, first))) break;
+      if (rc != 0) return rc;
+      const std::uint64_t old = parse_sequence_key(to_view(tk).substr(1));
+      const std::string old_id(to_view(tv));
+      if ((rc = cursor.del()) != 0) return rc;
+      if ((rc = del(txn, changes, seq_key(kSeqTag, old))) != 0) return rc;
+      // The customer's current item is this tombstone unless it changed since.
+      const std::string old_ckey = customer_key(old_id);
+      MDB_val ck = to_val(old_ckey), cv;
+      rc = mdb_get(txn, changes, &ck, &cv);
+      if (rc == 0 && to_view(cv).substr(1) == sequence_key(old)) rc = del(txn, changes, old_ckey);
+      if (rc != 0 && rc != MDB_NOTFOUND) return rc;
+      floor = std::max(floor, old);
+      --tombstones;
+    }
+    if ((rc = put_meta_u64(txn, kFeedFloorKey, floor, context)) != 0) return rc;
+  }
+  if (tombstones != tombstones_before && (rc = put_meta_u64(txn, kFeedTombstonesKey, tombstones, context)) != 0) {
+    return rc;
+  }
+  return 0;
+}
+
+}  // namespace storage_internal
+
+using namespace storage_internal;
+
+Result<ChangePage> Store::changes(std::uint64_t after, std::size_t limit) const {
+  const Impl& d = *impl_;
+  ChangePage page;
+  if (d.empty || limit == 0 || after == UINT64_MAX) return page;
+  struct Pending {
+    std::uint64_t seq;
+    std::string_view id;  // into `ids`' keys
+    std::shared_ptr<const CustomerState> state;
+  };
+  // Every customer the overlays hold (their latest sequence), and those of them after the cursor.
+  std::unordered_map<std::string, std::uint64_t> ids;
+  std::vector<Pending> pending;
+  Status s = d.read_merged(
+      [&] {
+        ids.clear();
+        pending.clear();
+        auto add = [&](const Overlay& overlay, const OverlayEntry& entry) {
+          if (!entry.state || entry.last == kNone) return;
+          const std::uint64_t seq = overlay.pending[entry.last].seq;
+          auto [it, fresh] = ids.emplace(overlay.customer_id(entry), seq);
+          if (!fresh) {
+            if (it->second >= seq) return;
+            it->second = seq;
+          }
+          if (seq > after) pending.push_back(Pending{seq, it->first, entry.state});
+        };
+        for (const OverlayEntry& entry : d.frozen.entries) add(d.frozen, entry);
+        for (const OverlayEntry& entry : d.active.entries) add(d.active, entry);
+      },
+      [&](MDB_txn* txn, bool with_overlay) -> Status {
+        page.items.clear();
+        if (!with_overlay) {
+          ids.clear();
+          pending.clear();
+        }
+        // Keep the latest item of each overlay customer (frozen then active: the active one is later).
+        std::erase_if(pending, [&](const Pending& p) { return ids.at(std::string(p.id)) != p.seq; });
+        std::sort(pending.begin(), pending.end(), [](const Pending& a, const Pending& b) { return a.seq < b.seq; });
+        std::string context;
+        int rc = d.get_meta_u64(txn, kFeedFloorKey, page.floor, context);
+        if (rc == kFailed) return Status::Error(context);
+        if (rc != 0) return Status::Error(d.describe(context, rc));
+        std::size_t next = 0;  // into pending
+        Cursor cursor;
+        rc = d.has_changes ? cursor.open(txn, d.changes) : MDB_NOTFOUND;
+        const std::string start = seq_key(kSeqTag, after + 1);
+        MDB_val k = to_val(start), v;
+        if (rc == 0) rc = cursor.get(k, v, MDB_SET_RANGE);
+        while (page.items.size() < limit) {
+          if (rc != 0 && rc != MDB_NOTFOUND) return Status::Error(d.describe("cannot read the change feed", rc));
+          const bool stored = rc == 0 && k.mv_size == 9 && static_cast<const char*>(k.mv_data)[0] == kSeqTag;
+          const std::uint64_t stored_seq = stored ? parse_sequence_key(to_view(k).substr(1)) : 0;
+          if (next < pending.size() && (!stored || pending[next].seq < stored_seq)) {
+            const Pending& p = pending[next++];
+            page.items.push_back(Change{p.seq, std::string(p.id), *p.state});
+            continue;
+          }
+          if (!stored) break;
+          const std::string_view value = to_view(v);
+          if (value.size() < 3 || static_cast<std::uint8_t>(value[0]) != kRecordVersion) {
+            return Status::Error("change feed item " + std::to_string(stored_seq) + " is corrupt");
+          }
+          const bool tombstone = value[1] == kKindTombstone;
+          const std::string_view id = value.substr(2);
+          if (!ids.contains(std::string(id))) {  // else it changed since the last checkpoint: a later item
+            Change change{stored_seq, std::string(id), std::nullopt};
+            if (!tombstone) {
+              MDB_val ck = to_val(id), cv;
+              rc = mdb_get(txn, d.customers, &ck, &cv);
+              if (rc != 0) {
+                return Status::Error(d.describe("cannot read customer " + in_quotes(id) + " of the change feed", rc));
+              }
+              change.state.emplace();
+              if (Status st = deserialize(to_view(cv), *change.state); !st) {
+                return Status::Error("customer record " + in_quotes(id) + ": " + st.message());
+              }
+            }
+            page.items.push_back(std::move(change));
+          }
+          rc = cursor.get(k, v, MDB_NEXT);
+        }
+        return Status::Ok();
+      });
+  if (!s) return s;
+  return page;
+}
+
+}  // namespace rapport
