@@ -150,6 +150,7 @@ int run(const std::string& config_path, const Overrides& overrides) {
   if (Status loaded_model = value.load(); !loaded_model.ok()) log_warn(loaded_model.message());
   value.start();
   Api api(**store, writer, value, metrics, config);
+  writer.set_on_change([&api] { api.notify_changes(); });
   metrics.set_before_scrape([&] { refresh_storage_metrics(**store, metrics, value); });
 
   // systemd socket activation: adopt listeners passed as "http" / "tcp" (FileDescriptorName=).
@@ -265,6 +266,7 @@ int run(const std::string& config_path, const Overrides& overrides) {
   }
 
   sd_notify(0, "STOPPING=1");
+  api.stop_changes();  // parked long-polls answer now, so they do not hold the shutdown up
   (*server)->shutdown(config->shutdown_timeout);
   value.stop();
   writer.stop();

@@ -4,6 +4,7 @@
 //   rapportctl top --by METRIC -n N [--tier T]  (state dir or --url)
 //   rapportctl tiers | fit [--save] | erase ID | deadletter list|replay   (state dir or --url)
 //   rapportctl backtest --calibration-end D1 --holdout-end D2 [--json] [--plot FILE.png]  (state dir or --url)
+//   rapportctl changes [--follow] [--after C]   (--url): the change feed as NDJSON
 //   rapportctl backup DEST | restore SRC        (state dir)
 //   rapportctl generate [--model mix|bgnbd] --customers N [--events M | --r R --alpha A ...] [--seed S]
 // Works on a state dir while rapportd has it open (LMDB is multi-process).
@@ -15,6 +16,7 @@
 #include "daemon/ctl/admin.h"
 #include "daemon/ctl/backtest.h"
 #include "daemon/ctl/backup.h"
+#include "daemon/ctl/changes.h"
 #include "daemon/ctl/common.h"
 #include "daemon/ctl/import.h"
 #include "daemon/ctl/query.h"
@@ -159,6 +161,17 @@ int main(int argc, char** argv) {
   erase->add_option("customer_id", erase_id, "Customer id")->required();
   add_target_options(erase, erase_target, /*url=*/true);
 
+  rapport::CtlTarget changes_target;
+  rapport::ChangesOptions changes_options;
+  auto* changes = app.add_subcommand(
+      "changes",
+      "Print the change feed of a running rapportd (--url) as NDJSON: each customer whose scores changed after the "
+      "cursor, once, in change order; a tombstone {\"deleted\":true} for an erased one. After each answer "
+      "\"next_cursor C\" goes to stderr");
+  changes->add_option("--after", changes_options.after, "Start after this next_cursor (default: from the start)");
+  changes->add_flag("--follow", changes_options.follow, "Keep following: long-poll for new changes until interrupted");
+  add_target_options(changes, changes_target, /*url=*/true, /*state_dir=*/false);
+
   rapport::CtlTarget dl_target;
   rapport::DeadLetterOptions dl_options;
   auto* deadletter = app.add_subcommand("deadletter", "List or replay rejected items kept in the dead-letter store");
@@ -274,6 +287,7 @@ int main(int argc, char** argv) {
   if (*fit) return rapport::ctl_fit(fit_target, fit_options);
   if (*backtest) return rapport::ctl_backtest(backtest_target, backtest_options);
   if (*erase) return rapport::ctl_erase(erase_target, erase_id);
+  if (*changes) return rapport::ctl_changes(changes_target, changes_options);
   if (*dl_list) return rapport::ctl_deadletter_list(dl_target, dl_options);
   if (*dl_replay) return rapport::ctl_deadletter_replay(dl_target, dl_options);
   if (*backup) return rapport::ctl_backup(backup_target, backup_dest, backup_quiet);
