@@ -11,6 +11,7 @@
 #include <future>
 #include <map>
 #include <random>
+#include <set>
 
 #include "common/json_writer.h"
 #include "daemon/routes.h"
@@ -190,6 +191,43 @@ TEST_F(Changes, ACursorOlderThanTheRetainedTombstonesIs410WithTheOldestCursor) {
   // A cursor at or after the compacted tombstone is still valid.
   follow(again, fresh, 10);
   EXPECT_TRUE(fresh.empty());
+}
+
+TEST_F(Changes, RapportctlPrintsTheFeedAsNdjsonAndResumesAfterItsCursor) {
+  start(2);
+  post_events(purchase("e1", "a", 1) + "\n" + purchase("e2", "b", 2) + "\n");
+  const std::string url = "http://127.0.0.1:" + std::to_string(port());
+  auto r = run_command({binary("rapportctl"), "changes", "--url", url, "--token", kReadToken});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto lines = lines_of(r.out);
+  ASSERT_EQ(lines.size(), 2u) << r.out;
+  std::set<std::string> ids;
+  simdjson::dom::parser parser;
+  for (const auto& line : lines) {
+    simdjson::dom::element item;
+    ASSERT_EQ(parser.parse(line).get(item), simdjson::SUCCESS) << line;
+    ids.insert(std::string(item["customer_id"].get_string().value()));
+    EXPECT_EQ(item["customer"]["customer_id"].get_string().value(), item["customer_id"].get_string().value());
+  }
+  EXPECT_EQ(ids, (std::set<std::string>{"a", "b"}));
+  // stderr names the cursor to resume from: only what changed since then follows.
+  const auto at = r.err.rfind("next_cursor ");
+  ASSERT_NE(at, std::string::npos) << r.err;
+  const std::string cursor = lines_of(r.err.substr(at + 12)).at(0);
+  ASSERT_EQ(http(port(), "DELETE", customer_target("a"), "", "", {bearer(kAdminToken)}).status, 200);
+  r = run_command({binary("rapportctl"), "changes", "--url", url, "--token", kReadToken, "--after", cursor});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  lines = lines_of(r.out);
+  ASSERT_EQ(lines.size(), 1u) << r.out;
+  EXPECT_NE(lines[0].find(R"("customer_id":"a","deleted":true)"), std::string::npos) << lines[0];
+  // A cursor the daemon refuses: exit 2 with its message.
+  r = run_command({binary("rapportctl"), "changes", "--url", url, "--token", kReadToken, "--after", "bogus"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("'after' a next_cursor of this route"), std::string::npos) << r.err;
+  r = run_command({binary("rapportctl"), "changes", "--url", url, "--token", kReadToken, "--after", "f1.1.01"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("made for 1 partitions"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--after f1.0.0.02"), std::string::npos) << r.err;
 }
 
 TEST_P(Changes, AFollowerEndsWithTheStateTheApiGives) {
