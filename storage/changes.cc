@@ -24,6 +24,7 @@ namespace {
 
 constexpr std::string_view kFeedFloorKey = "storage.feed_floor";
 constexpr std::string_view kFeedTombstonesKey = "storage.feed_tombstones";
+constexpr std::string_view kFeedVersionKey = "storage.feed_version";  // 1: every stored customer has an item
 constexpr char kSeqTag = 'S', kCustomerTag = 'C', kTombstoneTag = 'T';
 constexpr char kKindChange = 0, kKindTombstone = 1;
 
@@ -119,6 +120,45 @@ int Engine::put_change(MDB_txn* txn, std::string_view id, std::uint64_t seq, boo
     return rc;
   }
   return 0;
+}
+
+Status Engine::backfill_changes() {
+  return write([&](MDB_txn* txn, std::string& context) -> int {
+    std::uint64_t version = 0, next = 0, checkpoint = 0, last = 0;
+    int rc = get_meta_u64(txn, kFeedVersionKey, version, context);
+    if (rc != 0 || version >= 1) return rc;
+    if ((rc = get_meta_u64(txn, kJournalNextKey, next, context)) != 0) return rc;
+    if ((rc = get_meta_u64(txn, kCheckpointKey, checkpoint, context)) != 0) return rc;
+    if ((rc = journal_last(txn, last, context)) != 0) return rc;
+    next = std::max({next, last + 1, checkpoint + 1});
+    // Customers with a record and no item yet, in key order, each at a sequence never used.
+    Cursor cursor;
+    if ((rc = cursor.open(txn, customers)) != 0) return rc;
+    const std::uint64_t first = next;
+    MDB_val k, v;
+    for (rc = cursor.get(k, v, MDB_FIRST); rc == 0; rc = cursor.get(k, v, MDB_NEXT)) {
+      const std::string id(to_view(k));
+      const std::string ckey = customer_key(id);
+      MDB_val ck = to_val(ckey), cv;
+      const int found = mdb_get(txn, changes, &ck, &cv);
+      if (found == 0) continue;
+      if (found != MDB_NOTFOUND) return found;
+      if ((rc = put_change(txn, id, next++, false, context)) != 0) return rc;
+    }
+    if (rc != MDB_NOTFOUND) {
+      context = "cannot read the customers";
+      return rc;
+    }
+    if (next != first) {
+      // Another process that has the store open takes its next sequences after these: a new generation
+      // makes it reload the journal's next sequence before it writes.
+      std::uint64_t stored_generation = 0;
+      if ((rc = put_meta_u64(txn, kJournalNextKey, next, context)) != 0) return rc;
+      if ((rc = get_meta_u64(txn, kGenerationKey, stored_generation, context)) != 0) return rc;
+      if ((rc = put_meta_u64(txn, kGenerationKey, stored_generation + 1, context)) != 0) return rc;
+    }
+    return put_meta_u64(txn, kFeedVersionKey, 1, context);
+  });
 }
 
 }  // namespace storage_internal

@@ -165,6 +165,9 @@ struct Engine : Env {
   // removing its previous one; compacts the oldest tombstones beyond
   // options.feed_tombstones. Called by checkpoint slices and erasure.
   int put_change(MDB_txn* txn, std::string_view id, std::uint64_t seq, bool tombstone, std::string& context);
+  // At open, once per store (meta storage.feed_version): gives every customer stored before the change
+  // feed existed an item at a fresh sequence, so that following the feed from the start sees it.
+  Status backfill_changes();
 
   // ---- dead_letters.cc ----
 

@@ -150,6 +150,9 @@ Result<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
   MDB_stat env_stat;
   if (mdb_env_stat(impl->env, &env_stat) == 0) impl->page_size = env_stat.ms_psize;
 
+  if (!options.read_only) {
+    if (Status s = impl->backfill_changes(); !s) return Status::Error("cannot build the change feed: " + s.message());
+  }
   // Crash recovery: replay the journal after the last checkpoint into memory.
   if (Status s = impl->refresh(); !s) return Status::Error("cannot replay the journal: " + s.message());
   if (!options.read_only) impl->build_stored_keys();

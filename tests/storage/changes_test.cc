@@ -2,7 +2,9 @@
 // per customer, tombstones and their compaction, restarts, and the property
 // that a follower applying the feed ends with the store's state.
 #include <gtest/gtest.h>
+#include <lmdb.h>
 
+#include <cstring>
 #include <map>
 #include <random>
 #include <string>
@@ -134,6 +136,39 @@ TEST_F(ChangesTest, OldestTombstonesBeyondTheBoundAreCompactedAndRaiseTheFloor) 
   apply_ok(*store, {purchase("a", "2")});
   ASSERT_TRUE(store->checkpoint().ok());
   EXPECT_EQ(feed(*store, 7), std::vector<Item>({{8, "a", false}}));
+}
+
+TEST_F(ChangesTest, CustomersStoredBeforeTheFeedExistedGetAnItemAtOpen) {
+  const auto o = options();
+  {
+    auto store = open_ok(o);
+    apply_ok(*store, {purchase("b", "1"), purchase("a", "1"), purchase("c", "1")});  // 1-3, checkpointed at close
+  }
+  // As a store written before the feed: no items, no feed version.
+  {
+    MDB_env* env = nullptr;
+    ASSERT_EQ(mdb_env_create(&env), 0);
+    ASSERT_EQ(mdb_env_set_maxdbs(env, 8), 0);
+    ASSERT_EQ(mdb_env_open(env, o.directory.c_str(), 0, 0640), 0);
+    MDB_txn* txn = nullptr;
+    ASSERT_EQ(mdb_txn_begin(env, nullptr, 0, &txn), 0);
+    MDB_dbi changes = 0, meta = 0;
+    ASSERT_EQ(mdb_dbi_open(txn, "changes", 0, &changes), 0);
+    ASSERT_EQ(mdb_drop(txn, changes, 1), 0);
+    ASSERT_EQ(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+    MDB_val k{std::strlen("storage.feed_version"), const_cast<char*>("storage.feed_version")};
+    ASSERT_EQ(mdb_del(txn, meta, &k, nullptr), 0);
+    ASSERT_EQ(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+  }
+  auto store = open_ok(o);
+  // Fresh sequences after every one used, in key order.
+  EXPECT_EQ(feed(*store), std::vector<Item>({{4, "a", false}, {5, "b", false}, {6, "c", false}}));
+  apply_ok(*store, {purchase("b", "2")});
+  EXPECT_EQ(feed(*store, 6), std::vector<Item>({{7, "b", false}}));
+  store.reset();
+  store = open_ok(o);  // once only
+  EXPECT_EQ(feed(*store), std::vector<Item>({{4, "a", false}, {6, "c", false}, {7, "b", false}}));
 }
 
 // Applies pages of the feed to a copy of the state, as a client would.
