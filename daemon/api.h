@@ -66,9 +66,11 @@ class Api final : public HttpHandler {
   ValueService& value_;
   Metrics& metrics_;
   mutable std::mutex mutex_;
-  std::shared_ptr<const Config> config_;              // guarded by mutex_
-  std::shared_ptr<const TokenSet> tokens_;            // guarded by mutex_
-  FeedWaiters feed_waiters_{kMaxParkedFeedRequests};  // last: stopped (answering its requests) first
+  std::shared_ptr<const Config> config_;    // guarded by mutex_
+  std::shared_ptr<const TokenSet> tokens_;  // guarded by mutex_
+
+  // Last: destroyed first, answering the requests it holds while the rest still exists.
+  FeedWaiters feed_waiters_{kMaxParkedFeedRequests};
 };
 
 // Helpers shared with the tests.

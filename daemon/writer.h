@@ -93,12 +93,14 @@ class Writer final : public IngestSink {
 
   mutable std::mutex mutex_;
   std::condition_variable wake_;
-  std::deque<Item> queue_;           // guarded by mutex_
-  std::size_t queued_events_ = 0;    // guarded by mutex_
-  bool stopping_ = false;            // guarded by mutex_
-  bool in_hand_ = false;             // guarded by mutex_
-  ApplyConfig apply_;                // guarded by mutex_
-  std::function<void()> on_change_;  // guarded by mutex_
+  std::deque<Item> queue_;         // guarded by mutex_
+  std::size_t queued_events_ = 0;  // guarded by mutex_
+  bool stopping_ = false;          // guarded by mutex_
+  bool in_hand_ = false;           // guarded by mutex_
+  ApplyConfig apply_;              // guarded by mutex_
+
+  // Guarded by mutex_ (set_on_change).
+  std::function<void()> on_change_;
 
   std::atomic<bool> accepting_{true};
   std::atomic<std::uint64_t> progress_{0};

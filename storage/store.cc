@@ -109,18 +109,17 @@ Result<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
     const char* name;
     MDB_dbi* dbi;
   };
-  const Named named[] = {{"customers", &impl->customers},   {"events", &impl->events},   {"meta", &impl->meta},
-                         {"deadletter", &impl->deadletter}, {"journal", &impl->journal}, {"changes", &impl->changes}};
+  const Named named[] = {{"customers", &impl->customers},
+                         {"events", &impl->events},
+                         {"meta", &impl->meta},
+                         {"deadletter", &impl->deadletter},
+                         {"journal", &impl->journal}};
   int missing = 0;
   const char* first_missing = nullptr;
   for (const Named& n : named) {
     rc = mdb_dbi_open(txn, n.name, options.read_only ? 0 : MDB_CREATE, n.dbi);
     if (rc == MDB_NOTFOUND && options.read_only && n.dbi == &impl->journal) {
       impl->has_journal = false;  // written before the journal existed
-      continue;
-    }
-    if (rc == MDB_NOTFOUND && options.read_only && n.dbi == &impl->changes) {
-      impl->has_changes = false;  // written before the change feed existed
       continue;
     }
     if (rc == MDB_NOTFOUND && options.read_only) {
@@ -131,6 +130,16 @@ Result<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
     if (rc != 0) {
       mdb_txn_abort(txn);
       return fail(std::string("cannot open LMDB database '") + n.name + "'", rc);
+    }
+  }
+  // The change feed (storage/changes.cc); a read-only open of a store written before it reads no items.
+  if (missing == 0) {
+    rc = mdb_dbi_open(txn, "changes", options.read_only ? 0 : MDB_CREATE, &impl->changes);
+    if (rc == MDB_NOTFOUND && options.read_only) {
+      impl->has_changes = false;
+    } else if (rc != 0) {
+      mdb_txn_abort(txn);
+      return fail("cannot open LMDB database 'changes'", rc);
     }
   }
   if (missing > 0) {
