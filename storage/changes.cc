@@ -8,13 +8,16 @@
 // The `changes` database holds three kinds of keys (values start with
 // kRecordVersion):
 //   'S' seq        -> kind (0 change, 1 tombstone) + customer id   the feed, in order
-//   'C' customer   -> seq                                         its current item
+//   'C' customer   -> seq + kind                                  its current item
 //   'T' seq        -> customer id                                 tombstones, oldest first
 // so it grows with customers (plus at most options.feed_tombstones
 // tombstones), not with events. Compacting a tombstone raises the floor
 // (meta storage.feed_floor): cursors below it may have missed an erasure.
 #include <algorithm>
+#include <optional>
+#include <span>
 #include <unordered_map>
+#include <vector>
 
 #include "storage/engine.h"
 
@@ -47,79 +50,103 @@ int del(MDB_txn* txn, MDB_dbi dbi, std::string_view key) {
 
 }  // namespace
 
-int Engine::put_change(MDB_txn* txn, std::string_view id, std::uint64_t seq, bool tombstone, std::string& context) {
-  context = "cannot write the change feed item of customer " + in_quotes(id);
-  std::uint64_t tombstones = 0;
-  int rc = get_meta_u64(txn, kFeedTombstonesKey, tombstones, context);
+int Engine::put_changes(MDB_txn* txn, std::span<const FeedWrite> writes, std::string& context) {
+  context = "cannot write the change feed";
+  // The tombstone count is read only when a tombstone comes or goes.
+  std::optional<std::uint64_t> tombstones;
+  auto count_tombstones = [&](int change) {
+    if (!tombstones) {
+      std::uint64_t stored = 0;
+      if (const int rc = get_meta_u64(txn, kFeedTombstonesKey, stored, context); rc != 0) return rc;
+      context = "cannot write the change feed";
+      tombstones = stored;
+    }
+    *tombstones = change < 0 && *tombstones == 0 ? 0 : *tombstones + change;
+    return 0;
+  };
+  Cursor cursor;
+  int rc = cursor.open(txn, changes);
   if (rc != 0) return rc;
-  const std::uint64_t tombstones_before = tombstones;
-  context = "cannot write the change feed item of customer " + in_quotes(id);
-  // The customer's previous item.
-  const std::string ckey = customer_key(id);
-  MDB_val k = to_val(ckey), v;
-  rc = mdb_get(txn, changes, &k, &v);
-  if (rc == 0) {
-    const std::string_view stored = to_view(v);
-    if (stored.size() != 9 || static_cast<std::uint8_t>(stored[0]) != kRecordVersion) {
-      context = "change feed record of customer " + in_quotes(id) + " is corrupt";
-      return kFailed;
+  // 1. Each customer's current item ('C', in the callers' key order): one search, which inserts it for a
+  // customer without one and otherwise leaves the cursor on it, to overwrite it in place.
+  std::vector<std::pair<std::uint64_t, bool>> dropped;  // previous items: seq, was a tombstone
+  std::string item, dbkey;
+  for (const FeedWrite& w : writes) {
+    item.assign(1, static_cast<char>(kRecordVersion));
+    item += sequence_key(w.seq);
+    item.push_back(w.tombstone ? kKindTombstone : kKindChange);
+    dbkey = customer_key(w.id);
+    MDB_val k = to_val(dbkey), v = to_val(item);
+    rc = cursor.put(k, v, MDB_NOOVERWRITE);
+    if (rc == MDB_KEYEXIST) {
+      const std::string_view stored = to_view(v);
+      if (stored.size() != 10 || static_cast<std::uint8_t>(stored[0]) != kRecordVersion) {
+        context = "change feed record of customer " + in_quotes(w.id) + " is corrupt";
+        return kFailed;
+      }
+      dropped.emplace_back(parse_sequence_key(stored.substr(1, 8)), stored[9] == kKindTombstone);
+      MDB_val current = to_val(item);
+      if ((rc = cursor.put(k, current, MDB_CURRENT)) != 0) return rc;
+    } else if (rc != 0) {
+      return rc;
     }
-    const std::uint64_t previous = parse_sequence_key(stored.substr(1));
-    const std::string skey = seq_key(kSeqTag, previous);
-    MDB_val sk = to_val(skey), sv;
-    rc = mdb_get(txn, changes, &sk, &sv);
-    if (rc == 0 && sv.mv_size >= 2 && static_cast<const char*>(sv.mv_data)[1] == kKindTombstone) {
+  }
+  // 2. Their previous items go, 3. the new ones come: each in sequence order, for locality in the tree.
+  std::sort(dropped.begin(), dropped.end());
+  for (const auto& [previous, was_tombstone] : dropped) {
+    if ((rc = del(txn, changes, seq_key(kSeqTag, previous))) != 0) return rc;
+    if (was_tombstone) {
       if ((rc = del(txn, changes, seq_key(kTombstoneTag, previous))) != 0) return rc;
-      if (tombstones > 0) --tombstones;
+      if ((rc = count_tombstones(-1)) != 0) return rc;
     }
-    if (rc != 0 && rc != MDB_NOTFOUND) return rc;
-    if ((rc = del(txn, changes, skey)) != 0) return rc;
-  } else if (rc != MDB_NOTFOUND) {
-    return rc;
   }
-  std::string item(1, static_cast<char>(kRecordVersion));
-  item.push_back(tombstone ? kKindTombstone : kKindChange);
-  item.append(id);
-  if ((rc = put(txn, changes, seq_key(kSeqTag, seq), item)) != 0) return rc;
-  item.assign(1, static_cast<char>(kRecordVersion));
-  item += sequence_key(seq);
-  if ((rc = put(txn, changes, ckey, item)) != 0) return rc;
-  if (tombstone) {
-    if ((rc = put(txn, changes, seq_key(kTombstoneTag, seq), id)) != 0) return rc;
-    ++tombstones;
+  std::vector<std::uint32_t> by_seq(writes.size());
+  for (std::uint32_t i = 0; i < by_seq.size(); ++i) by_seq[i] = i;
+  std::sort(by_seq.begin(), by_seq.end(),
+            [&](std::uint32_t x, std::uint32_t y) { return writes[x].seq < writes[y].seq; });
+  for (const std::uint32_t i : by_seq) {
+    const FeedWrite& w = writes[i];
+    item.assign(1, static_cast<char>(kRecordVersion));
+    item.push_back(w.tombstone ? kKindTombstone : kKindChange);
+    item.append(w.id);
+    dbkey = seq_key(kSeqTag, w.seq);
+    MDB_val k = to_val(dbkey), v = to_val(item);
+    if ((rc = cursor.put(k, v, 0)) != 0) return rc;
+    if (w.tombstone) {
+      if ((rc = put(txn, changes, seq_key(kTombstoneTag, w.seq), w.id)) != 0) return rc;
+      if ((rc = count_tombstones(+1)) != 0) return rc;
+    }
   }
+  if (!tombstones) return 0;
   // Compaction: drop the oldest tombstones beyond the bound; the floor rises to the last one dropped.
-  if (tombstones > options.feed_tombstones) {
+  if (*tombstones > options.feed_tombstones) {
     std::uint64_t floor = 0;
     if ((rc = get_meta_u64(txn, kFeedFloorKey, floor, context)) != 0) return rc;
     context = "cannot compact the change feed";
-    Cursor cursor;
-    if ((rc = cursor.open(txn, changes)) != 0) return rc;
-    while (tombstones > options.feed_tombstones) {
+    Cursor oldest;
+    if ((rc = oldest.open(txn, changes)) != 0) return rc;
+    while (*tombstones > options.feed_tombstones) {
       const std::string first(1, kTombstoneTag);
       MDB_val tk = to_val(first), tv;
-      rc = cursor.get(tk, tv, MDB_SET_RANGE);
+      rc = oldest.get(tk, tv, MDB_SET_RANGE);
       if (rc == MDB_NOTFOUND || (rc == 0 && !starts_with(tk, first))) break;
       if (rc != 0) return rc;
       const std::uint64_t old = parse_sequence_key(to_view(tk).substr(1));
       const std::string old_id(to_view(tv));
-      if ((rc = cursor.del()) != 0) return rc;
+      if ((rc = oldest.del()) != 0) return rc;
       if ((rc = del(txn, changes, seq_key(kSeqTag, old))) != 0) return rc;
       // The customer's current item is this tombstone unless it changed since.
       const std::string old_ckey = customer_key(old_id);
       MDB_val ck = to_val(old_ckey), cv;
       rc = mdb_get(txn, changes, &ck, &cv);
-      if (rc == 0 && to_view(cv).substr(1) == sequence_key(old)) rc = del(txn, changes, old_ckey);
+      if (rc == 0 && to_view(cv).substr(1, 8) == sequence_key(old)) rc = del(txn, changes, old_ckey);
       if (rc != 0 && rc != MDB_NOTFOUND) return rc;
       floor = std::max(floor, old);
-      --tombstones;
+      --*tombstones;
     }
     if ((rc = put_meta_u64(txn, kFeedFloorKey, floor, context)) != 0) return rc;
   }
-  if (tombstones != tombstones_before && (rc = put_meta_u64(txn, kFeedTombstonesKey, tombstones, context)) != 0) {
-    return rc;
-  }
-  return 0;
+  return put_meta_u64(txn, kFeedTombstonesKey, *tombstones, context);
 }
 
 Status Engine::backfill_changes() {
@@ -143,7 +170,8 @@ Status Engine::backfill_changes() {
       const int found = mdb_get(txn, changes, &ck, &cv);
       if (found == 0) continue;
       if (found != MDB_NOTFOUND) return found;
-      if ((rc = put_change(txn, id, next++, false, context)) != 0) return rc;
+      const FeedWrite write{id, next++, false};
+      if ((rc = put_changes(txn, std::span(&write, 1), context)) != 0) return rc;
     }
     if (rc != MDB_NOTFOUND) {
       context = "cannot read the customers";

@@ -161,10 +161,16 @@ struct Engine : Env {
 
   // ---- changes.cc (the change feed) ----
 
-  // Makes `seq` the customer's feed item (a tombstone if `tombstone`),
-  // removing its previous one; compacts the oldest tombstones beyond
-  // options.feed_tombstones. Called by checkpoint slices and erasure.
-  int put_change(MDB_txn* txn, std::string_view id, std::uint64_t seq, bool tombstone, std::string& context);
+  // Makes each write's seq its customer's feed item (a tombstone if
+  // `tombstone`), removing the customer's previous one; compacts the oldest
+  // tombstones beyond options.feed_tombstones. Writes in customer key order
+  // (or few). Called by checkpoint slices and erasure.
+  struct FeedWrite {
+    std::string_view id;
+    std::uint64_t seq = 0;
+    bool tombstone = false;
+  };
+  int put_changes(MDB_txn* txn, std::span<const FeedWrite> writes, std::string& context);
   // At open, once per store (meta storage.feed_version): gives every customer stored before the change
   // feed existed an item at a fresh sequence, so that following the feed from the start sees it.
   Status backfill_changes();

@@ -72,7 +72,8 @@ Result<bool> Store::erase_customer(std::string_view customer_id) {
       }
       if (!existed) return 0;  // nothing changed: no new generation
       // The feed's tombstone takes the next sequence. Sequences of deleted records are never reused.
-      if ((rc = d.put_change(txn, customer_id, d.next_seq, true, context)) != 0) return rc;
+      const Engine::FeedWrite tombstone{customer_id, d.next_seq, true};
+      if ((rc = d.put_changes(txn, std::span(&tombstone, 1), context)) != 0) return rc;
       if ((rc = d.put_meta_u64(txn, kJournalNextKey, d.next_seq + 1, context)) != 0) return rc;
       if ((rc = d.put_meta_u64(txn, kGenerationKey, next_generation, context)) != 0) return rc;
       d.committing_generation.store(next_generation, std::memory_order_release);
