@@ -9,7 +9,8 @@
 // kRecordVersion):
 //   'S' seq        -> kind (0 change, 1 tombstone) + customer id   the feed, in order
 //   'C' customer   -> seq + kind                                  its current item
-//   'T' seq        -> customer id                                 tombstones, oldest first
+//   'D' seq        -> customer id                                 tombstones, oldest first
+// ('S' sorts last, so new items, mostly later than every stored one, are appended.)
 // so it grows with customers (plus at most options.feed_tombstones
 // tombstones), not with events. Compacting a tombstone raises the floor
 // (meta storage.feed_floor): cursors below it may have missed an erasure.
@@ -28,7 +29,7 @@ namespace {
 constexpr std::string_view kFeedFloorKey = "storage.feed_floor";
 constexpr std::string_view kFeedTombstonesKey = "storage.feed_tombstones";
 constexpr std::string_view kFeedVersionKey = "storage.feed_version";  // 1: every stored customer has an item
-constexpr char kSeqTag = 'S', kCustomerTag = 'C', kTombstoneTag = 'T';
+constexpr char kSeqTag = 'S', kCustomerTag = 'C', kTombstoneTag = 'D';
 constexpr char kKindChange = 0, kKindTombstone = 1;
 
 std::string seq_key(char tag, std::uint64_t seq) { return tag + sequence_key(seq); }
@@ -104,6 +105,19 @@ int Engine::put_changes(MDB_txn* txn, std::span<const FeedWrite> writes, std::st
   for (std::uint32_t i = 0; i < by_seq.size(); ++i) by_seq[i] = i;
   std::sort(by_seq.begin(), by_seq.end(),
             [&](std::uint32_t x, std::uint32_t y) { return writes[x].seq < writes[y].seq; });
+  // The last key of the database, if an item: items after it are appended (no search).
+  std::uint64_t last_item = UINT64_MAX;
+  {
+    MDB_val k, v;
+    rc = cursor.get(k, v, MDB_LAST);
+    if (rc == MDB_NOTFOUND) {
+      last_item = 0;
+    } else if (rc != 0) {
+      return rc;
+    } else if (k.mv_size == 9 && static_cast<const char*>(k.mv_data)[0] == kSeqTag) {
+      last_item = parse_sequence_key(to_view(k).substr(1));
+    }
+  }
   for (const std::uint32_t i : by_seq) {
     const FeedWrite& w = writes[i];
     item.assign(1, static_cast<char>(kRecordVersion));
@@ -111,7 +125,9 @@ int Engine::put_changes(MDB_txn* txn, std::span<const FeedWrite> writes, std::st
     item.append(w.id);
     dbkey = seq_key(kSeqTag, w.seq);
     MDB_val k = to_val(dbkey), v = to_val(item);
-    if ((rc = cursor.put(k, v, 0)) != 0) return rc;
+    const bool append = last_item != UINT64_MAX && w.seq > last_item;
+    if ((rc = cursor.put(k, v, append ? MDB_APPEND : 0)) != 0) return rc;
+    if (append) last_item = w.seq;
     if (w.tombstone) {
       if ((rc = put(txn, changes, seq_key(kTombstoneTag, w.seq), w.id)) != 0) return rc;
       if ((rc = count_tombstones(+1)) != 0) return rc;
