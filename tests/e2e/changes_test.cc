@@ -138,6 +138,22 @@ TEST_F(Changes, LongPollWakesOnAnEventAndTimesOutWithAnEmptyAnswer) {
   EXPECT_EQ(reliability::metric(metrics, "rapport_feed_parked_requests"), 0.0);
 }
 
+TEST_F(Changes, AParkedLongPollIsAnsweredAtShutdown) {
+  start(1);
+  auto waiting = std::async(std::launch::async, [&] { return get("/v1/changes?wait_ms=30000"); });
+  for (;;) {
+    const auto parked = reliability::metric(http(port(), "GET", "/metrics").body, "rapport_feed_parked_requests");
+    if (parked && *parked == 1) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  // SIGTERM: the long-poll is answered (empty) at once rather than holding the drain up; the client gives
+  // up after 20 s (http()).
+  EXPECT_EQ(daemon_->stop(SIGTERM), 0);
+  const auto r = waiting.get();
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_NE(r.body.find("\"items\":[]"), std::string::npos) << r.body;
+}
+
 TEST_F(Changes, BadParametersAre400AndACursorOfAnotherPartitionCountIs410) {
   start(1);
   post_events(purchase("e1", "a", 1) + "\n");
