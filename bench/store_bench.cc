@@ -176,6 +176,61 @@ void BM_WriterCost(benchmark::State& state) {
   std::filesystem::remove_all(dir);
 }
 
+// Opening a store that holds `stored` checkpointed events (the writer's
+// dedup filter is built from the index at open): the time of Store::open.
+void BM_StoreOpen(benchmark::State& state) {
+  const auto stored = static_cast<std::uint64_t>(state.range(0));
+  constexpr std::size_t kBatch = 50000;
+  const char* tmp = std::getenv("TMPDIR");
+  std::filesystem::path dir = std::filesystem::path(tmp ? tmp : "/tmp") /
+                              ("rapport-open-bench-" + std::to_string(::getpid()) + "-" + std::to_string(stored));
+  std::filesystem::remove_all(dir);
+  StoreOptions options;
+  options.directory = dir.string();
+  options.durability = Durability::kAsync;
+  options.initial_map_bytes = 1ull << 30;
+  {
+    auto opened = Store::open(options);
+    if (!opened.ok()) {
+      state.SkipWithError(opened.message().c_str());
+      return;
+    }
+    std::unique_ptr<Store> store = std::move(opened).value();
+    std::vector<Event> batch(kBatch);
+    std::vector<EventOutcome> outcomes;
+    char id[32];
+    std::mt19937_64 rng(3);
+    std::uint64_t next_id = 0;
+    for (std::uint64_t n = 0; n < stored; n += kBatch) {
+      for (Event& e : batch) {
+        std::snprintf(id, sizeof id, "customer-%07llu", static_cast<unsigned long long>(rng() % kCustomers));
+        e.customer_id.assign(id);
+        std::snprintf(id, sizeof id, "event-%llu", static_cast<unsigned long long>(next_id++));
+        e.event_id.assign(id);
+        e.ts_ms = 1700000000000 + static_cast<std::int64_t>(next_id) * 1000;
+        e.type = EventType::kPurchase;
+        e.amount = 25.0;
+        e.channel.assign("web");
+      }
+      if (Status s = store->apply_batch(batch, ApplyConfig{}, outcomes); !s.ok()) {
+        state.SkipWithError(s.message().c_str());
+        return;
+      }
+    }
+  }  // closed: everything checkpointed
+  for (auto _ : state) {
+    auto opened = Store::open(options);
+    if (!opened.ok()) {
+      state.SkipWithError(opened.message().c_str());
+      break;
+    }
+    state.PauseTiming();
+    opened = Status::Error("closed");  // close untimed
+    state.ResumeTiming();
+  }
+  std::filesystem::remove_all(dir);
+}
+
 // One run of a fixed number of batches each (see total_events()).
 void Register() {
   for (std::int64_t batch : {1000, 10000, 50000}) {
@@ -192,6 +247,7 @@ void Register() {
 
 const bool registered = (Register(), true);
 
+BENCHMARK(BM_StoreOpen)->ArgName("stored")->Arg(2'000'000)->Iterations(5)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_WriterCost)
     ->ArgName("stored")
     ->Arg(0)
