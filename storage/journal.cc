@@ -1,5 +1,6 @@
 // The write path: deduplication, the journal, the overlays and replay. See engine.h.
 #include <algorithm>
+#include <iterator>
 
 #include "storage/engine.h"
 
@@ -296,10 +297,17 @@ void Engine::build_stored_keys() {
     MDB_val k, v;
     rc = cursor.open(txn, events);
     if (rc == 0) rc = cursor.get(k, v, MDB_FIRST);
+    std::uint64_t hashes[512];
+    std::size_t n = 0;
     while (rc == 0) {
-      stored_keys.add(hash_key(to_view(k)));
+      hashes[n++] = hash_key(to_view(k));
+      if (n == std::size(hashes)) {
+        stored_keys.add(hashes, n);
+        n = 0;
+      }
       rc = cursor.get(k, v, MDB_NEXT);
     }
+    stored_keys.add(hashes, n);
     if (rc != MDB_NOTFOUND) return Status::Error(describe("cannot read the index", rc));
     return Status::Ok();
   });
