@@ -126,6 +126,10 @@ void Engine::install(Delta& d) {
       // The state it replaces is reused by a later batch if nobody else holds it (a reader holding
       // it took its reference under overlay_mutex, which this holds exclusively).
       if (entry.state && entry.state.use_count() == 1 && spare_states.size() < kMaxSpareStates) {
+        // use_count() is a relaxed load. Taking and dropping a reference is an acquire-release
+        // on the count, which orders the reads of a reader that dropped its reference (a
+        // release) before the writer reuses the state.
+        { const std::shared_ptr<const CustomerState> sync = entry.state; }
         spare_states.push_back(std::const_pointer_cast<CustomerState>(std::move(entry.state)));
       }
       entry.state = std::move(change.state);
