@@ -8,6 +8,9 @@
 //   query        GET /v1/customers/{id} point queries (ids taken from the same
 //                events, so they follow the same Zipf skew); 404s are counted
 //                as misses, not errors.
+//   batchget     POST /v1/customers:batchGet with --batch ids per request
+//                (<= 1000; ids as for query); units are customers asked for
+//                (found or missing), so events_per_s is customers/s.
 //   sink         the tcp protocol against `rapport-sink` (a loopback server
 //                that only reads, decodes and acks): the physical reference.
 // Events come from a file (`rapportctl generate ... > events.ndjson`) or are
@@ -144,7 +147,7 @@ struct Options {
   std::string file;
   double rate = 0;             // events/s overall (requests/s for query); 0 = closed loop
   double duration = 0;         // seconds; 0 = send the prepared events once
-  std::uint64_t requests = 0;  // query: requests to send (default --events)
+  std::uint64_t requests = 0;  // query: requests to send; batchget: ids to ask for (default --events)
   std::size_t batch = 1000;    // events per TCP write / HTTP request
   std::size_t window = 10000;  // TCP: max unacknowledged lines per connection
   bool verify = true;
@@ -205,6 +208,40 @@ void append_renamed(std::string& out, std::string_view line, std::uint64_t round
   out.push_back('~');
   out.append(std::to_string(round));
   out.append(line.substr(end));
+}
+
+// The customers in a batchGet answer: each object starts with {"customer_id":" (inside a JSON string a quote
+// is escaped, so the sequence cannot occur there).
+std::uint64_t count_customers(std::string_view body) {
+  static constexpr std::string_view kKey = "{\"customer_id\":\"";
+  std::uint64_t n = 0;
+  for (auto at = body.find(kKey); at != std::string_view::npos; at = body.find(kKey, at + kKey.size())) ++n;
+  return n;
+}
+
+// The strings in the answer's "missing" array (the last member); nullopt when there is none.
+std::optional<std::uint64_t> count_missing(std::string_view body) {
+  static constexpr std::string_view kKey = "\"missing\":[";
+  const auto at = body.rfind(kKey);
+  if (at == std::string_view::npos) return std::nullopt;
+  std::uint64_t n = 0;
+  bool in_string = false;
+  for (std::size_t i = at + kKey.size(); i < body.size(); ++i) {
+    const char c = body[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+      ++n;
+    } else if (c == ']') {
+      return n;
+    }
+  }
+  return std::nullopt;
 }
 
 std::string url_escape(std::string_view s) {
@@ -351,7 +388,7 @@ struct Shard {
   std::uint64_t errors = 0;    // protocol/transport errors and non-2xx answers (except query 404)
   std::uint64_t rejected = 0;  // events the server rejected (bad lines)
   std::uint64_t refused = 0;   // events the server refused (storage unavailable / 503)
-  std::uint64_t misses = 0;    // query: 404
+  std::uint64_t misses = 0;    // query: 404; batchget: ids answered as missing
   std::uint64_t interval_events = 0;
 };
 
@@ -629,8 +666,8 @@ class TcpConnection final : public Connection {
 class HttpConnection final : public Connection {
  public:
   HttpConnection(asio::io_context& io, Run& run, Shard& shard, const Lines& lines, std::vector<std::string> ids,
-                 bool single)
-      : Connection(io, run, shard, lines, std::move(ids)), single_(single) {}
+                 bool single, bool batch_get)
+      : Connection(io, run, shard, lines, std::move(ids)), single_(single), batch_get_(batch_get) {}
 
   void start() override { send_next(); }
 
@@ -649,7 +686,23 @@ class HttpConnection final : public Connection {
     since_ = since;
     head_.clear();
     std::string_view body;
-    if (query()) {
+    if (batch_get_) {
+      // The next ids of this connection's list (cycled), as they are written in the events (JSON-escaped).
+      std::uint64_t n = o_.batch;
+      if (o_.duration <= 0) n = std::min<std::uint64_t>(n, total_units() - sent_);
+      in_request_ = static_cast<std::size_t>(n);
+      scratch_ = "{\"ids\":[";
+      for (std::uint64_t k = 0; k < n; ++k) {
+        if (k != 0) scratch_.push_back(',');
+        scratch_.push_back('"');
+        scratch_ += ids_[(sent_ + k) % ids_.size()];
+        scratch_.push_back('"');
+      }
+      scratch_ += "]}";
+      body = scratch_;
+      head_ = "POST /v1/customers:batchGet HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
+              std::to_string(body.size()) + "\r\n";
+    } else if (query()) {
       in_request_ = 1;
       head_ = "GET /v1/customers/" + ids_[sent_ % ids_.size()] + " HTTP/1.1\r\nHost: x\r\n";
     } else {
@@ -686,7 +739,20 @@ class HttpConnection final : public Connection {
     const unsigned status = res.result_int();
     record_latency(since_, now);
     std::uint64_t events = 0, rejected = 0, refused = 0, misses = 0, errors = 0;
-    if (query()) {
+    if (batch_get_) {
+      const std::uint64_t found = status == 200 ? count_customers(res.body()) : 0;
+      const auto missing = status == 200 ? count_missing(res.body()) : std::nullopt;
+      if (missing && found + *missing == in_request_) {
+        events = found;
+        misses = *missing;
+      } else {
+        errors = 1;
+        if (errors_logged_++ < 3) {
+          std::fprintf(stderr, "batchGet of %zu ids: HTTP %u, %llu customers: %.200s\n", in_request_, status,
+                       static_cast<unsigned long long>(found), res.body().c_str());
+        }
+      }
+    } else if (query()) {
       if (status == 200) {
         events = 1;
       } else if (status == 404) {
@@ -724,6 +790,7 @@ class HttpConnection final : public Connection {
   }
 
   bool single_;
+  bool batch_get_;
   std::string head_;
   Clock::time_point since_;
   std::size_t in_request_ = 0;
@@ -760,8 +827,9 @@ int main(int argc, char** argv) {
       "Prints one summary line (or --json), exits 1 on errors or when the daemon's counters do not match."};
   app.add_option("--mode", o.mode,
                  "tcp (NDJSON with acks) | http-batch (NDJSON bodies) | http-single (one event per request) | "
-                 "query (GET /v1/customers/{id}) | sink (tcp protocol against rapport-sink; no verification)")
-      ->check(CLI::IsMember({"tcp", "http-batch", "http-single", "query", "sink"}));
+                 "query (GET /v1/customers/{id}) | batchget (POST /v1/customers:batchGet, --batch ids per request; "
+                 "events_per_s counts customers) | sink (tcp protocol against rapport-sink; no verification)")
+      ->check(CLI::IsMember({"tcp", "http-batch", "http-single", "query", "batchget", "sink"}));
   app.add_option("--tcp", o.tcp_target, "TCP NDJSON address of rapportd or rapport-sink (default 127.0.0.1:8471)");
   app.add_option("--http", o.http_target,
                  "rapportd HTTP address (default 127.0.0.1:8470; also used for /metrics unless --metrics-url)");
@@ -784,7 +852,8 @@ int main(int argc, char** argv) {
   app.add_option(
       "--duration", o.duration,
       "Send for this many seconds, cycling through the events with fresh event_ids (default 0 = each event once)");
-  app.add_option("--requests", o.requests, "query: requests to send (default: --events)");
+  app.add_option("--requests", o.requests,
+                 "query: requests to send; batchget: customer ids to ask for (default: --events)");
   app.add_option("--batch", o.batch, "Events per TCP write / HTTP batch request (default 1000)")
       ->check(CLI::Range(1, 1'000'000));
   app.add_option("--window", o.window, "TCP: max unacknowledged lines per connection (default 10000)")
@@ -812,7 +881,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "rapport-loadgen: %s\n", e.what());
     return 2;
   }
-  const bool query = o.mode == "query";
+  const bool batch_get = o.mode == "batchget";
+  if (batch_get && o.batch > 1000) {
+    std::fprintf(stderr, "rapport-loadgen: batchget asks for at most 1000 ids per request (--batch %zu)\n", o.batch);
+    return 2;
+  }
+  const bool query = o.mode == "query" || batch_get;
   const bool tcp_like = o.mode == "tcp" || o.mode == "sink";
 
   if (!o.quiet) std::fprintf(stderr, "preparing %llu events...\n", static_cast<unsigned long long>(o.events));
@@ -853,7 +927,7 @@ int main(int argc, char** argv) {
     for (std::size_t c = 0; c < per_conn.size(); ++c) {
       for (std::size_t i = 0; i < per_conn[c].size(); ++i) {
         const auto id = string_field(per_conn[c].range(i, i + 1), "customer_id");
-        if (!id.empty()) ids[c].push_back(url_escape(id));
+        if (!id.empty()) ids[c].push_back(batch_get ? std::string(id) : url_escape(id));
       }
       if (ids[c].empty()) ids[c].push_back("none");
     }
@@ -892,7 +966,8 @@ int main(int argc, char** argv) {
                                                std::vector<std::string>{});
       } else {
         conn = std::make_shared<HttpConnection>(*ios[t], run, *shards[t], per_conn[static_cast<std::size_t>(c)],
-                                                std::move(ids[static_cast<std::size_t>(c)]), o.mode == "http-single");
+                                                std::move(ids[static_cast<std::size_t>(c)]), o.mode == "http-single",
+                                                batch_get);
         conn->per_conn_requests_ =
             query_total / static_cast<std::uint64_t>(o.connections) +
             (static_cast<std::uint64_t>(c) < query_total % static_cast<std::uint64_t>(o.connections));

@@ -2,7 +2,8 @@
 # End-to-end benchmark of rapportd beside its baselines, in one run, on the same
 # events (see bench/README.md):
 #   - installs what is missing (apt-get, --no-install-recommends): postgresql,
-#     redis-server, gnuplot-nox, hyperfine (+ linux-perf for the profiles);
+#     redis-server, nginx-light (else nginx), gnuplot-nox, hyperfine (+ linux-perf
+#     for the profiles);
 #   - builds Release binaries in build/bench;
 #   - generates the events once (rapportctl generate, no duplicates) and
 #     converts them for the baselines (bench/convert_events.py);
@@ -12,25 +13,42 @@
 #     by bench/pg_baseline.sh and bench/redis_baseline.sh; the physical
 #     references: rapport-sink (loopback read + decode + ack, no storage) and
 #     the decoder Google Benchmark;
+#   - issue 13's goals: TCP ingest with `[storage] partitions = P` for each P of
+#     --partitions on both workloads (the Zipf file and the "hot" file: 20 % of
+#     the events on 1 % of the customers, bench/hot_events.py); the store-growth
+#     run (a fresh rapportd filled with 10 M other events of the hot kind, then
+#     the rate of the hot file; --long adds 50 M) beside the same file on an
+#     empty store; bytes per stored event (du of the whole state dir); point
+#     queries beside nginx serving a customer's JSON as a static file, with the
+#     same load generator in the same run; POST /v1/customers:batchGet
+#     (customers/s); PostgreSQL doing the whole job with dedup
+#     (bench/pg_dedup_baseline.sh) beside the aggregate-only baseline;
+#     --long also runs bench/soak.sh --minutes 30;
 #   - profiles rapportd with perf where the targets are missed;
 #   - writes the raw results to bench/results/ and bench/RESULTS.md + PNGs
 #     via bench/report.py (re-run `python3 bench/report.py` to rebuild the
 #     report from bench/results/ without re-measuring).
 #
-#   bench/run.sh [--quick] [--events N] [--repeats R] [--duration S] [--mem-customers N]
-#                [--no-install] [--no-baselines] [--no-profile]
+#   bench/run.sh [--quick | --long] [--events N] [--repeats R] [--duration S] [--mem-customers N]
+#                [--partitions "1 2 4"] [--no-install] [--no-baselines] [--no-profile]
 #
-# --quick: fewer events, connections and load points (a few minutes in all).
+# --quick: fewer events, connections, load points and repeats (1), a 1 M-event
+# store-growth fill (at most 10 minutes on the 2-core machine).
+# --long: also the 50 M-event store-growth run and the 30-minute soak.
+# --partitions: the P of the partition runs ("default": no [storage] partitions
+# key, for a rapportd without partitions).
 # --duration: seconds per timed run of the duration-based configurations
 # (HTTP single, queries, open loop); --mem-customers: customers of the memory run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-QUICK=0 INSTALL=1 BASELINES=1 PROFILE=1 EVENTS="" REPEATS=3 OPT_DURATION="" OPT_MEM=""
+QUICK=0 LONG=0 INSTALL=1 BASELINES=1 PROFILE=1 EVENTS="" REPEATS="" OPT_DURATION="" OPT_MEM="" PARTITIONS="1 2 4"
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) QUICK=1; shift ;;
+    --long) LONG=1; shift ;;
+    --partitions) PARTITIONS=$2; shift 2 ;;
     --events) EVENTS=$2; shift 2 ;;
     --repeats) REPEATS=$2; shift 2 ;;
     --no-install) INSTALL=0; shift ;;
@@ -38,20 +56,23 @@ while [ $# -gt 0 ]; do
     --no-profile) PROFILE=0; shift ;;
     --duration) OPT_DURATION=$2; shift 2 ;;
     --mem-customers) OPT_MEM=$2; shift 2 ;;
-    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,41p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
+[ "$QUICK" = 1 ] && [ "$LONG" = 1 ] && { echo "--quick and --long exclude each other" >&2; exit 2; }
 if [ "$QUICK" = 1 ]; then
   EVENTS=${EVENTS:-500000}
   CUSTOMERS=200000
-  CONNS=(1 4 16)
+  CONNS=(1 4)
   SINGLE_CONNS=(64)
   QUERY_CONNS=(16)
-  LOAD_FRACTIONS=(0.25 0.5 0.75)
+  LOAD_FRACTIONS=(0.5)
   DURATION=4
   MEM_CUSTOMERS=1000000
   PG_BATCH=50000
+  REPEATS=${REPEATS:-1}
+  GROWTH_FILLS=(1000000)
 else
   EVENTS=${EVENTS:-2000000}
   CUSTOMERS=1000000
@@ -62,7 +83,11 @@ else
   DURATION=10
   MEM_CUSTOMERS=10000000
   PG_BATCH=50000
+  GROWTH_FILLS=(10000000)
+  [ "$LONG" = 1 ] && GROWTH_FILLS+=(50000000)
 fi
+REPEATS=${REPEATS:-3}
+FILL_CHUNK=2000000  # the growth fill is generated and sent in files of this many events
 DURATION=${OPT_DURATION:-$DURATION}
 MEM_CUSTOMERS=${OPT_MEM:-$MEM_CUSTOMERS}
 HEADLINE_CONNS=4   # the configuration compared with the baselines
@@ -70,16 +95,17 @@ HEADLINE_CONNS=4   # the configuration compared with the baselines
 # ---------------------------------------------------------------- install
 if [ "$INSTALL" = 1 ]; then
   missing=()
-  for p in postgresql redis-server gnuplot-nox hyperfine linux-perf python3 procps; do
+  for p in postgresql redis-server gnuplot-nox hyperfine linux-perf python3 procps curl; do
     dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
+  command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "installing: ${missing[*]}" >&2
     SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
     $SUDO apt-get update -q >/dev/null
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null ||
       DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends \
-        $(printf '%s\n' "${missing[@]}" | grep -v linux-perf) >/dev/null
+        $(printf '%s\n' "${missing[@]}" | grep -v linux-perf | sed 's/^nginx-light$/nginx/') >/dev/null
   fi
   # Debian's postgresql package may start a cluster of its own; we start ours, so leave theirs alone.
   make -s deps
@@ -88,7 +114,8 @@ fi
 # ---------------------------------------------------------------- build
 B=build/bench
 build() {
-  cmake -S . -B $B -DCMAKE_BUILD_TYPE=Release -DRAPPORT_TESTS=OFF -DRAPPORT_BENCH=ON -DRAPPORT_WERROR=OFF >/dev/null &&
+  cmake -S . -B $B -DCMAKE_BUILD_TYPE=Release -DRAPPORT_TESTS=OFF -DRAPPORT_BENCH=ON -DRAPPORT_WERROR=OFF \
+    $(command -v ccache >/dev/null && echo -DCMAKE_CXX_COMPILER_LAUNCHER=ccache) >/dev/null &&
     cmake --build $B -j "$(nproc)" --target rapportd rapportctl rapport-loadgen rapport-sink rapport_bench >$B.build.log 2>&1
 }
 mkdir -p build
@@ -141,7 +168,9 @@ json.dump({
   "loadavg_start": open('/proc/loadavg').read().split()[:3],
   "date": sh("date -u +%Y-%m-%dT%H:%M:%SZ"),
   "git": sh("git rev-parse --short HEAD") + (" + uncommitted changes" if sh("git status --porcelain -uno") else ""),
-  "quick": $QUICK, "events": $EVENTS, "customers": $CUSTOMERS, "repeats": $REPEATS,
+  "quick": $QUICK, "long": $LONG, "events": $EVENTS, "customers": $CUSTOMERS, "repeats": $REPEATS,
+  "partitions": "$PARTITIONS", "growth_fills": "${GROWTH_FILLS[*]}",
+  "nginx": sh("(nginx -v || /usr/sbin/nginx -v) 2>&1 | head -1"),
   "postgresql": sh("$PGBIN/postgres --version"),
   "redis": sh("redis-server --version"),
   "compiler": sh("c++ --version | head -1"),
@@ -155,6 +184,7 @@ pid="" HTTP="" TCP=""
 cleanup() {
   [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
   [ -n "${sink_pid:-}" ] && kill -TERM "$sink_pid" 2>/dev/null && wait "$sink_pid" 2>/dev/null || true
+  [ -n "${nginx_pid:-}" ] && kill -TERM "$nginx_pid" 2>/dev/null && wait "$nginx_pid" 2>/dev/null || true
 }
 trap cleanup EXIT
 
@@ -163,7 +193,9 @@ start_daemon() {  # [extra rapportd flags]; fresh state dir unless KEEP_STATE=1
   for attempt in 1 2; do
     [ "${KEEP_STATE:-0}" = 1 ] || rm -rf "$WORK/state"
     : >"$WORK/daemon.log"  # truncate here: the child truncates it only after the fork, racing the grep below
-    "$RAPPORTD" --http 127.0.0.1:0 --tcp 127.0.0.1:0 --state-dir "$WORK/state" "$@" 2>"$WORK/daemon.log" &
+    # DAEMON_CONFIG: a config file for this daemon (the partition runs).
+    "$RAPPORTD" --http 127.0.0.1:0 --tcp 127.0.0.1:0 --state-dir "$WORK/state" \
+      ${DAEMON_CONFIG:+--config "$DAEMON_CONFIG"} "$@" 2>"$WORK/daemon.log" &
     pid=$!
     # Up to 2 minutes: on the shared machine a start (or the previous daemon's exit) can be slow.
     for _ in $(seq 1200); do grep -q "listening" "$WORK/daemon.log" 2>/dev/null && break; sleep 0.1; done
@@ -233,9 +265,21 @@ ingest() {  # CONFIG MODE CONNS [more loadgen args]: REPEATS runs, each on a fre
   local config=$1 mode=$2 conns=$3; shift 3
   for r in $(seq "$REPEATS"); do
     start_daemon
-    measure "$config" "$r" --mode "$mode" -c "$conns" --file "$EVENTS_FILE" -n "$EVENTS" "$@"
+    measure "$config" "$r" --mode "$mode" -c "$conns" --file "${INGEST_FILE:-$EVENTS_FILE}" -n "$EVENTS" "$@"
     stop_daemon
   done
+}
+partition_config() {  # P -> the path of a config with [storage] partitions = P ("default": no key)
+  local f="$WORK/partitions_$1.toml"
+  if [ "$1" = default ]; then : >"$f"; else printf '[storage]\npartitions = %s\n' "$1" >"$f"; fi
+  echo "$f"
+}
+metric_sum() {  # NAME: the sum of a counter's series on the running daemon's /metrics
+  curl -s -m 10 "http://$HTTP/metrics" | awk -v n="$1" '$1 == n || index($1, n "{") == 1 {s += $2} END {printf "%d", s}'
+}
+hot_events() {  # EVENTS SEED TAG OUT: the "hot" workload (20 % of the events on 1 % of the customers)
+  "$RAPPORTCTL" generate --customers "$CUSTOMERS" --events "$1" --seed "$2" --zipf 0 --duplicates 0 |
+    python3 bench/hot_events.py --customers "$CUSTOMERS" --tag "$3" --seed "$2" >"$4"
 }
 
 # ---------------------------------------------------------------- events
@@ -244,6 +288,10 @@ log "generating $EVENTS events over $CUSTOMERS customers"
 note_cmd "rapportctl generate --customers $CUSTOMERS --events $EVENTS --seed 1 --duplicates 0 > events.ndjson"
 "$RAPPORTCTL" generate --customers "$CUSTOMERS" --events "$EVENTS" --seed 1 --duplicates 0 >"$EVENTS_FILE"
 EVENT_BYTES=$(stat -c %s "$EVENTS_FILE")
+HOT_FILE=$WORK/hot.ndjson
+log "generating the hot workload: $EVENTS events, 20 % on 1 % of $CUSTOMERS customers"
+note_cmd "rapportctl generate --customers $CUSTOMERS --events $EVENTS --seed 1 --zipf 0 --duplicates 0 | python3 bench/hot_events.py --customers $CUSTOMERS --tag m --seed 1 > hot.ndjson"
+hot_events "$EVENTS" 1 m "$HOT_FILE"
 
 # ---------------------------------------------------------------- decode-only references
 log "decoder benchmark (one core)"
@@ -299,14 +347,113 @@ for c in "${SINGLE_CONNS[@]}"; do
   done
 done
 
+# ---------------------------------------------------------------- partitions (issue 13): P = 1, 2, 4 on both workloads
+for P in $PARTITIONS; do
+  for workload in hot zipf; do
+    log "tcp, $HEADLINE_CONNS connections, $workload workload, partitions $P"
+    note_cmd "rapportd --config CONFIG  # [storage] partitions = $P"
+    file=$EVENTS_FILE
+    [ "$workload" = hot ] && file=$HOT_FILE
+    DAEMON_CONFIG=$(partition_config "$P") INGEST_FILE=$file ingest "tcp_${workload}_p${P}_c$HEADLINE_CONNS" tcp \
+      "$HEADLINE_CONNS" --batch 1000
+  done
+done
+
+# ---------------------------------------------------------------- store growth and bytes per event (issue 13)
+# The rate of the hot file on an empty store and after FILL other events of the same kind (default config).
+log "store growth: the hot file on an empty store"
+INGEST_FILE=$HOT_FILE ingest "growth_empty_c$HEADLINE_CONNS" tcp "$HEADLINE_CONNS" --batch 1000
+for fill in "${GROWTH_FILLS[@]}"; do
+  log "store growth: $fill events stored first (in files of $FILL_CHUNK), then the hot file"
+  start_daemon
+  done_events=0 chunk_no=0
+  while [ "$done_events" -lt "$fill" ]; do
+    n=$((fill - done_events < FILL_CHUNK ? fill - done_events : FILL_CHUNK))
+    chunk_no=$((chunk_no + 1))
+    note_cmd "rapportctl generate --customers $CUSTOMERS --events $n --seed $((100 + chunk_no)) --zipf 0 --duplicates 0 | python3 bench/hot_events.py --customers $CUSTOMERS --tag f$chunk_no --seed $((100 + chunk_no)) > fill.ndjson"
+    hot_events "$n" $((100 + chunk_no)) "f$chunk_no" "$WORK/fill.ndjson"
+    measure "growth_fill_$fill" "$chunk_no" --mode tcp -c "$HEADLINE_CONNS" --file "$WORK/fill.ndjson" -n "$n" --batch 1000
+    done_events=$((done_events + n))
+  done
+  rm -f "$WORK/fill.ndjson"
+  measure "growth_after_${fill}_c$HEADLINE_CONNS" 1 --mode tcp -c "$HEADLINE_CONNS" --file "$HOT_FILE" -n "$EVENTS" \
+    --batch 1000
+  stored=$(metric_sum rapport_events_accepted_total)
+  stop_daemon  # the final checkpoint is on disk before du
+  state_bytes=$(du -sb "$WORK/state" | cut -f1)
+  line_bytes=$(awk -v b="$(stat -c %s "$HOT_FILE")" -v n="$EVENTS" 'BEGIN {printf "%.1f", b / n}')
+  note_cmd "du -sb STATE  # after the growth run, over rapport_events_accepted_total"
+  printf '{"kind":"disk","config":"growth_%s","stored_events":%s,"state_dir_bytes":%s,"bytes_per_event":%s,"event_line_bytes":%s}\n' \
+    "$fill" "${stored:-0}" "$state_bytes" "$(awk -v a="$state_bytes" -v b="${stored:-0}" 'BEGIN {printf "%.1f", b > 0 ? a / b : 0}')" \
+    "$line_bytes" >>"$JSONL"
+  log "  state dir $state_bytes bytes for $stored stored events"
+done
+
 # ---------------------------------------------------------------- point queries
 log "point queries: preload the events, then GET /v1/customers/{id} (ids Zipf-skewed like the events)"
 start_daemon
 measure "preload" 1 --mode tcp -c 4 --file "$EVENTS_FILE" -n "$EVENTS"
+# The anchor (issue 13, goal 6): nginx serving the bytes of one customer's JSON as a static file for every
+# /v1/customers/{id}, its own config in a temp dir, as many workers as rapportd has io threads (one per core),
+# driven by the same load generator with the same ids, alternating with rapportd.
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+nginx_pid="" NGINX_ADDR=""
+if [ -x "$NGINX" ]; then
+  NG=$WORK/nginx
+  mkdir -p "$NG/www" "$NG/tmp"
+  top_id=$(sed -n 's/.*"customer_id":"\([^"]*\)".*/\1/p' "$EVENTS_FILE" | head -100000 | sort | uniq -c | sort -rn |
+    awk 'NR == 1 {print $2}')
+  curl -sf "http://$HTTP/v1/customers/$top_id" >"$NG/www/customer.json" || log "GET /v1/customers/$top_id failed"
+  ng_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  cat >"$NG/nginx.conf" <<NGINX_CONF
+worker_processes $(nproc);
+pid $NG/nginx.pid;
+error_log $NG/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $NG/tmp/body; proxy_temp_path $NG/tmp/proxy; fastcgi_temp_path $NG/tmp/fastcgi;
+  uwsgi_temp_path $NG/tmp/uwsgi; scgi_temp_path $NG/tmp/scgi;
+  keepalive_requests 1000000000; keepalive_timeout 300s;
+  server {
+    listen 127.0.0.1:$ng_port;
+    root $NG/www;
+    default_type application/json;
+    location / { try_files /customer.json =404; }
+  }
+}
+NGINX_CONF
+  chmod -R a+rX "$NG"
+  "$NGINX" -c "$NG/nginx.conf" -p "$NG" -g 'daemon off;' 2>"$NG/stderr.log" &
+  nginx_pid=$!
+  for _ in $(seq 100); do curl -sf -m 1 "http://127.0.0.1:$ng_port/v1/customers/x" >/dev/null 2>&1 && break; sleep 0.1; done
+  if curl -sf -m 1 "http://127.0.0.1:$ng_port/v1/customers/x" >/dev/null 2>&1; then
+    NGINX_ADDR=127.0.0.1:$ng_port
+  else
+    log "nginx did not start: $(tail -3 "$NG/error.log" "$NG/stderr.log" 2>/dev/null | tr '\n' ' ')"
+  fi
+  note_cmd "nginx -c nginx.conf -g 'daemon off;'  # worker_processes $(nproc); try_files /customer.json ($(stat -c %s "$NG/www/customer.json") bytes, GET /v1/customers/$top_id)"
+else
+  log "no nginx: the query anchor is not measured"
+fi
 for c in "${QUERY_CONNS[@]}"; do
   for r in $(seq "$REPEATS"); do
     measure "query_c$c" "$r" --mode query -c "$c" --file "$EVENTS_FILE" -n "$EVENTS" --duration "$DURATION"
+    if [ -n "$NGINX_ADDR" ]; then
+      note_cmd "rapport-loadgen --http NGINX --mode query -c $c --file events.ndjson -n $EVENTS --duration $DURATION"
+      out=$("$LOADGEN" --http "$NGINX_ADDR" --mode query -c "$c" --file "$EVENTS_FILE" -n "$EVENTS" \
+        --duration "$DURATION" --json -q --label "nginx_query_c$c" 2>>"$WORK/loadgen.err") || true
+      printf '{"kind":"nginx","config":"nginx_query_c%d","repeat":%d,"load1":%s,"body_bytes":%s,"loadgen":%s}\n' "$c" "$r" \
+        "$(cut -d' ' -f1 /proc/loadavg)" "$(stat -c %s "$NG/www/customer.json")" "${out:-null}" >>"$JSONL"
+      log "  nginx_query_c$c #$r: $(python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(d['events_per_s'] if d else 0)" "${out:-null}") req/s"
+    fi
   done
+done
+if [ -n "$nginx_pid" ]; then kill -TERM "$nginx_pid" 2>/dev/null; wait "$nginx_pid" 2>/dev/null || true; nginx_pid=""; fi
+log "POST /v1/customers:batchGet, 1000 ids per request (ids Zipf-skewed like the events)"
+for r in $(seq "$REPEATS"); do
+  measure "batchget_c$HEADLINE_CONNS" "$r" --mode batchget -c "$HEADLINE_CONNS" --batch 1000 --file "$EVENTS_FILE" \
+    -n "$EVENTS" --duration "$DURATION"
 done
 stop_daemon
 
@@ -368,17 +515,21 @@ if [ "$BASELINES" = 1 ]; then
   log "converting the events for the baselines"
   note_cmd "python3 bench/convert_events.py events.ndjson CONVERTED --pg-batch $PG_BATCH --redis-parts $HEADLINE_CONNS"
   python3 bench/convert_events.py "$EVENTS_FILE" "$WORK/conv" --pg-batch "$PG_BATCH" --redis-parts "$HEADLINE_CONNS" >/dev/null
-  log "PostgreSQL"
+  log "PostgreSQL, aggregate only (pre-parsed CSV, no dedup)"
   note_cmd "bench/pg_baseline.sh CONVERTED --clients 2 --repeats $REPEATS"
   bench/pg_baseline.sh "$WORK/conv" --clients 2 --repeats "$REPEATS" --out "$WORK/pg.jsonl" >/dev/null ||
     log "PostgreSQL baseline failed"
+  log "PostgreSQL, the whole job with dedup (raw NDJSON, parsed in SQL, 10 k per transaction, one connection)"
+  note_cmd "bench/pg_dedup_baseline.sh events.ndjson CONVERTED/expected.json --batch 10000 --repeats $REPEATS"
+  bench/pg_dedup_baseline.sh "$EVENTS_FILE" "$WORK/conv/expected.json" --batch 10000 --repeats "$REPEATS" \
+    --out "$WORK/pg_dedup.jsonl" >/dev/null || log "PostgreSQL (dedup) baseline failed"
   for fs in always everysec; do
     log "Redis appendfsync $fs"
     note_cmd "bench/redis_baseline.sh CONVERTED --fsync $fs --repeats $REPEATS"
     bench/redis_baseline.sh "$WORK/conv" --fsync "$fs" --repeats "$REPEATS" --out "$WORK/redis_$fs.jsonl" >/dev/null ||
       log "Redis ($fs) baseline failed"
   done
-  cat "$WORK"/pg.jsonl "$WORK"/redis_*.jsonl 2>/dev/null | sed 's/^{/{"kind":"baseline",/' >>"$JSONL" || true
+  cat "$WORK"/pg.jsonl "$WORK"/pg_dedup.jsonl "$WORK"/redis_*.jsonl 2>/dev/null | sed 's/^{/{"kind":"baseline",/' >>"$JSONL" || true
   rm -rf "$WORK/conv"
 fi
 
@@ -433,3 +584,8 @@ EOF
 rm -rf "$WORK/state"
 python3 bench/report.py
 log "done in $((T_END - T_START)) s: bench/RESULTS.md"
+if [ "$LONG" = 1 ]; then
+  log "--long: the 30-minute soak at half the peak (bench/soak.sh --minutes 30)"
+  bench/soak.sh --minutes 30 --no-build || log "the soak failed"
+  python3 bench/report.py
+fi

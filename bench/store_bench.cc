@@ -87,6 +87,85 @@ void BM_StoreApplyBatch(benchmark::State& state) {
   std::filesystem::remove_all(dir);
 }
 
+// The writer's cost per event, and whether it grows with the store: a store
+// already holding `stored` checkpointed events (same customers and mix as
+// above; set up untimed), then 400 k new events in batches of 10 k, durability
+// async, no checkpoint (checkpoint_events above the total): only apply_batch
+// is timed, i.e. dedup, journal append and the in-memory overlay. The
+// counter ns_per_event is the figure to compare across `stored`.
+void BM_WriterCost(benchmark::State& state) {
+  const auto stored = static_cast<std::uint64_t>(state.range(0));
+  constexpr std::size_t kBatch = 10000;
+  const char* tmp = std::getenv("TMPDIR");
+  std::filesystem::path dir = std::filesystem::path(tmp ? tmp : "/tmp") /
+                              ("rapport-writer-bench-" + std::to_string(::getpid()) + "-" + std::to_string(stored));
+  std::filesystem::remove_all(dir);
+  StoreOptions options;
+  options.directory = dir.string();
+  options.durability = Durability::kAsync;
+  options.initial_map_bytes = 1ull << 30;
+  options.checkpoint_events = 100'000'000;
+  options.checkpoint_interval = std::chrono::hours(1);
+  options.checkpoint_in_apply_batch = false;
+  options.checkpoint_on_close = false;
+
+  std::mt19937_64 rng(7);
+  std::uniform_real_distribution<double> share(0.0, 1.0);
+  std::uint64_t next_id = 0;
+  char id[32];
+  std::vector<Event> batch(kBatch);
+  auto fill = [&] {
+    for (Event& e : batch) {
+      const std::uint64_t customer = share(rng) < kHotShare ? rng() % kHotCustomers : rng() % kCustomers;
+      std::snprintf(id, sizeof id, "customer-%07llu", static_cast<unsigned long long>(customer));
+      e.customer_id.assign(id);
+      std::snprintf(id, sizeof id, "event-%llu", static_cast<unsigned long long>(next_id++));
+      e.event_id.assign(id);
+      e.ts_ms = 1700000000000 + static_cast<std::int64_t>(next_id) * 1000;
+      e.type = EventType::kPurchase;
+      e.amount = 25.0;
+      e.channel.assign("web");
+    }
+  };
+  std::vector<EventOutcome> outcomes;
+  const ApplyConfig config;
+  auto opened = Store::open(options);
+  if (!opened.ok()) {
+    state.SkipWithError(opened.message().c_str());
+    return;
+  }
+  std::unique_ptr<Store> store = std::move(opened).value();
+  for (std::uint64_t n = 0; n < stored; n += kBatch) {
+    fill();
+    if (Status s = store->apply_batch(batch, config, outcomes); !s.ok()) {
+      state.SkipWithError(s.message().c_str());
+      return;
+    }
+  }
+  if (Status s = store->checkpoint(); !s.ok()) {
+    state.SkipWithError(s.message().c_str());
+    return;
+  }
+  double seconds = 0;
+  for (auto _ : state) {
+    fill();
+    const auto start = std::chrono::steady_clock::now();
+    Status s = store->apply_batch(batch, config, outcomes);
+    const auto finished = std::chrono::steady_clock::now();
+    if (!s.ok()) {
+      state.SkipWithError(s.message().c_str());
+      break;
+    }
+    seconds += std::chrono::duration<double>(finished - start).count();
+    state.SetIterationTime(std::chrono::duration<double>(finished - start).count());
+  }
+  const double events = static_cast<double>(state.iterations()) * static_cast<double>(kBatch);
+  state.SetItemsProcessed(static_cast<std::int64_t>(events));
+  state.counters["ns_per_event"] = events > 0 ? seconds * 1e9 / events : 0;
+  store.reset();
+  std::filesystem::remove_all(dir);
+}
+
 // One run of a fixed number of batches each (see total_events()).
 void Register() {
   for (std::int64_t batch : {1000, 10000, 50000}) {
@@ -102,6 +181,14 @@ void Register() {
 }
 
 const bool registered = (Register(), true);
+
+BENCHMARK(BM_WriterCost)
+    ->ArgName("stored")
+    ->Arg(0)
+    ->Arg(2'000'000)
+    ->Iterations(40)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace rapport

@@ -15,6 +15,7 @@
 #include "common/hex.h"
 #include "common/json_writer.h"
 #include "common/log.h"
+#include "daemon/backtest.h"
 #include "daemon/cursor.h"
 #include "daemon/customer_json.h"
 #include "daemon/openapi_document.h"
@@ -26,6 +27,8 @@ namespace rapport {
 namespace {
 
 constexpr std::size_t kMaxBatchGet = 1000;
+// The body of a batchGet: 1000 ids of 128 bytes fit even when every byte is sent as \u00XX (771 kB).
+constexpr std::size_t kMaxBatchGetBodyBytes = 1 << 20;
 
 std::int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
@@ -110,7 +113,8 @@ std::shared_ptr<const TokenSet> Api::tokens() const {
 
 RouteAccess Api::access(std::string_view method, std::string_view raw_target) const {
   RouteMatch m = match_route(method, raw_target);
-  return RouteAccess{http_route(m.route), route_name(m.route), m.scope, m.status, std::move(m.error)};
+  const std::size_t max_body = m.route == Route::kCustomersBatchGet ? kMaxBatchGetBodyBytes : 0;
+  return RouteAccess{http_route(m.route), route_name(m.route), m.scope, m.status, std::move(m.error), max_body};
 }
 
 Route Api::dispatch(HttpRequest&& request, HttpRespond respond) {
@@ -192,6 +196,9 @@ Route Api::dispatch(HttpRequest&& request, HttpRespond respond) {
     case Route::kModelFit:
       if (method != "POST") break;
       return fit_model(request, respond);
+    case Route::kModelBacktest:
+      if (method != "POST") break;
+      return backtest_model(request, respond);
     case Route::kTiers:
       if (!is_get) break;
       return tiers(respond);
@@ -336,46 +343,56 @@ Route Api::delete_customer(std::string_view id, const HttpRequest& request, Http
 }
 
 Route Api::batch_get(const HttpRequest& request, HttpRespond& respond) {
+  constexpr std::string_view kShape = R"(: send {"ids":["id1","id2",...]} with at most 1000 ids)";
+  const auto refuse = [&](std::string message) {
+    respond(json_error(400, message + std::string(kShape)));
+    return Route::kCustomersBatchGet;
+  };
   simdjson::dom::parser parser;
   simdjson::dom::element doc;
-  if (parser.parse(request.body).get(doc) != simdjson::SUCCESS) {
-    respond(json_error(400, "body must be JSON: {\"ids\":[\"...\", ...]}"));
-    return Route::kCustomersBatchGet;
+  if (parser.parse(request.body).get(doc) != simdjson::SUCCESS) return refuse("the body is not JSON");
+  simdjson::dom::object object;
+  if (doc.get_object().get(object) != simdjson::SUCCESS) return refuse("the body must be a JSON object");
+  for (const auto field : object) {
+    if (field.key != "ids")
+      return refuse("unknown field \"" + std::string(field.key) + "\"; the only field is \"ids\"");
   }
   simdjson::dom::array ids;
-  if (doc["ids"].get_array().get(ids) != simdjson::SUCCESS) {
-    respond(json_error(400, "body must have an array \"ids\" of customer ids"));
-    return Route::kCustomersBatchGet;
-  }
+  if (object["ids"].get_array().get(ids) != simdjson::SUCCESS) return refuse("the body needs an array \"ids\"");
   if (ids.size() > kMaxBatchGet) {
-    respond(json_error(400, "at most 1000 ids per request"));
-    return Route::kCustomersBatchGet;
+    return refuse("\"ids\" has " + std::to_string(ids.size()) + " entries, more than 1000");
+  }
+  // Every id is checked before any is read: a bad one anywhere gives 400 and nothing else.
+  std::vector<std::string_view> wanted;
+  wanted.reserve(ids.size());
+  for (simdjson::dom::element e : ids) {
+    std::string_view id;
+    if (e.get_string().get(id) != simdjson::SUCCESS || id.empty() || id.size() > kMaxIdBytes) {
+      return refuse("ids[" + std::to_string(wanted.size()) + "] must be a string of 1 to " +
+                    std::to_string(kMaxIdBytes) + " bytes");
+    }
+    wanted.push_back(id);
   }
   const auto cfg = config();
   const auto snap = value_.current();
   const std::int64_t now = now_ms();
   JsonWriter w;
   w.begin_object().key("customers").begin_array();
-  std::vector<std::string> missing;
-  for (simdjson::dom::element e : ids) {
-    std::string_view id;
-    if (e.get_string().get(id) != simdjson::SUCCESS || id.empty() || id.size() > kMaxIdBytes) {
-      respond(json_error(400, "every id must be a string of 1 to 128 bytes"));
-      return Route::kCustomersBatchGet;
-    }
+  std::vector<std::string_view> missing;
+  for (const std::string_view id : wanted) {
     auto state = store_.get_customer(id);
     if (!state.ok()) {
       respond(json_error(503, "storage error: " + state.message()));
       return Route::kCustomersBatchGet;
     }
     if (!state->has_value()) {
-      missing.emplace_back(id);
+      missing.push_back(id);
       continue;
     }
     write_customer_json(w, id, **state, now, cfg->evaluate, snap ? &snap->model : nullptr, cfg->value, false);
   }
   w.end_array().key("missing").begin_array();
-  for (const std::string& m : missing) w.value(m);
+  for (const std::string_view m : missing) w.value(m);
   w.end_array().end_object();
   respond(json_ok(w.take()));
   return Route::kCustomersBatchGet;
@@ -524,6 +541,78 @@ Route Api::fit_model(const HttpRequest& request, HttpRespond& respond) {
       as_of);
   if (!queued) (*shared)(json_error(503, "shutting down"));
   return Route::kModelFit;
+}
+
+Route Api::backtest_model(const HttpRequest& request, HttpRespond& respond) {
+  constexpr std::string_view kShape =
+      R"(: send {"calibration_end":"1997-09-30","holdout_end":"1998-06-30"} (YYYY-MM-DD, midnight UTC, or RFC 3339))";
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  simdjson::dom::object object;
+  if (blank(request.body) || parser.parse(request.body).get(doc) != simdjson::SUCCESS ||
+      doc.get_object().get(object) != simdjson::SUCCESS) {
+    respond(json_error(400, "the backtest request body must be a JSON object" + std::string(kShape)));
+    return Route::kModelBacktest;
+  }
+  std::optional<std::string_view> calibration_end, holdout_end;
+  for (const auto field : object) {
+    std::optional<std::string_view>* slot = field.key == "calibration_end" ? &calibration_end
+                                            : field.key == "holdout_end"   ? &holdout_end
+                                                                           : nullptr;
+    if (slot == nullptr) {
+      respond(json_error(400, "unknown field \"" + std::string(field.key) +
+                                  "\" in the backtest request; the fields are \"calibration_end\" and "
+                                  "\"holdout_end\"" +
+                                  std::string(kShape)));
+      return Route::kModelBacktest;
+    }
+    if (slot->has_value()) {
+      respond(json_error(400, "\"" + std::string(field.key) + "\" is given more than once in the backtest request"));
+      return Route::kModelBacktest;
+    }
+    std::string_view text;
+    if (field.value.get_string().get(text) != simdjson::SUCCESS) {
+      respond(json_error(400, "\"" + std::string(field.key) + "\" must be a string" + std::string(kShape)));
+      return Route::kModelBacktest;
+    }
+    *slot = text;
+  }
+  if (!calibration_end || !holdout_end) {
+    respond(json_error(400, std::string("the backtest request needs \"") +
+                                (calibration_end ? "holdout_end" : "calibration_end") + "\"" + std::string(kShape)));
+    return Route::kModelBacktest;
+  }
+  auto dates = parse_backtest_dates(*calibration_end, *holdout_end, now_ms(), "\"calibration_end\"", "\"holdout_end\"");
+  if (!dates.ok()) {
+    respond(json_error(400, dates.message()));
+    return Route::kModelBacktest;
+  }
+  // A fit plus a pass over every customer: on the value service's thread, never an io thread.
+  const auto cfg = config();
+  auto shared = std::make_shared<HttpRespond>(std::move(respond));
+  const auto queued = value_.request_job([store = &store_, shared, cfg, d = *dates](bool cancelled) {
+    if (cancelled) {
+      (*shared)(json_error(503, "shutting down"));
+      return;
+    }
+    const BacktestOutcome outcome = backtest_population(*store, cfg->evaluate, cfg->value, d);
+    if (outcome.report) {
+      JsonWriter w;
+      write_backtest_json(w, *outcome.report);
+      (*shared)(json_ok(w.take()));
+      return;
+    }
+    const int status = outcome.failure == BacktestFailure::kInput      ? 400
+                       : outcome.failure == BacktestFailure::kNotReady ? 422
+                                                                       : 503;
+    (*shared)(json_error(status, "backtest failed: " + outcome.error));
+  });
+  if (queued == ValueService::JobQueued::kBusy) {
+    (*shared)(json_error(429, "backtests are already running or waiting; try again when they finish"));
+  } else if (queued == ValueService::JobQueued::kStopping) {
+    (*shared)(json_error(503, "shutting down"));
+  }
+  return Route::kModelBacktest;
 }
 
 Route Api::tiers(HttpRespond& respond) {

@@ -48,6 +48,7 @@ class Api final : public HttpHandler {
   Route remove_dead_letters(const HttpRequest& request, HttpRespond& respond);
   Route model(HttpRespond& respond);
   Route fit_model(const HttpRequest& request, HttpRespond& respond);
+  Route backtest_model(const HttpRequest& request, HttpRespond& respond);
   Route tiers(HttpRespond& respond);
   Route list_customers(const HttpRequest& request, HttpRespond& respond);
   Route list_customers_by_id(Tier wanted, std::size_t limit, const std::string& cursor, HttpRespond& respond);

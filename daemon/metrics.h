@@ -47,8 +47,9 @@ enum class Route : std::uint8_t {
   kHealthz,
   kReadyz,
   kOpenApi,
+  kModelBacktest,
 };
-inline constexpr int kRouteCount = 16;
+inline constexpr int kRouteCount = 17;
 std::string_view route_name(Route route);
 // The id the fronts carry for `route` (and back: an id no Route has counts as kOther).
 inline HttpRoute http_route(Route route) { return static_cast<HttpRoute>(route); }

@@ -16,7 +16,7 @@ struct FixedRoute {
 };
 
 // Every route with a fixed path. Probes, metrics and the API description need no token.
-constexpr std::array<FixedRoute, 11> kFixedRoutes = {{
+constexpr std::array<FixedRoute, 12> kFixedRoutes = {{
     {"/healthz", Route::kHealthz, std::nullopt},
     {"/readyz", Route::kReadyz, std::nullopt},
     {"/metrics", Route::kMetrics, std::nullopt},
@@ -26,6 +26,7 @@ constexpr std::array<FixedRoute, 11> kFixedRoutes = {{
     {"/v1/tiers", Route::kTiers, Scope::kRead},
     {"/v1/model", Route::kModel, Scope::kRead},
     {"/v1/model:fit", Route::kModelFit, Scope::kAdmin},
+    {"/v1/model:backtest", Route::kModelBacktest, Scope::kAdmin},
     {"/v1/deadletter", Route::kDeadLetter, Scope::kAdmin},
     {"/v1/deadletter:remove", Route::kDeadLetterRemove, Scope::kAdmin},
 }};

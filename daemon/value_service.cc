@@ -175,6 +175,23 @@ void ValueService::stop() {
     waiting.swap(waiting_);
   }
   for (auto& request : waiting) request.done(Status::Error("shutting down"));
+  std::vector<Job> jobs;
+  {
+    std::lock_guard lock(mutex_);
+    jobs.swap(jobs_);
+  }
+  for (auto& job : jobs) job(/*cancelled=*/true);
+}
+
+ValueService::JobQueued ValueService::request_job(Job job) {
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) return JobQueued::kStopping;
+    if (jobs_.size() + jobs_running_ >= kMaxQueuedJobs) return JobQueued::kBusy;
+    jobs_.push_back(std::move(job));
+  }
+  wake_.notify_all();
+  return JobQueued::kQueued;
 }
 
 bool ValueService::request_fit(FitDone done, std::optional<std::int64_t> as_of_ms) {
@@ -208,6 +225,17 @@ void ValueService::run() {
       fit_now();
       lock.lock();
       next_fit = std::chrono::steady_clock::now() + value_.fit_interval;
+      continue;
+    }
+    if (!jobs_.empty()) {  // after a due fit, so that jobs never hold fits back
+      Job job = std::move(jobs_.front());
+      jobs_.erase(jobs_.begin());
+      ++jobs_running_;
+      lock.unlock();
+      job(/*cancelled=*/false);
+      job = nullptr;
+      lock.lock();
+      --jobs_running_;
       continue;
     }
     if (scheduled) {

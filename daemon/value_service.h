@@ -78,6 +78,14 @@ class ValueService {
   // The current model (null before the first fit).
   std::shared_ptr<const ValueSnapshot> current() const;
 
+  // Other whole-population work (a backtest) on the fitter thread, one at a time, between fits:
+  // `job(false)` runs there; `job(true)` when the service stops before it ran. At most
+  // kMaxQueuedJobs wait or run at once; beyond that kBusy and `job` is not kept.
+  static constexpr std::size_t kMaxQueuedJobs = 2;
+  using Job = std::function<void(bool cancelled)>;
+  enum class JobQueued { kQueued, kBusy, kStopping };
+  JobQueued request_job(Job job);
+
  private:
   void run();
   void fit_now();
@@ -97,6 +105,8 @@ class ValueService {
     FitDone done;
   };
   std::vector<FitRequest> waiting_;               // guarded by mutex_
+  std::vector<Job> jobs_;                         // guarded by mutex_; the first may be running
+  std::size_t jobs_running_ = 0;                  // guarded by mutex_
   bool fit_requested_ = false;                    // guarded by mutex_
   std::atomic<bool> waiting_logged_{false};       // "no value model yet" said since the last fit
   bool stopping_ = false;                         // guarded by mutex_

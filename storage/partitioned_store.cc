@@ -37,8 +37,7 @@ Result<std::uint32_t> decode_layout(std::string_view text) {
 // Store::for_each_customer from strictly after `after` ("" = from the first).
 Status for_each_after(const Store& store, std::string_view after, const PartitionedStore::CustomerVisitor& visit) {
   if (after.empty()) return store.for_each_customer(visit);
-  return store.for_each_customer(
-      [&](std::string_view id, const CustomerState& state) { return id <= after ? true : visit(id, state); });
+  return store.for_each_customer(visit, after);
 }
 
 // One partition's customers strictly after `after`, at most `limit`, in key order.

@@ -165,9 +165,16 @@ class Store {
   Result<std::vector<TimelineEvent>> customer_events(std::string_view customer_id,
                                                      const std::optional<TimelineKey>& after, std::size_t limit) const;
 
-  // Visits every customer in key order inside one read snapshot; stops early
-  // if the visitor returns false.
-  Status for_each_customer(const std::function<bool(std::string_view id, const CustomerState& state)>& visit) const;
+  // Returns false to stop a visit early.
+  using Visitor = std::function<bool(std::string_view id, const CustomerState& state)>;
+
+  // Visits every customer in key order (bytes, then length) inside one read
+  // snapshot, changes not yet checkpointed included; stops early if the
+  // visitor returns false.
+  Status for_each_customer(const Visitor& visit) const;
+  // The same, starting strictly after the customer id `after` (which need not
+  // be stored): a keyset position, so listings can resume or be merged.
+  Status for_each_customer(const Visitor& visit, std::string_view after) const;
 
   Status put_meta(std::string_view key, std::string_view value);
   Result<std::optional<std::string>> get_meta(std::string_view key) const;

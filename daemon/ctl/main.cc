@@ -3,6 +3,7 @@
 //   rapportctl get CUSTOMER_ID [--explain]      (--state-dir DIR or --url http://127.0.0.1:8470)
 //   rapportctl top --by METRIC -n N [--tier T]  (state dir or --url)
 //   rapportctl tiers | fit [--save] | erase ID | deadletter list|replay   (state dir or --url)
+//   rapportctl backtest --calibration-end D1 --holdout-end D2 [--json] [--plot FILE.png]  (state dir or --url)
 //   rapportctl backup DEST | restore SRC        (state dir)
 //   rapportctl migrate --partitions N           (stopped state dir)
 //   rapportctl generate [--model mix|bgnbd] --customers N [--events M | --r R --alpha A ...] [--seed S]
@@ -13,6 +14,7 @@
 #include <string>
 
 #include "daemon/ctl/admin.h"
+#include "daemon/ctl/backtest.h"
 #include "daemon/ctl/backup.h"
 #include "daemon/ctl/common.h"
 #include "daemon/ctl/import.h"
@@ -55,7 +57,7 @@ void add_target_options(CLI::App* sub, rapport::CtlTarget& target, bool url, boo
 
 int main(int argc, char** argv) {
   CLI::App app{
-      "rapportctl — Rapport's admin CLI: import, inspect, rank, fit, erase, dead letters, backup and "
+      "rapportctl — Rapport's admin CLI: import, inspect, rank, fit, backtest, erase, dead letters, backup and "
       "restore.\n"
       "Works on a state dir (beside a running rapportd: LMDB is multi-process) or, with --url, against a "
       "running daemon.\nExit codes: 0 ok, 1 not found / partial, 2 usage or fatal error."};
@@ -77,11 +79,14 @@ int main(int argc, char** argv) {
   imp->add_flag("--async", import.async, "Commit without fsync (faster; a machine crash may lose the import)");
   imp->add_flag("-q,--quiet", import.quiet, "No progress bar");
 
-  std::string id;
+  std::vector<std::string> get_ids;
   rapport::CtlTarget get_target;
   bool explain = false;
-  auto* get = app.add_subcommand("get", "Print a customer's scores as JSON (exit 1 if unknown)");
-  get->add_option("customer_id", id, "Customer id")->required();
+  auto* get = app.add_subcommand(
+      "get", "Print customers' scores as JSON, one line each in the order given (exit 1 if any is unknown)");
+  get->add_option("customer_id", get_ids,
+                  "Customer ids; with --url, several are read with POST /v1/customers:batchGet (1000 per request)")
+      ->required();
   add_target_options(get, get_target, /*url=*/true);
   get->add_flag("--explain", explain, "Include the components and inputs behind every score");
 
@@ -123,6 +128,32 @@ int main(int argc, char** argv) {
                 "State dir: store the model and tier counts (meta value_model / value_tier_counts) for rapportd, "
                 "tiers and top");
   add_target_options(fit, fit_target, /*url=*/true);
+
+  rapport::CtlTarget backtest_target;
+  rapport::BacktestOptions backtest_options;
+  auto* backtest = app.add_subcommand(
+      "backtest",
+      "Check the value model on your data: fit it as of --calibration-end exactly as fit --as-of does, predict "
+      "every customer's repeat transactions and spend up to --holdout-end (the BG/NBD conditional expectation "
+      "given x, t_x and T, the Gamma-Gamma mean spend) and compare with what they did: totals, mean absolute "
+      "error per customer, the conditional-expectations table (customers by repeat transactions in the "
+      "calibration, 0..7+) and the weekly cumulative repeat transactions (the tracking curve). With --url the "
+      "daemon computes it (POST /v1/model:backtest, admin token). Exit 2 on bad dates, a holdout that does not "
+      "end after the calibration or has no purchase, or a failed fit or plot");
+  backtest
+      ->add_option("--calibration-end", backtest_options.calibration_end,
+                   "Last day of the calibration, YYYY-MM-DD or RFC 3339 (its purchases count)")
+      ->required();
+  backtest
+      ->add_option("--holdout-end", backtest_options.holdout_end,
+                   "Last day of the holdout, YYYY-MM-DD or RFC 3339: a later day than --calibration-end, not in "
+                   "the future")
+      ->required();
+  backtest->add_flag("--json", backtest_options.json, "The JSON of POST /v1/model:backtest instead of tables");
+  backtest->add_option("--plot", backtest_options.plot,
+                       "Also draw the tracking curve and the conditional expectations into this PNG (needs gnuplot: "
+                       "Debian package gnuplot-nox)");
+  add_target_options(backtest, backtest_target, /*url=*/true);
 
   rapport::CtlTarget erase_target;
   std::string erase_id;
@@ -254,10 +285,11 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : rapport::kExitFatal;
   }
   if (*imp) return rapport::ctl_import(import);
-  if (*get) return rapport::ctl_get(get_target, id, explain);
+  if (*get) return rapport::ctl_get(get_target, get_ids, explain);
   if (*top) return rapport::ctl_top(top_target, top_options);
   if (*tiers) return rapport::ctl_tiers(tiers_target, tiers_json);
   if (*fit) return rapport::ctl_fit(fit_target, fit_options);
+  if (*backtest) return rapport::ctl_backtest(backtest_target, backtest_options);
   if (*erase) return rapport::ctl_erase(erase_target, erase_id);
   if (*dl_list) return rapport::ctl_deadletter_list(dl_target, dl_options);
   if (*dl_replay) return rapport::ctl_deadletter_replay(dl_target, dl_options);

@@ -39,30 +39,116 @@ Result<std::optional<ValueModel>> load_model(const PartitionedStore& store) {
 }  // namespace
 // --- get ---------------------------------------------------------------------
 
-int ctl_get(const CtlTarget& target, const std::string& id, bool explain) {
-  if (!target.url.empty()) {
+namespace {
+
+// The objects of the "customers" array of a batchGet answer, as the daemon wrote them (the answer starts with
+// {"customers":[ and holds nothing but JSON objects in that array); empty with `ok` false otherwise.
+std::vector<std::string_view> batch_customers(std::string_view body, bool& ok) {
+  constexpr std::string_view kHead = R"({"customers":[)";
+  std::vector<std::string_view> out;
+  ok = false;
+  if (body.substr(0, kHead.size()) != kHead) return out;
+  int depth = 0;
+  bool in_string = false;
+  std::size_t start = 0;
+  for (std::size_t i = kHead.size(); i < body.size(); ++i) {
+    const char c = body[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      if (depth++ == 0) start = i;
+    } else if (c == '}' || c == ']') {
+      if (depth == 0) {
+        ok = c == ']';
+        return out;
+      }
+      if (--depth == 0) out.push_back(body.substr(start, i + 1 - start));
+    }
+  }
+  return out;
+}
+
+// Several ids with --url: POST /v1/customers:batchGet, 1000 ids per request.
+int get_batch_url(const CtlTarget& target, const std::vector<std::string>& ids) {
+  constexpr std::size_t kPerRequest = 1000;
+  int rc = kExitOk;
+  for (std::size_t first = 0; first < ids.size(); first += kPerRequest) {
+    JsonWriter w;
+    w.begin_object().key("ids").begin_array();
+    for (std::size_t i = first; i < std::min(ids.size(), first + kPerRequest); ++i) w.value(ids[i]);
+    w.end_array().end_object();
     HttpClientRequest request;
-    request.target = "/v1/customers/" + percent_encode(id) + (explain ? "?explain=true" : "");
+    request.method = "POST";
+    request.target = "/v1/customers:batchGet";
+    request.body = w.take();
     auto response = ctl_http(target, std::move(request));
     if (!response.ok()) return ctl_error(response.message());
-    if (response->status != 200) return ctl_http_failure(*response, "get " + id);
-    std::printf("%s\n", response->body.c_str());
-    return kExitOk;
+    if (response->status != 200) return ctl_http_failure(*response, "batchGet");
+    bool ok = false;
+    const auto customers = batch_customers(response->body, ok);
+    simdjson::dom::parser parser;
+    simdjson::dom::array missing;
+    if (!ok || parser.parse(response->body)["missing"].get_array().get(missing) != simdjson::SUCCESS) {
+      return ctl_error("the daemon's batchGet answer is not {\"customers\":[...],\"missing\":[...]}");
+    }
+    for (const std::string_view c : customers) std::printf("%.*s\n", static_cast<int>(c.size()), c.data());
+    for (simdjson::dom::element m : missing) {
+      std::string_view id;
+      if (m.get_string().get(id) == simdjson::SUCCESS)
+        rc = ctl_error("unknown customer: " + std::string(id), kExitPartial);
+    }
+  }
+  return rc;
+}
+
+}  // namespace
+
+int ctl_get(const CtlTarget& target, const std::vector<std::string>& ids, bool explain) {
+  if (!target.url.empty()) {
+    if (ids.size() > 1 && !explain) return get_batch_url(target, ids);
+    int rc = kExitOk;
+    for (const std::string& id : ids) {
+      HttpClientRequest request;
+      request.target = "/v1/customers/" + percent_encode(id) + (explain ? "?explain=true" : "");
+      auto response = ctl_http(target, std::move(request));
+      if (!response.ok()) return ctl_error(response.message());
+      if (response->status == 404 && ids.size() > 1) {
+        rc = ctl_error("unknown customer: " + id, kExitPartial);
+        continue;
+      }
+      if (response->status != 200) return ctl_http_failure(*response, "get " + id);
+      std::printf("%s\n", response->body.c_str());
+    }
+    return rc;
   }
   auto config = ctl_config(target);
   if (!config.ok()) return ctl_error(config.message());
   auto store = ctl_open_store(*config, /*read_only=*/true);
   if (!store.ok()) return ctl_error(store.message());
-  auto state = (*store)->get_customer(id);
-  if (!state.ok()) return ctl_error(state.message());
-  if (!state->has_value()) return ctl_error("unknown customer: " + id, kExitPartial);
   // The value model the daemon last fitted, if any (one that cannot be read is left out, as rapportd does).
   auto model = load_model(**store);
   const ValueModel* fitted = model.ok() && model->has_value() ? &**model : nullptr;
-  JsonWriter w;
-  write_customer_json(w, id, **state, wall_ms(), config->evaluate, fitted, config->value, explain);
-  std::printf("%s\n", w.str().c_str());
-  return kExitOk;
+  int rc = kExitOk;
+  for (const std::string& id : ids) {
+    auto state = (*store)->get_customer(id);
+    if (!state.ok()) return ctl_error(state.message());
+    if (!state->has_value()) {
+      rc = ctl_error("unknown customer: " + id, kExitPartial);
+      continue;
+    }
+    JsonWriter w;
+    write_customer_json(w, id, **state, wall_ms(), config->evaluate, fitted, config->value, explain);
+    std::printf("%s\n", w.str().c_str());
+  }
+  return rc;
 }
 
 // --- top ---------------------------------------------------------------------

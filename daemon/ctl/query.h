@@ -4,14 +4,16 @@
 #include <cstddef>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "daemon/ctl/common.h"
 
 namespace rapport {
 
-// A customer's scores as JSON: GET /v1/customers/{id}[?explain=true] with --url, else read from the state dir
-// with the value model the daemon last stored. Exit 1 when the customer is unknown.
-int ctl_get(const CtlTarget& target, const std::string& id, bool explain);
+// Customers' scores as JSON, one line each in the order given: GET /v1/customers/{id}[?explain=true] with
+// --url (several ids without --explain: POST /v1/customers:batchGet, 1000 per request), else read from the
+// state dir with the value model the daemon last stored. Unknown ids are named on stderr; exit 1 when any is.
+int ctl_get(const CtlTarget& target, const std::vector<std::string>& ids, bool explain);
 
 // The metrics `top --by` ranks by.
 inline constexpr std::string_view kTopMetrics[] = {"clv",     "churn_risk",   "p_alive", "profit_12m",

@@ -617,6 +617,7 @@ class HttpConnection final : public Connection {
     const std::string_view target = req.target();
     const std::string_view raw_path = target.substr(0, target.find('?'));
     std::optional<Scope> scope;
+    std::size_t route_body_limit = 0;  // the route's own, when below the front's
     if (front_ == Front::kMetrics) {
       if (raw_path != "/metrics" && raw_path != "/healthz") {
         answer_early(error_response(404, "no such route: " + std::string(req.method_string()) + " " +
@@ -662,11 +663,22 @@ class HttpConnection final : public Connection {
         return;
       }
       scope = access.scope;
+      route_body_limit = access.max_body_bytes;
     }
     if (scope) {
       if (auto refusal = check_token(req, *scope)) {
         answer_early(std::move(*refusal));
         return;
+      }
+      if (route_body_limit != 0 && route_body_limit < body_limit_) {
+        const auto length = parser_->content_length();
+        if (length && *length > route_body_limit) {
+          answer_early(error_response(
+              413, "body exceeds " + std::to_string(route_body_limit) + " bytes (the limit of this route)"));
+          return;
+        }
+        body_limit_ = route_body_limit;
+        parser_->body_limit(body_limit_);
       }
     } else {
       // Nothing that needs no token takes a body: an unauthenticated client may not make the server hold one.

@@ -58,6 +58,7 @@ struct RouteAccess {
   std::optional<Scope> scope;           // the scope the bearer token must hold; nullopt: none (probes, metrics, 404s)
   int status = 0;                       // non-zero (400): answer this at once with `error` (a malformed target)
   std::string error;
+  std::size_t max_body_bytes = 0;  // non-zero: this route's own body limit, below FrontLimits::max_body_bytes (413)
 };
 
 class HttpHandler {

@@ -33,6 +33,7 @@ TEST(Routes, EveryRouteHasItsScope) {
       {"GET", "/v1/tiers", Route::kTiers, Scope::kRead},
       {"GET", "/v1/model", Route::kModel, Scope::kRead},
       {"POST", "/v1/model:fit", Route::kModelFit, Scope::kAdmin},
+      {"POST", "/v1/model:backtest", Route::kModelBacktest, Scope::kAdmin},
       {"GET", "/v1/deadletter?limit=5", Route::kDeadLetter, Scope::kAdmin},
       {"POST", "/v1/deadletter:remove", Route::kDeadLetterRemove, Scope::kAdmin},
       {"GET", "/v1/customers/alice", Route::kCustomer, Scope::kRead},

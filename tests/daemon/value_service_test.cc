@@ -8,6 +8,8 @@
 #include <future>
 #include <random>
 
+#include "daemon/backtest.h"
+
 namespace rapport {
 namespace {
 
@@ -223,6 +225,119 @@ TEST(CustomersByTierTest, TiersAddUpToTheCustomerCount) {
   const auto grown = customers_by_tier(&fit, 10);  // three new customers since the fit
   EXPECT_EQ(grown[unranked], 3u);
   EXPECT_EQ(sum(grown), 10u);
+}
+
+}  // namespace
+}  // namespace rapport
+
+namespace rapport {
+namespace {
+
+// Other whole-population work (the backtest) runs on the fitter thread, one job at a time, at most
+// kMaxQueuedJobs in flight; jobs still waiting when the service stops are told so.
+TEST_F(ValueServiceTest, JobsRunOnTheFitterThreadBoundedAndAreCancelledOnStop) {
+  Writers writer(*store_, metrics_, WriterOptions{}, ApplyConfig{});
+  Config config = default_config();
+  config.value.fit_interval = std::chrono::seconds(0);  // on demand only
+  ValueService service(*store_, writer, metrics_, config);
+  service.start();
+  std::promise<void> gate;
+  std::shared_future<void> open = gate.get_future().share();
+  std::promise<std::thread::id> first_thread;
+  std::promise<bool> second_cancelled;
+  ASSERT_EQ(service.request_job([&](bool cancelled) {
+    first_thread.set_value(std::this_thread::get_id());
+    if (!cancelled) open.wait();
+  }),
+            ValueService::JobQueued::kQueued);
+  ASSERT_EQ(service.request_job([&](bool cancelled) { second_cancelled.set_value(cancelled); }),
+            ValueService::JobQueued::kQueued);
+  // Two in flight (running or waiting): a third is refused and never run.
+  bool third_ran = false;
+  EXPECT_EQ(service.request_job([&](bool) { third_ran = true; }), ValueService::JobQueued::kBusy);
+  EXPECT_NE(first_thread.get_future().get(), std::this_thread::get_id());
+  gate.set_value();
+  EXPECT_FALSE(second_cancelled.get_future().get());
+  // Both done: room again.
+  std::promise<bool> fourth;
+  for (;;) {  // the second job's slot is freed right after it returns
+    const auto queued = service.request_job([&](bool cancelled) { fourth.set_value(cancelled); });
+    if (queued == ValueService::JobQueued::kQueued) break;
+    ASSERT_EQ(queued, ValueService::JobQueued::kBusy);
+    std::this_thread::yield();
+  }
+  EXPECT_FALSE(fourth.get_future().get());
+  service.stop();
+  EXPECT_FALSE(third_ran);
+  EXPECT_EQ(service.request_job([](bool) {}), ValueService::JobQueued::kStopping);
+
+  // A job that never got to run (the service not started) is cancelled by stop().
+  ValueService idle(*store_, writer, metrics_, config);
+  std::promise<bool> cancelled;
+  ASSERT_EQ(idle.request_job([&](bool c) { cancelled.set_value(c); }), ValueService::JobQueued::kQueued);
+  idle.stop();
+  EXPECT_TRUE(cancelled.get_future().get());
+}
+
+// The backtest over a store: the fit is fit_population's as of the calibration end, the population
+// the customers with a purchase by then (leads without purchases are not in it), the holdout what
+// the store holds after it.
+TEST_F(ValueServiceTest, BacktestPopulationFitsAsOfTheCalibrationEndAndReadsTheHoldout) {
+  load_cdnow(3, /*all_dates=*/true);
+  const auto dates = parse_backtest_dates("1997-09-30", "1998-06-30", kCalibrationEndMs * 2, "D1", "D2");
+  ASSERT_TRUE(dates.ok()) << dates.message();
+  const BacktestOutcome outcome = backtest_population(*store_, EvaluateConfig{}, ValueConfig{}, *dates);
+  ASSERT_TRUE(outcome.report.has_value()) << outcome.error;
+  const auto fitted = fit_population(*store_, EvaluateConfig{}, ValueConfig{}, kCalibrationEndMs);
+  ASSERT_TRUE(fitted.ok());
+  EXPECT_EQ(outcome.report->model.bgnbd.r, fitted->model.bgnbd.r);
+  EXPECT_EQ(outcome.report->model.bgnbd.alpha, fitted->model.bgnbd.alpha);
+  EXPECT_EQ(outcome.report->model.gamma_gamma.p, fitted->model.gamma_gamma.p);
+  EXPECT_EQ(outcome.report->model.as_of_ms, kCalibrationEndMs);
+  const BacktestResult& r = outcome.report->result;
+  EXPECT_EQ(r.customers, 2357u);
+  EXPECT_EQ(r.holdout_days, 273);
+  EXPECT_GT(r.actual_transactions, 0);
+  std::uint64_t grouped = 0;
+  for (const BacktestGroup& g : r.groups) grouped += g.customers;
+  EXPECT_EQ(grouped, 2357u);
+  EXPECT_EQ(r.groups[0].customers, 2357u - 946u);  // the fit's repeat customers are the rest
+  // The tracking curve's holdout part is the holdout's transactions.
+  ASSERT_EQ(r.tracking.size(), 78u);
+  EXPECT_EQ(r.tracking.back().actual - r.tracking[r.calibration_weeks - 1].actual, r.actual_transactions);
+
+  // Without the holdout's purchases (the calibration part only): an error that says why.
+  TearDown();
+  SetUp();
+  load_cdnow(0, /*all_dates=*/false);
+  const BacktestOutcome quiet = backtest_population(*store_, EvaluateConfig{}, ValueConfig{}, *dates);
+  EXPECT_FALSE(quiet.report.has_value());
+  EXPECT_EQ(quiet.failure, BacktestFailure::kInput);
+  EXPECT_NE(quiet.error.find("no purchase in the holdout"), std::string::npos) << quiet.error;
+  // An empty store: the fit is not ready.
+  TearDown();
+  SetUp();
+  const BacktestOutcome empty = backtest_population(*store_, EvaluateConfig{}, ValueConfig{}, *dates);
+  EXPECT_EQ(empty.failure, BacktestFailure::kNotReady);
+  EXPECT_NE(empty.error.find("no value model yet"), std::string::npos) << empty.error;
+}
+
+TEST(BacktestDatesTest, BothDatesAHoldoutOnALaterDayAndNotInTheFuture) {
+  const std::int64_t now = 1'900'000'000'000;
+  const auto ok = parse_backtest_dates("1997-09-30", "1998-06-30T12:00:00Z", now, "--calibration-end", "--holdout-end");
+  ASSERT_TRUE(ok.ok()) << ok.message();
+  EXPECT_EQ(ok->calibration_end_ms, kCalibrationEndMs);
+  EXPECT_EQ(ok->holdout_end_ms, 899'208'000'000);
+  const auto bad = parse_backtest_dates("1997-09-30", "1998-02-29", now, "--calibration-end", "--holdout-end");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.message().find("--holdout-end: '1998-02-29' is not a date"), std::string::npos) << bad.message();
+  const auto same_day = parse_backtest_dates("1997-09-30T01:00:00Z", "1997-09-30T23:00:00Z", now, "a", "b");
+  ASSERT_FALSE(same_day.ok());
+  EXPECT_NE(same_day.message().find("b 1997-09-30 must be a later day than a 1997-09-30"), std::string::npos)
+      << same_day.message();
+  const auto future = parse_backtest_dates("1997-09-30", "2031-01-01", now, "a", "b");
+  ASSERT_FALSE(future.ok());
+  EXPECT_NE(future.message().find("is in the future"), std::string::npos) << future.message();
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <optional>
 #include <set>
 
+#include "common/clock.h"
 #include "daemon/generator.h"
 #include "tests/e2e/harness.h"
 #include "tests/support/json_schema.h"
@@ -218,6 +219,20 @@ TEST_F(OpenApiTest, EveryRouteAnswersAsTheDocumentSays) {
   expect_documented("/v1/model:fit", "POST", call("POST", "/v1/model:fit", R"({"as_of":"tomorrow"})"), 400);
   expect_documented("/v1/model:fit", "POST", call("POST", "/v1/model:fit", "", kReadToken), 403);
   expect_documented("/v1/model:fit", "POST", call("POST", "/v1/model:fit"), 200);
+  {
+    // A backtest over the generated population (730 days up to an hour ago): 300 days of holdout.
+    const std::string d1 = format_rfc3339(wall_ms() - 300 * kDayMs).substr(0, 10);
+    const std::string d2 = format_rfc3339(wall_ms() - kDayMs).substr(0, 10);
+    const std::string body = R"({"calibration_end":")" + d1 + R"(","holdout_end":")" + d2 + "\"}";
+    expect_documented("/v1/model:backtest", "POST", call("POST", "/v1/model:backtest", body), 200);
+    expect_documented("/v1/model:backtest", "POST", call("POST", "/v1/model:backtest", body, kReadToken), 403);
+    expect_documented(
+        "/v1/model:backtest", "POST",
+        call("POST", "/v1/model:backtest", R"({"calibration_end":")" + d2 + R"(","holdout_end":")" + d1 + "\"}"), 400);
+    expect_documented(
+        "/v1/model:backtest", "POST",
+        call("POST", "/v1/model:backtest", R"({"calibration_end":"1990-01-01","holdout_end":"1991-01-01"})"), 422);
+  }
   expect_documented("/v1/model", "GET", call("GET", "/v1/model", "", kReadToken), 200);
   expect_documented("/v1/tiers", "GET", call("GET", "/v1/tiers"), 200);
   expect_documented("/v1/customers/{id}", "GET", call("GET", "/v1/customers/rich?explain=true"), 200);
@@ -232,6 +247,8 @@ TEST_F(OpenApiTest, EveryRouteAnswersAsTheDocumentSays) {
   expect_documented("/v1/customers:batchGet", "POST",
                     call("POST", "/v1/customers:batchGet", R"({"ids":["rich","c16","nobody"]})"), 200);
   expect_documented("/v1/customers:batchGet", "POST", call("POST", "/v1/customers:batchGet", R"({"ids":3})"), 400);
+  expect_documented("/v1/customers:batchGet", "POST",
+                    call("POST", "/v1/customers:batchGet", R"({"ids":[]})" + std::string(1 << 20, ' ')), 413);
 
   const auto page = call("GET", "/v1/customers/rich/events?limit=3");
   expect_documented("/v1/customers/{id}/events", "GET", page, 200);

@@ -311,6 +311,74 @@ TEST_F(JournalTest, DedupAcrossCheckpointsAndReopens) {
   EXPECT_EQ(store->stats().events, 4u);
 }
 
+// The dedup filter over the stored index (no B-tree lookup for a new event)
+// never lets a stored duplicate through: not after a checkpoint, a reopen
+// (rebuilt from the index), an erasure (the erased keys may be accepted
+// again), nor after another process stored events this one never saw.
+TEST_F(JournalTest, DedupFilterNeverAcceptsAStoredDuplicate) {
+  const StoreOptions o = crash_options();
+  auto batch_of = [](int from, int to, int customers) {
+    std::vector<Event> out;
+    for (int n = from; n < to; ++n) {
+      out.push_back(make_event("c" + std::to_string(n % customers), "e" + std::to_string(n), 1000 + n));
+    }
+    return out;
+  };
+  auto outcomes_of = [](std::size_t accepted, std::size_t duplicate) {
+    std::vector<EventOutcome> out(accepted, kAccepted);
+    out.insert(out.end(), duplicate, kDuplicate);
+    return out;
+  };
+  const std::vector<Event> first = batch_of(0, 3000, 300);
+  {
+    auto store = open_ok(o);
+    EXPECT_EQ(apply_ok(*store, first), outcomes_of(3000, 0));
+    ASSERT_TRUE(store->checkpoint().ok());
+    // Every customer is stored now: each repeat would need the index, the filter must send it there.
+    EXPECT_EQ(apply_ok(*store, first), outcomes_of(0, 3000));
+    // Keys added since the filter was built (pending, then checkpointed) are in it too.
+    const std::vector<Event> second = batch_of(3000, 4000, 300);
+    EXPECT_EQ(apply_ok(*store, second), outcomes_of(1000, 0));
+    ASSERT_TRUE(store->checkpoint().ok());
+    EXPECT_EQ(apply_ok(*store, second), outcomes_of(0, 1000));
+  }
+  auto store = open_ok(o);  // the filter is rebuilt from the index
+  EXPECT_EQ(apply_ok(*store, batch_of(0, 4000, 300)), outcomes_of(0, 4000));
+  // Erasure: that customer's events are new again, the others' still duplicates.
+  auto erased = store->erase_customer("c7");
+  ASSERT_TRUE(erased.ok() && *erased);
+  std::vector<EventOutcome> expected;
+  for (const Event& e : first) {
+    expected.push_back(e.customer_id.view() == std::string_view("c7") ? kAccepted : kDuplicate);
+  }
+  EXPECT_EQ(apply_ok(*store, first), expected);
+  EXPECT_EQ(customer(*store, "c7")->event_count, 10u);
+  ASSERT_TRUE(store->checkpoint().ok());
+
+  // Another process stores events for customers this one has stored, and checkpoints them:
+  // this process never sees those keys in its journal, yet they are duplicates.
+  const std::vector<Event> other = batch_of(4000, 4600, 300);
+  pid_t child = fork();
+  if (child == 0) {
+    int code = 1;
+    {
+      auto writer = Store::open(o);
+      std::vector<EventOutcome> outcomes;
+      if (writer.ok() && (*writer)->apply_batch(other, ApplyConfig{}, outcomes).ok() &&
+          outcomes == outcomes_of(600, 0) && (*writer)->checkpoint().ok()) {
+        code = 0;
+      }
+    }
+    _exit(code);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_EQ(apply_ok(*store, other), outcomes_of(0, 600));
+  EXPECT_EQ(apply_ok(*store, other), outcomes_of(0, 600));
+  EXPECT_EQ(store->stats().events, 4600u - 14u + 10u);  // c7 had 14 events among the first 4000, 10 came back
+}
+
 TEST_F(JournalTest, CheckpointsWhenEnoughEventsArePending) {
   StoreOptions o = options();
   o.checkpoint_events = 100;
@@ -818,6 +886,26 @@ TEST_F(JournalTest, CheckpointInSlicesKeepsEverythingExactAndSurvivesACrashBetwe
   EXPECT_EQ(store->stats().checkpoint_slices, 2u);
   const Snapshot expected = snapshot(*reference);
   EXPECT_EQ(snapshot(*store), expected);
+  // Listings from a keyset position see the written slices, the frozen and the active overlay alike.
+  auto listing_after = [](const Store& s, std::string_view after) {
+    std::vector<std::string> seen;
+    Status st = s.for_each_customer(
+        [&](std::string_view cid, const CustomerState& state) {
+          seen.push_back(std::string(cid) + "=" + serialize(state));
+          return seen.size() < 3000;
+        },
+        after);
+    EXPECT_TRUE(st.ok()) << st.message();
+    return seen;
+  };
+  for (const std::string& after : {id(0), id(1), id(2), id(2999) + "x", id(kCustomers - 2), id(kCustomers - 1),
+                                   std::string("brand"), std::string("brand-new"), std::string("c")}) {
+    const std::vector<std::string> got = listing_after(*store, after);
+    EXPECT_EQ(got, listing_after(*reference, after)) << "after " << after;
+    if (!got.empty()) {
+      EXPECT_GT(got.front().substr(0, got.front().find('=')), after);
+    }
+  }
 
   // A crash between slices: the reopened store replays from the previous checkpoint.
   store.reset();

@@ -397,6 +397,85 @@ TEST_F(StoreTest, ForEachCustomerVisitsInKeyOrderAndStopsEarly) {
   ASSERT_TRUE(nested.ok()) << nested.message();
 }
 
+// Listing from a keyset position: strictly after `after` (stored or not),
+// over checkpointed customers, pending ones (overlay), customers both stored
+// and changed since, without erased ones; binary ids and prefixes in LMDB's
+// key order (bytes, then length).
+TEST_F(StoreTest, ForEachCustomerAfterResumesStrictlyAfterTheKey) {
+  auto store = open_ok(options());
+  auto listing = [&](std::optional<std::string_view> after, std::size_t stop_after = SIZE_MAX) {
+    std::vector<std::string> seen;
+    auto visit = [&](std::string_view id, const CustomerState& s) {
+      EXPECT_GT(s.event_count, 0u) << id;
+      seen.emplace_back(id);
+      return seen.size() < stop_after;
+    };
+    Status st = after ? store->for_each_customer(visit, *after) : store->for_each_customer(visit);
+    EXPECT_TRUE(st.ok()) << st.message();
+    return seen;
+  };
+  const std::string high("\xff", 1), zero("a\0", 2);
+  // Checkpointed: a, ab, c, e, gone-stored, high.
+  apply_ok(*store, {make_event("c", "1", 1), make_event("a", "1", 1), make_event("ab", "1", 1), make_event("e", "1", 1),
+                    make_event("gone-stored", "1", 1), make_event(high, "1", 1)});
+  ASSERT_TRUE(store->checkpoint().ok());
+  // Pending: b, a\0 (new); c (stored and changed); gone-pending (new, then erased).
+  apply_ok(*store, {make_event("b", "1", 1), make_event(zero, "1", 1), make_event("c", "2", 2),
+                    make_event("gone-pending", "1", 1)});
+  for (std::string_view who : {"gone-stored", "gone-pending"}) {
+    auto erased = store->erase_customer(who);
+    ASSERT_TRUE(erased.ok() && *erased) << who;
+  }
+  EXPECT_EQ(store->get_customer("c")->value().event_count, 2u);
+  ASSERT_GT(store->stats().pending_events, 0u);
+
+  const std::vector<std::string> all = {"a", zero, "ab", "b", "c", "e", high};
+  EXPECT_EQ(listing(std::nullopt), all);
+  // From every position, stored or pending, and between and around them: the suffix strictly after it.
+  const std::vector<std::string> positions = {"",
+                                              std::string("\0", 1),
+                                              "a",
+                                              zero,
+                                              std::string("a\0\0", 3),
+                                              "aa",
+                                              "ab",
+                                              "abc",
+                                              "b",
+                                              "bb",
+                                              "c",
+                                              "d",
+                                              "e",
+                                              "gone-pending",
+                                              "gone-stored",
+                                              "z",
+                                              high,
+                                              "\xff\xff"};
+  for (const std::string& after : positions) {
+    std::vector<std::string> expected;
+    for (const std::string& id : all) {
+      if (std::string_view(id) > std::string_view(after)) expected.push_back(id);
+    }
+    EXPECT_EQ(listing(after), expected) << "after \"" << after << "\" (" << after.size() << " bytes)";
+  }
+  // Paging two at a time from the last id seen lists everyone once, in order.
+  std::vector<std::string> paged;
+  std::optional<std::string> last;
+  for (int page = 0; page < 10; ++page) {
+    const std::vector<std::string> got = last ? listing(std::string_view(*last), 2) : listing(std::nullopt, 2);
+    if (got.empty()) break;
+    paged.insert(paged.end(), got.begin(), got.end());
+    last = got.back();
+  }
+  EXPECT_EQ(paged, all);
+  // The same after a checkpoint and after a reopen (everything stored, overlay empty).
+  ASSERT_TRUE(store->checkpoint().ok());
+  EXPECT_EQ(listing("ab"), (std::vector<std::string>{"b", "c", "e", high}));
+  store.reset();
+  store = open_ok(options());
+  EXPECT_EQ(listing(zero), (std::vector<std::string>{"ab", "b", "c", "e", high}));
+  EXPECT_EQ(listing(high), std::vector<std::string>{});
+}
+
 TEST_F(StoreTest, MetaPutAndGet) {
   auto store = open_ok(options());
   EXPECT_FALSE(store->get_meta("model")->has_value());
