@@ -212,6 +212,28 @@ TEST(MigrateCrash, ARunningDaemonIsRefusedAndBadCountsAreUsageErrors) {
   EXPECT_NE(missing.err.find("no state dir"), std::string::npos) << missing.err;
 }
 
+TEST(PartitionsE2e, RestoreRefusesAPartialBackupAndAMismatchedConfig) {
+  TempDir dir;
+  const std::string state = dir.file("state");
+  fill(dir, state, 4, 100, 0);
+  const auto backup = run_command({binary("rapportctl"), "backup", dir.file("bk"), "--state-dir", state, "-q"});
+  ASSERT_EQ(backup.exit_code, 0) << backup.err;
+  EXPECT_TRUE(std::filesystem::exists(dir.file("bk/partitions/3/data.mdb")));
+  write_file(dir.file("two.toml"), "[storage]\npartitions = 2\n");
+  const auto mismatched = run_command(
+      {binary("rapportctl"), "restore", dir.file("bk"), "--state-dir", dir.file("r1"), "-c", dir.file("two.toml")});
+  EXPECT_EQ(mismatched.exit_code, 2);
+  EXPECT_NE(mismatched.err.find("the backup has 4 partition(s)"), std::string::npos) << mismatched.err;
+  const auto whole = run_command({binary("rapportctl"), "restore", dir.file("bk"), "--state-dir", dir.file("r2")});
+  ASSERT_EQ(whole.exit_code, 0) << whole.err;
+  expect_same_content(snapshot(state), snapshot(dir.file("r2")));
+  std::filesystem::remove(dir.file("bk/partitions/2/data.mdb"));
+  const auto partial = run_command({binary("rapportctl"), "restore", dir.file("bk"), "--state-dir", dir.file("r3")});
+  EXPECT_EQ(partial.exit_code, 2);
+  EXPECT_NE(partial.err.find("incomplete backup: partition 2 of 4"), std::string::npos) << partial.err;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("r3/data.mdb")));
+}
+
 TEST(PartitionsE2e, AnOldSingleEnvironmentDirOpensUnchangedAndAMismatchNamesMigrate) {
   TempDir dir;
   const std::string state = dir.file("state");
@@ -306,6 +328,34 @@ TEST_P(PartitionsServe, IngestReadsListingsAndErasureAcrossPartitions) {
   ASSERT_TRUE(gone.ok());
   EXPECT_FALSE(gone->has_value());
   EXPECT_EQ((*store)->stats().customers, 59u);
+}
+
+// Two processes on one partitioned state dir: rapportctl import beside the running daemon. The daemon reads
+// what the import stored in every partition, and the same events sent over TCP are all duplicates.
+TEST_P(PartitionsServe, ImportBesideTheRunningDaemonIsReadAndDeduplicated) {
+  const int p = GetParam();
+  TempDir dir;
+  const std::string state = dir.file("state");
+  Daemon daemon(state, {"--partitions", std::to_string(p)});
+  std::string lines;
+  for (int i = 0; i < 200; ++i) {
+    lines += R"({"event_id":"m)" + std::to_string(i) + R"(","customer_id":"side-)" + std::to_string(i % 50) +
+             R"(","ts":"2024-01-10T10:00:00Z","type":"purchase","amount":1})" + "\n";
+  }
+  write_file(dir.file("side.ndjson"), lines);
+  const auto imp = run_command({binary("rapportctl"), "import", dir.file("side.ndjson"), "--state-dir", state, "-q"});
+  ASSERT_EQ(imp.exit_code, 0) << imp.err;
+  EXPECT_NE(imp.err.find("200 accepted, 0 duplicates"), std::string::npos) << imp.err;
+  for (int c = 0; c < 50; ++c) {
+    const auto r = http(daemon.http_port(), "GET", "/v1/customers/side-" + std::to_string(c));
+    ASSERT_EQ(r.status, 200) << "side-" << c << ": " << r.body;
+    EXPECT_NE(r.body.find("\"revenue\":4,"), std::string::npos) << r.body;
+  }
+  const auto again = http(daemon.http_port(), "POST", "/v1/events", lines, "application/x-ndjson");
+  ASSERT_EQ(again.status, 200) << again.body;
+  EXPECT_NE(again.body.find("\"accepted\":0"), std::string::npos) << again.body;
+  EXPECT_NE(again.body.find("\"duplicates\":200"), std::string::npos) << again.body;
+  EXPECT_EQ(daemon.stop(), 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Partitions, PartitionsServe, ::testing::Values(1, 2, 4),
