@@ -111,9 +111,10 @@ Result<std::unique_ptr<PartitionedStore>> PartitionedStore::open(const Partition
   for (std::uint32_t i = 1; i < count; ++i) {
     StoreOptions part = base;
     part.directory = partition_directory(dir, i);
-    if (options.read_only && !fs::exists(fs::path(part.directory) / "data.mdb", ec)) {
+    // A partition of a dir that already had its layout must be there: never replaced by an empty one.
+    if ((options.read_only || layout->has_value()) && !fs::exists(fs::path(part.directory) / "data.mdb", ec)) {
       return Status::Error("state dir " + dir + " has " + std::to_string(count) + " partitions but " + part.directory +
-                           " is missing (an incomplete copy?)");
+                           " is missing (restore it from a backup, or restore the whole backup)");
     }
     if (!options.read_only) {
       fs::create_directories(part.directory, ec);
