@@ -317,6 +317,14 @@ TEST_P(PartitionsServe, IngestReadsListingsAndErasureAcrossPartitions) {
   const auto letters = http(daemon.http_port(), "GET", "/v1/deadletter");
   EXPECT_NE(letters.body.find("not json"), std::string::npos) << letters.body;
   EXPECT_EQ(metric(daemon.http_port(), "rapport_partitions"), p);
+  // Each partition's writer committed and has nothing queued; the totals are their sums.
+  for (int k = 0; k < p; ++k) {
+    const std::string label = "{partition=\"" + std::to_string(k) + "\"}";
+    EXPECT_GE(metric(daemon.http_port(), "rapport_partition_commits_total" + label), 1) << k;
+    EXPECT_EQ(metric(daemon.http_port(), "rapport_partition_queue_depth_events" + label), 0) << k;
+  }
+  EXPECT_EQ(metric(daemon.http_port(), "rapport_queue_depth_events"), 0);
+  EXPECT_EQ(metric(daemon.http_port(), "rapport_queue_capacity_events"), 1e6 * p);
   EXPECT_EQ(daemon.stop(), 0);
   // Erased in its own partition.
   PartitionedStoreOptions options;
