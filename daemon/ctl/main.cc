@@ -57,8 +57,8 @@ void add_target_options(CLI::App* sub, rapport::CtlTarget& target, bool url, boo
 
 int main(int argc, char** argv) {
   CLI::App app{
-      "rapportctl — Rapport's admin CLI: import, inspect, rank, fit, backtest, erase, dead letters, backup and "
-      "restore.\n"
+      "rapportctl — Rapport's admin CLI: import, inspect, rank, fit, backtest, erase, dead letters, backup, "
+      "restore and migrate (re-partition).\n"
       "Works on a state dir (beside a running rapportd: LMDB is multi-process) or, with --url, against a "
       "running daemon.\nExit codes: 0 ok, 1 not found / partial, 2 usage or fatal error."};
   app.require_subcommand(1);
