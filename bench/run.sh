@@ -384,7 +384,7 @@ for fill in "${GROWTH_FILLS[@]}"; do
   line_bytes=$(awk -v b="$(stat -c %s "$HOT_FILE")" -v n="$EVENTS" 'BEGIN {printf "%.1f", b / n}')
   note_cmd "du -sb STATE  # after the growth run, over rapport_events_accepted_total"
   printf '{"kind":"disk","config":"growth_%s","stored_events":%s,"state_dir_bytes":%s,"bytes_per_event":%s,"event_line_bytes":%s}\n' \
-    "$fill" "${stored:-0}" "$state_bytes" "$(awk -v a="$state_bytes" -v b="${stored:-0}" 'BEGIN {printf "%.1f", b > 0 ? a / b : 0}')" \
+    "$fill" "${stored:-0}" "$state_bytes" "$(awk -v a="$state_bytes" -v b="${stored:-0}" 'BEGIN {printf "%.1f", (b > 0 ? a / b : 0)}')" \
     "$line_bytes" >>"$JSONL"
   log "  state dir $state_bytes bytes for $stored stored events"
 done
@@ -401,8 +401,9 @@ nginx_pid="" NGINX_ADDR=""
 if [ -x "$NGINX" ]; then
   NG=$WORK/nginx
   mkdir -p "$NG/www" "$NG/tmp"
-  top_id=$(sed -n 's/.*"customer_id":"\([^"]*\)".*/\1/p' "$EVENTS_FILE" | head -100000 | sort | uniq -c | sort -rn |
-    awk 'NR == 1 {print $2}')
+  # The most frequent customer of the first 100 k events (no early-exiting reader in the pipe: pipefail).
+  top_id=$(head -n 100000 "$EVENTS_FILE" | sed -n 's/.*"customer_id":"\([^"]*\)".*/\1/p' | sort | uniq -c |
+    sort -rn | awk 'NR == 1 {print $2}')
   curl -sf "http://$HTTP/v1/customers/$top_id" >"$NG/www/customer.json" || log "GET /v1/customers/$top_id failed"
   ng_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   cat >"$NG/nginx.conf" <<NGINX_CONF
