@@ -587,6 +587,6 @@ python3 bench/report.py
 log "done in $((T_END - T_START)) s: bench/RESULTS.md"
 if [ "$LONG" = 1 ]; then
   log "--long: the 30-minute soak at half the peak (bench/soak.sh --minutes 30)"
-  bench/soak.sh --minutes 30 --no-build || log "the soak failed"
+  bench/soak.sh --minutes 30 --tag 30min --no-build || log "the soak failed"  # results/soak_summary_30min.md
   python3 bench/report.py
 fi
