@@ -198,13 +198,21 @@ start_daemon() {  # [extra rapportd flags]; fresh state dir unless KEEP_STATE=1
       ${DAEMON_CONFIG:+--config "$DAEMON_CONFIG"} "$@" 2>"$WORK/daemon.log" &
     pid=$!
     # Up to 2 minutes: on the shared machine a start (or the previous daemon's exit) can be slow.
-    for _ in $(seq 1200); do grep -q "listening" "$WORK/daemon.log" 2>/dev/null && break; sleep 0.1; done
+    for _ in $(seq 1200); do
+      grep -q "listening" "$WORK/daemon.log" 2>/dev/null && break
+      kill -0 "$pid" 2>/dev/null || break  # exited (e.g. a config it refuses): its log says why
+      sleep 0.1
+    done
     HTTP=$(sed -n 's/.*listening http=\([^ ]*\) tcp=.*/\1/p' "$WORK/daemon.log")
     TCP=$(sed -n 's/.*listening http=[^ ]* tcp=\(.*\)$/\1/p' "$WORK/daemon.log")
     if [ -n "$HTTP" ]; then
       for _ in $(seq 600); do curl -sf -m 1 "http://$HTTP/readyz" >/dev/null 2>&1 && return 0; sleep 0.1; done
     fi
     log "rapportd did not get ready (attempt $attempt): $(tail -3 "$WORK/daemon.log" | tr '\n' ' ')"
+    if ! kill -0 "$pid" 2>/dev/null && grep -q "configuration" "$WORK/daemon.log"; then
+      echo "rapportd refused its configuration${DAEMON_CONFIG:+ ($DAEMON_CONFIG: $(tr '\n' ' ' <"$DAEMON_CONFIG"))}" >&2
+      exit 1
+    fi
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
     pid=""
