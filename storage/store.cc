@@ -19,6 +19,7 @@
 //   env.h/.cc        the LMDB environment, transactions, map growth and the resize lock
 //   codec.h/.cc      record layouts: journal, index, dead letters, ApplyConfig, meta keys
 //   overlay.h        the in-memory overlays and the per-batch Delta
+//   dedup_filter.h/.cc  the filter over the stored dedup keys (no index read for a new event)
 //   journal.cc       apply_batch, replay, installing a committed delta
 //   checkpoint.cc    checkpoints in slices
 //   reads.cc         reads that merge the overlays with a snapshot
