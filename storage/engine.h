@@ -6,6 +6,7 @@
 //   reads.cc         get_customer, customer_events, for_each_customer, get_meta, stats
 //   erase.cc         erase_customer
 //   dead_letters.cc  dead letters
+//   changes.cc       the change feed: put_changes, backfill_changes, Store::changes
 //   store.cc         open, close, put_meta, backup
 //
 // Locking (besides env.h's):

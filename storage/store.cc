@@ -25,6 +25,7 @@
 //   reads.cc         reads that merge the overlays with a snapshot
 //   erase.cc         erase_customer
 //   dead_letters.cc  dead letters
+//   changes.cc       the change feed (items written by checkpoints and erasure; Store::changes)
 //   store.cc         open, close, put_meta, backup
 //
 // Several processes: every journal/overlay write transaction first checks the
