@@ -17,7 +17,6 @@
 #include <algorithm>
 #include <optional>
 #include <span>
-#include <unordered_map>
 #include <vector>
 
 #include "storage/engine.h"
@@ -215,38 +214,44 @@ Result<ChangePage> Store::changes(std::uint64_t after, std::size_t limit) const 
   if (d.empty || limit == 0 || after == UINT64_MAX) return page;
   struct Pending {
     std::uint64_t seq;
-    std::string_view id;  // into `ids`' keys
+    std::string id;
     std::shared_ptr<const CustomerState> state;
   };
-  // Every customer the overlays hold (their latest sequence), and those of them after the cursor.
-  std::unordered_map<std::string, std::uint64_t> ids;
+  const auto later = [](const Pending& x, const Pending& y) { return x.seq < y.seq; };
+  // The overlays' `limit` earliest items after the cursor (a max-heap while copying): O(changed customers)
+  // per call, but only `limit` of them copied.
   std::vector<Pending> pending;
   Status s = d.read_merged(
       [&] {
-        ids.clear();
         pending.clear();
-        auto add = [&](const Overlay& overlay, const OverlayEntry& entry) {
+        auto consider = [&](const Overlay& overlay, const OverlayEntry& entry, bool frozen) {
           if (!entry.state || entry.last == kNone) return;
           const std::uint64_t seq = overlay.pending[entry.last].seq;
-          auto [it, fresh] = ids.emplace(overlay.customer_id(entry), seq);
-          if (!fresh) {
-            if (it->second >= seq) return;
-            it->second = seq;
+          if (seq <= after || (pending.size() == limit && seq >= pending.front().seq)) return;
+          const std::string_view id = overlay.customer_id(entry);
+          if (frozen && d.active.find_entry(id, hash_key(id)) != kNone) return;  // changed again since: later
+          pending.push_back(Pending{seq, std::string(id), entry.state});
+          std::push_heap(pending.begin(), pending.end(), later);
+          if (pending.size() > limit) {
+            std::pop_heap(pending.begin(), pending.end(), later);
+            pending.pop_back();
           }
-          if (seq > after) pending.push_back(Pending{seq, it->first, entry.state});
         };
-        for (const OverlayEntry& entry : d.frozen.entries) add(d.frozen, entry);
-        for (const OverlayEntry& entry : d.active.entries) add(d.active, entry);
+        for (const OverlayEntry& entry : d.frozen.entries) consider(d.frozen, entry, true);
+        for (const OverlayEntry& entry : d.active.entries) consider(d.active, entry, false);
       },
       [&](MDB_txn* txn, bool with_overlay) -> Status {
         page.items.clear();
-        if (!with_overlay) {
-          ids.clear();
-          pending.clear();
-        }
-        // Keep the latest item of each overlay customer (frozen then active: the active one is later).
-        std::erase_if(pending, [&](const Pending& p) { return ids.at(std::string(p.id)) != p.seq; });
-        std::sort(pending.begin(), pending.end(), [](const Pending& a, const Pending& b) { return a.seq < b.seq; });
+        if (!with_overlay) pending.clear();
+        std::sort(pending.begin(), pending.end(), later);
+        // A stored item of a customer the overlays hold is superseded by the overlay's (later, or the
+        // same when its slice is written). One whose overlay item was not copied (not among the `limit`
+        // earliest, or installed since the copy) comes on a later page, at its later sequence.
+        auto superseded = [&](std::string_view id) {
+          if (!with_overlay) return false;
+          std::shared_lock<std::shared_mutex> lock(d.overlay_mutex);
+          return d.overlay_state(id, hash_key(id)) != nullptr;
+        };
         std::string context;
         int rc = d.get_meta_u64(txn, kFeedFloorKey, page.floor, context);
         if (rc == kFailed) return Status::Error(context);
@@ -262,8 +267,8 @@ Result<ChangePage> Store::changes(std::uint64_t after, std::size_t limit) const 
           const bool stored = rc == 0 && k.mv_size == 9 && static_cast<const char*>(k.mv_data)[0] == kSeqTag;
           const std::uint64_t stored_seq = stored ? parse_sequence_key(to_view(k).substr(1)) : 0;
           if (next < pending.size() && (!stored || pending[next].seq < stored_seq)) {
-            const Pending& p = pending[next++];
-            page.items.push_back(Change{p.seq, std::string(p.id), *p.state});
+            Pending& p = pending[next++];
+            page.items.push_back(Change{p.seq, std::move(p.id), *p.state});
             continue;
           }
           if (!stored) break;
@@ -273,7 +278,7 @@ Result<ChangePage> Store::changes(std::uint64_t after, std::size_t limit) const 
           }
           const bool tombstone = value[1] == kKindTombstone;
           const std::string_view id = value.substr(2);
-          if (!ids.contains(std::string(id))) {  // else it changed since the last checkpoint: a later item
+          if (!superseded(id)) {
             Change change{stored_seq, std::string(id), std::nullopt};
             if (!tombstone) {
               MDB_val ck = to_val(id), cv;
