@@ -48,6 +48,7 @@ FeedWaiters::Park FeedWaiters::park(std::chrono::steady_clock::time_point deadli
     if (stopping_) return Park::kStopped;
     if (parked_.size() >= max_parked_) return Park::kFull;
     parked_.push_back(Parked{deadline, std::move(attempt)});
+    has_fresh_ = true;
   }
   wake_.notify_one();
   return Park::kParked;
@@ -86,16 +87,17 @@ void FeedWaiters::run() {
     const auto next = std::min_element(parked_.begin(), parked_.end(), [](const Parked& a, const Parked& b) {
                         return a.deadline < b.deadline;
                       })->deadline;
-    const std::size_t count = parked_.size();  // a newly parked request may have an earlier deadline
-    wake_.wait_until(lock, next, [&] { return stopping_ || notified_ || parked_.size() != count; });
+    // A newly parked request is tried once at once (a change may have come after its caller's try, before
+    // it was parked) and may have an earlier deadline.
+    wake_.wait_until(lock, next, [&] { return stopping_ || notified_ || has_fresh_; });
     const bool all = stopping_ || notified_;
-    notified_ = false;
+    notified_ = has_fresh_ = false;
     const auto now = std::chrono::steady_clock::now();
     // Take the requests to try out of the list; attempts run without the lock (they read the store and answer).
     std::list<Parked> due;
     for (auto it = parked_.begin(); it != parked_.end();) {
       auto here = it++;
-      if (all || here->deadline <= now) due.splice(due.end(), parked_, here);
+      if (all || here->fresh || here->deadline <= now) due.splice(due.end(), parked_, here);
     }
     const bool stopping = stopping_;
     lock.unlock();
@@ -103,6 +105,7 @@ void FeedWaiters::run() {
     for (auto it = due.begin(); it != due.end();) {
       auto here = it++;
       const bool final = stopping || here->deadline <= now;
+      here->fresh = false;
       if (!here->attempt(final)) again.splice(again.end(), due, here);
     }
     due.clear();

@@ -58,6 +58,7 @@ class FeedWaiters {
   struct Parked {
     std::chrono::steady_clock::time_point deadline;
     Attempt attempt;
+    bool fresh = true;  // not tried by the thread yet: a change may have come since its caller's try
   };
   void run();
 
@@ -66,6 +67,7 @@ class FeedWaiters {
   std::condition_variable wake_;
   std::list<Parked> parked_;  // guarded by mutex_
   bool notified_ = false;     // guarded by mutex_
+  bool has_fresh_ = false;    // guarded by mutex_: a request was parked since the thread last took the list
   bool stopping_ = false;     // guarded by mutex_
   std::thread thread_;
 };

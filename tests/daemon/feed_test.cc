@@ -6,12 +6,24 @@
 
 #include <atomic>
 #include <future>
+#include <thread>
 #include <vector>
 
 namespace rapport {
 namespace {
 
 using namespace std::chrono_literals;
+
+// Waits for `done` (a failure guard of 20 s, not a timing assertion).
+template <typename Done>
+bool eventually(Done done) {
+  const auto give_up = std::chrono::steady_clock::now() + 20s;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > give_up) return false;
+    std::this_thread::yield();
+  }
+  return true;
+}
 
 TEST(FeedCursor, RoundTripsOnePositionPerPartition) {
   const std::vector<std::uint64_t> positions = {0, 17, UINT64_MAX};
@@ -62,6 +74,38 @@ TEST(FeedWaiters, ANotificationRetriesAndTheDeadlineAnswersFinal) {
   waiters.notify();
   EXPECT_FALSE(woken.get_future().get());  // answered by the notification, not the deadline
   EXPECT_EQ(waiters.parked(), 0u);
+}
+
+TEST(FeedWaiters, ARequestParkedAfterAChangeIsTriedOnceWithoutANotification) {
+  FeedWaiters waiters(4);
+  std::atomic<bool> ready{false};
+  std::atomic<int> tries{0};
+  // A waits for something else; its tries show where the thread is.
+  ASSERT_EQ(waiters.park(std::chrono::steady_clock::now() + 1h,
+                         [&](bool final) {
+                           ++tries;
+                           return final;
+                         }),
+            FeedWaiters::Park::kParked);
+  ASSERT_TRUE(eventually([&] { return tries > 0; })) << "a newly parked request is tried at once";
+  // A change, and its notification, which the thread takes (trying A again) before B is parked: B's
+  // caller had found nothing just before the change.
+  ready = true;
+  waiters.notify();
+  ASSERT_TRUE(eventually([&] { return tries >= 2; }));
+  std::promise<bool> answered;
+  ASSERT_EQ(waiters.park(std::chrono::steady_clock::now() + 1h,
+                         [&](bool final) {
+                           if (!ready && !final) return false;
+                           answered.set_value(final);
+                           return true;
+                         }),
+            FeedWaiters::Park::kParked);
+  // Not final: answered by the thread's first try of B, not at the deadline an hour away (the test gives up
+  // after 20 s).
+  auto future = answered.get_future();
+  ASSERT_EQ(future.wait_for(20s), std::future_status::ready);
+  EXPECT_FALSE(future.get());
 }
 
 TEST(FeedWaiters, BoundedAndStopAnswersEveryParkedRequest) {
