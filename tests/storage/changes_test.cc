@@ -4,10 +4,12 @@
 #include <gtest/gtest.h>
 #include <lmdb.h>
 
+#include <atomic>
 #include <cstring>
 #include <map>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "storage/partitioned_store.h"
@@ -263,6 +265,50 @@ TEST_P(ChangesPropertyTest, AFollowerEndsWithTheStoresState) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Partitions, ChangesPropertyTest, ::testing::Values(1u, 2u, 4u));
+
+// A follower reading while the writer writes (batches, erasures, checkpoint slices): every page reads
+// without error, and once the writer is done the follower has the store's state.
+TEST_F(ChangesTest, AFollowerReadingWhileTheWriterWritesEndsWithTheStoresState) {
+  PartitionedStoreOptions o;
+  static_cast<StoreOptions&>(o) = options();
+  o.partitions = 2;
+  o.checkpoint_events = 50;
+  auto opened = PartitionedStore::open(o);
+  ASSERT_TRUE(opened.ok()) << opened.message();
+  PartitionedStore& store = **opened;
+  std::atomic<bool> done{false};
+  std::thread writer([&] {
+    std::mt19937 rng(99);
+    for (int step = 0; step < 300; ++step) {
+      const std::string id = "w" + std::to_string(std::uniform_int_distribution<int>(0, 30)(rng));
+      if (step % 13 == 0) {
+        EXPECT_TRUE(store.erase_customer(id).ok());
+        continue;
+      }
+      std::vector<Event> batch = {purchase(id, "e" + std::to_string(step)),
+                                  purchase("w" + std::to_string(step % 31), "f" + std::to_string(step))};
+      std::vector<EventOutcome> outcomes;
+      EXPECT_TRUE(store.apply_batch(batch, ApplyConfig{}, outcomes).ok());
+    }
+    done = true;
+  });
+  Follower follower;
+  while (!done) {
+    follower.follow(store, 3);
+    if (HasFatalFailure()) break;
+  }
+  writer.join();
+  follower.follow(store, 3);
+  std::map<std::string, CustomerState> truth;
+  ASSERT_TRUE(store
+                  .for_each_customer([&](std::string_view id, const CustomerState& st) {
+                    truth.emplace(std::string(id), st);
+                    return true;
+                  })
+                  .ok());
+  EXPECT_FALSE(truth.empty());
+  EXPECT_TRUE(follower.state == truth);
+}
 
 TEST_F(ChangesTest, PartitionedFeedMergesBySequenceWithOnePositionPerPartition) {
   PartitionedStoreOptions o;
