@@ -325,7 +325,7 @@ EOF
 log "rapport-sink (loopback + decode, no storage)"
 "$SINK" 2>"$WORK/sink.log" &
 sink_pid=$!
-for _ in $(seq 50); do grep -q listening "$WORK/sink.log" && break; sleep 0.1; done
+for _ in $(seq 50); do grep -q listening "$WORK/sink.log" 2>/dev/null && break; sleep 0.1; done
 SINK_ADDR=$(sed -n 's/.*tcp=//p' "$WORK/sink.log")
 for r in $(seq "$REPEATS"); do
   note_cmd "rapport-loadgen --mode sink --tcp SINK -c $HEADLINE_CONNS --file events.ndjson -n $EVENTS --json"
