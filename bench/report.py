@@ -549,7 +549,7 @@ def issue13(recs, configs, yn, soaks, mem, w):
             if line.startswith("verdict:"):
                 verdict = line.split(":", 1)[1].strip()
     w(f"| 5b. RssAnon flat over a 30-minute soak at half the peak | {verdict} | "
-      f"{'see *Soak*' if soak30 else '—'} | {bound('g5b')} |")
+      f"{yn(verdict.startswith('flat')) if soak30 else '—'} | {bound('g5b')} |")
     for c in query_conns:
         q, n = Runs(recs, f"query_c{c}"), Runs(recs, f"nginx_query_c{c}", kind="nginx")
         qe, ne = (q.lg("events_per_s") if q else None), (n.lg("events_per_s") if n else None)

@@ -198,13 +198,21 @@ start_daemon() {  # [extra rapportd flags]; fresh state dir unless KEEP_STATE=1
       ${DAEMON_CONFIG:+--config "$DAEMON_CONFIG"} "$@" 2>"$WORK/daemon.log" &
     pid=$!
     # Up to 2 minutes: on the shared machine a start (or the previous daemon's exit) can be slow.
-    for _ in $(seq 1200); do grep -q "listening" "$WORK/daemon.log" 2>/dev/null && break; sleep 0.1; done
+    for _ in $(seq 1200); do
+      grep -q "listening" "$WORK/daemon.log" 2>/dev/null && break
+      kill -0 "$pid" 2>/dev/null || break  # exited (e.g. a config it refuses): its log says why
+      sleep 0.1
+    done
     HTTP=$(sed -n 's/.*listening http=\([^ ]*\) tcp=.*/\1/p' "$WORK/daemon.log")
     TCP=$(sed -n 's/.*listening http=[^ ]* tcp=\(.*\)$/\1/p' "$WORK/daemon.log")
     if [ -n "$HTTP" ]; then
       for _ in $(seq 600); do curl -sf -m 1 "http://$HTTP/readyz" >/dev/null 2>&1 && return 0; sleep 0.1; done
     fi
     log "rapportd did not get ready (attempt $attempt): $(tail -3 "$WORK/daemon.log" | tr '\n' ' ')"
+    if ! kill -0 "$pid" 2>/dev/null && grep -q "configuration" "$WORK/daemon.log"; then
+      echo "rapportd refused its configuration${DAEMON_CONFIG:+ ($DAEMON_CONFIG: $(tr '\n' ' ' <"$DAEMON_CONFIG"))}" >&2
+      exit 1
+    fi
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
     pid=""
@@ -384,7 +392,7 @@ for fill in "${GROWTH_FILLS[@]}"; do
   line_bytes=$(awk -v b="$(stat -c %s "$HOT_FILE")" -v n="$EVENTS" 'BEGIN {printf "%.1f", b / n}')
   note_cmd "du -sb STATE  # after the growth run, over rapport_events_accepted_total"
   printf '{"kind":"disk","config":"growth_%s","stored_events":%s,"state_dir_bytes":%s,"bytes_per_event":%s,"event_line_bytes":%s}\n' \
-    "$fill" "${stored:-0}" "$state_bytes" "$(awk -v a="$state_bytes" -v b="${stored:-0}" 'BEGIN {printf "%.1f", b > 0 ? a / b : 0}')" \
+    "$fill" "${stored:-0}" "$state_bytes" "$(awk -v a="$state_bytes" -v b="${stored:-0}" 'BEGIN {printf "%.1f", (b > 0 ? a / b : 0)}')" \
     "$line_bytes" >>"$JSONL"
   log "  state dir $state_bytes bytes for $stored stored events"
 done
@@ -401,8 +409,9 @@ nginx_pid="" NGINX_ADDR=""
 if [ -x "$NGINX" ]; then
   NG=$WORK/nginx
   mkdir -p "$NG/www" "$NG/tmp"
-  top_id=$(sed -n 's/.*"customer_id":"\([^"]*\)".*/\1/p' "$EVENTS_FILE" | head -100000 | sort | uniq -c | sort -rn |
-    awk 'NR == 1 {print $2}')
+  # The most frequent customer of the first 100 k events (no early-exiting reader in the pipe: pipefail).
+  top_id=$(head -n 100000 "$EVENTS_FILE" | sed -n 's/.*"customer_id":"\([^"]*\)".*/\1/p' | sort | uniq -c |
+    sort -rn | awk 'NR == 1 {print $2}')
   curl -sf "http://$HTTP/v1/customers/$top_id" >"$NG/www/customer.json" || log "GET /v1/customers/$top_id failed"
   ng_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   cat >"$NG/nginx.conf" <<NGINX_CONF
@@ -586,6 +595,6 @@ python3 bench/report.py
 log "done in $((T_END - T_START)) s: bench/RESULTS.md"
 if [ "$LONG" = 1 ]; then
   log "--long: the 30-minute soak at half the peak (bench/soak.sh --minutes 30)"
-  bench/soak.sh --minutes 30 --no-build || log "the soak failed"
+  bench/soak.sh --minutes 30 --tag 30min --no-build || log "the soak failed"  # results/soak_summary_30min.md
   python3 bench/report.py
 fi

@@ -41,8 +41,8 @@ Result<BacktestDates> parse_backtest_dates(std::string_view calibration_end, std
   return BacktestDates{*d1, *d2};
 }
 
-BacktestOutcome backtest_population(const PartitionedStore& store, const EvaluateConfig& scoring, const ValueConfig& value,
-                                    const BacktestDates& dates) {
+BacktestOutcome backtest_population(const PartitionedStore& store, const EvaluateConfig& scoring,
+                                    const ValueConfig& value, const BacktestDates& dates) {
   BacktestOutcome out;
   // The model exactly as fit --as-of D1 fits it.
   auto fitted = fit_population(store, scoring, value, dates.calibration_end_ms);

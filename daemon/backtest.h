@@ -48,8 +48,8 @@ struct BacktestOutcome {
 
 // Fits as of D1 over every customer (fit_population), then reads every customer's purchase days:
 // the customers with a purchase by D1 are the backtest's (x, t_x, T at D1 and their holdout purchases).
-BacktestOutcome backtest_population(const PartitionedStore& store, const EvaluateConfig& scoring, const ValueConfig& value,
-                                    const BacktestDates& dates);
+BacktestOutcome backtest_population(const PartitionedStore& store, const EvaluateConfig& scoring,
+                                    const ValueConfig& value, const BacktestDates& dates);
 
 // The JSON answer (docs/openapi.json, BacktestReport):
 //   {"calibration_end", "holdout_end", "holdout_days", "model": {as GET /v1/model}, "customers",

@@ -58,6 +58,30 @@ void DedupFilter::add(std::uint64_t hash) {
   ++size_;
 }
 
+void DedupFilter::add(const std::uint64_t* hashes, std::size_t n) {
+  constexpr std::size_t kAhead = 8;
+  std::size_t i = 0;
+  while (i < n) {
+    if (layers_.empty()) reset(0);
+    Layer* layer = &layers_.back();
+    if (layer->size >= layer->capacity) {
+      add_layer(2 * layer->capacity);
+      layer = &layers_.back();
+    }
+    // A run that fits in this layer.
+    const std::size_t end = i + std::min(n - i, layer->capacity - layer->size);
+    for (std::size_t j = i; j < end; ++j) {
+      if (j + kAhead < end) {
+        __builtin_prefetch(&layer->blocks[block_of(mix(hashes[j + kAhead]), layer->blocks.size())], 1);
+      }
+      set(*layer, mix(hashes[j]));
+    }
+    layer->size += end - i;
+    size_ += end - i;
+    i = end;
+  }
+}
+
 bool DedupFilter::may_contain(std::uint64_t hash) const {
   hash = mix(hash);
   for (const Layer& layer : layers_) {

@@ -21,6 +21,8 @@ class DedupFilter {
   // Empties the filter, sized for `expected` keys before its first growth.
   void reset(std::size_t expected);
   void add(std::uint64_t hash);
+  // The same for many keys, prefetching their blocks ahead (building from a scan).
+  void add(const std::uint64_t* hashes, std::size_t n);
   bool may_contain(std::uint64_t hash) const;
   std::size_t size() const { return size_; }
   std::size_t layers() const { return layers_.size(); }

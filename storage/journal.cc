@@ -1,5 +1,6 @@
 // The write path: deduplication, the journal, the overlays and replay. See engine.h.
 #include <algorithm>
+#include <iterator>
 
 #include "storage/engine.h"
 
@@ -125,6 +126,10 @@ void Engine::install(Delta& d) {
       // The state it replaces is reused by a later batch if nobody else holds it (a reader holding
       // it took its reference under overlay_mutex, which this holds exclusively).
       if (entry.state && entry.state.use_count() == 1 && spare_states.size() < kMaxSpareStates) {
+        // use_count() is a relaxed load. Taking and dropping a reference is an acquire-release
+        // on the count, which orders the reads of a reader that dropped its reference (a
+        // release) before the writer reuses the state.
+        { const std::shared_ptr<const CustomerState> sync = entry.state; }
         spare_states.push_back(std::const_pointer_cast<CustomerState>(std::move(entry.state)));
       }
       entry.state = std::move(change.state);
@@ -296,10 +301,17 @@ void Engine::build_stored_keys() {
     MDB_val k, v;
     rc = cursor.open(txn, events);
     if (rc == 0) rc = cursor.get(k, v, MDB_FIRST);
+    std::uint64_t hashes[512];
+    std::size_t n = 0;
     while (rc == 0) {
-      stored_keys.add(hash_key(to_view(k)));
+      hashes[n++] = hash_key(to_view(k));
+      if (n == std::size(hashes)) {
+        stored_keys.add(hashes, n);
+        n = 0;
+      }
       rc = cursor.get(k, v, MDB_NEXT);
     }
+    stored_keys.add(hashes, n);
     if (rc != MDB_NOTFOUND) return Status::Error(describe("cannot read the index", rc));
     return Status::Ok();
   });

@@ -37,8 +37,7 @@ Result<std::uint32_t> decode_layout(std::string_view text) {
 // Store::for_each_customer from strictly after `after` ("" = from the first).
 Status for_each_after(const Store& store, std::string_view after, const PartitionedStore::CustomerVisitor& visit) {
   if (after.empty()) return store.for_each_customer(visit);
-  return store.for_each_customer(
-      [&](std::string_view id, const CustomerState& state) { return id <= after ? true : visit(id, state); });
+  return store.for_each_customer(visit, after);
 }
 
 // One partition's customers strictly after `after`, at most `limit`, in key order.
@@ -112,9 +111,10 @@ Result<std::unique_ptr<PartitionedStore>> PartitionedStore::open(const Partition
   for (std::uint32_t i = 1; i < count; ++i) {
     StoreOptions part = base;
     part.directory = partition_directory(dir, i);
-    if (options.read_only && !fs::exists(fs::path(part.directory) / "data.mdb", ec)) {
+    // A partition of a dir that already had its layout must be there: never replaced by an empty one.
+    if ((options.read_only || layout->has_value()) && !fs::exists(fs::path(part.directory) / "data.mdb", ec)) {
       return Status::Error("state dir " + dir + " has " + std::to_string(count) + " partitions but " + part.directory +
-                           " is missing (an incomplete copy?)");
+                           " is missing (restore it from a backup, or restore the whole backup)");
     }
     if (!options.read_only) {
       fs::create_directories(part.directory, ec);

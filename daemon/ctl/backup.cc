@@ -157,9 +157,9 @@ int ctl_backup(const CtlTarget& target, const std::string& destination, bool qui
     copied = (*copy)->stats();
   }
   remove_locks(destination, partitions);
-  std::printf("backup of %llu customers, %llu events (%u partition(s)) written to %s in %.1f s (%.1f MB)\n",
+  std::printf("backup of %llu customers, %llu events written to %s in %.1f s (%.1f MB, %u partition(s))\n",
               static_cast<unsigned long long>(copied.customers), static_cast<unsigned long long>(copied.events),
-              partitions, destination.c_str(), secs, megabytes(data_bytes(destination, partitions)));
+              destination.c_str(), secs, megabytes(data_bytes(destination, partitions)), partitions);
   return kExitOk;
 }
 
@@ -298,9 +298,9 @@ int ctl_restore(const CtlTarget& target, const std::string& source, bool force) 
   const StoreStats stats = (*restored)->stats();
   restored->reset();
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  std::printf("restored %llu customers, %llu events (%u partition(s)) from %s into %s in %.1f s\n",
+  std::printf("restored %llu customers, %llu events from %s into %s in %.1f s (%u partition(s))\n",
               static_cast<unsigned long long>(stats.customers), static_cast<unsigned long long>(stats.events),
-              partitions, source.c_str(), dir.c_str(), secs);
+              source.c_str(), dir.c_str(), secs, partitions);
   return kExitOk;
 }
 

@@ -5,6 +5,7 @@
 //   rapportctl tiers | fit [--save] | erase ID | deadletter list|replay   (state dir or --url)
 //   rapportctl backtest --calibration-end D1 --holdout-end D2 [--json] [--plot FILE.png]  (state dir or --url)
 //   rapportctl backup DEST | restore SRC        (state dir)
+//   rapportctl migrate --partitions N           (stopped state dir)
 //   rapportctl generate [--model mix|bgnbd] --customers N [--events M | --r R --alpha A ...] [--seed S]
 // Works on a state dir while rapportd has it open (LMDB is multi-process).
 // Exit codes: 0 ok, 1 not found / partial, 2 usage or fatal error.
@@ -19,6 +20,7 @@
 #include "daemon/ctl/backup.h"
 #include "daemon/ctl/common.h"
 #include "daemon/ctl/import.h"
+#include "daemon/ctl/migrate.h"
 #include "daemon/ctl/query.h"
 #include "daemon/generator.h"
 #include "daemon/value_generator.h"
@@ -57,8 +59,8 @@ void add_target_options(CLI::App* sub, rapport::CtlTarget& target, bool url, boo
 
 int main(int argc, char** argv) {
   CLI::App app{
-      "rapportctl — Rapport's admin CLI: import, inspect, rank, fit, backtest, erase, dead letters, backup and "
-      "restore.\n"
+      "rapportctl — Rapport's admin CLI: import, inspect, rank, fit, backtest, erase, dead letters, backup, "
+      "restore and migrate (re-partition).\n"
       "Works on a state dir (beside a running rapportd: LMDB is multi-process) or, with --url, against a "
       "running daemon.\nExit codes: 0 ok, 1 not found / partial, 2 usage or fatal error."};
   app.require_subcommand(1);
@@ -214,6 +216,21 @@ int main(int argc, char** argv) {
   restore->add_flag("--force", restore_force, "Replace the data of a state dir that is not empty");
   add_target_options(restore, restore_target, /*url=*/false);
 
+  rapport::CtlTarget migrate_target;
+  std::uint32_t migrate_partitions = 0;
+  bool migrate_quiet = false;
+  auto* migrate = app.add_subcommand(
+      "migrate",
+      "Re-partition a state dir into N partitions (storage.partitions). Stop rapportd first. Builds the new layout "
+      "in <state dir>/migrate, verifies every count and customer, then moves it into place; progress on stderr. "
+      "If it is interrupted (even by kill -9), run the same command again: it goes on where it stopped, and "
+      "rapportd refuses the dir until it has finished");
+  migrate->add_option("--partitions", migrate_partitions, "Number of partitions of the new layout")
+      ->required()
+      ->check(CLI::Range(1u, rapport::kMaxPartitions));
+  migrate->add_flag("-q,--quiet", migrate_quiet, "No progress lines");
+  add_target_options(migrate, migrate_target, /*url=*/false);
+
   rapport::GenerateOptions gen;
   rapport::ValueModelOptions gen_model;
   auto* generate = app.add_subcommand(
@@ -298,6 +315,7 @@ int main(int argc, char** argv) {
   if (*dl_replay) return rapport::ctl_deadletter_replay(dl_target, dl_options);
   if (*backup) return rapport::ctl_backup(backup_target, backup_dest, backup_quiet);
   if (*restore) return rapport::ctl_restore(restore_target, restore_src, restore_force);
+  if (*migrate) return rapport::ctl_migrate(migrate_target, migrate_partitions, migrate_quiet);
   if (*generate) return rapport::generate_command(gen, gen_model, stdout, stderr);
   return 2;
 }

@@ -152,6 +152,28 @@ TEST_F(ConfigTest, BadCheckpointSettingsAreErrorsNamingTheKey) {
   }
 }
 
+TEST_F(ConfigTest, PartitionsAreUnsetByDefaultReadAndChecked) {
+  auto d = load_config("");
+  ASSERT_TRUE(d.ok());
+  EXPECT_FALSE(d->storage.partitions.has_value()) << "unset: the state dir's layout, or one per core";
+  for (int p : {1, 4, 64}) {
+    auto c = load_config(write("[storage]\npartitions = " + std::to_string(p) + "\n"));
+    ASSERT_TRUE(c.ok()) << c.message();
+    EXPECT_EQ(c->storage.partitions, std::optional<std::uint32_t>(p));
+  }
+  const std::pair<std::string, std::string> cases[] = {
+      {"partitions = 0", "'storage.partitions' must be between 1 and 64"},
+      {"partitions = 65", "'storage.partitions' must be between 1 and 64"},
+      {"partitions = 2.5", "'storage.partitions' must be a whole number"},
+      {"partitions = \"4\"", "'storage.partitions' must be a number"},
+  };
+  for (const auto& [line, want] : cases) {
+    auto c = load_config(write("[storage]\n" + line + "\n"));
+    ASSERT_FALSE(c.ok()) << line;
+    EXPECT_NE(c.message().find(want), std::string::npos) << line << ": " << c.message();
+  }
+}
+
 TEST_F(ConfigTest, SyntaxErrorsGiveLineAndColumn) {
   auto c = load_config(write("[server]\nhttp = \n"));
   ASSERT_FALSE(c.ok());

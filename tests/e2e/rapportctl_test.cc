@@ -21,10 +21,10 @@ namespace {
 // value model) evaluated at `as_of_ms`, read from the state dir.
 std::map<std::string, std::string> customers_as_of(const std::string& state_dir, std::int64_t as_of_ms) {
   const Config config = default_config();
-  StoreOptions options = config.storage;
+  PartitionedStoreOptions options = config.storage;
   options.directory = state_dir;
   options.read_only = true;
-  auto store = Store::open(options);
+  auto store = PartitionedStore::open(options);  // every partition, in key order
   if (!store.ok()) throw std::runtime_error(store.message());
   std::map<std::string, std::string> out;
   const Status visited = (*store)->for_each_customer([&](std::string_view id, const CustomerState& state) {
@@ -133,8 +133,14 @@ TEST(Rapportctl, ImportReportsRejectedLinesWithLineNumbersAndKeepsTheRest) {
   EXPECT_NE(imp.err.find("events.ndjson:4: unknown_type"), std::string::npos) << imp.err;
 }
 
-TEST(Rapportctl, ShuffledImportGivesIdenticalScoresAndReimportIsAllDuplicates) {
+// The shuffled copy goes into a state dir of P partitions, the original into one of 1: scores depend
+// neither on the order of events nor on how customers are partitioned.
+class RapportctlPartitions : public ::testing::TestWithParam<int> {};
+
+TEST_P(RapportctlPartitions, ShuffledImportGivesIdenticalScoresAndReimportIsAllDuplicates) {
   TempDir dir;
+  write_file(dir.file("one.toml"), "[storage]\npartitions = 1\n");
+  write_file(dir.file("p.toml"), "[storage]\npartitions = " + std::to_string(GetParam()) + "\n");
   const auto gen = run_command({binary("rapportctl"), "generate", "--customers", "200", "--events", "20000", "--seed",
                                 "3", "--end-ms", "1700000000000"});
   ASSERT_EQ(gen.exit_code, 0);
@@ -146,9 +152,11 @@ TEST(Rapportctl, ShuffledImportGivesIdenticalScoresAndReimportIsAllDuplicates) {
   write_file(dir.file("a.ndjson"), gen.out);
   write_file(dir.file("b.ndjson"), shuffled);
 
-  const auto a = run_command({binary("rapportctl"), "import", dir.file("a.ndjson"), "--state-dir", dir.file("sa")});
+  const auto a = run_command({binary("rapportctl"), "import", dir.file("a.ndjson"), "--state-dir", dir.file("sa"), "-c",
+                              dir.file("one.toml")});
   const auto b =
-      run_command({binary("rapportctl"), "import", "-", "--state-dir", dir.file("sb")}, dir.file("b.ndjson"));
+      run_command({binary("rapportctl"), "import", "-", "--state-dir", dir.file("sb"), "-c", dir.file("p.toml")},
+                  dir.file("b.ndjson"));
   ASSERT_EQ(a.exit_code, 0) << a.err;
   ASSERT_EQ(b.exit_code, 0) << b.err;
   // Same accepted / duplicate split whatever the order.
@@ -188,10 +196,13 @@ TEST(Rapportctl, ShuffledImportGivesIdenticalScoresAndReimportIsAllDuplicates) {
   }
   EXPECT_EQ(differ, 0);
 
-  const auto again = run_command({binary("rapportctl"), "import", dir.file("a.ndjson"), "--state-dir", dir.file("sa")});
+  const auto again = run_command({binary("rapportctl"), "import", dir.file("a.ndjson"), "--state-dir", dir.file("sb")});
   ASSERT_EQ(again.exit_code, 0) << again.err;
   EXPECT_NE(again.err.find(": 0 accepted, 20000 duplicates, 0 rejected"), std::string::npos) << again.err;
 }
+
+INSTANTIATE_TEST_SUITE_P(Partitions, RapportctlPartitions, ::testing::Values(1, 2, 4),
+                         [](const auto& param_info) { return "P" + std::to_string(param_info.param); });
 
 // A file that cannot be opened is a clear error and nothing else: no summary, exit 2. With several files, every
 // one is opened before anything is imported, so one bad name imports nothing (fix the list, run it again).

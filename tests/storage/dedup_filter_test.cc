@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <random>
 #include <vector>
@@ -25,6 +26,30 @@ TEST(DedupFilterTest, NoFalseNegativesAcrossLayersAndFewFalsePositives) {
   constexpr std::size_t kProbes = 300000;
   for (std::size_t i = 0; i < kProbes; ++i) hits += filter.may_contain(rng()) ? 1 : 0;
   EXPECT_LT(hits, kProbes * 3 / 100) << "false positive rate";
+}
+
+TEST(DedupFilterTest, AddingManyAtOnceCrossesLayersLikeOneByOne) {
+  DedupFilter many, one;
+  many.reset(1000);
+  one.reset(1000);
+  std::mt19937_64 rng(12);
+  std::vector<std::uint64_t> added(200000);
+  for (std::uint64_t& h : added) h = rng();
+  for (std::size_t i = 0; i < added.size(); i += 777) {
+    const std::size_t n = std::min<std::size_t>(777, added.size() - i);
+    many.add(added.data() + i, n);
+    for (std::size_t j = i; j < i + n; ++j) one.add(added[j]);
+  }
+  many.add(added.data(), 0);
+  EXPECT_EQ(many.size(), added.size());
+  EXPECT_EQ(many.layers(), one.layers());
+  EXPECT_EQ(many.bytes(), one.bytes());
+  EXPECT_GE(many.layers(), 3u);
+  for (std::uint64_t h : added) ASSERT_TRUE(many.may_contain(h)) << h;
+  for (int i = 0; i < 100000; ++i) {
+    const std::uint64_t probe = rng();
+    ASSERT_EQ(many.may_contain(probe), one.may_contain(probe)) << "the same bits either way";
+  }
 }
 
 TEST(DedupFilterTest, HashesThatDifferOnlyInOneHalfAreKeptApart) {

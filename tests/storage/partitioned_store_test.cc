@@ -268,6 +268,18 @@ TEST_F(PartitionedLayoutTest, ANewDirWithoutASettingGetsOnePartitionPerCore) {
   EXPECT_EQ(store->partition_count(), default_partitions());
 }
 
+TEST_F(PartitionedLayoutTest, AMissingPartitionIsAnErrorNotAnEmptyNewOne) {
+  {
+    auto store = popen(popts(4));
+    ASSERT_NE(store, nullptr);
+  }
+  fs::remove_all(fs::path(partition_directory((root_ / "db").string(), 2)));
+  auto opened = PartitionedStore::open(popts(std::nullopt));
+  ASSERT_FALSE(opened.ok());
+  EXPECT_NE(opened.message().find("has 4 partitions but"), std::string::npos) << opened.message();
+  EXPECT_FALSE(fs::exists(fs::path(partition_directory((root_ / "db").string(), 2)) / "data.mdb"));
+}
+
 TEST_F(PartitionedLayoutTest, ABackupWithPartitionsButNoManifestIsIncomplete) {
   auto store = popen(popts(2));
   ASSERT_NE(store, nullptr);
