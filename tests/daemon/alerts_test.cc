@@ -1,0 +1,104 @@
+// daemon/alerts.h: the outbox record round trip, and the observer over a real Store: filters checked
+// before any score is computed, threshold crossing with real scores, the customer object in the record.
+#include "daemon/alerts.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+
+#include "storage/store.h"
+#include "tests/support/temp_dir.h"
+
+namespace rapport {
+namespace {
+
+constexpr std::int64_t kNow = 1'800'000'000'000;
+
+TEST(AlertRecordTest, RoundTripsAndRefusesCorruptBytes) {
+  AlertMessage m;
+  m.alert = "a";
+  m.customer_id = "c\nx";
+  m.event_id = "e1";
+  m.at_ms = kNow;
+  m.customer_json = R"({"customer_id":"c"})";
+  AlertMessage back;
+  ASSERT_TRUE(decode_alert_record(encode_alert_record(m), back).ok());
+  EXPECT_EQ(back.alert, m.alert);
+  EXPECT_EQ(back.customer_id, m.customer_id);
+  EXPECT_EQ(back.event_id, m.event_id);
+  EXPECT_EQ(back.at_ms, m.at_ms);
+  EXPECT_EQ(back.customer_json, m.customer_json);
+  m.event_id.reset();
+  ASSERT_TRUE(decode_alert_record(encode_alert_record(m), back).ok());
+  EXPECT_FALSE(back.event_id.has_value());
+  const std::string bytes = encode_alert_record(m);
+  EXPECT_FALSE(decode_alert_record(bytes.substr(0, bytes.size() - 1), back).ok());
+  EXPECT_FALSE(decode_alert_record(bytes + "x", back).ok());
+  EXPECT_FALSE(decode_alert_record("\x07" + bytes.substr(1), back).ok());
+  EXPECT_FALSE(decode_alert_record("", back).ok());
+}
+
+Event complaint(const std::string& id, std::string_view channel = "email") {
+  Event e;
+  e.customer_id.assign("c1");
+  e.event_id.assign(id);
+  e.ts_ms = kNow - 1000;
+  e.type = EventType::kComplaint;
+  e.channel.assign(channel);
+  return e;
+}
+
+AlertRule rule(const std::string& name) {
+  AlertRule r;
+  r.name = name;
+  r.url = "http://127.0.0.1:1/x";
+  r.secret = "s";
+  return r;
+}
+
+TEST(AlertObserverTest, FiresOnCrossingAndOnFiltersWithTheCustomerAfterTheEvent) {
+  test::TempDir dir;
+  StoreOptions o;
+  o.directory = dir.file("db");
+  o.durability = Durability::kAsync;
+  o.initial_map_bytes = 1 << 20;
+  auto store = Store::open(o);
+  ASSERT_TRUE(store.ok()) << store.message();
+  Alerts alerts([] { return kNow; });
+  AlertRule below = rule("below-45");
+  below.satisfaction_below = 45;
+  AlertRule twitter = rule("twitter");
+  twitter.channels = {"twitter"};
+  alerts.set_rules({below, twitter}, EvaluateConfig{}, ValueConfig{});
+  (*store)->set_outbox_observer(alerts.make_observer());
+  std::vector<EventOutcome> outcomes;
+  ASSERT_TRUE((*store)
+                  ->apply_batch(std::vector<Event>{complaint("e1"), complaint("e2"), complaint("e3", "twitter")},
+                                ApplyConfig{}, outcomes)
+                  .ok());
+  auto entries = (*store)->outbox(OutboxArea::kPending, 0, 10);
+  ASSERT_TRUE(entries.ok());
+  std::vector<std::string> fired;
+  for (const OutboxEntry& e : *entries) {
+    AlertMessage m;
+    ASSERT_TRUE(decode_alert_record(e.payload, m).ok());
+    fired.push_back(m.alert + ":" + m.event_id.value_or("-"));
+    EXPECT_EQ(m.at_ms, kNow);
+    EXPECT_NE(m.customer_json.find(R"("customer_id":"c1")"), std::string::npos) << m.customer_json;
+  }
+  // e1 crosses 45; e2 keeps it below (no repeat); e3 matches the channel filter.
+  EXPECT_EQ(fired, (std::vector<std::string>{"below-45:e1", "twitter:e3"}));
+
+  // A reload to no matching rule: nothing more fires (the observer picks up the new rules).
+  AlertRule refunds = rule("refunds");
+  refunds.event_types = {EventType::kRefund};
+  alerts.set_rules({refunds}, EvaluateConfig{}, ValueConfig{});
+  ASSERT_TRUE((*store)->apply_batch(std::vector<Event>{complaint("e4", "twitter")}, ApplyConfig{}, outcomes).ok());
+  auto after = (*store)->outbox(OutboxArea::kPending, 0, 10);
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->size(), 2u);
+}
+
+}  // namespace
+}  // namespace rapport
