@@ -4,7 +4,9 @@
 #include <future>
 
 #include "common/clock.h"
+#include "common/json_writer.h"
 #include "common/log.h"
+#include "daemon/customer_json.h"
 #include "ingest/net/http_client.h"
 
 namespace rapport {
@@ -20,7 +22,14 @@ std::string alert_delivery_id(std::uint32_t partition, std::uint64_t sequence) {
 
 AlertDelivery::AlertDelivery(PartitionedStore& store, Writers& writers, Alerts& alerts, AlertMetrics& metrics,
                              AlertDeliveryOptions options)
-    : store_(store), writers_(writers), alerts_(alerts), metrics_(metrics), options_(std::move(options)) {}
+    : store_(store),
+      writers_(writers),
+      alerts_(alerts),
+      metrics_(metrics),
+      options_(std::move(options)),
+      flush_posted_(new std::atomic<bool>[store.partition_count()]) {
+  for (std::uint32_t p = 0; p < store.partition_count(); ++p) flush_posted_[p] = false;
+}
 
 AlertDelivery::~AlertDelivery() { stop(); }
 
@@ -49,7 +58,11 @@ void AlertDelivery::stop() {
   for (std::uint32_t p = 0; p < writers_.count(); ++p) {
     auto done = std::make_shared<std::promise<void>>();
     auto future = done->get_future();
-    if (writers_.partition(p).post([done](Store&) { done->set_value(); })) future.wait();
+    const bool posted = writers_.partition(p).post([done](Store& store) {
+      (void)store.flush_outbox_changes();  // what was delivered is not sent again after a restart
+      done->set_value();
+    });
+    if (posted) future.wait();
   }
 }
 
@@ -86,22 +99,24 @@ std::chrono::milliseconds AlertDelivery::backoff(int attempts) {
 }
 
 void AlertDelivery::finish(const Key& key, bool delivered) {
-  // The partition's writer deletes (or moves) the entry: LMDB allows one writer per environment.
-  const bool posted = writers_.partition(key.partition).post([this, key, delivered](Store& store) {
-    const std::uint64_t seq = key.sequence;
-    auto r = delivered ? store.remove_outbox(OutboxArea::kPending, std::span<const std::uint64_t>(&seq, 1))
-                       : store.move_outbox(OutboxArea::kPending, std::span<const std::uint64_t>(&seq, 1));
-    if (!r.ok()) {
-      log_error("cannot update the alerts outbox; the delivery will be tried again",
-                {{"partition", static_cast<std::int64_t>(key.partition)}, {"error", r.message()}});
-    }
+  // The change rides in the partition's next commit (LMDB has one writer per environment); a writer job
+  // writes it when no batch comes first (one job at a time per partition, so they coalesce under load).
+  {
     std::lock_guard<std::mutex> lock(mutex_);
-    tracked_.erase(key);  // read again from the outbox (if still there) at the next scan
-  });
-  if (!posted) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    tracked_.erase(key);
+    Tracked& t = tracked_[key];
+    t.busy = true;
+    t.done = true;  // forgotten once a scan no longer sees it
   }
+  store_.partition(key.partition).queue_outbox_change(key.sequence, delivered);
+  std::atomic<bool>& posted = flush_posted_[key.partition];
+  if (posted.exchange(true)) return;
+  const bool ok = writers_.partition(key.partition).post([&posted](Store& store) {
+    posted = false;
+    if (auto r = store.flush_outbox_changes(); !r.ok()) {
+      log_error("cannot update the alerts outbox; the deliveries will be tried again", {{"error", r.message()}});
+    }
+  });
+  if (!ok) posted = false;
 }
 
 void AlertDelivery::dispatch_loop() {
@@ -183,6 +198,14 @@ void AlertDelivery::dispatch_loop() {
           finish(key, false);
           continue;
         }
+        // The customer as GET /v1/customers/{id} shows it now (null once erased).
+        std::string customer_json;
+        if (auto state = store_.get_customer(message.customer_id); state.ok() && state->has_value()) {
+          JsonWriter out;
+          write_customer_json(out, message.customer_id, **state, now_ms, context->evaluate, context->model.get(),
+                              context->value, /*explain=*/false);
+          customer_json = out.take();
+        }
         {
           std::lock_guard<std::mutex> lock(mutex_);
           std::size_t& in_flight = per_url_[rule->url];
@@ -190,6 +213,7 @@ void AlertDelivery::dispatch_loop() {
           ++in_flight;
           tracked_[key].busy = true;
           message.id = id;
+          message.customer_json = std::move(customer_json);
           queue_.push_back(Job{key, rule->url, rule->secret, message.alert, alert_body(message), message.at_ms});
         }
         work_ready_.notify_one();
@@ -198,7 +222,7 @@ void AlertDelivery::dispatch_loop() {
       std::lock_guard<std::mutex> lock(mutex_);
       const std::uint64_t last = seen.empty() ? UINT64_MAX : seen.back();
       for (auto it = tracked_.lower_bound(Key{p, 0}); it != tracked_.end() && it->first.partition == p;) {
-        const bool gone = it->first.sequence <= last && !it->second.busy &&
+        const bool gone = it->first.sequence <= last && (!it->second.busy || it->second.done) &&
                           !std::binary_search(seen.begin(), seen.end(), it->first.sequence);
         it = gone ? tracked_.erase(it) : std::next(it);
       }

@@ -5,7 +5,8 @@
 // entries first, a bounded page per partition per round), hands entries that
 // are due to a pool of delivery threads, at most max_per_url at once per URL,
 // and records each outcome:
-//   2xx      delivered: the entry is deleted by the partition's writer (a writer job: LMDB has one writer);
+//   2xx      delivered: the entry is deleted in the partition's next commit (Store::queue_outbox_change),
+//            or by a writer job when no batch comes first (LMDB has one writer per environment);
 //   410      the alert is disabled (logged, metric) until the next reload or restart; its entries go dead;
 //   other / transport error   retried after retry_initial * 2^(attempts-1), capped at retry_max, times a
 //            jitter in [0.5, 1]; once retry_for has passed since this process first saw the entry (so a
@@ -16,6 +17,7 @@
 // Thread safety: set_options from any thread.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -63,7 +65,8 @@ class AlertDelivery {
   struct Tracked {
     int attempts = 0;
     std::chrono::steady_clock::time_point due{};
-    bool busy = false;  // in flight, or its delete/move is queued on the writer
+    bool busy = false;  // in flight, or done
+    bool done = false;  // delivered or given up: its delete/move is queued for the partition's next commit
     std::optional<std::chrono::steady_clock::time_point> first;  // first seen by this process: retry_for counts from it
   };
   struct Job {
@@ -97,6 +100,7 @@ class AlertDelivery {
   std::deque<Job> queue_;                                    // guarded by mutex_
   bool woken_ = false, stopping_ = false, started_ = false;  // guarded by mutex_
   std::uint64_t rng_ = 0x9e3779b97f4a7c15ull;                // jitter, guarded by mutex_
+  std::unique_ptr<std::atomic<bool>[]> flush_posted_;        // per partition: a flush job is queued on its writer
   std::thread dispatcher_;
   std::vector<std::thread> workers_;
 };

@@ -1,7 +1,7 @@
 // The body and headers of one alert delivery (docs/design.md, "Alerts").
 //
 // Body: {"id","alert","customer_id","event_id" (null for a tier change),"at","customer":{…}} where
-// `customer` is the object of GET /v1/customers/{id} (write_customer_json without explain).
+// `customer` is the object of GET /v1/customers/{id} (write_customer_json without explain) at delivery time.
 // Headers: Rapport-Delivery: <id>, Rapport-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">
 // keyed with the alert's secret (the Stripe scheme). Pure: no I/O, no clock.
 // Thread safety: plain functions.
@@ -20,7 +20,7 @@ struct AlertMessage {
   std::string customer_id;
   std::optional<std::string> event_id;  // nullopt for a tier change
   std::int64_t at_ms = 0;               // when the alert fired (the event's commit, or the fit)
-  std::string customer_json;            // the customer object, already serialised
+  std::string customer_json;            // the customer object, already serialised ("" = null: erased)
 };
 
 // The JSON body (customer_json inserted as it is).

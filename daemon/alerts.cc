@@ -2,8 +2,6 @@
 
 #include <algorithm>
 
-#include "common/json_writer.h"
-#include "daemon/customer_json.h"
 #include "daemon/value_service.h"
 
 namespace rapport {
@@ -64,7 +62,8 @@ class AlertObserver final : public OutboxObserver {
     candidates_.clear();
     const std::string_view label = event.channel.view();
     const std::string_view cls = channel_name(classify_channel(label));
-    bool needs_view = false;
+    bool needs_full = false, needs_satisfaction = false;
+    const bool fitted = context_->model != nullptr && context_->model->fitted_at_ms != 0;
     for (std::size_t i = 0; i < context_->rules.size(); ++i) {
       const AlertRule& r = context_->rules[i];
       if (r.tier_changed) continue;
@@ -77,33 +76,28 @@ class AlertObserver final : public OutboxObserver {
         continue;
       }
       candidates_.push_back(i);
-      needs_view = needs_view || r.has_threshold() || !r.tiers.empty();
+      // The tier (any model) and the churn risk (only with a model: without one it is null) need every
+      // score; a satisfaction threshold only the satisfaction.
+      needs_full = needs_full || !r.tiers.empty() || (r.churn_risk_above && fitted);
+      needs_satisfaction = needs_satisfaction || r.satisfaction_below.has_value();
     }
     if (candidates_.empty()) return false;
     now_ms_ = alerts_.now_ms();
-    before_ = needs_view ? alert_view(state, now_ms_, *context_) : AlertView{};
-    needs_view_ = needs_view;
+    view_ = needs_full ? View::kFull : needs_satisfaction ? View::kSatisfaction : View::kNone;
+    before_ = view(state);
     return true;
   }
 
   void after_event(const Event& event, const CustomerState& state, std::vector<std::string>& payloads) override {
-    const AlertView after = needs_view_ ? alert_view(state, now_ms_, *context_) : AlertView{};
-    std::string customer_json;
+    const AlertView after = view(state);
     for (const std::size_t i : candidates_) {
       const AlertRule& r = context_->rules[i];
       if (!alert_fires_on_event(r, event, before_.tier, before_.scores, after.scores)) continue;
-      if (customer_json.empty()) {
-        JsonWriter out;
-        write_customer_json(out, event.customer_id.view(), state, now_ms_, context_->evaluate, context_->model.get(),
-                            context_->value, /*explain=*/false);
-        customer_json = out.take();
-      }
       AlertMessage d;
       d.alert = r.name;
       d.customer_id = event.customer_id.view();
       d.event_id = std::string(event.event_id.view());
       d.at_ms = now_ms_;
-      d.customer_json = customer_json;
       payloads.push_back(encode_alert_record(d));
     }
   }
@@ -114,8 +108,16 @@ class AlertObserver final : public OutboxObserver {
   std::uint64_t version_ = 0;
   std::vector<std::size_t> candidates_;
   std::int64_t now_ms_ = 0;
+  enum class View : std::uint8_t { kNone, kSatisfaction, kFull };
+  AlertView view(const CustomerState& state) const {
+    if (view_ == View::kFull) return alert_view(state, now_ms_, *context_);
+    AlertView v;
+    if (view_ == View::kSatisfaction)
+      v.scores.satisfaction = explain_satisfaction(state, now_ms_, context_->evaluate).score;
+    return v;
+  }
   AlertView before_;
-  bool needs_view_ = false;
+  View view_ = View::kNone;
 };
 
 }  // namespace
@@ -128,7 +130,6 @@ std::string encode_alert_record(const AlertMessage& d) {
   put_str(out, d.event_id ? *d.event_id : std::string_view{});
   const auto at = static_cast<std::uint64_t>(d.at_ms);
   for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((at >> (8 * i)) & 0xff));
-  put_str(out, d.customer_json);
   return out;
 }
 
@@ -140,8 +141,7 @@ Status decode_alert_record(std::string_view bytes, AlertMessage& out) {
   if (!r.u8(version) || version != kAlertRecordVersion) {
     return Status::Error("alert record of unknown format " + std::to_string(version));
   }
-  if (!r.str(out.alert) || !r.str(out.customer_id) || !r.u8(has_event) || !r.str(event_id) || !r.u64(at) ||
-      !r.str(out.customer_json) || !r.done()) {
+  if (!r.str(out.alert) || !r.str(out.customer_id) || !r.u8(has_event) || !r.str(event_id) || !r.u64(at) || !r.done()) {
     return Status::Error("alert record is truncated or corrupt");
   }
   out.event_id = has_event ? std::optional<std::string>(std::move(event_id)) : std::nullopt;
@@ -204,19 +204,12 @@ void Alerts::tier_changes(std::string_view customer_id, const CustomerState& sta
   after_ctx.model = std::shared_ptr<const ValueModel>(std::shared_ptr<const ValueModel>{}, &current);
   const Tier before = alert_view(state, now_ms, before_ctx).tier;
   const Tier after = alert_view(state, now_ms, after_ctx).tier;
-  std::string customer_json;
   for (const AlertRule& r : ctx->rules) {
     if (!alert_fires_on_tier_change(r, before, after)) continue;
-    if (customer_json.empty()) {
-      JsonWriter out;
-      write_customer_json(out, customer_id, state, now_ms, ctx->evaluate, &current, ctx->value, false);
-      customer_json = out.take();
-    }
     AlertMessage d;
     d.alert = r.name;
     d.customer_id = customer_id;
     d.at_ms = now_ms;
-    d.customer_json = customer_json;
     records.push_back(encode_alert_record(d));
   }
 }

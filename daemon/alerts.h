@@ -38,7 +38,8 @@ struct AlertContext {
 };
 
 // The wire record of one fired alert in the outbox (opaque to storage).
-std::string encode_alert_record(const AlertMessage& message);  // message.id is not stored
+// message.id and message.customer_json are not stored: the customer is rendered at delivery.
+std::string encode_alert_record(const AlertMessage& message);
 Status decode_alert_record(std::string_view bytes, AlertMessage& out);
 
 // The scores and tier alert rules look at, for one state at `now_ms`.

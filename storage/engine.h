@@ -172,6 +172,12 @@ struct Engine : Env {
   std::atomic<std::uint64_t> outbox_dropped{0};
   // Appends pending entries, then drops the oldest beyond options.outbox_capacity.
   int append_outbox(MDB_txn* txn, std::span<const std::string> payloads, std::string& context);
+  // Store::queue_outbox_change: (sequence, delivered) waiting for the next write transaction.
+  std::mutex outbox_queue_mutex;
+  std::vector<std::pair<std::uint64_t, bool>> outbox_queue;  // outbox_queue_mutex
+  std::vector<std::pair<std::uint64_t, bool>> take_outbox_changes();
+  void requeue_outbox_changes(std::vector<std::pair<std::uint64_t, bool>>& changes);  // after a failed write
+  int apply_outbox_changes(MDB_txn* txn, std::span<const std::pair<std::uint64_t, bool>> changes, std::string& context);
 
   // ---- reads.cc ----
 

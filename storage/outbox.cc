@@ -46,6 +46,40 @@ int Engine::append_outbox(MDB_txn* txn, std::span<const std::string> payloads, s
   return 0;
 }
 
+std::vector<std::pair<std::uint64_t, bool>> Engine::take_outbox_changes() {
+  std::lock_guard<std::mutex> lock(outbox_queue_mutex);
+  std::vector<std::pair<std::uint64_t, bool>> out;
+  out.swap(outbox_queue);
+  return out;
+}
+
+void Engine::requeue_outbox_changes(std::vector<std::pair<std::uint64_t, bool>>& changes) {
+  if (changes.empty()) return;
+  std::lock_guard<std::mutex> lock(outbox_queue_mutex);
+  outbox_queue.insert(outbox_queue.end(), changes.begin(), changes.end());
+}
+
+int Engine::apply_outbox_changes(MDB_txn* txn, std::span<const std::pair<std::uint64_t, bool>> changes,
+                                 std::string& context) {
+  for (const auto& [seq, delivered] : changes) {
+    const std::string k8 = sequence_key(seq);
+    MDB_val k = to_val(k8), v;
+    int rc = mdb_get(txn, outbox, &k, &v);
+    if (rc == MDB_NOTFOUND) continue;  // dropped by the bound, or already changed
+    if (rc == 0 && !delivered) {
+      const std::string copy(to_view(v));  // v points into a page the delete may free
+      MDB_val cv = to_val(copy);
+      rc = mdb_put(txn, outbox_dead, &k, &cv, 0);
+    }
+    if (rc == 0) rc = mdb_del(txn, outbox, &k, nullptr);
+    if (rc != 0) {
+      context = "cannot update the alerts outbox";
+      return rc;
+    }
+  }
+  return 0;
+}
+
 }  // namespace storage_internal
 
 using namespace storage_internal;
@@ -139,6 +173,24 @@ Result<std::size_t> Store::move_outbox(OutboxArea from, std::span<const std::uin
   });
   if (!s) return s;
   return moved;
+}
+
+void Store::queue_outbox_change(std::uint64_t sequence, bool delivered) {
+  std::lock_guard<std::mutex> lock(impl_->outbox_queue_mutex);
+  impl_->outbox_queue.emplace_back(sequence, delivered);
+}
+
+Result<std::size_t> Store::flush_outbox_changes() {
+  Impl& d = *impl_;
+  auto changes = d.take_outbox_changes();
+  if (changes.empty()) return std::size_t{0};
+  Status s =
+      d.write([&](MDB_txn* txn, std::string& context) -> int { return d.apply_outbox_changes(txn, changes, context); });
+  if (!s) {
+    d.requeue_outbox_changes(changes);
+    return s;
+  }
+  return changes.size();
 }
 
 Result<OutboxStats> Store::outbox_stats() const {

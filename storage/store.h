@@ -198,6 +198,13 @@ class Store {
   // Moves entries from `from` to the other area, keeping their sequence; returns how many moved.
   Result<std::size_t> move_outbox(OutboxArea from, std::span<const std::uint64_t> sequences);
   Result<OutboxStats> outbox_stats() const;
+  // Queues a pending entry to delete (delivered = true) or to move to the dead area; the change is
+  // written inside the next apply_batch's transaction (no commit of its own under load) or by
+  // flush_outbox_changes(), whichever runs first. Any thread. A crash before then loses the change:
+  // the entry stays pending (at-least-once).
+  void queue_outbox_change(std::uint64_t sequence, bool delivered);
+  // Writes the queued changes in one transaction (none when the queue is empty); returns how many.
+  Result<std::size_t> flush_outbox_changes();
 
   StoreStats stats() const;
   const StoreOptions& options() const;

@@ -165,5 +165,30 @@ TEST_F(OutboxTest, RemoveMoveAndReplayKeepSequencesUnique) {
   EXPECT_EQ((*page)[0].payload, "d");
 }
 
+TEST_F(OutboxTest, QueuedChangesRideInTheNextBatchOrAFlush) {
+  auto store = open_ok(options());
+  ASSERT_TRUE(store);
+  ASSERT_TRUE(store->add_outbox(std::vector<std::string>{"a", "b", "c", "d"}).ok());
+  const auto seqs = sequences(*store, OutboxArea::kPending);
+  ASSERT_EQ(seqs.size(), 4u);
+  // Delivered a, given up on b: written by the next batch's commit.
+  store->queue_outbox_change(seqs[0], /*delivered=*/true);
+  store->queue_outbox_change(seqs[1], /*delivered=*/false);
+  EXPECT_EQ(payloads(*store, OutboxArea::kPending).size(), 4u);  // nothing written yet
+  apply_ok(*store, {complaint("c1", "e1")});
+  EXPECT_EQ(payloads(*store, OutboxArea::kPending), (std::vector<std::string>{"c", "d"}));
+  EXPECT_EQ(payloads(*store, OutboxArea::kDead), std::vector<std::string>{"b"});
+  // With no batch: a flush writes them; an empty queue writes nothing.
+  store->queue_outbox_change(seqs[2], true);
+  store->queue_outbox_change(seqs[0], true);  // already gone: ignored
+  auto flushed = store->flush_outbox_changes();
+  ASSERT_TRUE(flushed.ok());
+  EXPECT_EQ(*flushed, 2u);
+  EXPECT_EQ(payloads(*store, OutboxArea::kPending), std::vector<std::string>{"d"});
+  flushed = store->flush_outbox_changes();
+  ASSERT_TRUE(flushed.ok());
+  EXPECT_EQ(*flushed, 0u);
+}
+
 }  // namespace
 }  // namespace rapport
