@@ -1,5 +1,8 @@
 #include "daemon/alert_delivery.h"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <future>
 
@@ -13,6 +16,10 @@ namespace rapport {
 namespace {
 
 constexpr std::size_t kPage = 256;  // entries scanned per partition per round
+
+// Delivery is background work: its threads run at a lower priority (nice 10) than ingest, so on a busy
+// machine a burst of alerts is delivered when the CPU is free rather than slowing acknowledgements.
+void lower_priority() { (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10); }
 
 }  // namespace
 
@@ -120,6 +127,7 @@ void AlertDelivery::finish(const Key& key, bool delivered) {
 }
 
 void AlertDelivery::dispatch_loop() {
+  lower_priority();
   std::vector<Job> dead;
   for (;;) {
     AlertDeliveryOptions options;
@@ -241,6 +249,7 @@ void AlertDelivery::mark_busy(const Key& key) {
 }
 
 void AlertDelivery::worker_loop() {
+  lower_priority();
   for (;;) {
     Job job;
     {
