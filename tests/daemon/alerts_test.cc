@@ -100,5 +100,62 @@ TEST(AlertObserverTest, FiresOnCrossingAndOnFilters) {
   EXPECT_EQ(after->size(), 2u);
 }
 
+ValueModel model_with_thresholds(double platinum_min_clv, double gold_min_clv) {
+  ValueModel m;
+  m.bgnbd = BgNbdParams{0.243, 4.414 * 7, 0.793, 2.426};
+  m.gamma_gamma = GammaGammaParams{6.25, 3.74, 15.44};
+  m.fitted_at_ms = kNow - 1000;
+  m.as_of_ms = kNow - 1000;
+  m.platinum_min_clv = platinum_min_clv;
+  m.gold_min_clv = gold_min_clv;
+  return m;
+}
+
+TEST(AlertTierChangeTest, FiresWhenTheNewModelMovesTheCustomer) {
+  // A repeat buyer: not a lead (the last 12 months brought more than they cost).
+  CustomerState state;
+  for (int i = 0; i < 3; ++i) {
+    Event e;
+    e.customer_id.assign("t1");
+    e.event_id.assign("p" + std::to_string(i));
+    e.ts_ms = kNow - (100 - 30 * i) * 86'400'000LL;
+    e.type = EventType::kPurchase;
+    e.amount = 80;
+    apply_event(state, e, ApplyConfig{});
+  }
+  Alerts alerts([] { return kNow; });
+  AlertRule any = rule("any-move");
+  any.tier_changed = true;
+  AlertRule to_platinum = rule("to-platinum");
+  to_platinum.tier_changed = true;
+  to_platinum.tiers = {Tier::kPlatinum};
+  AlertRule on_events = rule("complaints");  // not a tier-change rule: never fires at a fit
+  on_events.event_types = {EventType::kComplaint};
+  alerts.set_rules({any, to_platinum, on_events}, EvaluateConfig{}, ValueConfig{});
+  const ValueModel platinum_for_all = model_with_thresholds(0, 0);
+  const ValueModel iron_for_all = model_with_thresholds(1e12, 1e12);
+
+  std::vector<std::string> records;
+  alerts.tier_changes("t1", state, &platinum_for_all, iron_for_all, kNow, records);  // platinum -> iron
+  ASSERT_EQ(records.size(), 1u);
+  AlertMessage m;
+  ASSERT_TRUE(decode_alert_record(records[0], m).ok());
+  EXPECT_EQ(m.alert, "any-move");
+  EXPECT_EQ(m.customer_id, "t1");
+  EXPECT_FALSE(m.event_id.has_value());  // null in the body: a fit, not an event
+  EXPECT_EQ(m.at_ms, kNow);
+
+  records.clear();
+  alerts.tier_changes("t1", state, &iron_for_all, platinum_for_all, kNow, records);  // iron -> platinum
+  ASSERT_EQ(records.size(), 2u);
+  ASSERT_TRUE(decode_alert_record(records[1], m).ok());
+  EXPECT_EQ(m.alert, "to-platinum");
+
+  records.clear();
+  alerts.tier_changes("t1", state, &iron_for_all, iron_for_all, kNow, records);  // no move
+  alerts.tier_changes("t1", state, nullptr, platinum_for_all, kNow, records);    // first fit: no previous tier
+  EXPECT_TRUE(records.empty());
+}
+
 }  // namespace
 }  // namespace rapport
