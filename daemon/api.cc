@@ -213,6 +213,9 @@ Route Api::dispatch(HttpRequest&& request, HttpRespond respond) {
     case Route::kCustomer:
       if (!is_get) break;
       return get_customer(request, id, respond);
+    case Route::kChanges:
+      if (!is_get) break;
+      return changes(request, respond);
     default:
       break;
   }

@@ -11,6 +11,7 @@
 #include <mutex>
 
 #include "daemon/config.h"
+#include "daemon/feed.h"
 #include "daemon/metrics.h"
 #include "daemon/partitioned_sink.h"
 #include "daemon/value_service.h"
@@ -34,6 +35,12 @@ class Api final : public HttpHandler {
 
   void set_config(std::shared_ptr<const Config> config);
 
+  // GET /v1/changes long-polls: a writer committed (they try again); the daemon stops (they answer now).
+  void notify_changes() { feed_waiters_.notify(); }
+  void stop_changes() { feed_waiters_.stop(); }
+
+  static constexpr std::size_t kMaxParkedFeedRequests = 1000;
+
  private:
   std::shared_ptr<const Config> config() const;
   std::shared_ptr<const TokenSet> tokens() const;
@@ -51,6 +58,7 @@ class Api final : public HttpHandler {
   Route backtest_model(const HttpRequest& request, HttpRespond& respond);
   Route tiers(HttpRespond& respond);
   Route list_customers(const HttpRequest& request, HttpRespond& respond);
+  Route changes(const HttpRequest& request, HttpRespond& respond);  // daemon/feed_api.cc
   Route list_customers_by_id(Tier wanted, std::size_t limit, const std::string& cursor, HttpRespond& respond);
 
   PartitionedStore& store_;
@@ -60,6 +68,9 @@ class Api final : public HttpHandler {
   mutable std::mutex mutex_;
   std::shared_ptr<const Config> config_;    // guarded by mutex_
   std::shared_ptr<const TokenSet> tokens_;  // guarded by mutex_
+
+  // Last: destroyed first, answering the requests it holds while the rest still exists.
+  FeedWaiters feed_waiters_{kMaxParkedFeedRequests};
 };
 
 // Helpers shared with the tests.

@@ -268,6 +268,7 @@ Status apply_toml(const toml::table& root, Config& c) {
   storage.number("max_map_bytes", c.storage.max_map_bytes, 1 << 20, kMaxBytes * 1024);
   storage.number("dead_letter_capacity", c.storage.dead_letter_capacity, 0, 1e9);
   storage.number("outbox_capacity", c.storage.outbox_capacity, 1, 1e9);
+  storage.number("feed_tombstones", c.storage.feed_tombstones, 0, 1e9);
   double partitions = 0;  // absent: the state dir's recorded layout, or the number of cores for a new one
   storage.number("partitions", partitions, 1, kMaxPartitions);
   if (partitions != 0) {

@@ -14,7 +14,7 @@ using prometheus::Histogram;
 constexpr std::array<std::string_view, kRouteCount> kRouteNames = {
     "events",          "other",   "customer", "customer_events", "customers_batch_get", "customers_list",
     "customer_delete", "tiers",   "model",    "model_fit",       "deadletter",          "deadletter_remove",
-    "metrics",         "healthz", "readyz",   "openapi",         "model_backtest",
+    "metrics",         "healthz", "readyz",   "openapi",         "model_backtest",      "changes",
 };
 
 constexpr std::array<std::string_view, kTlsFailureCount> kTlsFailureNames = {"plaintext", "error", "timeout"};
@@ -168,6 +168,11 @@ Metrics::Metrics(std::string_view version) {
                      .Help("Partitions of the state dir (one writer each)")
                      .Register(reg)
                      .Add({});
+  feed_parked_ = &BuildGauge()
+                      .Name("rapport_feed_parked_requests")
+                      .Help("Long-polls of GET /v1/changes waiting for a change")
+                      .Register(reg)
+                      .Add({});
 
   http_requests_ =
       &BuildCounter().Name("rapport_http_requests_total").Help("HTTP requests by route and status code").Register(reg);

@@ -48,8 +48,9 @@ enum class Route : std::uint8_t {
   kReadyz,
   kOpenApi,
   kModelBacktest,
+  kChanges,
 };
-inline constexpr int kRouteCount = 17;
+inline constexpr int kRouteCount = 18;
 std::string_view route_name(Route route);
 // The id the fronts carry for `route` (and back: an id no Route has counts as kOther).
 inline HttpRoute http_route(Route route) { return static_cast<HttpRoute>(route); }
@@ -117,6 +118,7 @@ class Metrics final : public FrontStats {
   prometheus::Gauge& partition_queue_depth(std::uint32_t partition);
   prometheus::Counter& partition_commits(std::uint32_t partition);
   prometheus::Gauge& partitions() { return *partitions_; }
+  prometheus::Gauge& feed_parked() { return *feed_parked_; }  // long-polls of GET /v1/changes waiting
 
   // --- HTTP (per request, not per event) ---
   void observe_http(Route route, int status, double seconds);
@@ -170,6 +172,7 @@ class Metrics final : public FrontStats {
   prometheus::Family<prometheus::Gauge>* partition_queue_depth_ = nullptr;
   prometheus::Family<prometheus::Counter>* partition_commits_ = nullptr;
   prometheus::Gauge* partitions_ = nullptr;
+  prometheus::Gauge* feed_parked_ = nullptr;
   prometheus::Family<prometheus::Counter>* http_requests_ = nullptr;
   std::array<prometheus::Histogram*, kRouteCount> http_duration_{};
   prometheus::Family<prometheus::Gauge>* customers_ = nullptr;

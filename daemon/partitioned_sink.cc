@@ -146,6 +146,10 @@ void Writers::stop() {
   for (auto& w : writers_) w->stop();
 }
 
+void Writers::set_on_change(const std::function<void()>& on_change) {
+  for (auto& w : writers_) w->set_on_change(on_change);
+}
+
 void Writers::set_apply_config(const ApplyConfig& apply) {
   for (auto& w : writers_) w->set_apply_config(apply);
 }

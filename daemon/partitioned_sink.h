@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -56,6 +57,8 @@ class Writers {
   bool accepting() const { return sink_.accepting(); }
 
   void set_apply_config(const ApplyConfig& apply);
+  // Writer::set_on_change on every writer.
+  void set_on_change(const std::function<void()>& on_change);
   // Asks every idle writer to checkpoint whatever is pending (the clock's checkpoint).
   void request_idle_checkpoints();
   // True if some writer has work in hand or queued and has completed nothing since the last call

@@ -205,6 +205,7 @@ int run(const std::string& config_path, const Overrides& overrides) {
   AlertDelivery delivery(**store, writer, alerts, alert_metrics, config->alert_delivery);
   delivery.start();
   Api api(**store, writer, value, metrics, config);
+  writer.set_on_change([&api] { api.notify_changes(); });
   metrics.set_before_scrape([&] { refresh_storage_metrics(**store, metrics, value); });
 
   // systemd socket activation: adopt listeners passed as "http" / "tcp" (FileDescriptorName=).
@@ -330,6 +331,7 @@ int run(const std::string& config_path, const Overrides& overrides) {
   }
 
   sd_notify(0, "STOPPING=1");
+  api.stop_changes();  // parked long-polls answer now, so they do not hold the shutdown up
   (*server)->shutdown(config->shutdown_timeout);
   delivery.stop();
   value.stop();

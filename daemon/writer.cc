@@ -197,9 +197,15 @@ void Writer::run() {
     {
       std::lock_guard lock(mutex_);
       in_hand_ = false;
+      if (on_change_) on_change_();
     }
     progress_.fetch_add(1, std::memory_order_relaxed);
   }
+}
+
+void Writer::set_on_change(std::function<void()> on_change) {
+  std::lock_guard lock(mutex_);
+  on_change_ = std::move(on_change);
 }
 
 void Writer::stall_if_due() {

@@ -62,6 +62,9 @@ class Writer final : public IngestSink {
   // Begins a checkpoint of whatever is pending (if none is in progress); the
   // writer finishes it in slices between batches and while idle.
   bool request_checkpoint();
+  // Called on the writer thread after every commit and job (the change feed's long-polls wake on it).
+  // May be set while the writer runs.
+  void set_on_change(std::function<void()> on_change);
   // Number of completed writer loop iterations (commits and jobs); the watchdog checks it moves.
   std::uint64_t progress() const { return progress_.load(std::memory_order_relaxed); }
   // True while the writer has work queued or in hand.
@@ -95,6 +98,9 @@ class Writer final : public IngestSink {
   bool stopping_ = false;          // guarded by mutex_
   bool in_hand_ = false;           // guarded by mutex_
   ApplyConfig apply_;              // guarded by mutex_
+
+  // Guarded by mutex_ (set_on_change).
+  std::function<void()> on_change_;
 
   std::atomic<bool> accepting_{true};
   std::atomic<std::uint64_t> progress_{0};

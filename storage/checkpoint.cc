@@ -73,6 +73,7 @@ Status Engine::checkpoint_slice(std::size_t budget) {
       if (!checkpointing) return Status::Ok();
     }
     std::vector<std::pair<std::string_view, std::uint32_t>> index;
+    std::vector<FeedWrite> feed;
     std::size_t end = slice_next, written_bytes = 0;
     bool stale = false, last = false;
     const std::uint64_t next_generation = generation + 1;
@@ -91,6 +92,7 @@ Status Engine::checkpoint_slice(std::size_t budget) {
       }
       std::size_t records = 0;
       written_bytes = 0;
+      feed.clear();
       for (end = slice_next; end < slice_order.size() && (records == 0 || records < budget); ++end) {
         const std::string_view id = slice_order[end].id;
         const std::uint32_t i = slice_order[end].entry;
@@ -117,9 +119,11 @@ Status Engine::checkpoint_slice(std::size_t budget) {
             return rc;
           }
         }
+        if (entry.last != kNone) feed.push_back(FeedWrite{id, frozen.pending[entry.last].seq, false});
         records += 1 + entry.count;
         written_bytes += entry.record_bytes;
       }
+      if ((rc = put_changes(txn, feed, context)) != 0) return rc;  // the change feed's items
       last = end == slice_order.size();
       if (last) {
         if ((rc = put_meta_u64(txn, kCheckpointKey, frozen_seq, context)) != 0) return rc;

@@ -6,6 +6,7 @@
 //   reads.cc         get_customer, customer_events, for_each_customer, get_meta, stats
 //   erase.cc         erase_customer
 //   dead_letters.cc  dead letters
+//   changes.cc       the change feed: put_changes, backfill_changes, Store::changes
 //   store.cc         open, close, put_meta, backup
 //
 // Locking (besides env.h's):
@@ -158,6 +159,22 @@ struct Engine : Env {
   Status checkpoint_step_locked(bool begin_now);
   // Grows the map ahead of the next checkpoint. Best effort.
   void ensure_headroom();
+
+  // ---- changes.cc (the change feed) ----
+
+  // Makes each write's seq its customer's feed item (a tombstone if
+  // `tombstone`), removing the customer's previous one; compacts the oldest
+  // tombstones beyond options.feed_tombstones. Writes in customer key order
+  // (or few). Called by checkpoint slices and erasure.
+  struct FeedWrite {
+    std::string_view id;
+    std::uint64_t seq = 0;
+    bool tombstone = false;
+  };
+  int put_changes(MDB_txn* txn, std::span<const FeedWrite> writes, std::string& context);
+  // At open, once per store (meta storage.feed_version): gives every customer stored before the change
+  // feed existed an item at a fresh sequence, so that following the feed from the start sees it.
+  Status backfill_changes();
 
   // ---- dead_letters.cc ----
 

@@ -69,9 +69,10 @@ class Cursor {
 struct Env {
   StoreOptions options;
   MDB_env* env = nullptr;
-  MDB_dbi customers = 0, events = 0, meta = 0, deadletter = 0, journal = 0;
+  MDB_dbi customers = 0, events = 0, meta = 0, deadletter = 0, journal = 0, changes = 0;
   bool empty = false;       // read-only open of an environment that has none of our databases
   bool has_journal = true;  // false: read-only open of a store written before the journal existed
+  bool has_changes = true;  // false: read-only open of a store written before the change feed existed
   std::size_t page_size = 4096;
 
   std::mutex write_mutex;

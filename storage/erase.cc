@@ -71,8 +71,10 @@ Result<bool> Store::erase_customer(std::string_view customer_id) {
         }
       }
       if (!existed) return 0;  // nothing changed: no new generation
-      // Sequences of deleted records are never reused.
-      if ((rc = d.put_meta_u64(txn, kJournalNextKey, d.next_seq, context)) != 0) return rc;
+      // The feed's tombstone takes the next sequence. Sequences of deleted records are never reused.
+      const Engine::FeedWrite tombstone{customer_id, d.next_seq, true};
+      if ((rc = d.put_changes(txn, std::span(&tombstone, 1), context)) != 0) return rc;
+      if ((rc = d.put_meta_u64(txn, kJournalNextKey, d.next_seq + 1, context)) != 0) return rc;
       if ((rc = d.put_meta_u64(txn, kGenerationKey, next_generation, context)) != 0) return rc;
       d.committing_generation.store(next_generation, std::memory_order_release);
       return 0;
@@ -123,6 +125,7 @@ Result<bool> Store::erase_customer(std::string_view customer_id) {
         entry.count = entry.record_bytes = 0;
       }
       d.generation = next_generation;
+      ++d.next_seq;  // the tombstone's
     }
     d.committing_generation.store(kNoGeneration, std::memory_order_release);
     if (d.active.pending_events == 0) d.first_pending.reset();

@@ -171,6 +171,26 @@ Status PartitionedStore::checkpoint() {
   return Status::Ok();
 }
 
+Result<PartitionedStore::FeedPage> PartitionedStore::changes(std::span<const std::uint64_t> after,
+                                                             std::size_t limit) const {
+  if (after.size() != partitions_.size()) {
+    return Status::Error("a change feed position names " + std::to_string(after.size()) +
+                         " partitions; the store has " + std::to_string(partitions_.size()));
+  }
+  FeedPage page;
+  for (std::uint32_t i = 0; i < partitions_.size(); ++i) {
+    auto part = partitions_[i]->changes(after[i], limit);
+    if (!part.ok()) return part.status();
+    page.floors.push_back(part->floor);
+    for (Change& c : part->items) page.items.push_back(FeedItem{i, std::move(c)});
+  }
+  // Each partition's items are in seq order: a stable sort by seq keeps partition order on ties.
+  std::stable_sort(page.items.begin(), page.items.end(),
+                   [](const FeedItem& a, const FeedItem& b) { return a.change.seq < b.change.seq; });
+  if (page.items.size() > limit) page.items.resize(limit);
+  return page;
+}
+
 Result<std::optional<CustomerState>> PartitionedStore::get_customer(std::string_view customer_id) const {
   return partitions_[partition_of(customer_id)]->get_customer(customer_id);
 }

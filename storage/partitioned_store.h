@@ -92,6 +92,19 @@ class PartitionedStore {
   // order-independent work (fits, top-N). One snapshot per partition.
   Status for_each_customer_unordered(const CustomerVisitor& visit) const;
 
+  // The change feed of every partition (Store::changes), merged: `after`
+  // holds one position per partition (partition_count() of them); items in
+  // order of (seq, partition), at most `limit`. floors: each partition's.
+  struct FeedItem {
+    std::uint32_t partition = 0;
+    Change change;
+  };
+  struct FeedPage {
+    std::vector<FeedItem> items;
+    std::vector<std::uint64_t> floors;
+  };
+  Result<FeedPage> changes(std::span<const std::uint64_t> after, std::size_t limit) const;
+
   // Meta and dead letters: partition 0.
   Status put_meta(std::string_view key, std::string_view value);
   Result<std::optional<std::string>> get_meta(std::string_view key) const;

@@ -19,11 +19,13 @@
 //   env.h/.cc        the LMDB environment, transactions, map growth and the resize lock
 //   codec.h/.cc      record layouts: journal, index, dead letters, ApplyConfig, meta keys
 //   overlay.h        the in-memory overlays and the per-batch Delta
+//   dedup_filter.h/.cc  the filter over the stored dedup keys (no index read for a new event)
 //   journal.cc       apply_batch, replay, installing a committed delta
 //   checkpoint.cc    checkpoints in slices
 //   reads.cc         reads that merge the overlays with a snapshot
 //   erase.cc         erase_customer
 //   dead_letters.cc  dead letters
+//   changes.cc       the change feed (items written by checkpoints and erasure; Store::changes)
 //   store.cc         open, close, put_meta, backup
 //
 // Several processes: every journal/overlay write transaction first checks the
@@ -134,6 +136,16 @@ Result<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
       return fail(std::string("cannot open LMDB database '") + n.name + "'", rc);
     }
   }
+  // The change feed (storage/changes.cc); a read-only open of a store written before it reads no items.
+  if (missing == 0) {
+    rc = mdb_dbi_open(txn, "changes", options.read_only ? 0 : MDB_CREATE, &impl->changes);
+    if (rc == MDB_NOTFOUND && options.read_only) {
+      impl->has_changes = false;
+    } else if (rc != 0) {
+      mdb_txn_abort(txn);
+      return fail("cannot open LMDB database 'changes'", rc);
+    }
+  }
   if (missing > 0) {
     MDB_stat main_stat{};
     MDB_dbi main_dbi;
@@ -151,6 +163,9 @@ Result<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
   MDB_stat env_stat;
   if (mdb_env_stat(impl->env, &env_stat) == 0) impl->page_size = env_stat.ms_psize;
 
+  if (!options.read_only) {
+    if (Status s = impl->backfill_changes(); !s) return Status::Error("cannot build the change feed: " + s.message());
+  }
   // Crash recovery: replay the journal after the last checkpoint into memory.
   if (Status s = impl->refresh(); !s) return Status::Error("cannot replay the journal: " + s.message());
   if (!options.read_only) impl->build_stored_keys();

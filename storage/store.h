@@ -72,6 +72,9 @@ struct StoreOptions {
   // Checkpoint when the Store is destroyed. False leaves pending events to
   // journal replay at the next open (crash-recovery tests, benchmarks).
   bool checkpoint_on_close = true;
+  // Change feed: erasure tombstones kept; beyond this the oldest are
+  // compacted and a cursor older than them answers "gone" (Store::changes).
+  std::size_t feed_tombstones = 100000;
 };
 
 enum class EventOutcome : std::uint8_t { kAccepted, kDuplicate };
@@ -105,6 +108,20 @@ struct TimelineKey {
   TimelineKey(std::int64_t ts, std::string id) : ts_ms(ts), event_id(std::move(id)) {}
   std::int64_t ts_ms;
   std::string event_id;
+};
+
+// One item of the change feed (docs/design.md, "Change feed"): a customer's
+// latest change, at the journal sequence of its last event or of its erasure.
+struct Change {
+  std::uint64_t seq = 0;
+  std::string customer_id;
+  std::optional<CustomerState> state;  // nullopt: a tombstone (the customer was erased)
+};
+
+struct ChangePage {
+  std::vector<Change> items;  // seq ascending, all > after
+  // Highest sequence of a compacted tombstone (0: none): a cursor 0 < after < floor is gone.
+  std::uint64_t floor = 0;
 };
 
 struct StoreStats {
@@ -177,6 +194,12 @@ class Store {
   // The same, starting strictly after the customer id `after` (which need not
   // be stored): a keyset position, so listings can resume or be merged.
   Status for_each_customer(const Visitor& visit, std::string_view after) const;
+
+  // The change feed: each customer whose latest change (event or erasure)
+  // has a sequence > after, once, in sequence order, at most `limit` items,
+  // each with its state in the same snapshot. A customer changing again
+  // moves to the end. Sequences only grow: a cursor never misses a change.
+  Result<ChangePage> changes(std::uint64_t after, std::size_t limit) const;
 
   Status put_meta(std::string_view key, std::string_view value);
   Result<std::optional<std::string>> get_meta(std::string_view key) const;

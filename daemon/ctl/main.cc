@@ -4,6 +4,7 @@
 //   rapportctl top --by METRIC -n N [--tier T]  (state dir or --url)
 //   rapportctl tiers | fit [--save] | erase ID | deadletter list|replay   (state dir or --url)
 //   rapportctl backtest --calibration-end D1 --holdout-end D2 [--json] [--plot FILE.png]  (state dir or --url)
+//   rapportctl changes [--follow] [--after C]   (--url): the change feed as NDJSON
 //   rapportctl backup DEST | restore SRC        (state dir)
 //   rapportctl migrate --partitions N           (stopped state dir)
 //   rapportctl generate [--model mix|bgnbd] --customers N [--events M | --r R --alpha A ...] [--seed S]
@@ -18,6 +19,7 @@
 #include "daemon/ctl/alerts.h"
 #include "daemon/ctl/backtest.h"
 #include "daemon/ctl/backup.h"
+#include "daemon/ctl/changes.h"
 #include "daemon/ctl/common.h"
 #include "daemon/ctl/import.h"
 #include "daemon/ctl/migrate.h"
@@ -162,6 +164,17 @@ int main(int argc, char** argv) {
   auto* erase = app.add_subcommand("erase", "Erase a customer's state, events and dedup keys (exit 1 if unknown)");
   erase->add_option("customer_id", erase_id, "Customer id")->required();
   add_target_options(erase, erase_target, /*url=*/true);
+
+  rapport::CtlTarget changes_target;
+  rapport::ChangesOptions changes_options;
+  auto* changes = app.add_subcommand(
+      "changes",
+      "Print the change feed of a running rapportd (--url) as NDJSON: each customer whose scores changed after the "
+      "cursor, once, in change order; a tombstone {\"deleted\":true} for an erased one. After each answer "
+      "\"next_cursor C\" goes to stderr");
+  changes->add_option("--after", changes_options.after, "Start after this next_cursor (default: from the start)");
+  changes->add_flag("--follow", changes_options.follow, "Keep following: long-poll for new changes until interrupted");
+  add_target_options(changes, changes_target, /*url=*/true, /*state_dir=*/false);
 
   rapport::CtlTarget dl_target;
   rapport::DeadLetterOptions dl_options;
@@ -311,6 +324,7 @@ int main(int argc, char** argv) {
   if (*erase) return rapport::ctl_erase(erase_target, erase_id);
   if (*alerts_list) return rapport::ctl_alerts_list(alerts_target, alerts_list_options);
   if (*alerts_replay) return rapport::ctl_alerts_replay(alerts_target, alerts_ids);
+  if (*changes) return rapport::ctl_changes(changes_target, changes_options);
   if (*dl_list) return rapport::ctl_deadletter_list(dl_target, dl_options);
   if (*dl_replay) return rapport::ctl_deadletter_replay(dl_target, dl_options);
   if (*backup) return rapport::ctl_backup(backup_target, backup_dest, backup_quiet);

@@ -267,6 +267,14 @@ TEST_F(OpenApiTest, EveryRouteAnswersAsTheDocumentSays) {
   expect_documented("/v1/customers/{id}", "DELETE", call("DELETE", "/v1/customers/c118"), 200);
   expect_documented("/v1/customers/{id}", "DELETE", call("DELETE", "/v1/customers/c118"), 404);
 
+  const auto feed = call("GET", "/v1/changes?limit=1000");
+  expect_documented("/v1/changes", "GET", feed, 200);
+  EXPECT_NE(feed.body.find("\"deleted\":true"), std::string::npos) << feed.body;  // c118's tombstone
+  expect_documented("/v1/changes", "GET", call("GET", "/v1/changes?limit=0"), 400);
+  std::string other_partitions = "f1.";  // a cursor for 65 partitions, more than any state dir has
+  for (int i = 0; i < 65; ++i) other_partitions += "0.";
+  expect_documented("/v1/changes", "GET", call("GET", "/v1/changes?after=" + other_partitions + "41"), 410);
+
   // Every operation of the document was exercised, and nothing outside it.
   std::set<std::string> documented;
   for (const auto& [name, op] : operations()) documented.insert(name);

@@ -2,6 +2,8 @@
 #include "storage/partitioned_store.h"
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -239,6 +241,45 @@ TEST_P(PartitionedStoreTest, BackupCoversEveryPartitionAndAPartialOneIsRefused) 
   auto partial = check_backup_complete(dest);
   ASSERT_FALSE(partial.ok());
   EXPECT_NE(partial.message().find("incomplete backup"), std::string::npos) << partial.message();
+}
+
+// Two processes on one partitioned dir (rapportctl beside rapportd): the other process's events, in every
+// partition, are read here and are duplicates for this process's next write.
+TEST_P(PartitionedStoreTest, AnotherProcessWritesEveryPartition) {
+  const PartitionedStoreOptions o = popts(GetParam());
+  auto store = popen(o);
+  ASSERT_NE(store, nullptr);
+  std::vector<Event> batch;
+  for (int i = 0; i < 40; ++i) batch.push_back(purchase("mp-" + std::to_string(i), "e1"));
+  const pid_t child = fork();
+  if (child == 0) {
+    int code = 1;
+    {
+      PartitionedStoreOptions mine = o;
+      mine.partitions.reset();  // the recorded layout
+      auto other = PartitionedStore::open(mine);
+      std::vector<EventOutcome> outcomes;
+      if (other.ok() && (*other)->partition_count() == GetParam() &&
+          (*other)->apply_batch(batch, ApplyConfig{}, outcomes).ok()) {
+        code = 0;
+      }
+    }
+    _exit(code);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  for (int i = 0; i < 40; ++i) {
+    auto got = store->get_customer("mp-" + std::to_string(i));
+    ASSERT_TRUE(got.ok());
+    EXPECT_TRUE(got->has_value()) << i;
+  }
+  std::vector<EventOutcome> outcomes;
+  batch.push_back(purchase("mp-new", "e1"));
+  ASSERT_TRUE(store->apply_batch(batch, ApplyConfig{}, outcomes).ok());
+  EXPECT_EQ(std::count(outcomes.begin(), outcomes.end(), EventOutcome::kDuplicate), 40);
+  EXPECT_EQ(outcomes.back(), EventOutcome::kAccepted);
+  EXPECT_EQ(store->stats().events, 41u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Partitions, PartitionedStoreTest, ::testing::Values(1u, 2u, 4u),
