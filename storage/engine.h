@@ -193,8 +193,8 @@ struct Engine : Env {
   std::mutex outbox_queue_mutex;
   std::vector<std::pair<std::uint64_t, bool>> outbox_queue;  // outbox_queue_mutex
   std::vector<std::pair<std::uint64_t, bool>> take_outbox_changes();
-  void requeue_outbox_changes(std::vector<std::pair<std::uint64_t, bool>>& changes);  // after a failed write
-  int apply_outbox_changes(MDB_txn* txn, std::span<const std::pair<std::uint64_t, bool>> changes, std::string& context);
+  void requeue_outbox_changes(std::vector<std::pair<std::uint64_t, bool>>& queued);  // after a failed write
+  int apply_outbox_changes(MDB_txn* txn, std::span<const std::pair<std::uint64_t, bool>> queued, std::string& context);
 
   // ---- reads.cc ----
 

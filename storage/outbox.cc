@@ -53,15 +53,15 @@ std::vector<std::pair<std::uint64_t, bool>> Engine::take_outbox_changes() {
   return out;
 }
 
-void Engine::requeue_outbox_changes(std::vector<std::pair<std::uint64_t, bool>>& changes) {
-  if (changes.empty()) return;
+void Engine::requeue_outbox_changes(std::vector<std::pair<std::uint64_t, bool>>& queued) {
+  if (queued.empty()) return;
   std::lock_guard<std::mutex> lock(outbox_queue_mutex);
-  outbox_queue.insert(outbox_queue.end(), changes.begin(), changes.end());
+  outbox_queue.insert(outbox_queue.end(), queued.begin(), queued.end());
 }
 
-int Engine::apply_outbox_changes(MDB_txn* txn, std::span<const std::pair<std::uint64_t, bool>> changes,
+int Engine::apply_outbox_changes(MDB_txn* txn, std::span<const std::pair<std::uint64_t, bool>> queued,
                                  std::string& context) {
-  for (const auto& [seq, delivered] : changes) {
+  for (const auto& [seq, delivered] : queued) {
     const std::string k8 = sequence_key(seq);
     MDB_val k = to_val(k8), v;
     int rc = mdb_get(txn, outbox, &k, &v);
@@ -182,15 +182,15 @@ void Store::queue_outbox_change(std::uint64_t sequence, bool delivered) {
 
 Result<std::size_t> Store::flush_outbox_changes() {
   Impl& d = *impl_;
-  auto changes = d.take_outbox_changes();
-  if (changes.empty()) return std::size_t{0};
+  auto queued = d.take_outbox_changes();
+  if (queued.empty()) return std::size_t{0};
   Status s =
-      d.write([&](MDB_txn* txn, std::string& context) -> int { return d.apply_outbox_changes(txn, changes, context); });
+      d.write([&](MDB_txn* txn, std::string& context) -> int { return d.apply_outbox_changes(txn, queued, context); });
   if (!s) {
-    d.requeue_outbox_changes(changes);
+    d.requeue_outbox_changes(queued);
     return s;
   }
-  return changes.size();
+  return queued.size();
 }
 
 Result<OutboxStats> Store::outbox_stats() const {
