@@ -6,6 +6,8 @@
 #include <initializer_list>
 #include <string_view>
 
+#include "ingest/net/http_client.h"
+
 namespace rapport {
 namespace {
 
@@ -159,6 +161,95 @@ constexpr double kMaxMillis = 7 * 24 * 3600 * 1000.0;
 constexpr double kMaxCheckpointEvents = 1e8;
 constexpr double kMinCheckpointIntervalMs = 100;
 
+// A list of strings, each turned into a T by `parse` (false: not a valid name, listed as `expected`).
+template <typename T, typename Parse>
+Status string_list(const toml::array* array, const std::string& key, std::vector<T>& out, Parse parse,
+                   std::string_view expected) {
+  if (array == nullptr) return Status::Ok();
+  out.clear();
+  for (const toml::node& node : *array) {
+    const auto s = node.value<std::string>();
+    T value{};
+    if (!node.is_string() || !parse(*s, value)) {
+      std::string message = "'";
+      message += key;
+      message += "' must list ";
+      message += expected;
+      return Status::Error(message);
+    }
+    out.push_back(std::move(value));
+  }
+  if (out.empty()) {
+    std::string message = "'";
+    message += key;
+    message += "' must not be empty (leave it out to match any)";
+    return Status::Error(message);
+  }
+  return Status::Ok();
+}
+
+// [[alerts]]: each table one AlertRule; validated as a whole (validate_alert_rules).
+Status read_alerts(Section& top, std::vector<AlertRule>& out) {
+  const toml::array* alerts = top.array("alerts");
+  if (!top.error().empty()) return Status::Error(top.error());
+  if (alerts == nullptr) return Status::Ok();
+  std::vector<AlertRule> rules;
+  std::size_t i = 0;
+  for (const toml::node& node : *alerts) {
+    const std::string name = "alerts[" + std::to_string(i++) + "]";
+    if (!node.is_table()) return Status::Error("'" + name + "' must be a table {name = ..., url = ..., secret = ...}");
+    // secret: an unknown key as long as a token is not named (it may be the secret pasted in the wrong place).
+    Section a(node.as_table(), name, /*secret=*/true);
+    AlertRule rule;
+    a.string("name", rule.name);
+    a.string("url", rule.url);
+    a.string("secret", rule.secret);
+    double below = -1, above = -1;
+    a.number("satisfaction_below", below, 0, 100);
+    a.number("churn_risk_above", above, 0, 1);
+    if (below >= 0) rule.satisfaction_below = below;
+    if (above >= 0) rule.churn_risk_above = above;
+    a.boolean("tier_changed", rule.tier_changed);
+    const toml::array* types = a.array("event_types");
+    const toml::array* channels = a.array("channels");
+    const toml::array* tiers = a.array("tiers");
+    a.finish();
+    if (!a.error().empty()) return Status::Error(a.error());
+    const auto parse_type = [](const std::string& s, EventType& t) {
+      const auto parsed = parse_event_type(s);
+      if (parsed) t = *parsed;
+      return parsed.has_value();
+    };
+    const auto parse_channel = [](const std::string& s, std::string& c) {
+      c = s;
+      return true;
+    };
+    const auto parse_tier_name = [](const std::string& s, Tier& t) { return parse_tier(s, t); };
+    if (Status s = string_list(types, name + ".event_types", rule.event_types, parse_type,
+                               "event types (purchase, refund, support, complaint, survey, review, social, referral, "
+                               "engagement, renewal, cancellation)");
+        !s.ok()) {
+      return s;
+    }
+    if (Status s = string_list(channels, name + ".channels", rule.channels, parse_channel, "strings"); !s.ok())
+      return s;
+    if (Status s = string_list(tiers, name + ".tiers", rule.tiers, parse_tier_name,
+                               "tiers (platinum, gold, iron, lead, unranked)");
+        !s.ok()) {
+      return s;
+    }
+    rules.push_back(std::move(rule));
+  }
+  if (Status s = validate_alert_rules(rules); !s.ok()) return s;
+  for (const AlertRule& rule : rules) {
+    if (auto endpoint = parse_http_url(rule.url); !endpoint.ok()) {
+      return Status::Error("alert \"" + rule.name + "\": 'alerts.url' " + endpoint.status().message());
+    }
+  }
+  out = std::move(rules);
+  return Status::Ok();
+}
+
 Status apply_toml(const toml::table& root, Config& c) {
   Section top(&root, "");
 
@@ -176,6 +267,7 @@ Status apply_toml(const toml::table& root, Config& c) {
   storage.number("initial_map_bytes", c.storage.initial_map_bytes, 1 << 20, kMaxBytes * 1024);
   storage.number("max_map_bytes", c.storage.max_map_bytes, 1 << 20, kMaxBytes * 1024);
   storage.number("dead_letter_capacity", c.storage.dead_letter_capacity, 0, 1e9);
+  storage.number("outbox_capacity", c.storage.outbox_capacity, 1, 1e9);
   storage.number("feed_tombstones", c.storage.feed_tombstones, 0, 1e9);
   double partitions = 0;  // absent: the state dir's recorded layout, or the number of cores for a new one
   storage.number("partitions", partitions, 1, kMaxPartitions);
@@ -250,6 +342,27 @@ Status apply_toml(const toml::table& root, Config& c) {
     }
   }
   auth.finish();
+
+  if (Status s = read_alerts(top, c.alerts); !s.ok()) return s;
+
+  Section delivery(top.table("alert_delivery"), "alert_delivery");
+  AlertDeliveryOptions& ad = c.alert_delivery;
+  delivery.millis("timeout_ms", ad.timeout, kMaxMillis);
+  delivery.millis("retry_initial_ms", ad.retry_initial, kMaxMillis);
+  delivery.millis("retry_max_ms", ad.retry_max, kMaxMillis);
+  double retry_for_s = static_cast<double>(ad.retry_for.count()) / 1000.0;
+  delivery.number("retry_for_s", retry_for_s, 0, 365.0 * 86400);
+  ad.retry_for = std::chrono::milliseconds(static_cast<std::int64_t>(retry_for_s * 1000));
+  delivery.number("max_concurrency_per_url", ad.max_per_url, 1, 1000);
+  delivery.number("threads", ad.threads, 1, 256);
+  delivery.string("ca_file", ad.ca_file);
+  delivery.finish();
+  if (!delivery.error().empty()) return Status::Error(delivery.error());
+  if (ad.timeout.count() == 0 || ad.retry_initial.count() == 0 || ad.retry_max < ad.retry_initial) {
+    return Status::Error(
+        "'alert_delivery.timeout_ms' and 'alert_delivery.retry_initial_ms' must be positive, and "
+        "'alert_delivery.retry_max_ms' at least 'alert_delivery.retry_initial_ms'");
+  }
 
   Section scoring(top.table("scoring"), "scoring");
   scoring.number("half_life_days", c.apply.half_life_days, 1, 36500);
@@ -354,6 +467,9 @@ std::vector<std::string> config_keys() {
   toml::table with_token;
   with_token.insert("auth", std::move(one_token));
   (void)apply_toml(with_token, scratch);  // the keys of an [[auth.tokens]] entry (it fails: no token)
+  toml::table with_alert;
+  with_alert.insert("alerts", toml::array{toml::table{}});
+  (void)apply_toml(with_alert, scratch);  // the keys of an [[alerts]] entry (it fails: no name)
   g_known_keys = nullptr;
   for (std::string& key : keys) {  // "auth.tokens[0].token" -> "auth.tokens.token"
     const auto open = key.find('[');

@@ -17,6 +17,7 @@
 #include "ingest/auth.h"
 #include "ingest/decoder.h"
 #include "ingest/net/server.h"
+#include "scoring/alert_rules.h"
 #include "scoring/customer_state.h"
 #include "scoring/value_model.h"
 #include "storage/partitioned_store.h"
@@ -31,6 +32,19 @@ struct WriterOptions {
   // next one (it has taken the batch, as a stuck disk would) until stop(). rapportd sets it from the
   // environment variable RAPPORT_TEST_STALL_WRITER_AFTER to prove that the watchdog stops.
   std::optional<std::uint64_t> test_stall_after_commits;
+};
+
+// Delivery of alert webhooks (daemon/alert_delivery.h), [alert_delivery] in the config.
+struct AlertDeliveryOptions {
+  std::chrono::milliseconds timeout{10'000};        // per POST: connect, TLS, write, read
+  std::chrono::milliseconds retry_initial{1'000};   // first retry delay
+  std::chrono::milliseconds retry_max{3'600'000};   // longest retry delay
+  std::chrono::milliseconds retry_for{86'400'000};  // then moved to the dead area
+  std::size_t max_per_url = 4;                      // concurrent POSTs per URL
+  std::size_t threads = 4;                          // delivery threads (restart to change)
+  std::chrono::milliseconds poll{100};              // outbox scan interval when idle (not configurable)
+  std::string ca_file;                              // https: trust these CAs instead of the system's
+  friend bool operator==(const AlertDeliveryOptions&, const AlertDeliveryOptions&) = default;
 };
 
 // The value model's settings plus the background fit schedule.
@@ -48,6 +62,8 @@ struct Config {
   ApplyConfig apply;
   EvaluateConfig evaluate;
   ValueOptions value;
+  std::vector<AlertRule> alerts;  // [[alerts]] tables, in config order (reloaded on SIGHUP)
+  AlertDeliveryOptions alert_delivery;
   std::string log_level = "info";       // error, warn, info, debug
   std::string log_format = "text";      // text, json
   std::string log_timestamps = "auto";  // auto (none under journald), on, off

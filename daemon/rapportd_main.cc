@@ -7,6 +7,7 @@
 #include <systemd/sd-daemon.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cstdint>
@@ -18,7 +19,11 @@
 #include <string_view>
 #include <system_error>
 
+#include "common/clock.h"
 #include "common/log.h"
+#include "daemon/alert_delivery.h"
+#include "daemon/alert_metrics.h"
+#include "daemon/alerts.h"
 #include "daemon/api.h"
 #include "daemon/config.h"
 #include "daemon/metrics.h"
@@ -105,6 +110,47 @@ void refresh_storage_metrics(PartitionedStore& store, Metrics& metrics, const Va
   }
 }
 
+// One observer per partition while any alert is configured; none (no cost per event) otherwise.
+void install_alert_observers(PartitionedStore& store, Alerts& alerts) {
+  for (std::uint32_t p = 0; p < store.partition_count(); ++p) {
+    store.partition(p).set_outbox_observer(alerts.empty() ? nullptr : alerts.make_observer());
+  }
+}
+
+// Switches the alerts to a new fit's model; if a tier-change alert is configured and there was a previous
+// model, a job on the fitter thread compares every customer's tier under both and queues the alerts on the
+// partitions' writers.
+void queue_tier_changes(ValueService& value, Writers& writer, PartitionedStore& store, Alerts& alerts,
+                        std::shared_ptr<const ValueSnapshot> previous, std::shared_ptr<const ValueSnapshot> current) {
+  if (!current) return;
+  alerts.set_model(std::shared_ptr<const ValueModel>(current, &current->model));
+  const auto context = alerts.context();
+  const bool wanted =
+      std::any_of(context->rules.begin(), context->rules.end(), [](const AlertRule& r) { return r.tier_changed; });
+  if (!previous || !wanted) return;
+  const auto queued = value.request_job([&store, &writer, &alerts, previous, current](bool cancelled) {
+    if (cancelled) return;
+    std::vector<std::vector<std::string>> records(store.partition_count());
+    const std::int64_t now = alerts.now_ms();
+    const Status s = store.for_each_customer_unordered([&](std::string_view id, const CustomerState& state) {
+      alerts.tier_changes(id, state, &previous->model, current->model, now, records[store.partition_of(id)]);
+      return true;
+    });
+    if (!s.ok()) log_error("tier-change alerts: cannot read the customers: " + s.message());
+    for (std::uint32_t p = 0; p < store.partition_count(); ++p) {
+      if (records[p].empty()) continue;
+      auto batch = std::make_shared<std::vector<std::string>>(std::move(records[p]));
+      writer.partition(p).post([batch](Store& partition) {
+        if (Status added = partition.add_outbox(*batch); !added.ok()) {
+          log_error("tier-change alerts: cannot write the outbox: " + added.message());
+        }
+      });
+    }
+  });
+  if (queued != ValueService::JobQueued::kQueued)
+    log_warn("tier-change alerts skipped for this fit: the fitter is busy");
+}
+
 int run(const std::string& config_path, const Overrides& overrides) {
   auto loaded = load(config_path, overrides);
   if (!loaded.ok()) return usage_error("configuration: " + loaded.message());
@@ -149,6 +195,15 @@ int run(const std::string& config_path, const Overrides& overrides) {
   ValueService value(**store, writer, metrics, *config);
   if (Status loaded_model = value.load(); !loaded_model.ok()) log_warn(loaded_model.message());
   value.start();
+  // Alerts: rules evaluated as events commit (an observer per partition), deliveries from the outboxes.
+  AlertMetrics alert_metrics(metrics.registry());
+  Alerts alerts([] { return wall_ms(); });
+  alerts.set_rules(config->alerts, config->evaluate, config->value);
+  auto alert_fit = value.current();
+  if (alert_fit) alerts.set_model(std::shared_ptr<const ValueModel>(alert_fit, &alert_fit->model));
+  install_alert_observers(**store, alerts);
+  AlertDelivery delivery(**store, writer, alerts, alert_metrics, config->alert_delivery);
+  delivery.start();
   Api api(**store, writer, value, metrics, config);
   writer.set_on_change([&api] { api.notify_changes(); });
   metrics.set_before_scrape([&] { refresh_storage_metrics(**store, metrics, value); });
@@ -180,6 +235,7 @@ int run(const std::string& config_path, const Overrides& overrides) {
                                      std::make_shared<const TokenSet>(config->tokens));
   if (!server.ok()) {
     log_error("listen: " + server.message());
+    delivery.stop();
     value.stop();
     writer.stop();
     return 2;
@@ -243,9 +299,18 @@ int run(const std::string& config_path, const Overrides& overrides) {
       writer.set_apply_config(config->apply);
       api.set_config(config);
       value.set_config(*config);
+      alerts.set_rules(config->alerts, config->evaluate, config->value);
+      install_alert_observers(**store, alerts);
+      delivery.set_options(config->alert_delivery);
+      delivery.enable_all();
       log_info("configuration reloaded",
                {{"tokens", static_cast<std::uint64_t>(config->tokens.size())}, {"log_level", config->log_level}});
       continue;
+    }
+    // A new fit: alerts evaluate with its model; tier-change alerts compare its tiers with the previous one's.
+    if (auto fit = value.current(); fit != alert_fit) {
+      queue_tier_changes(value, writer, **store, alerts, alert_fit, fit);
+      alert_fit = fit;
     }
     // Checkpoint on the clock too: the store only checks its interval when a batch arrives, so an
     // idle daemon would otherwise keep its last events in memory (safe in the journal) indefinitely.
@@ -268,6 +333,7 @@ int run(const std::string& config_path, const Overrides& overrides) {
   sd_notify(0, "STOPPING=1");
   api.stop_changes();  // parked long-polls answer now, so they do not hold the shutdown up
   (*server)->shutdown(config->shutdown_timeout);
+  delivery.stop();
   value.stop();
   writer.stop();
   log_info("stopped cleanly");

@@ -21,6 +21,8 @@ constexpr std::uint8_t kIndexVersion = 2;   // first byte of events values: jour
 // Reserved meta keys. Next dead-letter sequence, so sequences never repeat even
 // after every dead letter was removed.
 constexpr std::string_view kDeadLetterNextKey = "storage.dead_letter_next_sequence";
+// Next alerts-outbox sequence (storage/outbox.h), so sequences never repeat.
+constexpr std::string_view kOutboxNextKey = "storage.outbox_next_sequence";
 // Last journal sequence applied to `customers` and `events`.
 constexpr std::string_view kCheckpointKey = "storage.checkpoint_sequence";
 // Bumped by every checkpoint and erasure (changes other than journal appends).

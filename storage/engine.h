@@ -180,6 +180,22 @@ struct Engine : Env {
 
   int append_dead_letters(MDB_txn* txn, std::span<const DeadLetter> letters, std::string& context);
 
+  // ---- outbox.cc (alerts) ----
+
+  MDB_dbi outbox = 0, outbox_dead = 0;
+  bool has_outbox = true;                           // false: read-only open of a store from before alerts
+  std::shared_ptr<OutboxObserver> outbox_observer;  // op_mutex
+  std::vector<std::string> outbox_payloads;         // fired in the batch being written (op_mutex)
+  std::atomic<std::uint64_t> outbox_dropped{0};
+  // Appends pending entries, then drops the oldest beyond options.outbox_capacity.
+  int append_outbox(MDB_txn* txn, std::span<const std::string> payloads, std::string& context);
+  // Store::queue_outbox_change: (sequence, delivered) waiting for the next write transaction.
+  std::mutex outbox_queue_mutex;
+  std::vector<std::pair<std::uint64_t, bool>> outbox_queue;  // outbox_queue_mutex
+  std::vector<std::pair<std::uint64_t, bool>> take_outbox_changes();
+  void requeue_outbox_changes(std::vector<std::pair<std::uint64_t, bool>>& queued);  // after a failed write
+  int apply_outbox_changes(MDB_txn* txn, std::span<const std::pair<std::uint64_t, bool>> queued, std::string& context);
+
   // ---- reads.cc ----
 
   // Runs copy() under the overlay lock, then body(txn, with_overlay) in a

@@ -348,13 +348,19 @@ Status Store::apply_batch(std::span<const Event> events, const ApplyConfig& conf
   std::string config_bytes;
   encode_apply_config(config, config_bytes);
   std::string journal_record;
+  // Outbox changes the delivery queued (delivered, dead) ride in this commit: no transaction of their own.
+  auto outbox_changes = d.take_outbox_changes();
   for (int attempt = 0;; ++attempt) {
     if (attempt > 0) {
-      if (Status s = d.refresh(); !s) return s;
+      if (Status s = d.refresh(); !s) {
+        d.requeue_outbox_changes(outbox_changes);
+        return s;
+      }
     }
     bool stale = false;
     Status s = d.write([&](MDB_txn* txn, std::string& context) -> int {
       d.delta.clear();
+      d.outbox_payloads.clear();
       outcomes.assign(events.size(), EventOutcome::kAccepted);
       int rc = d.is_stale(txn, stale, context);
       if (rc != 0) return rc;
@@ -407,7 +413,9 @@ Status Store::apply_batch(std::span<const Event> events, const ApplyConfig& conf
             return rc;
           }
         }
+        const bool observed = d.outbox_observer && d.outbox_observer->before_event(e, *customer.state);
         apply_event(*customer.state, e, config);
+        if (observed) d.outbox_observer->after_event(e, *customer.state, d.outbox_payloads);
         customer.changed = true;
         encode_journal_event(e, journal_record);
         if ((rc = d.append_journal(journal_cursor, seq, journal_record, context)) != 0) {
@@ -419,11 +427,14 @@ Status Store::apply_batch(std::span<const Event> events, const ApplyConfig& conf
       }
       d.delta.next_seq = seq;
       d.delta.last_seq = seq - 1;
+      if (!d.outbox_payloads.empty() && (rc = d.append_outbox(txn, d.outbox_payloads, context)) != 0) return rc;
+      if (!outbox_changes.empty() && (rc = d.apply_outbox_changes(txn, outbox_changes, context)) != 0) return rc;
       return d.append_dead_letters(txn, dead_letters, context);
     });
     if (stale && attempt < 100) continue;
     if (!s) {
       d.delta.clear();
+      d.requeue_outbox_changes(outbox_changes);
       return s;
     }
     break;

@@ -83,7 +83,7 @@ Result<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
     impl->env = nullptr;
     return fail("cannot create LMDB environment", rc);
   }
-  if ((rc = mdb_env_set_maxdbs(impl->env, 8)) != 0 ||
+  if ((rc = mdb_env_set_maxdbs(impl->env, 16)) != 0 ||
       (rc = mdb_env_set_mapsize(impl->env, options.initial_map_bytes)) != 0 ||
       (rc = mdb_env_set_maxreaders(impl->env, kMaxReaders)) != 0) {
     return fail("cannot configure LMDB environment", rc);
@@ -111,17 +111,19 @@ Result<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
     const char* name;
     MDB_dbi* dbi;
   };
-  const Named named[] = {{"customers", &impl->customers},
-                         {"events", &impl->events},
-                         {"meta", &impl->meta},
-                         {"deadletter", &impl->deadletter},
-                         {"journal", &impl->journal}};
+  const Named named[] = {{"customers", &impl->customers},    {"events", &impl->events},   {"meta", &impl->meta},
+                         {"deadletter", &impl->deadletter},  {"journal", &impl->journal}, {"outbox", &impl->outbox},
+                         {"outbox_dead", &impl->outbox_dead}};
   int missing = 0;
   const char* first_missing = nullptr;
   for (const Named& n : named) {
     rc = mdb_dbi_open(txn, n.name, options.read_only ? 0 : MDB_CREATE, n.dbi);
     if (rc == MDB_NOTFOUND && options.read_only && n.dbi == &impl->journal) {
       impl->has_journal = false;  // written before the journal existed
+      continue;
+    }
+    if (rc == MDB_NOTFOUND && options.read_only && (n.dbi == &impl->outbox || n.dbi == &impl->outbox_dead)) {
+      impl->has_outbox = false;  // written before alerts existed
       continue;
     }
     if (rc == MDB_NOTFOUND && options.read_only) {

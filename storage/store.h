@@ -41,6 +41,7 @@
 #include "common/status.h"
 #include "scoring/customer_state.h"
 #include "scoring/event.h"
+#include "storage/outbox.h"
 
 namespace rapport {
 
@@ -55,6 +56,7 @@ struct StoreOptions {
   std::size_t initial_map_bytes = 1ull << 30;  // grown by doubling on MDB_MAP_FULL
   std::size_t max_map_bytes = 1ull << 40;      // growth stops here (then writes fail cleanly)
   std::size_t dead_letter_capacity = 10000;    // oldest dropped beyond this
+  std::size_t outbox_capacity = 1000000;       // alerts outbox: oldest pending delivery dropped beyond this
   bool read_only = false;                      // open for reading only (inspection tools)
   // Begin a checkpoint (apply the journal to `customers` and `events`) once
   // this many events are pending, or once the oldest pending event is older
@@ -207,6 +209,25 @@ class Store {
   Result<std::vector<StoredDeadLetter>> dead_letters(std::uint64_t after, std::size_t limit) const;
   // Removes the dead letters with these sequences; returns how many were there.
   Result<std::size_t> remove_dead_letters(std::span<const std::uint64_t> sequences);
+
+  // Alerts outbox (storage/outbox.h). The observer (nullptr: none) applies from the next apply_batch.
+  void set_outbox_observer(std::shared_ptr<OutboxObserver> observer);
+  // Appends pending entries in one transaction (alerts not fired by an event: tier changes).
+  Status add_outbox(std::span<const std::string> payloads);
+  // Oldest first, starting after sequence `after`, at most `limit`.
+  Result<std::vector<OutboxEntry>> outbox(OutboxArea area, std::uint64_t after, std::size_t limit) const;
+  // Deletes entries of `area`; returns how many were there.
+  Result<std::size_t> remove_outbox(OutboxArea area, std::span<const std::uint64_t> sequences);
+  // Moves entries from `from` to the other area, keeping their sequence; returns how many moved.
+  Result<std::size_t> move_outbox(OutboxArea from, std::span<const std::uint64_t> sequences);
+  Result<OutboxStats> outbox_stats() const;
+  // Queues a pending entry to delete (delivered = true) or to move to the dead area; the change is
+  // written inside the next apply_batch's transaction (no commit of its own under load) or by
+  // flush_outbox_changes(), whichever runs first. Any thread. A crash before then loses the change:
+  // the entry stays pending (at-least-once).
+  void queue_outbox_change(std::uint64_t sequence, bool delivered);
+  // Writes the queued changes in one transaction (none when the queue is empty); returns how many.
+  Result<std::size_t> flush_outbox_changes();
 
   StoreStats stats() const;
   const StoreOptions& options() const;

@@ -13,8 +13,10 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "daemon/ctl/admin.h"
+#include "daemon/ctl/alerts.h"
 #include "daemon/ctl/backtest.h"
 #include "daemon/ctl/backup.h"
 #include "daemon/ctl/changes.h"
@@ -191,6 +193,22 @@ int main(int argc, char** argv) {
     add_target_options(sub, dl_target, /*url=*/true);
   }
 
+  rapport::CtlTarget alerts_target;
+  rapport::AlertsListOptions alerts_list_options;
+  std::vector<std::string> alerts_ids;
+  auto* alerts = app.add_subcommand("alerts", "List or replay alert webhook deliveries kept in a state dir's outbox");
+  alerts->require_subcommand(1);
+  auto* alerts_list = alerts->add_subcommand(
+      "list",
+      "Print dead alert deliveries (given up after alert_delivery.retry_for_s, a 410, or a removed alert) "
+      "as JSON lines: id, alert, customer_id, event_id, at");
+  alerts_list->add_flag("--pending", alerts_list_options.pending, "List undelivered deliveries instead");
+  add_target_options(alerts_list, alerts_target, /*url=*/false);
+  auto* alerts_replay = alerts->add_subcommand(
+      "replay", "Move dead deliveries back to the outbox (same id); a running rapportd sends them again");
+  alerts_replay->add_option("ids", alerts_ids, "Delivery ids as alerts list shows them (default: every dead one)");
+  add_target_options(alerts_replay, alerts_target, /*url=*/false);
+
   rapport::CtlTarget backup_target;
   std::string backup_dest;
   bool backup_quiet = false;
@@ -304,6 +322,8 @@ int main(int argc, char** argv) {
   if (*fit) return rapport::ctl_fit(fit_target, fit_options);
   if (*backtest) return rapport::ctl_backtest(backtest_target, backtest_options);
   if (*erase) return rapport::ctl_erase(erase_target, erase_id);
+  if (*alerts_list) return rapport::ctl_alerts_list(alerts_target, alerts_list_options);
+  if (*alerts_replay) return rapport::ctl_alerts_replay(alerts_target, alerts_ids);
   if (*changes) return rapport::ctl_changes(changes_target, changes_options);
   if (*dl_list) return rapport::ctl_deadletter_list(dl_target, dl_options);
   if (*dl_replay) return rapport::ctl_deadletter_replay(dl_target, dl_options);

@@ -78,6 +78,7 @@ class Exchange {
     req_.set(http::field::user_agent, "rapportctl");
     req_.keep_alive(false);
     if (!request.bearer_token.empty()) req_.set(http::field::authorization, "Bearer " + request.bearer_token);
+    for (const auto& [name, value] : request.headers) req_.set(name, value);
     if (!request.body.empty() || request.method == "POST" || request.method == "PUT") {
       req_.set(http::field::content_type, request.content_type);
       req_.body() = request.body;
