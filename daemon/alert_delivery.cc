@@ -50,7 +50,7 @@ void AlertDelivery::start() {
   }
 }
 
-void AlertDelivery::stop() {
+void AlertDelivery::stop(std::chrono::milliseconds writer_wait) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (!started_ || stopping_) return;
@@ -61,15 +61,23 @@ void AlertDelivery::stop() {
   if (dispatcher_.joinable()) dispatcher_.join();
   for (std::thread& t : workers_) t.join();
   workers_.clear();
-  // Writer jobs this object posted refer to it: wait until every writer has run them.
+  // Commit the deletes of what was delivered, so it is not sent again after a restart. Bounded: a stuck
+  // writer runs these jobs (and any other this object posted) only when the daemon stops it, which happens
+  // after this returns and before this object is destroyed.
+  const auto deadline = std::chrono::steady_clock::now() + writer_wait;
   for (std::uint32_t p = 0; p < writers_.count(); ++p) {
     auto done = std::make_shared<std::promise<void>>();
     auto future = done->get_future();
     const bool posted = writers_.partition(p).post([done](Store& store) {
-      (void)store.flush_outbox_changes();  // what was delivered is not sent again after a restart
+      (void)store.flush_outbox_changes();
       done->set_value();
     });
-    if (posted) future.wait();
+    if (posted && future.wait_until(deadline) != std::future_status::ready) {
+      log_warn(
+          "alerts: the storage writer did not commit the delivered alerts before shutdown; they may be "
+          "delivered again after a restart (same Rapport-Delivery id)",
+          {{"partition", static_cast<std::uint64_t>(p)}});
+    }
   }
 }
 

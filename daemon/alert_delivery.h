@@ -49,7 +49,10 @@ class AlertDelivery {
   ~AlertDelivery();  // stop()
 
   void start();
-  void stop();  // in-flight POSTs finish (bounded by the timeout); entries stay in the outbox
+  // In-flight POSTs finish (bounded by the timeout); entries stay in the outbox. Then waits up to
+  // `writer_wait` for every partition's writer to commit the deletes of what was delivered: a stuck
+  // writer must not hold the shutdown up (those deliveries are sent again after a restart, same id).
+  void stop(std::chrono::milliseconds writer_wait = std::chrono::seconds(10));
   void set_options(const AlertDeliveryOptions& options);
   // Forgets disabled alerts (a reload enables them again).
   void enable_all();

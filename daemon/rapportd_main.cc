@@ -235,7 +235,7 @@ int run(const std::string& config_path, const Overrides& overrides) {
                                      std::make_shared<const TokenSet>(config->tokens));
   if (!server.ok()) {
     log_error("listen: " + server.message());
-    delivery.stop();
+    delivery.stop(config->shutdown_timeout);
     value.stop();
     writer.stop();
     return 2;
@@ -333,7 +333,7 @@ int run(const std::string& config_path, const Overrides& overrides) {
   sd_notify(0, "STOPPING=1");
   api.stop_changes();  // parked long-polls answer now, so they do not hold the shutdown up
   (*server)->shutdown(config->shutdown_timeout);
-  delivery.stop();
+  delivery.stop(config->shutdown_timeout);
   value.stop();
   writer.stop();
   log_info("stopped cleanly");
