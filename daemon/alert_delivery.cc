@@ -192,7 +192,7 @@ void AlertDelivery::dispatch_loop() {
         }
         const auto rule = std::find_if(context->rules.begin(), context->rules.end(),
                                        [&](const AlertRule& r) { return r.name == message.alert; });
-        const std::string id = alert_delivery_id(p, entry.sequence);
+        const std::string id = message.id.empty() ? alert_delivery_id(p, entry.sequence) : message.id;
         std::string why_dead;
         bool disabled = false;
         {
@@ -230,7 +230,7 @@ void AlertDelivery::dispatch_loop() {
           tracked_[key].busy = true;
           message.id = id;
           message.customer_json = std::move(customer_json);
-          queue_.push_back(Job{key, rule->url, rule->secret, message.alert, alert_body(message), message.at_ms});
+          queue_.push_back(Job{key, id, rule->url, rule->secret, message.alert, alert_body(message), message.at_ms});
         }
         work_ready_.notify_one();
       }
@@ -279,7 +279,7 @@ void AlertDelivery::deliver(const Job& job) {
     timeout = options_.timeout;
     ca_file = options_.ca_file;
   }
-  const std::string id = alert_delivery_id(job.key.partition, job.key.sequence);
+  const std::string& id = job.id;
   int status = 0;
   std::string error;
   if (auto endpoint = parse_http_url(job.url); !endpoint.ok()) {

@@ -39,7 +39,8 @@
 
 namespace rapport {
 
-// The delivery id of an outbox entry: "<partition>-<sequence>" (unique per state dir).
+// The delivery id of an outbox entry: "<partition>-<sequence>" (unique per state dir), unless its record
+// carries the id it had before rapportctl migrate moved it (AlertMessage::id).
 std::string alert_delivery_id(std::uint32_t partition, std::uint64_t sequence);
 
 class AlertDelivery {
@@ -74,6 +75,7 @@ class AlertDelivery {
   };
   struct Job {
     Key key;
+    std::string id;  // the delivery id (Rapport-Delivery)
     std::string url;
     std::string secret;
     std::string alert;

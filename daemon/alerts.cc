@@ -130,6 +130,7 @@ std::string encode_alert_record(const AlertMessage& d) {
   put_str(out, d.event_id ? *d.event_id : std::string_view{});
   const auto at = static_cast<std::uint64_t>(d.at_ms);
   for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((at >> (8 * i)) & 0xff));
+  if (!d.id.empty()) put_str(out, d.id);  // carried by rapportctl migrate: the id it was first delivered under
   return out;
 }
 
@@ -141,7 +142,9 @@ Status decode_alert_record(std::string_view bytes, AlertMessage& out) {
   if (!r.u8(version) || version != kAlertRecordVersion) {
     return Status::Error("alert record of unknown format " + std::to_string(version));
   }
-  if (!r.str(out.alert) || !r.str(out.customer_id) || !r.u8(has_event) || !r.str(event_id) || !r.u64(at) || !r.done()) {
+  out.id.clear();
+  if (!r.str(out.alert) || !r.str(out.customer_id) || !r.u8(has_event) || !r.str(event_id) || !r.u64(at) ||
+      (!r.done() && (!r.str(out.id) || out.id.empty())) || !r.done()) {
     return Status::Error("alert record is truncated or corrupt");
   }
   out.event_id = has_event ? std::optional<std::string>(std::move(event_id)) : std::nullopt;

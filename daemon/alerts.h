@@ -38,7 +38,8 @@ struct AlertContext {
 };
 
 // The wire record of one fired alert in the outbox (opaque to storage).
-// message.id and message.customer_json are not stored: the customer is rendered at delivery.
+// message.customer_json is not stored: the customer is rendered at delivery. message.id is stored only
+// when set (rapportctl migrate keeps an entry's original delivery id); decoded, it is "" otherwise.
 std::string encode_alert_record(const AlertMessage& message);
 Status decode_alert_record(std::string_view bytes, AlertMessage& out);
 

@@ -124,6 +124,9 @@ void queue_tier_changes(ValueService& value, Writers& writer, PartitionedStore& 
                         std::shared_ptr<const ValueSnapshot> previous, std::shared_ptr<const ValueSnapshot> current) {
   if (!current) return;
   alerts.set_model(std::shared_ptr<const ValueModel>(current, &current->model));
+  log_info("alerts evaluate with the new value model",
+           {{"fitted_at", format_rfc3339(current->model.fitted_at_ms)},
+            {"tier_changes", previous ? "compared with the previous model" : "none (no previous model)"}});
   const auto context = alerts.context();
   const bool wanted =
       std::any_of(context->rules.begin(), context->rules.end(), [](const AlertRule& r) { return r.tier_changed; });

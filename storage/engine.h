@@ -187,8 +187,10 @@ struct Engine : Env {
   std::shared_ptr<OutboxObserver> outbox_observer;  // op_mutex
   std::vector<std::string> outbox_payloads;         // fired in the batch being written (op_mutex)
   std::atomic<std::uint64_t> outbox_dropped{0};
-  // Appends pending entries, then drops the oldest beyond options.outbox_capacity.
-  int append_outbox(MDB_txn* txn, std::span<const std::string> payloads, std::string& context);
+  // Appends entries to `area` (sequences from at least min_next), then drops the oldest pending entries beyond
+  // options.outbox_capacity.
+  int append_outbox(MDB_txn* txn, std::span<const std::string> payloads, std::string& context,
+                    OutboxArea area = OutboxArea::kPending, std::uint64_t min_next = 0);
   // Store::queue_outbox_change: (sequence, delivered) waiting for the next write transaction.
   std::mutex outbox_queue_mutex;
   std::vector<std::pair<std::uint64_t, bool>> outbox_queue;  // outbox_queue_mutex

@@ -6,15 +6,16 @@
 namespace rapport {
 namespace storage_internal {
 
-int Engine::append_outbox(MDB_txn* txn, std::span<const std::string> payloads, std::string& context) {
-  if (payloads.empty()) return 0;
+int Engine::append_outbox(MDB_txn* txn, std::span<const std::string> payloads, std::string& context, OutboxArea area,
+                          std::uint64_t min_next) {
+  if (payloads.empty() && min_next == 0) return 0;
   context = "cannot append to the alerts outbox";
   std::uint64_t next = 0;
   int rc = get_meta_u64(txn, kOutboxNextKey, next, context);
   if (rc != 0) return rc;
-  next = std::max<std::uint64_t>(next, 1);
+  next = std::max<std::uint64_t>({next, min_next, 1});
   Cursor cursor;
-  if ((rc = cursor.open(txn, outbox)) != 0) return rc;
+  if ((rc = cursor.open(txn, area == OutboxArea::kPending ? outbox : outbox_dead)) != 0) return rc;
   MDB_val k, v;
   for (MDB_dbi dbi : {outbox, outbox_dead}) {  // never below an entry that exists (a store copied without meta)
     Cursor last;
@@ -37,9 +38,11 @@ int Engine::append_outbox(MDB_txn* txn, std::span<const std::string> payloads, s
   if ((rc = mdb_stat(txn, outbox, &st)) != 0) return rc;
   const std::size_t capacity = std::max<std::size_t>(options.outbox_capacity, 1);
   std::uint64_t dropped = 0;
+  Cursor oldest;
+  if ((rc = oldest.open(txn, outbox)) != 0) return rc;
   for (std::size_t n = st.ms_entries; n > capacity; --n, ++dropped) {
-    if ((rc = cursor.get(k, v, MDB_FIRST)) != 0) return rc;
-    if ((rc = cursor.del()) != 0) return rc;
+    if ((rc = oldest.get(k, v, MDB_FIRST)) != 0) return rc;
+    if ((rc = oldest.del()) != 0) return rc;
   }
   // Counted once committed is not knowable here; a retried transaction may count twice (a metric, not a ledger).
   if (dropped > 0) outbox_dropped.fetch_add(dropped, std::memory_order_relaxed);
@@ -99,6 +102,40 @@ Status Store::add_outbox(std::span<const std::string> payloads) {
   Impl& d = *impl_;
   if (payloads.empty() && !d.options.read_only) return Status::Ok();
   return d.write([&](MDB_txn* txn, std::string& context) -> int { return d.append_outbox(txn, payloads, context); });
+}
+
+Status Store::import_outbox(std::span<const std::string> pending, std::span<const std::string> dead,
+                            std::uint64_t next_at_least) {
+  Impl& d = *impl_;
+  return d.write([&](MDB_txn* txn, std::string& context) -> int {
+    int rc = d.append_outbox(txn, pending, context, OutboxArea::kPending, next_at_least);
+    if (rc == 0) rc = d.append_outbox(txn, dead, context, OutboxArea::kDead, next_at_least);
+    return rc;
+  });
+}
+
+Result<std::uint64_t> Store::outbox_next_sequence() const {
+  const Impl& d = *impl_;
+  std::uint64_t next = 1;
+  if (d.empty || !d.has_outbox) return next;
+  Status s = d.read([&](MDB_txn* txn) {
+    std::string context = "cannot read the alerts outbox";
+    std::uint64_t stored = 0;
+    int rc = d.get_meta_u64(txn, kOutboxNextKey, stored, context);
+    next = std::max(next, stored);
+    for (MDB_dbi dbi : {d.outbox, d.outbox_dead}) {
+      Cursor last;
+      MDB_val k, v;
+      if (rc == 0) rc = last.open(txn, dbi);
+      if (rc == 0) rc = last.get(k, v, MDB_LAST);
+      if (rc == 0) next = std::max(next, parse_sequence_key(to_view(k)) + 1);
+      if (rc == MDB_NOTFOUND) rc = 0;
+    }
+    if (rc != 0) return Status::Error(d.describe(context, rc));
+    return Status::Ok();
+  });
+  if (!s) return s;
+  return next;
 }
 
 Result<std::vector<OutboxEntry>> Store::outbox(OutboxArea area, std::uint64_t after, std::size_t limit) const {

@@ -214,6 +214,12 @@ class Store {
   void set_outbox_observer(std::shared_ptr<OutboxObserver> observer);
   // Appends pending entries in one transaction (alerts not fired by an event: tier changes).
   Status add_outbox(std::span<const std::string> payloads);
+  // rapportctl migrate: appends pending and dead entries in one transaction, numbered from at least
+  // next_at_least (which also raises the sequence high-water mark: later entries never reuse a lower number).
+  Status import_outbox(std::span<const std::string> pending, std::span<const std::string> dead,
+                       std::uint64_t next_at_least);
+  // One past the highest sequence this Store has given an entry (1 when none).
+  Result<std::uint64_t> outbox_next_sequence() const;
   // Oldest first, starting after sequence `after`, at most `limit`.
   Result<std::vector<OutboxEntry>> outbox(OutboxArea area, std::uint64_t after, std::size_t limit) const;
   // Deletes entries of `area`; returns how many were there.

@@ -3,6 +3,7 @@
 #include <charconv>
 #include <cstdio>
 #include <map>
+#include <set>
 
 #include "common/json_writer.h"
 #include "daemon/alert_delivery.h"
@@ -30,13 +31,20 @@ Status for_each_entry(const PartitionedStore& store, OutboxArea area, Visit&& vi
   return Status::Ok();
 }
 
-bool parse_id(const std::string& id, std::uint32_t& partition, std::uint64_t& sequence) {
+bool looks_like_id(const std::string& id) {
   const auto dash = id.find('-');
   if (dash == std::string::npos) return false;
+  std::uint32_t partition = 0;
+  std::uint64_t sequence = 0;
   const char* end = id.data() + id.size();
   auto a = std::from_chars(id.data(), id.data() + dash, partition);
   auto b = std::from_chars(id.data() + dash + 1, end, sequence);
   return a.ec == std::errc() && a.ptr == id.data() + dash && b.ec == std::errc() && b.ptr == end;
+}
+
+// The delivery id: the one the record carries (kept by rapportctl migrate), else "<partition>-<sequence>".
+std::string entry_id(std::uint32_t p, std::uint64_t sequence, const AlertMessage& decoded) {
+  return decoded.id.empty() ? alert_delivery_id(p, sequence) : decoded.id;
 }
 
 }  // namespace
@@ -50,9 +58,10 @@ int ctl_alerts_list(const CtlTarget& target, const AlertsListOptions& options) {
   Status s = for_each_entry(**store, options.pending ? OutboxArea::kPending : OutboxArea::kDead,
                             [](std::uint32_t p, const OutboxEntry& e) {
                               JsonWriter out;
-                              out.begin_object().field("id", alert_delivery_id(p, e.sequence));
                               AlertMessage m;
-                              if (Status d = decode_alert_record(e.payload, m); !d.ok()) {
+                              const Status d = decode_alert_record(e.payload, m);
+                              out.begin_object().field("id", entry_id(p, e.sequence, m));
+                              if (!d.ok()) {
                                 out.field("error", d.message());
                               } else {
                                 out.field("alert", m.alert).field("customer_id", m.customer_id).key("event_id");
@@ -76,21 +85,20 @@ int ctl_alerts_replay(const CtlTarget& target, const std::vector<std::string>& i
   if (!config.ok()) return ctl_error(config.message());
   auto store = ctl_open_store(*config, /*read_only=*/false);
   if (!store.ok()) return ctl_error(store.message());
-  std::map<std::uint32_t, std::vector<std::uint64_t>> wanted;
-  if (ids.empty()) {
-    Status s = for_each_entry(**store, OutboxArea::kDead,
-                              [&](std::uint32_t p, const OutboxEntry& e) { wanted[p].push_back(e.sequence); });
-    if (!s.ok()) return ctl_error(s.message());
-  }
   for (const std::string& id : ids) {
-    std::uint32_t p = 0;
-    std::uint64_t seq = 0;
-    if (!parse_id(id, p, seq) || p >= (*store)->partition_count()) {
-      return ctl_error("'" + id +
-                       "' is not a delivery id of this state dir (PARTITION-SEQUENCE, as alerts list shows)");
+    if (!looks_like_id(id)) {
+      return ctl_error("'" + id + "' is not a delivery id (PARTITION-SEQUENCE, as alerts list shows)");
     }
-    wanted[p].push_back(seq);
   }
+  // The dead entries to replay, by their delivery id (after a migrate an id no longer names the partition).
+  std::map<std::uint32_t, std::vector<std::uint64_t>> wanted;
+  const std::set<std::string> asked_ids(ids.begin(), ids.end());
+  Status s = for_each_entry(**store, OutboxArea::kDead, [&](std::uint32_t p, const OutboxEntry& e) {
+    AlertMessage m;
+    (void)decode_alert_record(e.payload, m);
+    if (asked_ids.empty() || asked_ids.count(entry_id(p, e.sequence, m)) > 0) wanted[p].push_back(e.sequence);
+  });
+  if (!s.ok()) return ctl_error(s.message());
   std::size_t moved = 0;
   for (const auto& [p, seqs] : wanted) {
     auto r = (*store)->partition(p).move_outbox(OutboxArea::kDead, seqs);
@@ -98,7 +106,7 @@ int ctl_alerts_replay(const CtlTarget& target, const std::vector<std::string>& i
     moved += *r;
   }
   std::printf("replayed %zu dead alert deliveries\n", moved);
-  const std::size_t asked = ids.size();
+  const std::size_t asked = asked_ids.size();
   if (asked > 0 && moved < asked) {
     return ctl_error(std::to_string(asked - moved) + " of the ids given are not in the dead area", kExitPartial);
   }

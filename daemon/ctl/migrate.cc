@@ -14,6 +14,8 @@
 #include <vector>
 
 #include "common/json_writer.h"
+#include "daemon/alert_delivery.h"
+#include "daemon/alerts.h"
 #include "daemon/ctl/backup.h"
 #include "daemon/customer_json.h"
 #include "daemon/value_records.h"
@@ -136,6 +138,47 @@ class Progress {
   std::chrono::steady_clock::time_point last_{};
 };
 
+// The alerts outboxes (pending and dead), each entry to the partition that now owns its customer, keeping its
+// delivery id: an entry without a carried id gets "<old partition>-<old sequence>" written into its record.
+// Every new partition's sequences start above the highest any old partition used, so ids minted after the
+// migrate never repeat one a receiver has seen. One transaction per new partition; a re-run skips those that
+// already hold entries.
+Status copy_outboxes(const PartitionedStore& source, PartitionedStore& target) {
+  const std::uint32_t to = target.partition_count();
+  std::vector<std::vector<std::string>> pending(to), dead(to);
+  std::uint64_t next = 1;
+  for (std::uint32_t p = 0; p < source.partition_count(); ++p) {
+    auto high = source.partition(p).outbox_next_sequence();
+    if (!high.ok()) return high.status();
+    next = std::max(next, *high);
+    for (OutboxArea area : {OutboxArea::kPending, OutboxArea::kDead}) {
+      std::uint64_t after = 0;
+      for (;;) {
+        auto page = source.partition(p).outbox(area, after, 1000);
+        if (!page.ok()) return page.status();
+        if (page->empty()) break;
+        after = page->back().sequence;
+        for (const OutboxEntry& e : *page) {
+          AlertMessage m;
+          if (Status d = decode_alert_record(e.payload, m); !d.ok()) {
+            return Status::Error("alerts outbox entry " + alert_delivery_id(p, e.sequence) + ": " + d.message());
+          }
+          if (m.id.empty()) m.id = alert_delivery_id(p, e.sequence);
+          auto& into = area == OutboxArea::kPending ? pending : dead;
+          into[target.partition_of(m.customer_id)].push_back(encode_alert_record(m));
+        }
+      }
+    }
+  }
+  for (std::uint32_t t = 0; t < to; ++t) {
+    auto held = target.partition(t).outbox_stats();
+    if (!held.ok()) return held.status();
+    if (held->pending + held->dead > 0) continue;  // copied by an earlier run
+    if (Status s = target.partition(t).import_outbox(pending[t], dead[t], next); !s.ok()) return s;
+  }
+  return Status::Ok();
+}
+
 Status copy_everything(const PartitionedStore& source, PartitionedStore& target, const Config& config,
                        Progress& progress) {
   // Meta (idempotent puts).
@@ -165,6 +208,7 @@ Status copy_everything(const PartitionedStore& source, PartitionedStore& target,
       if (Status s = target.add_dead_letters(letters); !s.ok()) return s;
     }
   }
+  if (Status s = copy_outboxes(source, target); !s.ok()) return s;
   // Events, customer by customer (replay is deduplicated: what a killed run stored comes back as duplicates).
   std::vector<std::string> ids;
   if (Status s = source.for_each_customer_unordered([&](std::string_view id, const CustomerState&) {
@@ -203,6 +247,30 @@ Status copy_everything(const PartitionedStore& source, PartitionedStore& target,
   return target.checkpoint();
 }
 
+Result<OutboxStats> outbox_totals(const PartitionedStore& store) {
+  OutboxStats total;
+  for (std::uint32_t p = 0; p < store.partition_count(); ++p) {
+    auto st = store.partition(p).outbox_stats();
+    if (!st.ok()) return st.status();
+    total.pending += st->pending;
+    total.dead += st->dead;
+  }
+  return total;
+}
+
+Status verify_outboxes(const PartitionedStore& source, const PartitionedStore& target) {
+  auto a = outbox_totals(source);
+  if (!a.ok()) return a.status();
+  auto b = outbox_totals(target);
+  if (!b.ok()) return b.status();
+  if (a->pending != b->pending || a->dead != b->dead) {
+    return Status::Error("verification failed: the old layout holds " + std::to_string(a->pending) + " pending and " +
+                         std::to_string(a->dead) + " dead alert deliveries; the new one " + std::to_string(b->pending) +
+                         " and " + std::to_string(b->dead));
+  }
+  return Status::Ok();
+}
+
 // A customer as the API shows it (scores rounded as answered), at one instant.
 std::string rendered(std::string_view id, const CustomerState& state, std::int64_t as_of_ms, const Config& config) {
   JsonWriter w;
@@ -224,6 +292,7 @@ Status verify(const PartitionedStore& source, const PartitionedStore& target, co
                          " dead letters; the new one " + std::to_string(b.customers) + ", " + std::to_string(b.events) +
                          ", " + std::to_string(b.dead_letters));
   }
+  if (Status s = verify_outboxes(source, target); !s.ok()) return s;
   for (std::string_view key : kMetaKeys) {
     auto x = source.get_meta(key);
     auto y = target.get_meta(key);
@@ -292,6 +361,12 @@ int ctl_migrate(const CtlTarget& target, std::uint32_t partitions, bool quiet) {
     target_options.read_only = false;
     target_options.dead_letter_capacity =
         std::max<std::size_t>(target_options.dead_letter_capacity, static_cast<std::size_t>(before.dead_letters));
+    {
+      auto held = outbox_totals(**source);
+      if (!held.ok()) return ctl_error(held.message());
+      target_options.outbox_capacity =  // nothing pending is dropped by the move
+          std::max<std::size_t>(target_options.outbox_capacity, static_cast<std::size_t>(held->pending));
+    }
     {
       auto built = PartitionedStore::open(target_options);
       if (!built.ok()) {

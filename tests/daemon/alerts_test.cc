@@ -37,6 +37,30 @@ TEST(AlertRecordTest, RoundTripsAndRefusesCorruptBytes) {
   EXPECT_FALSE(decode_alert_record(bytes + "x", back).ok());
   EXPECT_FALSE(decode_alert_record("\x07" + bytes.substr(1), back).ok());
   EXPECT_FALSE(decode_alert_record("", back).ok());
+  EXPECT_EQ(back.id, "");  // no id stored: the delivery uses "<partition>-<sequence>"
+}
+
+// rapportctl migrate stores the id an entry was first delivered under; a record without one decodes to "".
+TEST(AlertRecordTest, CarriesTheOriginalDeliveryId) {
+  AlertMessage m;
+  m.alert = "a";
+  m.customer_id = "c";
+  m.at_ms = kNow;
+  AlertMessage back;
+  ASSERT_TRUE(decode_alert_record(encode_alert_record(m), back).ok());
+  EXPECT_EQ(back.id, "");
+  const std::string plain = encode_alert_record(m);
+  m.id = "3-17";
+  const std::string carried = encode_alert_record(m);
+  ASSERT_TRUE(decode_alert_record(carried, back).ok());
+  EXPECT_EQ(back.id, "3-17");
+  EXPECT_EQ(back.customer_id, "c");
+  ASSERT_TRUE(decode_alert_record(plain, back).ok());  // a reused message does not keep the previous id
+  EXPECT_EQ(back.id, "");
+  // An empty carried id, a truncated one or bytes after it are corrupt.
+  EXPECT_FALSE(decode_alert_record(plain + std::string(4, '\0'), back).ok());
+  EXPECT_FALSE(decode_alert_record(carried.substr(0, carried.size() - 1), back).ok());
+  EXPECT_FALSE(decode_alert_record(carried + "x", back).ok());
 }
 
 Event complaint(const std::string& id, std::string_view channel = "email") {

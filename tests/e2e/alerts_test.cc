@@ -327,5 +327,198 @@ TEST_F(AlertsTest, GoneDisablesTheAlertAndExpiredDeliveriesGoDead) {
   EXPECT_NE(bad.err.find("is not a delivery id"), std::string::npos) << bad.err;
 }
 
+// rapportctl alerts list (--pending or the dead area) on a stopped state dir: event id -> delivery id.
+std::map<std::string, std::string> listed(const std::string& state, bool pending) {
+  std::vector<std::string> argv = {binary("rapportctl"), "alerts", "list", "--state-dir", state};
+  if (pending) argv.push_back("--pending");
+  const auto list = run_command(argv);
+  if (list.exit_code != 0) throw std::runtime_error("alerts list: " + list.err);
+  std::map<std::string, std::string> out;
+  for (const std::string& line : lines_of(list.out)) {
+    simdjson::dom::parser parser;
+    simdjson::dom::element doc;
+    if (parser.parse(line).get(doc) != simdjson::SUCCESS) throw std::runtime_error("not JSON: " + line);
+    out[std::string(std::string_view(doc["event_id"]))] = std::string(std::string_view(doc["id"]));
+  }
+  return out;
+}
+
+// Pending deliveries (receiver down) and a dead one survive `rapportctl migrate` with their ids: after the
+// move the daemon delivers every pending one under the id it had, the dead one replays under its id, and a
+// delivery fired after the move never reuses an id a receiver has seen.
+void migrate_keeps_the_outbox(const std::string& root, int from, int to) {
+  SCOPED_TRACE("migrate " + std::to_string(from) + " -> " + std::to_string(to));
+  WebhookReceiver receiver;
+  const std::string state = root + "/state-" + std::to_string(from) + "-" + std::to_string(to);
+  const std::string path = root + "/rapport-" + std::to_string(from) + "-" + std::to_string(to) + ".toml";
+  write_file(path, alert_toml("m", receiver.url(), "event_types = [\"complaint\"]") + delivery_toml());
+  constexpr int kPending = 12;
+  std::map<std::string, std::string> pending_before, dead_before;
+  {
+    Daemon d(state, {"--config", path, "--partitions", std::to_string(from)});
+    const int port = d.http_port();
+    // One dead delivery: the receiver answers 410 (the alert is disabled; a reload enables it again).
+    receiver.answer(410);
+    post_events(port, event("dead-0", "mig-dead", "complaint"));
+    ASSERT_TRUE(eventually([&] { return metric(port, R"(rapport_alert_outbox{area="dead"})") == 1; })) << d.log();
+    receiver.answer(503);
+    d.signal(SIGHUP);
+    ASSERT_TRUE(eventually([&] { return d.log().find("configuration reloaded") != std::string::npos; })) << d.log();
+    std::string body;
+    for (int i = 0; i < kPending; ++i) body += event("p" + std::to_string(i), "mig-" + std::to_string(i), "complaint");
+    post_events(port, body);
+    ASSERT_TRUE(eventually([&] { return metric(port, R"(rapport_alert_outbox{area="pending"})") == kPending; }))
+        << d.log();
+    ASSERT_TRUE(receiver.wait_for([](const Requests& r) { return !r.empty() && r.back().answered == 503; })) << d.log();
+    ASSERT_EQ(d.stop(), 0) << d.log();
+  }
+  pending_before = listed(state, true);
+  dead_before = listed(state, false);
+  ASSERT_EQ(pending_before.size(), static_cast<std::size_t>(kPending));
+  ASSERT_EQ(dead_before.size(), 1u);
+
+  const auto m =
+      run_command({binary("rapportctl"), "migrate", "--partitions", std::to_string(to), "--state-dir", state});
+  ASSERT_EQ(m.exit_code, 0) << m.err;
+  // The same deliveries under the same ids, in the new layout.
+  EXPECT_EQ(listed(state, true), pending_before);
+  EXPECT_EQ(listed(state, false), dead_before);
+
+  receiver.answer(200);
+  const std::size_t seen_before = receiver.requests().size();
+  Daemon d(state, {"--config", path, "--partitions", std::to_string(to)});
+  const int port = d.http_port();
+  ASSERT_TRUE(receiver.wait_for([&](const Requests& requests) {
+    std::set<std::string> delivered;
+    for (std::size_t i = seen_before; i < requests.size(); ++i) {
+      if (requests[i].answered == 200) delivered.insert(parse_body(requests[i].body).event_id);
+    }
+    return delivered.size() == static_cast<std::size_t>(kPending);
+  })) << d.log();
+  const auto after = receiver.requests();
+  for (std::size_t i = seen_before; i < after.size(); ++i) {
+    const Body b = parse_body(after[i].body);
+    ASSERT_EQ(pending_before.count(b.event_id), 1u) << b.event_id;
+    EXPECT_EQ(after[i].headers.at("rapport-delivery"), pending_before.at(b.event_id)) << b.event_id;
+    EXPECT_EQ(b.id, pending_before.at(b.event_id));
+  }
+  ASSERT_TRUE(eventually([&] { return metric(port, R"(rapport_alert_outbox{area="pending"})") == 0; })) << d.log();
+
+  // The dead delivery replays by its original id and arrives with it.
+  const std::string dead_id = dead_before.at("dead-0");
+  const auto replay = run_command({binary("rapportctl"), "alerts", "replay", dead_id, "--state-dir", state});
+  ASSERT_EQ(replay.exit_code, 0) << replay.err;
+  EXPECT_NE(replay.out.find("replayed 1 dead alert deliveries"), std::string::npos) << replay.out;
+  ASSERT_TRUE(receiver.wait_for([&](const Requests& r) {
+    return !r.empty() && r.back().answered == 200 && r.back().headers.at("rapport-delivery") == dead_id;
+  })) << d.log();
+
+  // New alerts after the move get ids no receiver has seen before it.
+  std::set<std::string> old_ids{dead_id};
+  for (const auto& [event_id, id] : pending_before) old_ids.insert(id);
+  std::string fresh;
+  for (int i = 0; i < kPending; ++i) fresh += event("n" + std::to_string(i), "mig-" + std::to_string(i), "complaint");
+  post_events(port, fresh);
+  ASSERT_TRUE(receiver.wait_for([&](const Requests& requests) {
+    std::size_t n = 0;
+    for (const auto& r : requests) n += r.answered == 200 && parse_body(r.body).event_id[0] == 'n' ? 1 : 0;
+    return n >= static_cast<std::size_t>(kPending);
+  })) << d.log();
+  for (const auto& r : receiver.requests()) {
+    if (parse_body(r.body).event_id[0] != 'n') continue;
+    EXPECT_EQ(old_ids.count(r.headers.at("rapport-delivery")), 0u) << r.headers.at("rapport-delivery");
+  }
+}
+
+TEST_F(AlertsTest, MigrateCarriesTheOutboxesKeepingDeliveryIds) {
+  migrate_keeps_the_outbox(dir_.path(), 1, 2);
+  migrate_keeps_the_outbox(dir_.path(), 2, 1);
+}
+
+// A purchase `days_ago` days before now.
+std::string purchase(const std::string& id, const std::string& customer, int days_ago, double amount) {
+  const long long ts =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count() -
+      static_cast<long long>(days_ago) * 86'400'000LL - 60'000;
+  return R"({"event_id":")" + id + R"(","customer_id":")" + customer + R"(","ts":)" + std::to_string(ts) +
+         R"(,"type":"purchase","amount":)" + std::to_string(amount) + "}\n";
+}
+
+// A customer's history: purchases at the same days as X's, amounts scaled.
+std::string history(const std::string& customer, double amount) {
+  std::string out;
+  const int days[] = {320, 240, 130, 60, 15};
+  for (int i = 0; i < 5; ++i) out += purchase(customer + "-" + std::to_string(i), customer, days[i], amount + i);
+  return out;
+}
+
+std::string tier_of(int port, const std::string& customer) {
+  const auto r = http(port, "GET", "/v1/customers/" + customer);
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  if (r.status != 200 || parser.parse(r.body).get(doc) != simdjson::SUCCESS) {
+    throw std::runtime_error("GET customer: " + r.body);
+  }
+  return std::string(std::string_view(doc["tier"]["name"]));
+}
+
+std::size_t count_of(const std::string& text, const std::string& what) {
+  std::size_t n = 0;
+  for (auto pos = text.find(what); pos != std::string::npos; pos = text.find(what, pos + 1)) ++n;
+  return n;
+}
+
+// A real fit that moves a customer to another tier fires its tier_changed alert (rapportd's main loop sees
+// the new model and compares every customer's tier under both): the top spender of the first population is
+// platinum; the second fit's population has twenty bigger spenders with the same purchase times, so the
+// same customer, unchanged, drops out of platinum.
+TEST_F(AlertsTest, AFitThatMovesACustomerToAnotherTierFiresTierChanged) {
+  const std::string path = config(alert_toml("moves", receiver_.url(), "tier_changed = true") + delivery_toml() +
+                                  "[value]\nplatinum_fraction = 0.2\ngold_fraction = 0.3\nfit_interval_s = 0\n");
+  Daemon d(dir_.file("state"), {"--config", path});
+  const int port = d.http_port();
+  std::string body = history("tx-top", 200);
+  for (int i = 0; i < 11; ++i) {
+    const std::string c = "tx-small-" + std::to_string(i);
+    body += purchase(c + "-a", c, 300 - 20 * i, 10 + i) + purchase(c + "-b", c, 100 - 5 * i, 12 + i);
+    if (i % 3 == 0) body += purchase(c + "-c", c, 20 + i, 15 + i);
+  }
+  post_events(port, body);
+  const auto fit1 = http(port, "POST", "/v1/model:fit");
+  ASSERT_EQ(fit1.status, 200) << fit1.body;
+  ASSERT_EQ(tier_of(port, "tx-top"), "platinum");
+  // The daemon's clock picks the model up (no previous model: nothing fires).
+  ASSERT_TRUE(eventually([&] { return count_of(d.log(), "alerts evaluate with the new value model") >= 1; }))
+      << d.log();
+
+  std::string whales;
+  for (int i = 0; i < 20; ++i) whales += history("tx-whale-" + std::to_string(i), 2000 + 10 * i);
+  post_events(port, whales);
+  const auto fit2 = http(port, "POST", "/v1/model:fit");
+  ASSERT_EQ(fit2.status, 200) << fit2.body;
+  const std::string now_tier = tier_of(port, "tx-top");
+  ASSERT_NE(now_tier, "platinum");
+  ASSERT_TRUE(receiver_.wait_for([](const Requests& requests) {
+    for (const auto& r : requests) {
+      if (parse_body(r.body).customer_id == "tx-top") return true;
+    }
+    return false;
+  })) << d.log();
+  // Let every delivery of this fit arrive (one at a time per URL), then count.
+  ASSERT_TRUE(eventually([&] { return metric(port, R"(rapport_alert_outbox{area="pending"})") == 0; })) << d.log();
+  std::vector<std::string> mine;
+  for (const auto& r : receiver_.requests()) {
+    const Body b = parse_body(r.body);
+    EXPECT_EQ(b.alert, "moves");
+    EXPECT_TRUE(b.event_id_null) << r.body;  // a tier change has no event
+    if (b.customer_id == "tx-top") mine.push_back(r.body);
+  }
+  ASSERT_EQ(mine.size(), 1u);
+  EXPECT_EQ(parse_body(mine[0]).customer_customer_id, "tx-top");
+  // The customer object shows the tier it moved to.
+  EXPECT_NE(mine[0].find("\"tier\":{\"name\":\"" + now_tier + "\""), std::string::npos) << mine[0];
+}
+
 }  // namespace
 }  // namespace rapport::test

@@ -165,6 +165,43 @@ TEST_F(OutboxTest, RemoveMoveAndReplayKeepSequencesUnique) {
   EXPECT_EQ((*page)[0].payload, "d");
 }
 
+// rapportctl migrate: pending and dead entries in one transaction, numbered from at least the given
+// sequence, which becomes the floor of later ones too (and survives a reopen).
+TEST_F(OutboxTest, ImportNumbersFromTheGivenSequenceAndRaisesTheHighWaterMark) {
+  {
+    auto store = open_ok(options());
+    ASSERT_TRUE(store);
+    auto next = store->outbox_next_sequence();
+    ASSERT_TRUE(next.ok());
+    EXPECT_EQ(*next, 1u);
+    ASSERT_TRUE(store->import_outbox(std::vector<std::string>{"p1", "p2"}, std::vector<std::string>{"d1"}, 100).ok());
+    EXPECT_EQ(payloads(*store, OutboxArea::kPending), (std::vector<std::string>{"p1", "p2"}));
+    EXPECT_EQ(payloads(*store, OutboxArea::kDead), std::vector<std::string>{"d1"});
+    const auto pending = sequences(*store, OutboxArea::kPending);
+    const auto dead = sequences(*store, OutboxArea::kDead);
+    ASSERT_EQ(pending.size(), 2u);
+    ASSERT_EQ(dead.size(), 1u);
+    EXPECT_GE(pending[0], 100u);
+    EXPECT_GE(dead[0], 100u);
+    EXPECT_NE(dead[0], pending[0]);
+    EXPECT_NE(dead[0], pending[1]);
+    next = store->outbox_next_sequence();
+    ASSERT_TRUE(next.ok());
+    EXPECT_GT(*next, std::max(pending[1], dead[0]));
+    // Nothing to import still raises the floor.
+    ASSERT_TRUE(store->import_outbox({}, {}, 500).ok());
+    next = store->outbox_next_sequence();
+    ASSERT_TRUE(next.ok());
+    EXPECT_EQ(*next, 500u);
+  }
+  auto reopened = open_ok(options());
+  ASSERT_TRUE(reopened);
+  ASSERT_TRUE(reopened->add_outbox(std::vector<std::string>{"later"}).ok());
+  const auto after = sequences(*reopened, OutboxArea::kPending);
+  ASSERT_EQ(after.size(), 3u);
+  EXPECT_EQ(after.back(), 500u);
+}
+
 TEST_F(OutboxTest, QueuedChangesRideInTheNextBatchOrAFlush) {
   auto store = open_ok(options());
   ASSERT_TRUE(store);
