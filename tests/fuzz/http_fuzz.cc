@@ -35,6 +35,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -198,7 +199,10 @@ int connect_loopback(int port) {
 bool exchange(int port, std::string_view request, std::string& answer) {
   answer.clear();
   const int fd = connect_loopback(port);
-  if (fd < 0) return false;
+  if (fd < 0) {
+    std::fprintf(stderr, "fuzz: cannot connect to the server: %s\n", std::strerror(errno));
+    return false;
+  }
   const auto deadline = std::chrono::steady_clock::now() + 15s;
   bool write_open = true;
   if (request.empty()) {
@@ -210,7 +214,11 @@ bool exchange(int port, std::string_view request, std::string& answer) {
   while (!eof) {
     const auto left =
         std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) break;
+    if (left.count() <= 0) {
+      std::fprintf(stderr, "fuzz: the server neither closed nor answered fully within 15 s (%zu bytes answered)\n",
+                   answer.size());
+      break;
+    }
     pollfd p{fd, static_cast<short>(POLLIN | (write_open ? POLLOUT : 0)), 0};
     if (::poll(&p, 1, static_cast<int>(left.count())) < 0) {
       if (errno == EINTR) continue;
