@@ -32,10 +32,10 @@ struct HttpClientRequest {
   std::string method = "GET";
   std::string target;  // path and query, appended to the endpoint's base path, e.g. "/v1/tiers"
   std::string body;
-  std::string content_type = "application/json";  // sent when the body is non-empty or the method is POST
-  std::string bearer_token;                       // "Authorization: Bearer ..." when non-empty
+  std::string content_type = "application/json";             // sent when the body is non-empty or the method is POST
+  std::string bearer_token;                                  // "Authorization: Bearer ..." when non-empty
   std::vector<std::pair<std::string, std::string>> headers;  // further headers (name, value), e.g. webhook signatures
-  std::chrono::milliseconds timeout{30'000};      // for the whole exchange: resolve, connect, TLS, write, read
+  std::chrono::milliseconds timeout{30'000};  // for the whole exchange: resolve, connect, TLS, write, read
   std::string ca_file;  // https: PEM certificate(s) to trust instead of the system's CAs (e.g. a self-signed one)
 };
 
