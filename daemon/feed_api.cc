@@ -101,17 +101,18 @@ Route Api::changes(const HttpRequest& request, HttpRespond& respond) {
     return true;
   };
   if (attempt(*wait_ms == 0)) return Route::kChanges;
+  // Parked from here until answered: the gauge counts it down before the answer leaves, so a client that
+  // got its answer never sees itself still counted.
   metrics_.feed_parked().Increment();
-  auto parked = [this, attempt = std::move(attempt)](bool final) {
-    const bool answered = attempt(final);
-    if (answered) metrics_.feed_parked().Decrement();
-    return answered;
+  *shared = [this, answer = std::move(*shared)](HttpResponse response) {
+    metrics_.feed_parked().Decrement();
+    answer(std::move(response));
   };
+  auto& parked = attempt;
   switch (feed_waiters_.park(std::chrono::steady_clock::now() + std::chrono::milliseconds(*wait_ms), parked)) {
     case FeedWaiters::Park::kParked:
       break;
     case FeedWaiters::Park::kFull: {
-      metrics_.feed_parked().Decrement();
       HttpResponse r =
           json_error(503, "too many long-polls of /v1/changes are waiting (at most " +
                               std::to_string(kMaxParkedFeedRequests) + "); retry later, or with a smaller wait_ms");
