@@ -30,13 +30,20 @@
 #     report from bench/results/ without re-measuring).
 #
 #   bench/run.sh [--quick | --long] [--events N] [--repeats R] [--duration S] [--mem-customers N]
-#                [--partitions "1 2 4"] [--no-install] [--no-baselines] [--no-profile]
+#                [--partitions "1 2 4"] [--fills "10000000 50000000"] [--only SECTIONS]
+#                [--no-install] [--no-baselines] [--no-profile]
 #
 # --quick: fewer events, connections, load points and repeats (1), a 1 M-event
 # store-growth fill (at most 10 minutes on the 2-core machine).
 # --long: also the 50 M-event store-growth run and the 30-minute soak.
 # --partitions: the P of the partition runs ("default": no [storage] partitions
 # key, for a rapportd without partitions).
+# --fills: the store-growth fills (events stored before the timed file).
+# --only: a comma-separated subset of decode,tcp,partitions,growth,queries,openloop,
+# import,memory,baselines,profiles,soak; the records of the sections run replace
+# their earlier records in bench/results/results.jsonl, the others are kept
+# (e.g. `bench/run.sh --only growth,soak --fills 50000000 --long` re-measures
+# goals 2 and 5b of issue 13 alone).
 # --duration: seconds per timed run of the duration-based configurations
 # (HTTP single, queries, open loop); --mem-customers: customers of the memory run.
 set -euo pipefail
@@ -44,11 +51,14 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 QUICK=0 LONG=0 INSTALL=1 BASELINES=1 PROFILE=1 EVENTS="" REPEATS="" OPT_DURATION="" OPT_MEM="" PARTITIONS="1 2 4"
+OPT_FILLS="" ONLY=""
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) QUICK=1; shift ;;
     --long) LONG=1; shift ;;
     --partitions) PARTITIONS=$2; shift 2 ;;
+    --fills) OPT_FILLS=$2; shift 2 ;;
+    --only) ONLY=$2; shift 2 ;;
     --events) EVENTS=$2; shift 2 ;;
     --repeats) REPEATS=$2; shift 2 ;;
     --no-install) INSTALL=0; shift ;;
@@ -56,11 +66,16 @@ while [ $# -gt 0 ]; do
     --no-profile) PROFILE=0; shift ;;
     --duration) OPT_DURATION=$2; shift 2 ;;
     --mem-customers) OPT_MEM=$2; shift 2 ;;
-    -h|--help) sed -n '2,41p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,48p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 [ "$QUICK" = 1 ] && [ "$LONG" = 1 ] && { echo "--quick and --long exclude each other" >&2; exit 2; }
+SECTIONS=decode,tcp,partitions,growth,queries,openloop,import,memory,baselines,profiles,soak
+for sec in ${ONLY//,/ }; do
+  [[ ",$SECTIONS," == *",$sec,"* ]] || { echo "--only: unknown section '$sec' (one of $SECTIONS)" >&2; exit 2; }
+done
+want() { [ -z "$ONLY" ] || [[ ",$ONLY," == *",$1,"* ]]; }
 if [ "$QUICK" = 1 ]; then
   EVENTS=${EVENTS:-500000}
   CUSTOMERS=200000
@@ -87,6 +102,7 @@ else
   [ "$LONG" = 1 ] && GROWTH_FILLS+=(50000000)
 fi
 REPEATS=${REPEATS:-3}
+[ -n "$OPT_FILLS" ] && read -r -a GROWTH_FILLS <<<"$OPT_FILLS"
 FILL_CHUNK=2000000  # the growth fill is generated and sent in files of this many events
 DURATION=${OPT_DURATION:-$DURATION}
 MEM_CUSTOMERS=${OPT_MEM:-$MEM_CUSTOMERS}
@@ -136,8 +152,29 @@ RES=bench/results
 WORK=$ROOT/$B/work
 rm -rf "$WORK"
 mkdir -p "$RES" "$WORK"
-rm -f "$RES"/results.jsonl "$RES"/commands.txt "$RES"/profile_*.txt "$RES"/machine.json "$RES"/interval_*.jsonl
 JSONL=$RES/results.jsonl
+if [ -z "$ONLY" ]; then
+  rm -f "$RES"/results.jsonl "$RES"/commands.txt "$RES"/profile_*.txt "$RES"/machine.json "$RES"/interval_*.jsonl
+elif [ -f "$JSONL" ]; then  # --only: drop the earlier records of the sections that run now, keep the rest
+  python3 - "$JSONL" "$ONLY" <<'EOF'
+import json, sys
+path, only = sys.argv[1], set(sys.argv[2].split(","))
+def section(r):
+    kind, c = r.get("kind"), r.get("config") or ""
+    if kind == "decode" or c.startswith("sink_"): return "decode"
+    if c.startswith("growth_"): return "growth"
+    if c.startswith(("tcp_hot_", "tcp_zipf_")): return "partitions"
+    if c.startswith(("tcp_c", "http_")): return "tcp"
+    if kind == "nginx" or c.startswith(("query_", "batchget_", "preload")): return "queries"
+    if c.startswith("open_"): return "openloop"
+    if kind == "import": return "import"
+    if kind == "memory" or c.startswith("memory_"): return "memory"
+    if kind == "baseline": return "baselines"
+    return None
+keep = [l for l in open(path) if l.strip() and section(json.loads(l)) not in only]
+open(path, "w").writelines(keep)
+EOF
+fi
 CMDS=$RES/commands.txt
 log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 note_cmd() { grep -qxF -- "$*" "$CMDS" 2>/dev/null || echo "$*" >>"$CMDS"; }
@@ -151,7 +188,9 @@ PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 fsync_rate=$(timeout 60 "$PGBIN/pg_test_fsync" -s 2 -f "$WORK/fsync.test" 2>/dev/null |
   awk '/Compare file sync methods using one 8kB write/ {f=1} f && $1 == "fdatasync" {print $2; exit}' || true)
 rm -f "$WORK/fsync.test"
-python3 - "$RES/machine.json" <<EOF
+MACHINE_JSON=$RES/machine.json
+[ -n "$ONLY" ] && MACHINE_JSON=$RES/machine_only.json  # the full run's machine.json stays with its records
+python3 - "$MACHINE_JSON" <<EOF
 import json, os, platform, subprocess, sys
 def sh(c):
     try: return subprocess.run(c, shell=True, capture_output=True, text=True).stdout.strip()
@@ -168,7 +207,7 @@ json.dump({
   "loadavg_start": open('/proc/loadavg').read().split()[:3],
   "date": sh("date -u +%Y-%m-%dT%H:%M:%SZ"),
   "git": sh("git rev-parse --short HEAD") + (" + uncommitted changes" if sh("git status --porcelain -uno") else ""),
-  "quick": $QUICK, "long": $LONG, "events": $EVENTS, "customers": $CUSTOMERS, "repeats": $REPEATS,
+  "quick": $QUICK, "long": $LONG, "only": "$ONLY", "events": $EVENTS, "customers": $CUSTOMERS, "repeats": $REPEATS,
   "partitions": "$PARTITIONS", "growth_fills": "${GROWTH_FILLS[*]}",
   "nginx": sh("(nginx -v || /usr/sbin/nginx -v) 2>&1 | head -1"),
   "postgresql": sh("$PGBIN/postgres --version"),
@@ -302,6 +341,7 @@ note_cmd "rapportctl generate --customers $CUSTOMERS --events $EVENTS --seed 1 -
 hot_events "$EVENTS" 1 m "$HOT_FILE"
 
 # ---------------------------------------------------------------- decode-only references
+if want decode; then
 log "decoder benchmark (one core)"
 note_cmd "rapport_bench --benchmark_filter='BM_(DecodeLine|DomParseLine|DecodeBodyNdjson1000|DomParseLines1000)\$' --benchmark_repetitions=$REPEATS --benchmark_format=json"
 "$BENCHBIN" --benchmark_filter='BM_(DecodeLine|DomParseLine|DecodeBodyNdjson1000|DomParseLines1000)$' \
@@ -337,7 +377,10 @@ for r in $(seq "$REPEATS"); do
 done
 kill -TERM "$sink_pid"; wait "$sink_pid" 2>/dev/null || true; sink_pid=""
 
+fi  # want
+
 # ---------------------------------------------------------------- rapportd ingest: throughput vs connections
+if want tcp; then
 for c in "${CONNS[@]}"; do
   log "tcp, $c connections"
   ingest "tcp_c$c" tcp "$c" --batch 1000
@@ -355,7 +398,10 @@ for c in "${SINGLE_CONNS[@]}"; do
   done
 done
 
+fi  # want
+
 # ---------------------------------------------------------------- partitions (issue 13): P = 1, 2, 4 on both workloads
+if want partitions; then
 for P in $PARTITIONS; do
   for workload in hot zipf; do
     log "tcp, $HEADLINE_CONNS connections, $workload workload, partitions $P"
@@ -367,7 +413,10 @@ for P in $PARTITIONS; do
   done
 done
 
+fi  # want
+
 # ---------------------------------------------------------------- store growth and bytes per event (issue 13)
+if want growth; then
 # The rate of the hot file on an empty store and after FILL other events of the same kind (default config).
 log "store growth: the hot file on an empty store"
 INGEST_FILE=$HOT_FILE ingest "growth_empty_c$HEADLINE_CONNS" tcp "$HEADLINE_CONNS" --batch 1000
@@ -397,7 +446,10 @@ for fill in "${GROWTH_FILLS[@]}"; do
   log "  state dir $state_bytes bytes for $stored stored events"
 done
 
+fi  # want
+
 # ---------------------------------------------------------------- point queries
+if want queries; then
 log "point queries: preload the events, then GET /v1/customers/{id} (ids Zipf-skewed like the events)"
 start_daemon
 measure "preload" 1 --mode tcp -c 4 --file "$EVENTS_FILE" -n "$EVENTS"
@@ -466,7 +518,10 @@ for r in $(seq "$REPEATS"); do
 done
 stop_daemon
 
+fi  # want
+
 # ---------------------------------------------------------------- latency vs offered load (open loop)
+if want openloop; then
 PEAK=$(median_of "tcp_c$HEADLINE_CONNS" events_per_s)
 log "latency vs offered load: tcp open loop, fractions of the peak $PEAK events/s"
 for f in "${LOAD_FRACTIONS[@]}"; do
@@ -479,7 +534,10 @@ for f in "${LOAD_FRACTIONS[@]}"; do
   done
 done
 
+fi  # want
+
 # ---------------------------------------------------------------- offline import (hyperfine)
+if want import; then
 if command -v hyperfine >/dev/null; then
   log "rapportctl import (no network), hyperfine"
   note_cmd "hyperfine --runs $REPEATS --prepare 'rm -rf STATE' 'rapportctl import events.ndjson --state-dir STATE --quiet'"
@@ -498,7 +556,10 @@ EOF
   rm -rf "$WORK/import"
 fi
 
+fi  # want
+
 # ---------------------------------------------------------------- memory with many customers
+if want memory; then
 log "memory: $MEM_CUSTOMERS customers (every one appears), TCP ingest then restart and queries"
 start_daemon
 note_cmd "rapport-loadgen --mode tcp -c 4 -n $MEM_CUSTOMERS --customers $MEM_CUSTOMERS --cycle-customers --zipf 0 --seed 7"
@@ -519,7 +580,10 @@ printf '{"kind":"memory","customers":%s,"customers_metric":%s,"after_ingest_rss_
   "$MEM_CUSTOMERS" "${customers_seen:-0}" "$after_ingest_rss" "$after_ingest_anon" "$hwm" "$mem_stop_s" "$restart_rss" \
   "$restart_anon" "$query_rss" "$query_anon" "$disk_kb" >>"$JSONL"
 
+fi  # want
+
 # ---------------------------------------------------------------- baselines
+if want baselines; then
 if [ "$BASELINES" = 1 ]; then
   log "converting the events for the baselines"
   note_cmd "python3 bench/convert_events.py events.ndjson CONVERTED --pg-batch $PG_BATCH --redis-parts $HEADLINE_CONNS"
@@ -542,7 +606,10 @@ if [ "$BASELINES" = 1 ]; then
   rm -rf "$WORK/conv"
 fi
 
+fi  # want
+
 # ---------------------------------------------------------------- profiles
+if want profiles; then
 if [ "$PROFILE" = 1 ] && command -v perf >/dev/null; then
   threads_sample() { for t in /proc/"$pid"/task/*; do echo "$(basename "$t") $(cat "$t/schedstat" 2>/dev/null)"; done; }
   profile() {  # NAME SECONDS loadgen-args...
@@ -581,9 +648,11 @@ if [ "$PROFILE" = 1 ] && command -v perf >/dev/null; then
   profile query 8 --mode query -c 16 --file "$EVENTS_FILE" -n "$EVENTS"
 fi
 
+fi  # want
+
 # ---------------------------------------------------------------- report
 T_END=$(date +%s)
-python3 - "$RES/machine.json" "$((T_END - T_START))" <<'EOF'
+python3 - "$MACHINE_JSON" "$((T_END - T_START))" <<'EOF'
 import json, sys
 m = json.load(open(sys.argv[1]))
 m["loadavg_end"] = open('/proc/loadavg').read().split()[:3]
@@ -593,7 +662,7 @@ EOF
 rm -rf "$WORK/state"
 python3 bench/report.py
 log "done in $((T_END - T_START)) s: bench/RESULTS.md"
-if [ "$LONG" = 1 ]; then
+if [ "$LONG" = 1 ] && want soak; then
   log "--long: the 30-minute soak at half the peak (bench/soak.sh --minutes 30)"
   bench/soak.sh --minutes 30 --tag 30min --no-build || log "the soak failed"  # results/soak_summary_30min.md
   python3 bench/report.py
