@@ -7,9 +7,12 @@ Re-run it to rebuild the report without re-measuring:  python3 bench/report.py
 """
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
+
+WORKDIR = re.compile(r"\S*/build/bench/work/")  # a checkout's scratch dir in recorded commands
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RES = os.path.join(HERE, "results")
@@ -444,7 +447,7 @@ def main():
         w("")
         for p in profiles:
             w("```")
-            w(open(os.path.join(RES, p)).read().rstrip().replace(os.path.join(os.path.dirname(HERE), "build/bench/work/"), ""))
+            w(WORKDIR.sub("", open(os.path.join(RES, p)).read().rstrip()))
             w("```")
             w("")
     for name in soaks:
@@ -469,7 +472,7 @@ def main():
     cmds = os.path.join(RES, "commands.txt")
     if os.path.exists(cmds):
         for line in open(cmds):
-            w(line.rstrip().replace(os.path.join(os.path.dirname(HERE), "build/bench/work/"), ""))
+            w(WORKDIR.sub("", line.rstrip()))
     w("```")
     w("")
     open(OUT, "w").write("\n".join(L))

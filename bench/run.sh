@@ -427,7 +427,7 @@ for fill in "${GROWTH_FILLS[@]}"; do
   while [ "$done_events" -lt "$fill" ]; do
     n=$((fill - done_events < FILL_CHUNK ? fill - done_events : FILL_CHUNK))
     chunk_no=$((chunk_no + 1))
-    note_cmd "rapportctl generate --customers $CUSTOMERS --events $n --seed $((100 + chunk_no)) --zipf 0 --duplicates 0 | python3 bench/hot_events.py --customers $CUSTOMERS --tag f$chunk_no --seed $((100 + chunk_no)) > fill.ndjson"
+    note_cmd "rapportctl generate --customers $CUSTOMERS --events $n --seed \$((100 + K)) --zipf 0 --duplicates 0 | python3 bench/hot_events.py --customers $CUSTOMERS --tag fK --seed \$((100 + K)) > fill.ndjson  # K = 1, 2, ... for each file of the fill"
     hot_events "$n" $((100 + chunk_no)) "f$chunk_no" "$WORK/fill.ndjson"
     measure "growth_fill_$fill" "$chunk_no" --mode tcp -c "$HEADLINE_CONNS" --file "$WORK/fill.ndjson" -n "$n" --batch 1000
     done_events=$((done_events + n))
