@@ -9,6 +9,9 @@
 #
 # A precompiled header is included first in every file of its target: a file that forgets one of
 # its includes still compiles here; configure with -DRAPPORT_PCH=OFF to check the includes.
+# Including the headers first can also change GCC 12's inlining enough for its false -Warray-bounds /
+# -Wrestrict reports on std::string (e.g. `"a" + std::string(n, ' ') + "b"`) to appear: give such a
+# file SKIP_PRECOMPILE_HEADERS (set_source_files_properties), or leave its target out.
 option(RAPPORT_PCH "Precompile heavy third-party headers (gtest, simdjson, Boost.Asio/Beast, prometheus)" ON)
 
 # The standard headers that most files of the project include.
