@@ -35,7 +35,7 @@ build: deps
 # Build time (make test compiles four trees cold): the test and sanitizer builds carry line tables only
 # (-g1: file:line in backtraces and sanitizer reports, no variables; a third less compile time than -g);
 # pass e.g. CMAKE_FLAGS=-DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g -DNDEBUG" for a debugger. build/test
-# leaves out the benchmark suite (make bench builds it). See also cmake/RapportBuildSpeed.cmake.
+# leaves out the benchmark suite (make bench builds it).
 build-test: deps
 	cmake -S . -B build/test -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG" \
 	  -DRAPPORT_BENCH=OFF -DRAPPORT_WERROR=ON $(CMAKE_FLAGS)
