@@ -363,8 +363,8 @@ struct KafkaConsumer::Impl {
       }
       // Nothing of the chunk was stored: read again from the stored offset, after a pause.
       stats.refused(Transport::kKafka).Increment();
-      log_warn("kafka: partition " + std::to_string(c.partition) + ": " + c.status.message() +
-               " (read again from offset " + (p.stored ? std::to_string(*p.stored) : std::string("0")) + " in 1 s)");
+      log_warn("kafka: partition " + std::to_string(c.partition) + ": " + c.status.message() + " (read again from " +
+               (p.stored ? "offset " + std::to_string(*p.stored) : std::string("the beginning")) + " in 1 s)");
       p.chunk.reset();
       p.expected = p.stored.value_or(-1);
       rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
@@ -409,7 +409,11 @@ struct KafkaConsumer::Impl {
 
   void run() {
     while (!stopping.load(std::memory_order_acquire)) {
-      rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, 100);
+      // Short waits while a chunk is being committed or waits to be handed over: its completion is
+      // noticed here, not by librdkafka, and the next chunk should follow it promptly.
+      bool busy = false;
+      for (const auto& [partition, p] : held) busy = busy || p.in_flight || p.chunk != nullptr;
+      rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, busy ? 2 : 100);
       // Take what is already there without waiting, up to a chunk's worth.
       for (std::size_t n = 0; m != nullptr; ++n) {
         if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
