@@ -4,13 +4,14 @@
 # one rapportd instance ([kafka], P partitions, fresh state dir) consuming them; the time from its start
 # until every record is stored (rapport_kafka_records_total = N, every partition's lag 0) gives
 # events/s. Each rep on a fresh cluster and state dir; reports each run and the median into
-# bench/results/kafka_bench.md. The mock keeps at most 100,000 records per partition: N <= P x 100,000.
+# bench/results/kafka_bench.md. The mock keeps at most 100,000 records or 5 MiB per partition, so N is
+# bounded by P (about 25,000 generated events per MiB).
 #
-#   bench/kafka_bench.sh [--build build/perf] [--events 200000] [--partitions 4] [--reps 3]
+#   bench/kafka_bench.sh [--build build/perf] [--events 100000] [--partitions 4] [--reps 3]
 #                        [--durability fsync|async]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BUILD=build/perf EVENTS=200000 PARTITIONS=4 REPS=3 DURABILITY=fsync
+BUILD=build/perf EVENTS=100000 PARTITIONS=4 REPS=3 DURABILITY=fsync
 while [ $# -gt 0 ]; do
   case $1 in
     --build) BUILD=$2; shift 2 ;;
@@ -41,13 +42,23 @@ for line in sys.stdin:
     line = line.rstrip("\n")
     if line: print(json.loads(line)["customer_id"] + "\t" + line)' >"$WORK/records.tsv"
 log "$(wc -l <"$WORK/records.tsv") records generated"
+# The mock drops the oldest records of a partition beyond 5 MiB: keep well under that (partitions fill
+# about evenly), so that the topic holds every record and the count below is exact.
+bytes=$(wc -c <"$WORK/records.tsv")
+if [ "$bytes" -gt $((PARTITIONS * 4 * 1024 * 1024)) ]; then
+  echo "--events $EVENTS is $bytes bytes: over the mock's 5 MiB per partition with $PARTITIONS partitions;" \
+    "use fewer events or more partitions" >&2
+  exit 2
+fi
 
 runs=()
 for rep in $(seq "$REPS"); do
-  "$MOCK" --topic "events:$PARTITIONS" >"$WORK/bootstrap.txt" 2>"$WORK/mock.log" &
+  rm -f "$WORK/bootstrap.txt"
+  "$MOCK" --topic "events:$PARTITIONS" >"$WORK/bootstrap.txt.new" 2>"$WORK/mock.log" &
   mock=$!
   pids+=($mock)
-  for _ in $(seq 100); do [ -s "$WORK/bootstrap.txt" ] && break; sleep 0.1; done
+  for _ in $(seq 100); do [ -s "$WORK/bootstrap.txt.new" ] && break; sleep 0.1; done
+  mv "$WORK/bootstrap.txt.new" "$WORK/bootstrap.txt"
   B=$(head -1 "$WORK/bootstrap.txt")
   kcat -P -b "$B" -t events -K $'\t' -X partitioner=murmur2_random -X linger.ms=20 -l "$WORK/records.tsv"
   rm -rf "$WORK/state"
