@@ -376,9 +376,11 @@ int main(int argc, char** argv) {
   ::mallopt(M_MMAP_THRESHOLD, 1 << 20);
   CLI::App app{
       "rapportd — customer-interaction scoring daemon.\n"
-      "Ingests events over TCP NDJSON and HTTP, keeps per-customer scores in LMDB, serves them over HTTP.\n"
+      "Ingests events over TCP NDJSON and HTTP (and, when the config sets kafka.brokers, from a Kafka topic as\n"
+      "a consumer group member), keeps per-customer scores in LMDB, serves them over HTTP.\n"
       "Exit codes: 0 clean stop (SIGTERM/SIGINT) or --help/--version/--check-config ok; 2 usage, configuration,\n"
-      "storage or listen error (\"rapportd: <message>\" on stderr for usage and configuration errors)."};
+      "storage, listen or Kafka start-up error (\"rapportd: <message>\" on stderr for usage and configuration\n"
+      "errors)."};
   std::string config_path;
   rapport::Overrides o;
   app.add_option("-c,--config", config_path, "TOML config file (every key optional; see docs/config.md)")
