@@ -304,10 +304,11 @@ int run(const std::string& config_path, const Overrides& overrides) {
           reloaded->storage.directory != config->storage.directory ||
           reloaded->storage.partitions != config->storage.partitions ||
           reloaded->storage.checkpoint_events != config->storage.checkpoint_events ||
-          reloaded->storage.checkpoint_interval != config->storage.checkpoint_interval) {
+          reloaded->storage.checkpoint_interval != config->storage.checkpoint_interval ||
+          !(reloaded->kafka == config->kafka)) {
         log_warn(
-            "listen addresses, which listeners speak TLS, the state dir, partitions and the checkpoint settings change "
-            "only on restart");
+            "listen addresses, which listeners speak TLS, the state dir, partitions, the checkpoint settings and "
+            "[kafka] change only on restart");
       }
       if (server_options.tls.enabled()) {  // a new certificate for new connections; the listeners stay as started
         TlsOptions tls = reloaded->server.tls;
