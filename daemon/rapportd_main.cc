@@ -26,6 +26,7 @@
 #include "daemon/alerts.h"
 #include "daemon/api.h"
 #include "daemon/config.h"
+#include "daemon/kafka_source.h"
 #include "daemon/metrics.h"
 #include "daemon/partitioned_sink.h"
 #include "daemon/value_service.h"
@@ -209,7 +210,18 @@ int run(const std::string& config_path, const Overrides& overrides) {
   delivery.start();
   Api api(**store, writer, value, metrics, config);
   writer.set_on_change([&api] { api.notify_changes(); });
-  metrics.set_before_scrape([&] { refresh_storage_metrics(**store, metrics, value); });
+  // Kafka mode ([kafka]): a consumer group member feeding the partitions' writers (started below).
+  KafkaSource kafka_source(**store, writer);
+  std::unique_ptr<KafkaConsumer> kafka;
+  std::unique_ptr<KafkaMetrics> kafka_metrics;
+  if (config->kafka.enabled()) {
+    kafka = std::make_unique<KafkaConsumer>(config->kafka, config->server.decode, kafka_source, metrics);
+    kafka_metrics = std::make_unique<KafkaMetrics>(metrics.registry());
+  }
+  metrics.set_before_scrape([&] {
+    refresh_storage_metrics(**store, metrics, value);
+    if (kafka) kafka_metrics->refresh(*kafka);
+  });
 
   // systemd socket activation: adopt listeners passed as "http" / "tcp" (FileDescriptorName=).
   ServerOptions server_options = config->server;
@@ -248,6 +260,16 @@ int run(const std::string& config_path, const Overrides& overrides) {
              (server_options.tls.tcp ? "on" : "off") + ", TLS >= " + server_options.tls.min_version + ", cert " +
              server_options.tls.cert_file);
   }
+  if (kafka) {
+    if (Status started = kafka->start(); !started.ok()) {
+      log_error(started.message());
+      (*server)->shutdown(config->shutdown_timeout);
+      delivery.stop(config->shutdown_timeout);
+      value.stop();
+      writer.stop();
+      return 2;
+    }
+  }
   // Before the "listening" line, which tools wait for: the metrics address is known by then.
   if (!(*server)->metrics_endpoint().empty()) log_info("listening metrics=" + (*server)->metrics_endpoint());
   log_info("listening http=" + (*server)->http_endpoint() + " tcp=" + (*server)->tcp_endpoint());
@@ -282,10 +304,11 @@ int run(const std::string& config_path, const Overrides& overrides) {
           reloaded->storage.directory != config->storage.directory ||
           reloaded->storage.partitions != config->storage.partitions ||
           reloaded->storage.checkpoint_events != config->storage.checkpoint_events ||
-          reloaded->storage.checkpoint_interval != config->storage.checkpoint_interval) {
+          reloaded->storage.checkpoint_interval != config->storage.checkpoint_interval ||
+          !(reloaded->kafka == config->kafka)) {
         log_warn(
-            "listen addresses, which listeners speak TLS, the state dir, partitions and the checkpoint settings change "
-            "only on restart");
+            "listen addresses, which listeners speak TLS, the state dir, partitions, the checkpoint settings and "
+            "[kafka] change only on restart");
       }
       if (server_options.tls.enabled()) {  // a new certificate for new connections; the listeners stay as started
         TlsOptions tls = reloaded->server.tls;
@@ -334,7 +357,8 @@ int run(const std::string& config_path, const Overrides& overrides) {
   }
 
   sd_notify(0, "STOPPING=1");
-  api.stop_changes();  // parked long-polls answer now, so they do not hold the shutdown up
+  if (kafka) kafka->stop();  // leaves the group; what the writers hold still commits with its offsets
+  api.stop_changes();        // parked long-polls answer now, so they do not hold the shutdown up
   (*server)->shutdown(config->shutdown_timeout);
   delivery.stop(config->shutdown_timeout);
   value.stop();
@@ -353,9 +377,11 @@ int main(int argc, char** argv) {
   ::mallopt(M_MMAP_THRESHOLD, 1 << 20);
   CLI::App app{
       "rapportd — customer-interaction scoring daemon.\n"
-      "Ingests events over TCP NDJSON and HTTP, keeps per-customer scores in LMDB, serves them over HTTP.\n"
+      "Ingests events over TCP NDJSON and HTTP (and, when the config sets kafka.brokers, from a Kafka topic as\n"
+      "a consumer group member), keeps per-customer scores in LMDB, serves them over HTTP.\n"
       "Exit codes: 0 clean stop (SIGTERM/SIGINT) or --help/--version/--check-config ok; 2 usage, configuration,\n"
-      "storage or listen error (\"rapportd: <message>\" on stderr for usage and configuration errors)."};
+      "storage, listen or Kafka start-up error (\"rapportd: <message>\" on stderr for usage and configuration\n"
+      "errors)."};
   std::string config_path;
   rapport::Overrides o;
   app.add_option("-c,--config", config_path, "TOML config file (every key optional; see docs/config.md)")
