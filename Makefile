@@ -10,7 +10,7 @@ JOBS ?= $(shell nproc)
 PACKAGES := cmake g++ make pkg-config libboost1.81-dev libsimdjson-dev liblmdb-dev lmdb-utils prometheus-cpp-dev \
             libgtest-dev libgmock-dev libbenchmark-dev libtomlplusplus-dev libcli11-dev libsystemd-dev \
             prometheus netcat-openbsd curl python3 systemd dpkg-dev procps libssl-dev openssl \
-            clang libclang-rt-14-dev llvm-14 lintian gnuplot-nox
+            clang libclang-rt-14-dev llvm-14 lintian gnuplot-nox librdkafka-dev kcat
 CMAKE_FLAGS ?=
 RUN_FLAGS ?=
 FUZZ_SECONDS ?= 60
