@@ -123,7 +123,8 @@ Result<RestoredPartition> restore_partition(const RestoreOptions& options,
   std::int64_t low = 0, high = 0;
   for (;;) {  // the first metadata round trip may fail while the cluster starts
     const rd_kafka_resp_err_t e =
-        rd_kafka_query_watermark_offsets(consumer.rk, options.topic.c_str(), options.partition, &low, &high, 5000);
+        rd_kafka_query_watermark_offsets(consumer.rk, options.topic.c_str(), options.partition, &low, &high,
+                                         std::max(1, std::min(remaining_ms(), 5000)));
     if (e == RD_KAFKA_RESP_ERR_NO_ERROR) break;
     if (remaining_ms() == 0) return Status::Error(where + ": cannot read its offsets: " + rd_kafka_err2str(e));
     rd_kafka_poll(consumer.rk, 200);
