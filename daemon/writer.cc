@@ -225,11 +225,13 @@ void Writer::commit(std::vector<std::unique_ptr<Submission>>& batch) {
   }
   events_.clear();
   dead_letters_.clear();
+  sources_.clear();
   const auto now_ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
           .count();
   for (const auto& s : batch) {
     events_.insert(events_.end(), s->events.begin(), s->events.end());
+    if (s->source) sources_.push_back(*s->source);  // a later one of the same topic partition wins
     for (const Rejection& r : s->rejections) {
       dead_letters_.push_back(DeadLetter{now_ms, std::string(transport_name(s->transport)),
                                          std::string(reject_reason_label(r.reason)), r.message, r.payload});
@@ -237,7 +239,7 @@ void Writer::commit(std::vector<std::unique_ptr<Submission>>& batch) {
   }
 
   const auto started = std::chrono::steady_clock::now();
-  Status status = store_.apply_batch(events_, apply, outcomes_, dead_letters_);
+  Status status = store_.apply_batch(events_, apply, outcomes_, dead_letters_, sources_);
   const auto finished = std::chrono::steady_clock::now();
   metrics_.commit_duration().Observe(std::chrono::duration<double>(finished - started).count());
   metrics_.commit_batch_events().Observe(static_cast<double>(events_.size() + dead_letters_.size()));

@@ -111,6 +111,7 @@ class Writer final : public IngestSink {
   std::vector<Event> events_;
   std::vector<EventOutcome> outcomes_;
   std::vector<DeadLetter> dead_letters_;
+  std::vector<SourceOffset> sources_;
   bool checkpointing_ = false;       // a checkpoint is in progress: idle time writes its slices
   bool checkpoint_failing_ = false;  // the last slice failed (logged once until one succeeds)
   std::chrono::steady_clock::time_point checkpoint_started_;  // debug log: when the checkpoint began

@@ -65,6 +65,8 @@ std::string_view transport_name(Transport transport) {
       return "http";
     case Transport::kImport:
       return "import";
+    case Transport::kKafka:
+      return "kafka";
   }
   return "unknown";
 }

@@ -11,19 +11,21 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "common/source_offset.h"
 #include "common/status.h"
 #include "ingest/decoder.h"
 #include "scoring/event.h"
 
 namespace rapport {
 
-enum class Transport : std::uint8_t { kTcp, kHttp, kImport };
-inline constexpr int kTransportCount = 3;
-std::string_view transport_name(Transport transport);  // "tcp", "http", "import"
+enum class Transport : std::uint8_t { kTcp, kHttp, kImport, kKafka };
+inline constexpr int kTransportCount = 4;
+std::string_view transport_name(Transport transport);  // "tcp", "http", "import", "kafka"
 
 enum class Outcome : std::uint8_t { kAccepted, kDuplicate };
 
@@ -61,6 +63,9 @@ struct Submission {
   // (counted in rapport_dead_letters_dropped_total once committed).
   std::uint64_t dead_letters_dropped = 0;
   std::chrono::steady_clock::time_point received_at{};
+  // Kafka mode: the topic partition position these events cover, stored in the same commit
+  // (Store::apply_batch's sources). The submission then goes to that partition's writer only.
+  std::optional<SourceOffset> source;
   std::function<void(SubmissionResult&&)> done;
 };
 

@@ -327,7 +327,7 @@ void Engine::build_stored_keys() {
 using namespace storage_internal;
 
 Status Store::apply_batch(std::span<const Event> events, const ApplyConfig& config, std::vector<EventOutcome>& outcomes,
-                          std::span<const DeadLetter> dead_letters) {
+                          std::span<const DeadLetter> dead_letters, std::span<const SourceOffset> sources) {
   for (std::size_t i = 0; i < events.size(); ++i) {
     if (events[i].customer_id.empty() || events[i].event_id.empty()) {
       return Status::Error("event " + std::to_string(i) + " of the batch has an empty customer_id or event_id");
@@ -335,7 +335,12 @@ Status Store::apply_batch(std::span<const Event> events, const ApplyConfig& conf
   }
   Impl& d = *impl_;
   if (d.options.read_only) return Status::Error("store opened read-only: " + in_quotes(d.options.directory));
-  if (events.empty() && dead_letters.empty()) {
+  for (const SourceOffset& source : sources) {
+    if (source.topic.empty() || source.partition < 0 || source.next_offset < 0) {
+      return Status::Error("a source offset needs a topic, a partition >= 0 and an offset >= 0");
+    }
+  }
+  if (events.empty() && dead_letters.empty() && sources.empty()) {
     outcomes.clear();
     return Status::Ok();
   }
@@ -429,6 +434,11 @@ Status Store::apply_batch(std::span<const Event> events, const ApplyConfig& conf
       d.delta.last_seq = seq - 1;
       if (!d.outbox_payloads.empty() && (rc = d.append_outbox(txn, d.outbox_payloads, context)) != 0) return rc;
       if (!outbox_changes.empty() && (rc = d.apply_outbox_changes(txn, outbox_changes, context)) != 0) return rc;
+      for (const SourceOffset& source : sources) {
+        rc = d.put_meta_u64(txn, source_offset_key(source.topic, source.partition),
+                            static_cast<std::uint64_t>(source.next_offset), context);
+        if (rc != 0) return rc;
+      }
       return d.append_dead_letters(txn, dead_letters, context);
     });
     if (stale && attempt < 100) continue;

@@ -227,6 +227,17 @@ Result<std::optional<std::string>> Store::get_meta(std::string_view key) const {
   return result;
 }
 
+Result<std::optional<std::int64_t>> Store::source_offset(const std::string& topic, std::int32_t partition) const {
+  const std::string key = source_offset_key(topic, partition);
+  auto stored = get_meta(key);
+  if (!stored.ok()) return stored.status();
+  std::optional<std::int64_t> offset;
+  if (!*stored) return offset;
+  if ((*stored)->size() != 8) return Status::Error("meta record " + in_quotes(key) + " is corrupt");
+  offset = static_cast<std::int64_t>(parse_sequence_key(**stored));
+  return offset;
+}
+
 StoreStats Store::stats() const {
   const Impl& d = *impl_;
   StoreStats stats;

@@ -38,6 +38,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/source_offset.h"
 #include "common/status.h"
 #include "scoring/customer_state.h"
 #include "scoring/event.h"
@@ -162,8 +163,14 @@ class Store {
   // same transaction. On error nothing was written and the message says why
   // (e.g. disk full). May write a checkpoint slice afterwards (see
   // StoreOptions); a failed slice does not fail the batch, which is already durable.
+  // `sources`: positions in external logs (Kafka topic partitions) this batch
+  // covers, stored in `meta` in the same transaction (read with
+  // source_offset): offsets kept outside Kafka, committed with their events.
   Status apply_batch(std::span<const Event> events, const ApplyConfig& config, std::vector<EventOutcome>& outcomes,
-                     std::span<const DeadLetter> dead_letters = {});
+                     std::span<const DeadLetter> dead_letters = {}, std::span<const SourceOffset> sources = {});
+
+  // The next offset of a topic partition stored by apply_batch; nullopt if none was stored.
+  Result<std::optional<std::int64_t>> source_offset(const std::string& topic, std::int32_t partition) const;
 
   // Erases a customer's state, events and dedup keys. Returns whether the
   // customer existed. Later events for the same id start fresh.
