@@ -18,7 +18,7 @@ using kafka::test::MockCluster;
 using kafka::test::with_purchases;
 
 constexpr char kTopic[] = "rapport.changes";
-const std::string kOffsetKey = "source.offset/rapport.events/0";
+const std::string kOffsetKey = source_offset_key("rapport.events", 0);
 
 class KafkaStateTest : public ::testing::Test {
  protected:
@@ -86,6 +86,10 @@ TEST_F(KafkaStateTest, ANewerChangesPartitionReplacesTheStateAndItsOffsetInOneCo
   auto stored = store_->get_meta(kOffsetKey);
   ASSERT_TRUE(stored.ok() && stored->has_value());
   EXPECT_EQ(decode_input_offset(**stored), std::optional<std::int64_t>(50));
+  // Where the consumer's own commits keep it (Store::apply_batch's sources): the consumer seeks there.
+  auto source = store_->source_offset("rapport.events", 0);
+  ASSERT_TRUE(source.ok()) << source.message();
+  EXPECT_EQ(*source, std::optional<std::int64_t>(50));
   EXPECT_EQ(metrics_.restores("changes").Value(), 1);
   EXPECT_EQ(metrics_.restore_duration().Collect().histogram.sample_count, 1u);
   EXPECT_EQ(metrics_.restore_read(0).Value(), 0);  // none in progress any more
