@@ -1,15 +1,11 @@
 #include "daemon/kafka_metrics.h"
 
+#include <algorithm>
 #include <string>
 
 namespace rapport {
 
-KafkaMetrics::KafkaMetrics(prometheus::Registry& registry) {
-  rebalances_ =
-      &prometheus::BuildCounter()
-           .Name("rapport_kafka_rebalances_total")
-           .Help("Consumer group rebalances that changed this instance's partitions, by kind (assigned, revoked)")
-           .Register(registry);
+KafkaStateMetrics::KafkaStateMetrics(prometheus::Registry& registry) {
   restores_ = &prometheus::BuildCounter()
                    .Name("rapport_kafka_restores_total")
                    .Help("Partitions taken over, by where their state came from (changes, local, input)")
@@ -24,10 +20,10 @@ KafkaMetrics::KafkaMetrics(prometheus::Registry& registry) {
                        .Name("rapport_kafka_restore_records_read")
                        .Help("Changes-topic records read by the restore in progress of a partition (0 when none)")
                        .Register(registry);
-  restore_total_ = &prometheus::BuildGauge()
-                        .Name("rapport_kafka_restore_records_total")
-                        .Help("Changes-topic records the restore in progress of a partition reads (0 when none)")
-                        .Register(registry);
+  restore_to_read_ = &prometheus::BuildGauge()
+                          .Name("rapport_kafka_restore_records_to_read")
+                          .Help("Changes-topic records the restore in progress of a partition reads (0 when none)")
+                          .Register(registry);
   restore_skipped_ = &prometheus::BuildCounter()
                           .Name("rapport_kafka_restore_skipped_total")
                           .Help("Changes-topic records a restore skipped because they did not decode")
@@ -41,17 +37,22 @@ KafkaMetrics::KafkaMetrics(prometheus::Registry& registry) {
   produce_errors_ = &produce.Add({{"outcome", "error"}});
 }
 
-prometheus::Counter& KafkaMetrics::rebalances(std::string_view kind) {
-  return rebalances_->Add({{"kind", std::string(kind)}});
+void KafkaStateMetrics::refresh(const kafka::PublisherStats& stats) {
+  std::lock_guard lock(mutex_);
+  if (stats.delivered > last_delivered_) produced_->Increment(static_cast<double>(stats.delivered - last_delivered_));
+  if (stats.errors > last_errors_) produce_errors_->Increment(static_cast<double>(stats.errors - last_errors_));
+  last_delivered_ = std::max(last_delivered_, stats.delivered);
+  last_errors_ = std::max(last_errors_, stats.errors);
 }
-prometheus::Counter& KafkaMetrics::restores(std::string_view source) {
+
+prometheus::Counter& KafkaStateMetrics::restores(std::string_view source) {
   return restores_->Add({{"source", std::string(source)}});
 }
-prometheus::Gauge& KafkaMetrics::restore_read(std::uint32_t partition) {
+prometheus::Gauge& KafkaStateMetrics::restore_read(std::uint32_t partition) {
   return restore_read_->Add({{"partition", std::to_string(partition)}});
 }
-prometheus::Gauge& KafkaMetrics::restore_total(std::uint32_t partition) {
-  return restore_total_->Add({{"partition", std::to_string(partition)}});
+prometheus::Gauge& KafkaStateMetrics::restore_to_read(std::uint32_t partition) {
+  return restore_to_read_->Add({{"partition", std::to_string(partition)}});
 }
 
 }  // namespace rapport

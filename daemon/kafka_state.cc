@@ -22,7 +22,7 @@ std::optional<std::int64_t> decode_input_offset(std::string_view bytes) {
 
 Result<TakeOver> take_over_partition(RestoreMode mode, const kafka::RestoreOptions& options, Store& store,
                                      const std::string& offset_key, std::optional<std::int64_t> local,
-                                     KafkaMetrics& metrics) {
+                                     KafkaStateMetrics& metrics) {
   const auto started = std::chrono::steady_clock::now();
   const auto p = static_cast<std::uint32_t>(options.partition);
   const auto done = [&](TakeOver t) {
@@ -30,7 +30,7 @@ Result<TakeOver> take_over_partition(RestoreMode mode, const kafka::RestoreOptio
     metrics.restores(t.source).Increment();
     metrics.restore_duration().Observe(seconds);
     metrics.restore_read(p).Set(0);
-    metrics.restore_total(p).Set(0);
+    metrics.restore_to_read(p).Set(0);
     log_info("kafka: partition taken over", {{"partition", static_cast<std::int64_t>(p)},
                                              {"source", t.source},
                                              {"customers", t.customers},
@@ -46,13 +46,13 @@ Result<TakeOver> take_over_partition(RestoreMode mode, const kafka::RestoreOptio
   Result<kafka::RestoredPartition> read =
       kafka::restore_partition(options, [&](const kafka::RestoreProgress& progress) {
         metrics.restore_read(p).Set(static_cast<double>(progress.read));
-        metrics.restore_total(p).Set(static_cast<double>(progress.total));
+        metrics.restore_to_read(p).Set(static_cast<double>(progress.total));
         log_info("kafka: restore progress",
                  {{"partition", static_cast<std::int64_t>(p)}, {"read", progress.read}, {"total", progress.total}});
       });
   if (!read) {
     metrics.restore_read(p).Set(0);
-    metrics.restore_total(p).Set(0);
+    metrics.restore_to_read(p).Set(0);
     return read.status();
   }
   if (read->undecodable > 0) {

@@ -40,6 +40,6 @@ std::optional<std::int64_t> decode_input_offset(std::string_view bytes);
 // nothing for p, resumes from `local` ("local") or from the beginning with the state as it is ("input").
 Result<TakeOver> take_over_partition(RestoreMode mode, const kafka::RestoreOptions& options, Store& store,
                                      const std::string& offset_key, std::optional<std::int64_t> local,
-                                     KafkaMetrics& metrics);
+                                     KafkaStateMetrics& metrics);
 
 }  // namespace rapport

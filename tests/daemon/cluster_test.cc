@@ -12,6 +12,7 @@
 #include "daemon/api.h"
 #include "daemon/routes.h"
 #include "storage/partitioner.h"
+#include "tests/support/json_schema.h"
 
 namespace rapport {
 namespace {
@@ -134,6 +135,28 @@ class ApiClusterTest : public ::testing::Test {
     return cluster;
   }
 
+  // The answer's violations of docs/openapi.json's schema for (route, method, its status).
+  static std::vector<std::string> violations(const std::string& route, const std::string& method,
+                                             const HttpResponse& r) {
+    static const simdjson::padded_string text =
+        simdjson::padded_string::load(std::string(RAPPORT_SOURCE_DIR) + "/docs/openapi.json").value();
+    static simdjson::dom::parser doc_parser;
+    static const simdjson::dom::element doc = doc_parser.parse(text).value();
+    const test::JsonSchemaChecker checker(doc);
+    simdjson::dom::element response, schema, body;
+    if (doc["paths"][route][method]["responses"][std::to_string(r.status)].get(response) != simdjson::SUCCESS) {
+      return {"the document gives no " + std::to_string(r.status) + " for " + method + " " + route};
+    }
+    std::string_view ref;
+    if (response["$ref"].get_string().get(ref) == simdjson::SUCCESS && checker.resolve(ref).get(response)) {
+      return {"bad $ref " + std::string(ref)};
+    }
+    if (response["content"]["application/json"]["schema"].get(schema) != simdjson::SUCCESS) return {"no schema"};
+    simdjson::dom::parser parser;
+    if (parser.parse(r.body).get(body) != simdjson::SUCCESS) return {"not JSON: " + r.body};
+    return checker.validate(body, schema);
+  }
+
   std::filesystem::path dir_;
   Metrics metrics_{"test"};
   std::unique_ptr<PartitionedStore> store_;
@@ -146,7 +169,9 @@ class ApiClusterTest : public ::testing::Test {
 
 TEST_F(ApiClusterTest, WithoutAClusterEveryCustomerIsAnsweredHere) {
   EXPECT_EQ(call("GET", customer_target(theirs_)).status, 200);
-  EXPECT_EQ(call("GET", "/v1/cluster").status, 404);
+  const HttpResponse cluster = call("GET", "/v1/cluster");
+  EXPECT_EQ(cluster.status, 404);
+  EXPECT_EQ(violations("/v1/cluster", "get", cluster), std::vector<std::string>{});
 }
 
 TEST_F(ApiClusterTest, ANonOwnerRedirectsReadsAndErasureToTheOwner) {
@@ -156,11 +181,14 @@ TEST_F(ApiClusterTest, ANonOwnerRedirectsReadsAndErasureToTheOwner) {
   EXPECT_EQ(get.status, 307) << get.body;
   EXPECT_EQ(header(get, "Location"), "http://10.0.0.2:9090" + customer_target(theirs_) + "?explain=true");
   EXPECT_NE(get.body.find("owned by instance b"), std::string::npos) << get.body;
+  EXPECT_EQ(violations("/v1/customers/{id}", "get", get), std::vector<std::string>{});
   const HttpResponse events = call("GET", customer_target(theirs_, true), "limit=5");
   EXPECT_EQ(events.status, 307);
   EXPECT_EQ(header(events, "Location"), "http://10.0.0.2:9090" + customer_target(theirs_, true) + "?limit=5");
   const HttpResponse erase = call("DELETE", customer_target(theirs_));
   EXPECT_EQ(erase.status, 307);
+  EXPECT_EQ(violations("/v1/customers/{id}", "delete", erase), std::vector<std::string>{});
+  EXPECT_EQ(violations("/v1/customers/{id}/events", "get", events), std::vector<std::string>{});
   EXPECT_EQ(header(erase, "Location"), "http://10.0.0.2:9090" + customer_target(theirs_));
   auto still = store_->get_customer(theirs_);  // not erased here: the owner erases
   ASSERT_TRUE(still.ok());
@@ -180,6 +208,7 @@ TEST_F(ApiClusterTest, NobodyOwningThePartitionIsAnsweredWithRetry) {
   EXPECT_EQ(r.status, 503);
   EXPECT_EQ(header(r, "Retry-After"), "1");
   EXPECT_NE(r.body.find("rebalancing"), std::string::npos) << r.body;
+  EXPECT_EQ(violations("/v1/customers/{id}", "get", r), std::vector<std::string>{});
 }
 
 TEST_F(ApiClusterTest, ATokenIsCheckedBeforeRedirecting) {
@@ -201,6 +230,7 @@ TEST_F(ApiClusterTest, ClusterShowsOwnerAndLagPerPartition) {
                     R"({"partition":1,"owner":"b","http_address":"http://10.0.0.2:9090","lag":null}],)"
                     R"("members":[{"instance":"a","http_address":"http://127.0.0.1:8080","partitions":[0]},)"
                     R"({"instance":"b","http_address":"http://10.0.0.2:9090","partitions":[1]}]})");
+  EXPECT_EQ(violations("/v1/cluster", "get", r), std::vector<std::string>{});
   EXPECT_EQ(call("POST", "/v1/cluster").status, 405);
 }
 

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <random>
 
+#include "ingest/kafka/changes_publisher.h"
 #include "ingest/kafka/snapshot_record.h"
 #include "tests/kafka/mock_cluster.h"
 #include "tests/kafka/state_fixture.h"
@@ -69,7 +70,7 @@ class KafkaStateTest : public ::testing::Test {
   std::unique_ptr<Store> store_;
   MockCluster cluster_;
   prometheus::Registry registry_;
-  KafkaMetrics metrics_{registry_};
+  KafkaStateMetrics metrics_{registry_};
   const CustomerState stale_ = with_purchases(1), fresh_ = with_purchases(4, 3.0);
 };
 
@@ -142,7 +143,25 @@ TEST_F(KafkaStateTest, AnUnreachableClusterIsAnErrorThatChangesNothing) {
   ASSERT_FALSE(t);
   EXPECT_NE(t.message().find("changes topic \"rapport.changes\" partition 0"), std::string::npos) << t.message();
   EXPECT_EQ(get("a"), stale_);
-  EXPECT_EQ(metrics_.restore_total(0).Value(), 0);
+  EXPECT_EQ(metrics_.restore_to_read(0).Value(), 0);
+}
+
+TEST_F(KafkaStateTest, ProduceOutcomesAreCounted) {
+  auto publisher = kafka::ChangesPublisher::create(options().client, kTopic);
+  ASSERT_TRUE(publisher) << publisher.message();
+  const kafka::ChangedCustomer one[] = {{"a", &fresh_}};
+  ASSERT_TRUE((*publisher)->publish(0, one, 3));               // a snapshot and a marker
+  ASSERT_TRUE((*publisher)->flush(std::chrono::seconds(60)));  // delivered
+  Status s = (*publisher)->publish(7, one, 4);                 // no partition 7: fails
+  if (s) s = (*publisher)->flush(std::chrono::seconds(60));
+  ASSERT_FALSE(s);
+  metrics_.refresh((*publisher)->stats());
+  metrics_.refresh((*publisher)->stats());  // counts once
+  const kafka::PublisherStats stats = (*publisher)->stats();
+  EXPECT_EQ(stats.delivered, 2u);
+  EXPECT_GE(stats.errors, 1u);  // at enqueue or at delivery, depending on what the producer knows by then
+  EXPECT_EQ(metrics_.produced().Value(), 2);
+  EXPECT_EQ(metrics_.produce_errors().Value(), static_cast<double>(stats.errors));
 }
 
 TEST(KafkaStateOffsets, InputOffsetBytesRoundTrip) {
