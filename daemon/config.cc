@@ -364,6 +364,32 @@ Status apply_toml(const toml::table& root, Config& c) {
         "'alert_delivery.retry_max_ms' at least 'alert_delivery.retry_initial_ms'");
   }
 
+  Section kafka(top.table("kafka"), "kafka");
+  kafka.string("brokers", c.kafka.brokers);
+  kafka.string("topic", c.kafka.topic);
+  kafka.string("group_id", c.kafka.group_id);
+  kafka.number("max_chunk_records", c.kafka.max_chunk_records, 1, 1e6);
+  // [kafka.properties]: librdkafka properties passed through (strings, numbers or booleans), checked by
+  // validate_config against librdkafka itself.
+  if (const toml::table* props = kafka.table("properties"); props != nullptr) {
+    for (const auto& [k, v] : *props) {
+      std::string text;
+      if (auto str = v.value<std::string>(); str && v.is_string()) {
+        text = *str;
+      } else if (auto i = v.value<std::int64_t>(); i && v.is_integer()) {
+        text = std::to_string(*i);
+      } else if (auto b = v.value<bool>(); b && v.is_boolean()) {
+        text = *b ? "true" : "false";
+      } else {
+        return Status::Error("'kafka.properties." + std::string(k.str()) +
+                             "' must be a string, an integer or a boolean");
+      }
+      c.kafka.properties.emplace_back(std::string(k.str()), std::move(text));
+    }
+  }
+  kafka.finish();
+  if (!kafka.error().empty()) return Status::Error(kafka.error());
+
   Section scoring(top.table("scoring"), "scoring");
   scoring.number("half_life_days", c.apply.half_life_days, 1, 36500);
   c.evaluate.half_life_days = c.apply.half_life_days;
@@ -514,6 +540,7 @@ Status validate_config(const Config& c) {
         "'tls.cert_file'/'tls.key_file' are set but neither 'tls.http' nor 'tls.tcp' is true: "
         "set the listener(s) that should speak TLS, or remove the files");
   }
+  if (Status s = validate_kafka_options(c.kafka); !s.ok()) return s;
   if (!c.server.metrics_address.empty()) {
     for (const std::string* a : {&c.server.http_address, &c.server.tcp_address}) {
       if (*a == c.server.metrics_address && a->substr(a->rfind(':') + 1) != "0") {

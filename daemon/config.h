@@ -16,6 +16,7 @@
 #include "common/status.h"
 #include "ingest/auth.h"
 #include "ingest/decoder.h"
+#include "ingest/kafka/consumer.h"
 #include "ingest/net/server.h"
 #include "scoring/alert_rules.h"
 #include "scoring/customer_state.h"
@@ -64,6 +65,7 @@ struct Config {
   ValueOptions value;
   std::vector<AlertRule> alerts;  // [[alerts]] tables, in config order (reloaded on SIGHUP)
   AlertDeliveryOptions alert_delivery;
+  KafkaOptions kafka;  // [kafka]: consume the input topic as a consumer group member (off while brokers is empty)
   std::string log_level = "info";       // error, warn, info, debug
   std::string log_format = "text";      // text, json
   std::string log_timestamps = "auto";  // auto (none under journald), on, off

@@ -26,6 +26,7 @@
 #include "daemon/alerts.h"
 #include "daemon/api.h"
 #include "daemon/config.h"
+#include "daemon/kafka_source.h"
 #include "daemon/metrics.h"
 #include "daemon/partitioned_sink.h"
 #include "daemon/value_service.h"
@@ -209,7 +210,18 @@ int run(const std::string& config_path, const Overrides& overrides) {
   delivery.start();
   Api api(**store, writer, value, metrics, config);
   writer.set_on_change([&api] { api.notify_changes(); });
-  metrics.set_before_scrape([&] { refresh_storage_metrics(**store, metrics, value); });
+  // Kafka mode ([kafka]): a consumer group member feeding the partitions' writers (started below).
+  KafkaSource kafka_source(**store, writer);
+  std::unique_ptr<KafkaConsumer> kafka;
+  std::unique_ptr<KafkaMetrics> kafka_metrics;
+  if (config->kafka.enabled()) {
+    kafka = std::make_unique<KafkaConsumer>(config->kafka, config->server.decode, kafka_source, metrics);
+    kafka_metrics = std::make_unique<KafkaMetrics>(metrics.registry());
+  }
+  metrics.set_before_scrape([&] {
+    refresh_storage_metrics(**store, metrics, value);
+    if (kafka) kafka_metrics->refresh(*kafka);
+  });
 
   // systemd socket activation: adopt listeners passed as "http" / "tcp" (FileDescriptorName=).
   ServerOptions server_options = config->server;
@@ -247,6 +259,16 @@ int run(const std::string& config_path, const Overrides& overrides) {
     log_info(std::string("tls: http ") + (server_options.tls.http ? "on" : "off") + ", tcp " +
              (server_options.tls.tcp ? "on" : "off") + ", TLS >= " + server_options.tls.min_version + ", cert " +
              server_options.tls.cert_file);
+  }
+  if (kafka) {
+    if (Status started = kafka->start(); !started.ok()) {
+      log_error(started.message());
+      (*server)->shutdown(config->shutdown_timeout);
+      delivery.stop(config->shutdown_timeout);
+      value.stop();
+      writer.stop();
+      return 2;
+    }
   }
   // Before the "listening" line, which tools wait for: the metrics address is known by then.
   if (!(*server)->metrics_endpoint().empty()) log_info("listening metrics=" + (*server)->metrics_endpoint());
@@ -334,7 +356,8 @@ int run(const std::string& config_path, const Overrides& overrides) {
   }
 
   sd_notify(0, "STOPPING=1");
-  api.stop_changes();  // parked long-polls answer now, so they do not hold the shutdown up
+  if (kafka) kafka->stop();  // leaves the group; what the writers hold still commits with its offsets
+  api.stop_changes();        // parked long-polls answer now, so they do not hold the shutdown up
   (*server)->shutdown(config->shutdown_timeout);
   delivery.stop(config->shutdown_timeout);
   value.stop();

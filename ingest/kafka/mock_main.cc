@@ -45,7 +45,7 @@ bool parse_topic(const std::string& text, TopicSpec& out, std::string& error) {
 
 int main(int argc, char** argv) {
   CLI::App app{
-      "rapport-kafka-mock: librdkafka's mock Kafka cluster on loopback (a test bed for rapportd's [kafka] mode).\n"
+      "rapport-kafka-mock: librdkafka's mock Kafka cluster on loopback (a test bed for rapportd's Kafka mode).\n"
       "Prints the bootstrap address on stdout, then runs until SIGTERM/SIGINT. The mock keeps everything in\n"
       "memory: no compaction, at most 100,000 messages or 5 MiB per partition (the oldest are dropped),\n"
       "no transactions; consumers should use a low session.timeout.ms (e.g. 6000).",

@@ -1,7 +1,14 @@
-// Kafka mode end to end: rapport-kafka-mock (librdkafka's mock cluster) and rapportd consuming from it.
+// Kafka mode end to end: rapport-kafka-mock (librdkafka's mock cluster) and the real rapportd consuming from
+// it as a consumer group member. Each scenario produces a known stream and checks at the end that every
+// customer's revenue and event count equal the stream exactly: nothing lost, nothing doubled.
+// Waits are for conditions with generous deadlines (a loaded 2-core machine); nothing asserts timing.
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <functional>
+#include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "storage/partitioner.h"
@@ -10,6 +17,10 @@
 
 namespace rapport::test {
 namespace {
+
+using namespace std::chrono_literals;
+
+constexpr const char* kTopic = "events";
 
 std::string mock_program() { return binary("rapport-kafka-mock"); }
 
@@ -39,6 +50,253 @@ TEST(KafkaMock, RejectsABadTopicSpec) {
   const auto help = run_command({mock_program(), "--help"});
   EXPECT_EQ(help.exit_code, 0);
   EXPECT_NE(help.out.find("bootstrap address"), std::string::npos);
+}
+
+// ---- rapportd in Kafka mode ----
+
+struct Expected {
+  double revenue = 0;
+  int events = 0;
+};
+
+// A known stream: purchases with whole amounts (sums are exact), unique event ids; every fifth record a
+// structured CloudEvent (content-type header on every tenth, recognised by "specversion" otherwise).
+class Stream {
+ public:
+  explicit Stream(int customers) : customers_(customers) {}
+
+  // Produces `n` more events.
+  void produce(KafkaProducer& producer, int n) {
+    for (int i = 0; i < n; ++i, ++next_) {
+      const std::string customer = "cust-" + std::to_string((next_ * 7919) % customers_);
+      const std::string id = "ev-" + std::to_string(next_);
+      const int amount = 1 + (next_ * 13) % 97;
+      const std::int64_t ts_ms = 1704067200000 + static_cast<std::int64_t>(next_) * 1000;
+      Expected& e = expected_[customer];
+      e.revenue += amount;
+      ++e.events;
+      if (next_ % 5 == 0) {
+        const std::string ce = R"({"specversion":"1.0","id":")" + id +
+                               R"(","source":"/connectors/web","type":"com.acme.purchase","subject":")" + customer +
+                               R"(","time":")" + rfc3339(ts_ms) + R"(","data":{"amount":)" + std::to_string(amount) +
+                               "}}";
+        if (next_ % 10 == 0) {
+          producer.produce(kTopic, customer, ce, {{"content-type", "application/cloudevents+json"}});
+        } else {
+          producer.produce(kTopic, customer, ce);
+        }
+      } else {
+        producer.produce(kTopic, customer,
+                         R"({"customer_id":")" + customer + R"(","event_id":")" + id +
+                             R"(","type":"purchase","channel":"web","amount":)" + std::to_string(amount) + R"(,"ts":)" +
+                             std::to_string(ts_ms) + "}");
+      }
+    }
+    producer.flush();
+  }
+
+  int produced() const { return next_; }
+  const std::map<std::string, Expected>& expected() const { return expected_; }
+
+ private:
+  static std::string rfc3339(std::int64_t ms) {
+    const std::time_t s = static_cast<std::time_t>(ms / 1000);
+    std::tm tm{};
+    gmtime_r(&s, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+  }
+  int customers_;
+  int next_ = 0;
+  std::map<std::string, Expected> expected_;
+};
+
+bool eventually(const std::function<bool()>& pred, std::chrono::seconds deadline = 180s) {
+  const auto end = std::chrono::steady_clock::now() + deadline;
+  while (std::chrono::steady_clock::now() < end) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(100ms);
+  }
+  return pred();
+}
+
+// The metric lines of /metrics that start with `prefix`.
+std::vector<std::string> metric_lines(int port, const std::string& prefix) {
+  std::vector<std::string> out;
+  for (const std::string& line : lines_of(http(port, "GET", "/metrics").body)) {
+    if (line.rfind(prefix, 0) == 0) out.push_back(line);
+  }
+  return out;
+}
+
+double metric(int port, const std::string& series) {
+  const auto lines = metric_lines(port, series + " ");
+  return lines.empty() ? -1 : std::stod(lines[0].substr(series.size() + 1));
+}
+
+// True once the daemon has read `records` records and every one of its `partitions` partitions has stored
+// offsets up to the topic's end (lag 0).
+bool caught_up(Daemon& d, int partitions, double records) {
+  if (metric(d.http_port(), "rapport_kafka_records_total") < records) return false;
+  const auto lags = metric_lines(d.http_port(), "rapport_kafka_consumer_lag{");
+  if (static_cast<int>(lags.size()) != partitions) return false;
+  for (const std::string& l : lags) {
+    if (l.substr(l.rfind(' ') + 1) != "0") return false;
+  }
+  return true;
+}
+
+// A number after "key": in a JSON text (the customer answer is flat enough for this).
+double json_number(const std::string& body, const std::string& key) {
+  const auto pos = body.find("\"" + key + "\":");
+  if (pos == std::string::npos) throw std::runtime_error("no " + key + " in " + body);
+  return std::stod(body.substr(pos + key.size() + 3));
+}
+
+// Every customer of the stream has exactly its revenue and event count.
+void expect_exact(int port, const Stream& stream) {
+  int wrong = 0;
+  for (const auto& [id, e] : stream.expected()) {
+    const auto r = http(port, "GET", "/v1/customers/" + id);
+    if (r.status != 200) {
+      if (++wrong <= 5) ADD_FAILURE() << id << ": HTTP " << r.status << " " << r.body;
+      continue;
+    }
+    const double revenue = json_number(r.body, "revenue");
+    const double events = json_number(r.body, "events");
+    if (revenue != e.revenue || events != e.events) {
+      if (++wrong <= 5) {
+        ADD_FAILURE() << id << ": revenue " << revenue << " events " << events << ", the stream has " << e.revenue
+                      << " and " << e.events;
+      }
+    }
+  }
+  EXPECT_EQ(wrong, 0) << "customers whose state differs from the stream";
+}
+
+class KafkaDaemon : public ::testing::Test {
+ protected:
+  // rapportd's config for `partitions` partitions consuming kTopic from the mock.
+  std::string config(const KafkaMock& mock, int partitions, const std::string& extra = "") {
+    const std::string path = dir_.file("rapport-" + std::to_string(configs_++) + ".toml");
+    write_file(path, "[storage]\npartitions = " + std::to_string(partitions) + "\n[kafka]\nbrokers = \"" +
+                         mock.bootstrap() + "\"\ntopic = \"" + kTopic + "\"\ngroup_id = \"rapport-test\"\n" + extra +
+                         "[kafka.properties]\n\"session.timeout.ms\" = 6000\n\"heartbeat.interval.ms\" = 500\n");
+    return path;
+  }
+  std::string state() { return dir_.file("state"); }
+  TempDir dir_;
+  int configs_ = 0;
+};
+
+TEST_F(KafkaDaemon, OneInstanceStoresTheStreamExactly) {
+  KafkaMock mock(mock_program(), {"events:3"});
+  Daemon d(state(), {"--config", config(mock, 3)});
+  KafkaProducer producer(mock.bootstrap());
+  Stream stream(150);
+  stream.produce(producer, 3000);
+  ASSERT_TRUE(eventually([&] { return caught_up(d, 3, stream.produced()); })) << d.log();
+  expect_exact(d.http_port(), stream);
+  EXPECT_EQ(metric(d.http_port(), "rapport_events_received_total{transport=\"kafka\"}"), 3000);
+  EXPECT_EQ(metric(d.http_port(), "rapport_kafka_bad_records_total"), 0);
+  EXPECT_GE(metric(d.http_port(), "rapport_kafka_rebalances_total"), 1);
+  EXPECT_EQ(d.stop(), 0);
+}
+
+TEST_F(KafkaDaemon, ARestartResumesFromTheStoredOffsets) {
+  KafkaMock mock(mock_program(), {"events:2"});
+  const std::string cfg = config(mock, 2);
+  Daemon d(state(), {"--config", cfg});
+  KafkaProducer producer(mock.bootstrap());
+  Stream stream(80);
+  stream.produce(producer, 1200);
+  ASSERT_TRUE(eventually([&] { return caught_up(d, 2, 1200); })) << d.log();
+  ASSERT_EQ(d.stop(), 0);
+  // Produced while the instance is down: the restarted instance reads exactly these, nothing before them.
+  stream.produce(producer, 800);
+  d.start();
+  ASSERT_TRUE(eventually([&] { return caught_up(d, 2, 800); })) << d.log();
+  EXPECT_EQ(metric(d.http_port(), "rapport_kafka_records_total"), 800) << "read again what was already stored";
+  EXPECT_NE(d.log().find("offset="), std::string::npos);
+  EXPECT_EQ(d.log().find("offset=beginning"), std::string::npos) << d.log();
+  expect_exact(d.http_port(), stream);
+}
+
+TEST_F(KafkaDaemon, BadRecordsAreDeadLetteredWithTheirPositionAndTheRestContinues) {
+  KafkaMock mock(mock_program(), {"events:2"});
+  Daemon d(state(), {"--config", config(mock, 2)});
+  KafkaProducer producer(mock.bootstrap());
+  Stream stream(40);
+  stream.produce(producer, 300);
+  // Bad records among good ones: not JSON, a missing field, no value, a customer keyed to the wrong partition.
+  std::string wrong_customer;
+  for (int i = 0; wrong_customer.empty(); ++i) {
+    if (partition_of("stray-" + std::to_string(i), 2) == 1) wrong_customer = "stray-" + std::to_string(i);
+  }
+  std::string key_for_0;
+  for (int i = 0; key_for_0.empty(); ++i) {
+    if (partition_of("k" + std::to_string(i), 2) == 0) key_for_0 = "k" + std::to_string(i);
+  }
+  producer.produce(kTopic, "cust-1", "this is not json");
+  producer.produce(kTopic, "cust-2", R"({"customer_id":"cust-2","type":"purchase","amount":5})");
+  producer.produce(kTopic, "cust-3", "");
+  producer.produce(kTopic, key_for_0,
+                   R"({"customer_id":")" + wrong_customer +
+                       R"(","event_id":"stray","type":"purchase","amount":5,"ts":1704067200000})");
+  producer.flush();
+  stream.produce(producer, 300);
+  ASSERT_TRUE(eventually([&] { return caught_up(d, 2, 604); })) << d.log();
+  expect_exact(d.http_port(), stream);
+  EXPECT_EQ(http(d.http_port(), "GET", "/v1/customers/" + wrong_customer).status, 404);
+  EXPECT_EQ(metric(d.http_port(), "rapport_kafka_bad_records_total"), 4);
+  EXPECT_EQ(metric(d.http_port(), "rapport_events_rejected_total{reason=\"malformed_json\",transport=\"kafka\"}"), 1);
+  // Every bad record is a dead letter naming its topic, partition and offset.
+  std::string letters;
+  ASSERT_TRUE(eventually([&] {
+    letters = http(d.http_port(), "GET", "/v1/deadletter?limit=100").body;
+    std::size_t n = 0;
+    for (auto pos = letters.find("\"transport\":\"kafka\""); pos != std::string::npos;
+         pos = letters.find("\"transport\":\"kafka\"", pos + 1)) {
+      ++n;
+    }
+    return n == 4;
+  })) << letters;
+  EXPECT_NE(letters.find("topic events partition " + std::to_string(partition_of("cust-1", 2)) + " offset "),
+            std::string::npos)
+      << letters;
+  EXPECT_NE(letters.find("\"payload\":\"this is not json\""), std::string::npos) << letters;
+  EXPECT_NE(letters.find("belongs to partition 1"), std::string::npos) << letters;
+  EXPECT_NE(letters.find("the record has no value"), std::string::npos) << letters;
+}
+
+TEST_F(KafkaDaemon, KillNineMidStreamLosesAndDoublesNothing) {
+  KafkaMock mock(mock_program(), {"events:2"});
+  const std::string cfg = config(mock, 2, "max_chunk_records = 50\n");
+  Daemon d(state(), {"--config", cfg});
+  KafkaProducer producer(mock.bootstrap());
+  Stream stream(120);
+  stream.produce(producer, 4000);
+  // Killed while it is consuming: some records read, not all stored.
+  ASSERT_TRUE(eventually([&] { return metric(d.http_port(), "rapport_kafka_records_total") >= 500; })) << d.log();
+  EXPECT_EQ(d.stop(SIGKILL), -SIGKILL);
+  stream.produce(producer, 1000);
+  d.start();
+  ASSERT_TRUE(eventually([&] { return caught_up(d, 2, 1); })) << d.log();
+  expect_exact(d.http_port(), stream);
+}
+
+TEST_F(KafkaDaemon, RefusesATopicWithAnotherPartitionCount) {
+  KafkaMock mock(mock_program(), {"events:3"});
+  try {
+    Daemon d(state(), {"--config", config(mock, 2)});
+    ADD_FAILURE() << "rapportd started: " << d.log();
+  } catch (const std::runtime_error& e) {
+    const std::string log = e.what();
+    EXPECT_NE(log.find("topic events has 3 partitions and the state dir 2: set [storage] partitions = 3"),
+              std::string::npos)
+        << log;
+  }
 }
 
 }  // namespace

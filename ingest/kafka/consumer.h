@@ -1,0 +1,106 @@
+// KafkaConsumer: rapportd's Kafka source. Hides librdkafka.
+//
+// Joins a consumer group on one input topic (cooperative-sticky assignor: incremental assign and unassign
+// in the rebalance callback) and turns each record into one event: the record value is an NDJSON object
+// or a structured-mode CloudEvent (header content-type application/cloudevents+json, or a "specversion"
+// member), the key is the customer_id. Kafka partition k is engine partition k: each chunk of records
+// read from partition k goes, as one Submission carrying {topic, k, next offset}, to partition k's writer,
+// which stores the offset in the same LMDB commit as the events ("offsets outside Kafka"). On assignment
+// the consumer starts each partition at its stored offset (the beginning when none is stored), so the
+// effect on state is exactly once across restarts, crashes and rebalances. Kafka's committed offsets are
+// written too, after each stored chunk, for lag monitoring only; they are never read back.
+//
+// A bad record (not JSON, not a valid event, a customer_id of another partition) becomes a dead letter
+// whose message names its topic, partition and offset; the records around it continue.
+// Backpressure: at most one chunk per partition is in a writer's hands; while it is, the next chunk grows
+// up to max_chunk_records, then the partition is paused (librdkafka stops fetching it) until the chunk
+// is handed over. A failed commit (e.g. disk full) rewinds the partition to its stored offset and retries.
+// Uses rd_kafka_consumer_poll (librdkafka 2.0.x's batch-consume calls lose or repeat records around
+// seeks and rebalances).
+//
+// Thread safety: start/stop from the owner; lag() and rebalances() from any thread. The consumer runs one
+// thread of its own; submissions complete on writer threads.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+#include "ingest/decoder.h"
+#include "ingest/net/front_stats.h"
+#include "ingest/submission.h"
+
+namespace rapport {
+
+struct KafkaOptions {
+  std::string brokers;   // bootstrap.servers; empty: Kafka mode is off
+  std::string topic;     // the input topic
+  std::string group_id;  // the consumer group
+  // Other librdkafka properties, passed through ([kafka.properties]), e.g. session.timeout.ms.
+  std::vector<std::pair<std::string, std::string>> properties;
+  std::size_t max_chunk_records = 5000;  // records per submission and per partition (pause beyond)
+  bool enabled() const { return !brokers.empty(); }
+  friend bool operator==(const KafkaOptions&, const KafkaOptions&) = default;
+};
+
+// librdkafka properties the consumer sets itself; [kafka.properties] may not override them.
+std::vector<std::string_view> kafka_reserved_properties();
+
+// Checks the options without connecting: required keys, reserved properties, and every pass-through
+// property known to librdkafka with a valid value. The message names the key.
+Status validate_kafka_options(const KafkaOptions& options);
+
+// What the consumer needs from its owner (the daemon): the engine's partitions.
+class KafkaPartitions {
+ public:
+  virtual ~KafkaPartitions() = default;
+  virtual std::uint32_t count() const = 0;
+  // The engine partition of a customer (must equal the producer's Kafka partition).
+  virtual std::uint32_t partition_of(std::string_view customer_id) const = 0;
+  // The next offset stored for the topic partition; nullopt when none is.
+  virtual Result<std::optional<std::int64_t>> stored_offset(const std::string& topic, std::int32_t partition) = 0;
+  // Queues a submission (its events all belong to `partition`) on that partition's writer; false when the
+  // queue is full (the submission is left as it was). Never blocks.
+  virtual bool try_submit(std::uint32_t partition, std::unique_ptr<Submission>& submission) = 0;
+};
+
+class KafkaConsumer {
+ public:
+  KafkaConsumer(KafkaOptions options, DecodeOptions decode, KafkaPartitions& partitions, FrontStats& stats);
+  ~KafkaConsumer();  // stop()
+  KafkaConsumer(const KafkaConsumer&) = delete;
+  KafkaConsumer& operator=(const KafkaConsumer&) = delete;
+
+  // Creates the consumer, checks that the topic has as many partitions as the engine (waiting up to
+  // `metadata_timeout` for the brokers), subscribes and starts the consumer thread.
+  Status start(std::chrono::milliseconds metadata_timeout = std::chrono::milliseconds(30000));
+  // Leaves the group (what is in the writers' hands still commits with its offsets) and joins the thread.
+  void stop();
+
+  struct PartitionLag {
+    std::int32_t partition = 0;
+    std::int64_t lag = 0;  // records in the topic partition after the stored offset (high watermark - stored)
+  };
+  // The partitions this instance holds, with their lag.
+  std::vector<PartitionLag> lag() const;
+  std::uint64_t rebalances() const { return rebalances_.load(std::memory_order_relaxed); }
+  // Records read and turned into dead letters, since start.
+  std::uint64_t records() const { return records_.load(std::memory_order_relaxed); }
+  std::uint64_t bad_records() const { return bad_records_.load(std::memory_order_relaxed); }
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::atomic<std::uint64_t> rebalances_{0}, records_{0}, bad_records_{0};
+};
+
+}  // namespace rapport
