@@ -258,7 +258,7 @@ Route Api::dispatch(HttpRequest&& request, HttpRespond respond) {
       if (const auto map = cluster(); map) {
         respond(json_ok(map->to_json()));
       } else {
-        respond(json_error(404, "not in a cluster: /v1/cluster needs the [kafka] mode"));
+        respond(json_error(404, "not in a cluster: /v1/cluster answers in Kafka mode only"));
       }
       return route;
     default:
