@@ -22,6 +22,7 @@
 #include "daemon/ranking.h"
 #include "daemon/routes.h"
 #include "daemon/value_records.h"
+#include "storage/partitioner.h"
 
 namespace rapport {
 namespace {
@@ -106,6 +107,38 @@ std::shared_ptr<const Config> Api::config() const {
   return config_;
 }
 
+void Api::set_cluster(std::shared_ptr<const Cluster> cluster) {
+  std::lock_guard lock(mutex_);
+  cluster_ = std::move(cluster);
+}
+
+std::shared_ptr<const Cluster> Api::cluster() const {
+  std::lock_guard lock(mutex_);
+  return cluster_;
+}
+
+bool Api::redirect_to_owner(std::string_view id, const HttpRequest& request, HttpRespond& respond) const {
+  const auto map = cluster();
+  if (!map) return false;
+  const Owner owner = map->owner_of(id);
+  if (owner.kind == Owner::Kind::kSelf) return false;
+  if (owner.kind == Owner::Kind::kOther) {
+    HttpResponse r = json_error(307, "customer " + std::string(id) + " is owned by instance " + owner.instance);
+    // The same request at the owner: path and query as sent (a 307 keeps the method, so erasure reaches it too).
+    std::string location = owner.http_address + request.path;
+    if (!request.query.empty()) location += "?" + request.query;
+    r.headers.emplace_back("Location", std::move(location));
+    respond(std::move(r));
+  } else {
+    HttpResponse r =
+        json_error(503, "partition " + std::to_string(partition_of(id, map->partitions())) + " of customer " +
+                            std::string(id) + " has no owner yet (the group is rebalancing): try again");
+    r.headers.emplace_back("Retry-After", "1");
+    respond(std::move(r));
+  }
+  return true;
+}
+
 std::shared_ptr<const TokenSet> Api::tokens() const {
   std::lock_guard lock(mutex_);
   return tokens_;
@@ -180,6 +213,10 @@ Route Api::dispatch(HttpRequest&& request, HttpRespond respond) {
   }
 
   const bool is_get = method == "GET" || method == "HEAD";
+  if ((route == Route::kCustomer || route == Route::kCustomerEvents || route == Route::kCustomerDelete) &&
+      redirect_to_owner(id, request, respond)) {
+    return route;
+  }
   switch (route) {
     case Route::kCustomersBatchGet:
       if (method != "POST") break;
@@ -216,6 +253,14 @@ Route Api::dispatch(HttpRequest&& request, HttpRespond respond) {
     case Route::kChanges:
       if (!is_get) break;
       return changes(request, respond);
+    case Route::kCluster:
+      if (!is_get) break;
+      if (const auto map = cluster(); map) {
+        respond(json_ok(map->to_json()));
+      } else {
+        respond(json_error(404, "not in a cluster: /v1/cluster answers in Kafka mode only"));
+      }
+      return route;
     default:
       break;
   }

@@ -10,6 +10,7 @@
 #include <memory>
 #include <mutex>
 
+#include "daemon/cluster.h"
 #include "daemon/config.h"
 #include "daemon/feed.h"
 #include "daemon/metrics.h"
@@ -34,6 +35,10 @@ class Api final : public HttpHandler {
   }
 
   void set_config(std::shared_ptr<const Config> config);
+  // Kafka mode (daemon/cluster.h): a customer route for a customer another instance owns is answered
+  // 307 to that owner (503 while nobody owns its partition), and GET /v1/cluster answers the map.
+  // Without a cluster (the default) this instance answers for every customer and /v1/cluster is 404.
+  void set_cluster(std::shared_ptr<const Cluster> cluster);
 
   // GET /v1/changes long-polls: a writer committed (they try again); the daemon stops (they answer now).
   void notify_changes() { feed_waiters_.notify(); }
@@ -44,6 +49,9 @@ class Api final : public HttpHandler {
  private:
   std::shared_ptr<const Config> config() const;
   std::shared_ptr<const TokenSet> tokens() const;
+  std::shared_ptr<const Cluster> cluster() const;
+  // Kafka mode: answers a customer route for a customer this instance does not own; false if it owns it.
+  bool redirect_to_owner(std::string_view id, const HttpRequest& request, HttpRespond& respond) const;
 
   Route dispatch(HttpRequest&& request, HttpRespond respond);
 
@@ -68,6 +76,7 @@ class Api final : public HttpHandler {
   mutable std::mutex mutex_;
   std::shared_ptr<const Config> config_;    // guarded by mutex_
   std::shared_ptr<const TokenSet> tokens_;  // guarded by mutex_
+  std::shared_ptr<const Cluster> cluster_;  // guarded by mutex_
 
   // Last: destroyed first, answering the requests it holds while the rest still exists.
   FeedWaiters feed_waiters_{kMaxParkedFeedRequests};

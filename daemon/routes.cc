@@ -16,7 +16,7 @@ struct FixedRoute {
 };
 
 // Every route with a fixed path. Probes, metrics and the API description need no token.
-constexpr std::array<FixedRoute, 13> kFixedRoutes = {{
+constexpr std::array<FixedRoute, 14> kFixedRoutes = {{
     {"/healthz", Route::kHealthz, std::nullopt},
     {"/readyz", Route::kReadyz, std::nullopt},
     {"/metrics", Route::kMetrics, std::nullopt},
@@ -30,6 +30,7 @@ constexpr std::array<FixedRoute, 13> kFixedRoutes = {{
     {"/v1/deadletter", Route::kDeadLetter, Scope::kAdmin},
     {"/v1/deadletter:remove", Route::kDeadLetterRemove, Scope::kAdmin},
     {"/v1/changes", Route::kChanges, Scope::kRead},
+    {"/v1/cluster", Route::kCluster, Scope::kRead},
 }};
 
 int hex_value(char c) {

@@ -142,6 +142,13 @@ struct Engine : Env {
   // read error the filter stays unusable (every lookup reads the index).
   void build_stored_keys();
 
+  // ---- erase.cc ----
+
+  // Deletes journal entry `seq` (absent: not an error).
+  int delete_journal_entry(MDB_txn* txn, std::uint64_t seq);
+  // Deletes a customer's checkpointed events: their index entries and journal records. Sets found if any.
+  int delete_stored_events(MDB_txn* txn, std::string_view customer_id, bool& found, std::string& context);
+
   // ---- checkpoint.cc ----
 
   bool checkpoint_due() const;

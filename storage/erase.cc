@@ -5,6 +5,42 @@ namespace rapport {
 
 using namespace storage_internal;
 
+namespace storage_internal {
+
+int Engine::delete_journal_entry(MDB_txn* txn, std::uint64_t seq) {
+  char k_bytes[8];
+  put_sequence(k_bytes, seq);
+  MDB_val jk{sizeof k_bytes, k_bytes};
+  const int del = mdb_del(txn, journal, &jk, nullptr);
+  return del == MDB_NOTFOUND ? 0 : del;
+}
+
+int Engine::delete_stored_events(MDB_txn* txn, std::string_view customer_id, bool& found, std::string& context) {
+  context = "cannot delete the events of customer " + in_quotes(customer_id);
+  std::string prefix(customer_id);
+  prefix.push_back('\0');
+  Cursor cursor;
+  int rc = cursor.open(txn, events);
+  if (rc != 0) return rc;
+  for (;;) {
+    MDB_val k = to_val(prefix), v;
+    rc = cursor.get(k, v, MDB_SET_RANGE);
+    if (rc == MDB_NOTFOUND || (rc == 0 && !starts_with(k, prefix))) return 0;
+    if (rc != 0) return rc;
+    std::string_view stored = to_view(v);
+    if (stored.size() == 17 && static_cast<std::uint8_t>(stored[0]) == kIndexVersion) {
+      Reader r(stored.substr(1));
+      std::uint64_t seq = 0;
+      r.u64(seq);
+      if ((rc = delete_journal_entry(txn, seq)) != 0) return rc;
+    }
+    if ((rc = cursor.del()) != 0) return rc;
+    found = true;
+  }
+}
+
+}  // namespace storage_internal
+
 Result<bool> Store::erase_customer(std::string_view customer_id) {
   if (customer_id.empty()) return Status::Error("customer id is empty");
   Impl& d = *impl_;
@@ -34,39 +70,15 @@ Result<bool> Store::erase_customer(std::string_view customer_id) {
       } else if (rc != MDB_NOTFOUND) {
         return rc;
       }
-      auto delete_journal = [&](std::uint64_t seq) {
-        char k_bytes[8];
-        put_sequence(k_bytes, seq);
-        MDB_val jk{sizeof k_bytes, k_bytes};
-        int del = mdb_del(txn, d.journal, &jk, nullptr);
-        return del == MDB_NOTFOUND ? 0 : del;
-      };
       // Checkpointed events: index entries and their journal records.
-      std::string prefix(customer_id);
-      prefix.push_back('\0');
-      Cursor cursor;
-      if ((rc = cursor.open(txn, d.events)) != 0) return rc;
-      for (;;) {
-        MDB_val key = to_val(prefix), v;
-        rc = cursor.get(key, v, MDB_SET_RANGE);
-        if (rc == MDB_NOTFOUND || (rc == 0 && !starts_with(key, prefix))) break;
-        if (rc != 0) return rc;
-        std::string_view stored = to_view(v);
-        if (stored.size() == 17 && static_cast<std::uint8_t>(stored[0]) == kIndexVersion) {
-          Reader r(stored.substr(1));
-          std::uint64_t seq = 0;
-          r.u64(seq);
-          if ((rc = delete_journal(seq)) != 0) return rc;
-        }
-        if ((rc = cursor.del()) != 0) return rc;
-        existed = true;
-      }
+      if ((rc = d.delete_stored_events(txn, customer_id, existed, context)) != 0) return rc;
+      context = "cannot erase customer " + in_quotes(customer_id);
       // Pending events: their journal records (replay must not bring them back).
       for (const Overlay* overlay : {&d.active, &d.frozen}) {
         if (const std::uint32_t i = overlay->find_entry(customer_id, hash_key(customer_id)); i != kNone) {
           existed = true;
           for (std::uint32_t p = overlay->entries[i].first; p != kNone; p = overlay->pending[p].next) {
-            if ((rc = delete_journal(overlay->pending[p].seq)) != 0) return rc;
+            if ((rc = d.delete_journal_entry(txn, overlay->pending[p].seq)) != 0) return rc;
           }
         }
       }

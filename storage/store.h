@@ -125,6 +125,12 @@ struct ChangePage {
   std::uint64_t floor = 0;
 };
 
+// One customer of a restore (Store::restore_customers): its state, or null when it was erased.
+struct RestoredCustomer {
+  std::string_view customer_id;
+  const CustomerState* state = nullptr;
+};
+
 struct StoreStats {
   std::size_t map_bytes = 0;   // current map size
   std::size_t used_bytes = 0;  // pages in use * page size
@@ -169,6 +175,14 @@ class Store {
   // Erases a customer's state, events and dedup keys. Returns whether the
   // customer existed. Later events for the same id start fresh.
   Result<bool> erase_customer(std::string_view customer_id);
+
+  // A partition's state moving between instances (docs/design.md, "Kafka"): completes any checkpoint,
+  // then in one transaction sets each listed customer's state (null: erases it), removing the events
+  // and dedup keys stored for it before (a restored state carries neither: its timeline starts empty),
+  // gives each a change feed item, and writes the meta pairs (e.g. the input offset the states
+  // reflect): all or nothing. Customer ids must be distinct, 1..kMaxIdBytes bytes, without NUL.
+  Status restore_customers(std::span<const RestoredCustomer> customers,
+                           std::span<const std::pair<std::string_view, std::string_view>> meta = {});
 
   // Completes the checkpoint in progress, then writes every other pending
   // change to `customers` and `events`, in one transaction each. Run on

@@ -37,6 +37,7 @@ TEST(Routes, EveryRouteHasItsScope) {
       {"GET", "/v1/deadletter?limit=5", Route::kDeadLetter, Scope::kAdmin},
       {"POST", "/v1/deadletter:remove", Route::kDeadLetterRemove, Scope::kAdmin},
       {"GET", "/v1/changes?after=f1.0.01&wait_ms=10", Route::kChanges, Scope::kRead},
+      {"GET", "/v1/cluster", Route::kCluster, Scope::kRead},
       {"GET", "/v1/customers/alice", Route::kCustomer, Scope::kRead},
       {"HEAD", "/v1/customers/alice", Route::kCustomer, Scope::kRead},
       {"DELETE", "/v1/customers/alice", Route::kCustomerDelete, Scope::kAdmin},

@@ -275,6 +275,9 @@ TEST_F(OpenApiTest, EveryRouteAnswersAsTheDocumentSays) {
   for (int i = 0; i < 65; ++i) other_partitions += "0.";
   expect_documented("/v1/changes", "GET", call("GET", "/v1/changes?after=" + other_partitions + "41"), 410);
 
+  // Outside Kafka mode there is no cluster (its 200 and the 307 redirects: tests/daemon/cluster_test.cc).
+  expect_documented("/v1/cluster", "GET", call("GET", "/v1/cluster"), 404);
+
   // Every operation of the document was exercised, and nothing outside it.
   std::set<std::string> documented;
   for (const auto& [name, op] : operations()) documented.insert(name);
