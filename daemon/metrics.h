@@ -49,8 +49,11 @@ enum class Route : std::uint8_t {
   kOpenApi,
   kModelBacktest,
   kChanges,
+  kCustomerMerge,
+  kCustomerUnmerge,
+  kCustomerAliases,
 };
-inline constexpr int kRouteCount = 18;
+inline constexpr int kRouteCount = 21;
 std::string_view route_name(Route route);
 // The id the fronts carry for `route` (and back: an id no Route has counts as kOther).
 inline HttpRoute http_route(Route route) { return static_cast<HttpRoute>(route); }

@@ -80,6 +80,9 @@ struct Event {
   BoundedString<kMaxIdBytes> event_id;     // 1..128 bytes, no NUL
   BoundedString<kMaxIdBytes> customer_id;  // 1..128 bytes of UTF-8, no NUL
   BoundedString<kMaxChannelBytes> channel;  // label as sent, may be empty
+  // Identity (docs/design.md, "Identity"): the id the event was sent with when it is stored under
+  // another (the survivor of a merge); empty when it is customer_id itself. Unmerge gives it back.
+  BoundedString<kMaxIdBytes> sent_as;
   std::int64_t ts_ms = 0;                  // epoch milliseconds (UTC)
   EventType type = EventType::kPurchase;
   // Optional numeric fields, already range-checked by the decoder:
