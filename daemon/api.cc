@@ -116,9 +116,10 @@ std::shared_ptr<const TokenSet> Api::tokens() const {
 
 RouteAccess Api::access(std::string_view method, std::string_view raw_target) const {
   RouteMatch m = match_route(method, raw_target);
-  const std::size_t max_body = m.route == Route::kCustomersBatchGet                                    ? kMaxBatchGetBodyBytes
-                               : m.route == Route::kCustomerMerge || m.route == Route::kCustomerUnmerge ? kMaxMergeBodyBytes
-                                                                                                        : 0;
+  const std::size_t max_body = m.route == Route::kCustomersBatchGet ? kMaxBatchGetBodyBytes
+                               : m.route == Route::kCustomerMerge || m.route == Route::kCustomerUnmerge
+                                   ? kMaxMergeBodyBytes
+                                   : 0;
   return RouteAccess{http_route(m.route), route_name(m.route), m.scope, m.status, std::move(m.error), max_body};
 }
 
@@ -375,20 +376,20 @@ Route Api::delete_customer(std::string_view id, const HttpRequest& request, Http
     const auto aliases = identity_->table().snapshot();
     if (aliases->survivor(id) != nullptr || !aliases->aliases(id).empty()) {
       // A merged customer: every id of its group, with their events, dedup keys and the group itself.
-      identity_->erase_group(std::string(id), [shared, customer = std::string(id), by,
-                                               peer = request.peer](IdentityAnswer&& answer) {
-        if (answer.status != 200) {
-          (*shared)(json_error(answer.status, answer.error));
-          return;
-        }
-        log_erasure("http", peer, by);  // never the customer id
-        JsonWriter w;
-        w.begin_object().field("customer_id", customer).field("erased", true).key("ids").begin_array();
-        w.value(answer.survivor);
-        for (const std::string& a : answer.aliases) w.value(a);
-        w.end_array().end_object();
-        (*shared)(json_ok(w.take()));
-      });
+      identity_->erase_group(
+          std::string(id), [shared, customer = std::string(id), by, peer = request.peer](IdentityAnswer&& answer) {
+            if (answer.status != 200) {
+              (*shared)(json_error(answer.status, answer.error));
+              return;
+            }
+            log_erasure("http", peer, by);  // never the customer id
+            JsonWriter w;
+            w.begin_object().field("customer_id", customer).field("erased", true).key("ids").begin_array();
+            w.value(answer.survivor);
+            for (const std::string& a : answer.aliases) w.value(a);
+            w.end_array().end_object();
+            (*shared)(json_ok(w.take()));
+          });
       return Route::kCustomerDelete;
     }
   }
@@ -943,7 +944,8 @@ Route Api::merge_customer(const HttpRequest& request, std::string_view id, bool 
   std::vector<std::string> ids;
   for (simdjson::dom::element e : list) {
     std::string_view v;
-    if (e.get_string().get(v) != simdjson::SUCCESS || v.size() > kMaxIdBytes || v.find('\0') != std::string_view::npos) {
+    if (e.get_string().get(v) != simdjson::SUCCESS || v.size() > kMaxIdBytes ||
+        v.find('\0') != std::string_view::npos) {
       return refuse(std::string(field) + "[" + std::to_string(ids.size()) + "] must be a string of at most " +
                     std::to_string(kMaxIdBytes) + " bytes");
     }

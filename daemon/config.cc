@@ -423,9 +423,8 @@ Status apply_toml(const toml::table& root, Config& c) {
   daemon.finish();
 
   top.finish();
-  for (const Section* s :
-       {&server, &storage, &ingest, &tls, &metrics, &auth, &sat, &loy, &cost, &scoring, &value, &identity, &log, &daemon,
-        &top}) {
+  for (const Section* s : {&server, &storage, &ingest, &tls, &metrics, &auth, &sat, &loy, &cost, &scoring, &value,
+                           &identity, &log, &daemon, &top}) {
     if (!s->error().empty()) return Status::Error(s->error());
   }
   if (c.value.platinum_fraction + c.value.gold_fraction > 1) {

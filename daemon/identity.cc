@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <optional>
+#include <set>
 #include <utility>
 
 #include "common/log.h"
@@ -91,12 +92,13 @@ Status IdentityService::recover() {
   if (state->op.kind != IdentityOpKind::kNone) {
     log_warn("identity: completing an operation recorded before the last stop",
              {{"op", static_cast<std::int64_t>(state->op.kind)}});
-    if (Status s = complete(*state); !s) return Status::Error("identity: cannot complete the recorded operation: " + s.message());
-    groups_ = groups_after(state->groups, state->op);
+    if (Status s = complete(*state); !s)
+      return Status::Error("identity: cannot complete the recorded operation: " + s.message());
+    state_ = state_after(*state);
   } else {
-    groups_ = std::move(state->groups);
+    state_ = std::move(*state);
   }
-  table_.replace(AliasMap::from_groups(groups_));
+  table_.replace(AliasMap::from_groups(state_.groups));
   return Status::Ok();
 }
 
@@ -191,33 +193,37 @@ IdentityAnswer IdentityService::check(IdentityOpKind kind, const std::string& su
     options = options_;
   }
   const auto alias_of = [&](const std::string& id) -> const std::string* {
-    for (const auto& [s, aliases] : groups_) {
+    for (const auto& [s, aliases] : state_.groups) {
       if (std::binary_search(aliases.begin(), aliases.end(), id)) return &s;
     }
     return nullptr;
   };
   const auto aliases_of = [&](const std::string& id) -> std::size_t {
-    auto it = groups_.find(id);
-    return it == groups_.end() ? 0 : it->second.size();
+    auto it = state_.groups.find(id);
+    return it == state_.groups.end() ? 0 : it->second.size();
   };
   const auto blocked = [&](const std::string& id) {
-    return id.empty() || std::find(options.blocked_ids.begin(), options.blocked_ids.end(), id) != options.blocked_ids.end();
+    return id.empty() ||
+           std::find(options.blocked_ids.begin(), options.blocked_ids.end(), id) != options.blocked_ids.end();
   };
   std::sort(ids.begin(), ids.end());
   ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
   if (kind == IdentityOpKind::kMerge) {
     for (const std::string* id : {&survivor}) {
-      if (blocked(*id)) return failure(422, "customer id " + quoted(*id) + " is blocked from merging ([identity] blocked_ids)");
+      if (blocked(*id))
+        return failure(422, "customer id " + quoted(*id) + " is blocked from merging ([identity] blocked_ids)");
     }
     for (const std::string& id : ids) {
-      if (blocked(id)) return failure(422, "customer id " + quoted(id) + " is blocked from merging ([identity] blocked_ids)");
+      if (blocked(id))
+        return failure(422, "customer id " + quoted(id) + " is blocked from merging ([identity] blocked_ids)");
     }
     if (const std::string* s = alias_of(survivor)) {
       if (std::binary_search(ids.begin(), ids.end(), *s)) {
-        return failure(409, "merging " + quoted(*s) + " into " + quoted(survivor) + " would make a cycle: " +
-                                quoted(survivor) + " is already an alias of " + quoted(*s));
+        return failure(409, "merging " + quoted(*s) + " into " + quoted(survivor) +
+                                " would make a cycle: " + quoted(survivor) + " is already an alias of " + quoted(*s));
       }
-      return failure(409, quoted(survivor) + " is an alias of " + quoted(*s) + ": merge into " + quoted(*s) + " instead");
+      return failure(409,
+                     quoted(survivor) + " is an alias of " + quoted(*s) + ": merge into " + quoted(*s) + " instead");
     }
     std::size_t total = aliases_of(survivor);
     std::vector<std::string> fresh;
@@ -237,8 +243,8 @@ IdentityAnswer IdentityService::check(IdentityOpKind kind, const std::string& su
     }
     ids = std::move(fresh);
   } else if (kind == IdentityOpKind::kUnmerge) {
-    auto it = groups_.find(survivor);
-    if (it == groups_.end()) {
+    auto it = state_.groups.find(survivor);
+    if (it == state_.groups.end()) {
       if (const std::string* s = alias_of(survivor)) {
         return failure(409, quoted(survivor) + " is an alias of " + quoted(*s) + ", not a survivor: unmerge it from " +
                                 quoted(*s));
@@ -254,23 +260,49 @@ IdentityAnswer IdentityService::check(IdentityOpKind kind, const std::string& su
   return IdentityAnswer{};
 }
 
-Status IdentityService::stage(IdentityOp& op) const {
+Status IdentityService::stage(IdentityState& recorded) const {
+  IdentityOp& op = recorded.op;
+  const auto shadows_of = [&](const std::string& id) -> const std::vector<Event>& {
+    static const std::vector<Event> kNone;
+    auto it = state_.shadowed.find(id);
+    return it == state_.shadowed.end() ? kNone : it->second;
+  };
   std::vector<TimelineEvent> events;
+  std::set<std::string, std::less<>> have;  // event ids the survivor holds (its dedup keys)
   if (op.kind == IdentityOpKind::kMerge) {
+    if (Status s = read_all_events(store_, op.survivor, events); !s) return s;
+    for (const TimelineEvent& t : events) have.insert(t.event_id);
+    op.shadowed = shadows_of(op.survivor);
     for (const std::string& id : op.ids) {
       events.clear();
       if (Status s = read_all_events(store_, id, events); !s) return s;
       for (const TimelineEvent& t : events) {
-        op.staged.push_back(event_from_timeline(t, op.survivor, t.sent_as.empty() ? std::string_view(id) : t.sent_as));
+        Event e = event_from_timeline(t, op.survivor, t.sent_as.empty() ? std::string_view(id) : t.sent_as);
+        (have.insert(t.event_id).second ? op.staged : op.shadowed).push_back(e);
+      }
+      for (Event e : shadows_of(id)) {  // a merged survivor's shadows come along
+        e.customer_id.assign(op.survivor);
+        op.shadowed.push_back(e);
       }
     }
   } else if (op.kind == IdentityOpKind::kUnmerge) {
     if (Status s = read_all_events(store_, op.survivor, events); !s) return s;
-    for (const TimelineEvent& t : events) {
-      if (std::binary_search(op.ids.begin(), op.ids.end(), t.sent_as)) {
-        op.staged.push_back(event_from_timeline(t, t.sent_as, {}));
+    std::vector<Event> all;
+    for (const TimelineEvent& t : events) all.push_back(event_from_timeline(t, op.survivor, t.sent_as));
+    const auto& shadows = shadows_of(op.survivor);
+    all.insert(all.end(), shadows.begin(), shadows.end());
+    std::set<std::pair<std::string, std::string>> given;  // (id given back, event id)
+    for (const Event& e : all) {
+      const std::string_view sent = e.sent_as.view();
+      if (!sent.empty() && std::binary_search(op.ids.begin(), op.ids.end(), sent)) {
+        if (given.emplace(std::string(sent), std::string(e.event_id.view())).second) {
+          Event back = e;
+          back.customer_id = e.sent_as;
+          back.sent_as.clear();
+          op.staged.push_back(back);
+        }
       } else {
-        op.staged.push_back(event_from_timeline(t, op.survivor, t.sent_as));
+        (have.insert(std::string(e.event_id.view())).second ? op.staged : op.shadowed).push_back(e);
       }
     }
   }
@@ -323,9 +355,7 @@ Status IdentityService::complete(const IdentityState& recorded) {
       crash_if_due("erased");
       break;
   }
-  IdentityState done;
-  done.groups = groups_after(recorded.groups, op);
-  if (Status s = save_identity_state(store_, done); !s) return s;
+  if (Status s = save_identity_state(store_, state_after(recorded)); !s) return s;
   crash_if_due("committed");
   return Status::Ok();
 }
@@ -334,7 +364,7 @@ void IdentityService::execute(IdentityOpKind kind, std::string survivor, std::ve
                               const Done& done) {
   if (kind == IdentityOpKind::kErase) {  // the whole group of a survivor or an alias
     std::string found;
-    for (const auto& [s, aliases] : groups_) {
+    for (const auto& [s, aliases] : state_.groups) {
       if (s == survivor || std::binary_search(aliases.begin(), aliases.end(), survivor)) found = s;
     }
     if (found.empty()) {
@@ -342,7 +372,7 @@ void IdentityService::execute(IdentityOpKind kind, std::string survivor, std::ve
       return;
     }
     survivor = found;
-    ids = groups_.at(found);
+    ids = state_.groups.at(found);
   } else {
     IdentityAnswer checked = check(kind, survivor, ids);
     if (checked.status != 200) {
@@ -357,16 +387,15 @@ void IdentityService::execute(IdentityOpKind kind, std::string survivor, std::ve
     return a;
   };
   if (ids.empty() && kind != IdentityOpKind::kErase) {  // nothing to do (every id already merged)
-    done(answer_group(groups_));
+    done(answer_group(state_.groups));
     return;
   }
 
-  IdentityState recorded;
-  recorded.groups = groups_;
+  IdentityState recorded = state_;
   recorded.op.kind = kind;
   recorded.op.survivor = survivor;
   recorded.op.ids = ids;
-  const auto after = groups_after(groups_, recorded.op);
+  const auto after = state_after(recorded).groups;  // (the groups do not depend on the staged events)
   const auto before_map = table_.snapshot();
 
   // Readers wait; every writer parks after what it has queued; events routed from now on use the new groups.
@@ -391,7 +420,7 @@ void IdentityService::execute(IdentityOpKind kind, std::string survivor, std::ve
     return;
   }
   crash_if_due("parked");
-  Status s = stage(recorded.op);
+  Status s = stage(recorded);
   if (s) s = save_identity_state(store_, recorded);
   if (!s) {
     table_.replace(before_map);
@@ -400,9 +429,10 @@ void IdentityService::execute(IdentityOpKind kind, std::string survivor, std::ve
   }
   crash_if_due("recorded");
   s = complete(recorded);
-  groups_ = after;  // recorded: done now, or at the next start
+  state_ = state_after(recorded);  // recorded: done now, or at the next start
   if (!s) {
-    done(failure(503, "storage error: " + s.message() + " (the operation is recorded and completes at the next start)"));
+    done(
+        failure(503, "storage error: " + s.message() + " (the operation is recorded and completes at the next start)"));
     return;
   }
   IdentityAnswer answer = answer_group(after);
@@ -410,9 +440,11 @@ void IdentityService::execute(IdentityOpKind kind, std::string survivor, std::ve
   if (kind == IdentityOpKind::kMerge) merges_->Increment();
   if (kind == IdentityOpKind::kUnmerge) unmerges_->Increment();
   if (kind != IdentityOpKind::kErase) aliases_->Observe(static_cast<double>(answer.aliases.size()));
-  log_info(std::string("identity: ") +
-               (kind == IdentityOpKind::kMerge ? "merged" : kind == IdentityOpKind::kUnmerge ? "unmerged" : "erased a group of"),
-           {{"ids", static_cast<std::uint64_t>(ids.size())}, {"events", static_cast<std::uint64_t>(recorded.op.staged.size())}});
+  log_info(std::string("identity: ") + (kind == IdentityOpKind::kMerge     ? "merged"
+                                        : kind == IdentityOpKind::kUnmerge ? "unmerged"
+                                                                           : "erased a group of"),
+           {{"ids", static_cast<std::uint64_t>(ids.size())},
+            {"events", static_cast<std::uint64_t>(recorded.op.staged.size())}});
   read_lock.unlock();
   done(IdentityAnswer(answer));
 }

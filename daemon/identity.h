@@ -74,13 +74,14 @@ class IdentityService {
   // Runs a recorded operation (after it was recorded, or at recovery): re-apply, erase, record the new groups.
   Status complete(const IdentityState& recorded);
   IdentityAnswer check(IdentityOpKind kind, const std::string& survivor, std::vector<std::string>& ids) const;
-  Status stage(IdentityOp& op) const;
+  // Reads the events the operation moves into recorded.op (staged, shadowed).
+  Status stage(IdentityState& recorded) const;
   Status apply_staged(const std::vector<Event>& events);
 
   PartitionedStore& store_;
   Writers& writers_;
   AliasTable table_;
-  std::map<std::string, std::vector<std::string>> groups_;  // worker thread (and recover)
+  IdentityState state_;  // the groups and shadowed events (op: none); worker thread (and recover)
 
   mutable std::mutex mutex_;
   std::condition_variable wake_;

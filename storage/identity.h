@@ -35,19 +35,24 @@ struct IdentityOp {
   // kMerge: the ids merged into survivor (their customers are erased once their events are staged);
   // kUnmerge: the aliases given back; kErase: every alias of the survivor.
   std::vector<std::string> ids;
-  // kMerge: the moved customers' events relabeled to survivor; kUnmerge: every event of survivor, each
-  // labeled with the customer it goes back to. Empty for kErase.
+  // kMerge: the moved customers' events relabeled to survivor (those whose event id survivor already has
+  // excepted); kUnmerge: every event of the group, each labeled with the customer it goes to. Empty for kErase.
   std::vector<Event> staged;
+  // kMerge, kUnmerge: survivor's shadowed events once the operation is done (see IdentityState).
+  std::vector<Event> shadowed;
 };
 
 struct IdentityState {
   std::map<std::string, std::vector<std::string>> groups;  // survivor -> its aliases (sorted, none empty)
-  IdentityOp op;                                           // kNone: no operation in progress
+  // survivor -> the events of its aliases that a merge found already stored under survivor's dedup key
+  // (customer_id = survivor, sent_as = the alias): not applied (duplicates), kept so that unmerge gives
+  // them back to their alias.
+  std::map<std::string, std::vector<Event>> shadowed;
+  IdentityOp op;  // kNone: no operation in progress
 };
 
-// The groups once `op` is done (the same function at the first run and at recovery).
-std::map<std::string, std::vector<std::string>> groups_after(const std::map<std::string, std::vector<std::string>>& groups,
-                                                            const IdentityOp& op);
+// The state once its `op` is done, op cleared (the same function at the first run and at recovery).
+IdentityState state_after(const IdentityState& state);
 
 std::string encode_identity_state(const IdentityState& state);
 Result<IdentityState> decode_identity_state(std::string_view bytes);
