@@ -3,6 +3,8 @@
 // daemon), duplicates across merged ids, a kill -9 at each step of a merge and of an unmerge (before or
 // after, exactly), erasure of a merged customer, the blocked values and the limits, and order independence
 // with merges and unmerges interleaved at random points of a randomized stream.
+#include "daemon/identity.h"
+
 #include <gtest/gtest.h>
 #include <simdjson.h>
 
@@ -17,7 +19,6 @@
 #include "common/json_writer.h"
 #include "daemon/config.h"
 #include "daemon/customer_json.h"
-#include "daemon/identity.h"
 #include "daemon/routes.h"
 #include "storage/partitioned_store.h"
 #include "storage/partitioner.h"
@@ -449,6 +450,45 @@ TEST_P(Identity, BlockedValuesLimitsAndCyclesAreRefused) {
   EXPECT_EQ(raw(std::string(2 << 20, ' '), kAdminToken).status, 413);
   // None of the refusals changed a group.
   EXPECT_EQ(aliases_in(a.get("/v1/customers/a/aliases").body), (std::vector<std::string>{"b", "c"}));
+}
+
+TEST_P(Identity, RapportctlMergesUnmergesAndListsAliasesAndMetricsCountThem) {
+  Node a(dir_, "a", partitions());
+  const std::string url = "http://127.0.0.1:" + std::to_string(a.port());
+  const auto ctl = [&](std::vector<std::string> args, const std::string& token) {
+    args.insert(args.begin(), binary("rapportctl"));
+    args.insert(args.end(), {"--url", url, "--token", token});
+    return run_command(args);
+  };
+  auto r = ctl({"merge", "crm-1", "mail-1", "phone-1"}, kAdminToken);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "{\"customer_id\":\"crm-1\",\"aliases\":[\"mail-1\",\"phone-1\"]}\n");
+  r = ctl({"aliases", "phone-1"}, kReadToken);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "{\"customer_id\":\"crm-1\",\"aliases\":[\"mail-1\",\"phone-1\"],\"resolved_from\":\"phone-1\"}\n");
+  r = ctl({"merge", "crm-1", "anonymous"}, kAdminToken);  // a clear refusal, exit 2
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("HTTP 422: customer id 'anonymous' is blocked from merging ([identity] blocked_ids)"),
+            std::string::npos)
+      << r.err;
+  r = ctl({"merge", "crm-1", "x"}, kReadToken);  // the admin scope
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("HTTP 403"), std::string::npos) << r.err;
+  r = ctl({"unmerge", "crm-1", "mail-1"}, kAdminToken);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "{\"customer_id\":\"crm-1\",\"aliases\":[\"phone-1\"]}\n");
+  r = ctl({"unmerge", "nobody", "mail-1"}, kAdminToken);
+  EXPECT_EQ(r.exit_code, 1) << r.err;  // 404: not a survivor
+  const auto no_url = run_command({binary("rapportctl"), "aliases", "x"});
+  EXPECT_EQ(no_url.exit_code, 2);
+  EXPECT_NE(no_url.err.find("needs --url"), std::string::npos) << no_url.err;
+
+  const auto metrics = http(a.port(), "GET", "/metrics").body;
+  EXPECT_NE(metrics.find("rapport_identity_merges_total 1\n"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("rapport_identity_unmerges_total 1\n"), std::string::npos);
+  EXPECT_NE(metrics.find("rapport_identity_aliases_count 2\n"), std::string::npos);  // one per merge and unmerge
+  EXPECT_NE(metrics.find("rapport_identity_aliases_bucket{le=\"1\"} 1\n"), std::string::npos);  // after the unmerge
+  EXPECT_NE(metrics.find("rapport_identity_aliases_bucket{le=\"2\"} 2\n"), std::string::npos);
 }
 
 // A kill -9 at each step of a merge, then of an unmerge: after a restart, exactly the state before or after.
