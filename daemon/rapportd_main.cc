@@ -202,6 +202,11 @@ int run(const std::string& config_path, const Overrides& overrides) {
     return 2;
   }
   if (const char* hook = std::getenv(kIdentityCrashEnv)) {
+    const std::string_view step(hook);
+    if (step != "parked" && step != "recorded" && step != "applied" && step != "erased" && step != "committed") {
+      return usage_error(std::string(kIdentityCrashEnv) +
+                         " must be one of parked, recorded, applied, erased, committed (a test hook)");
+    }
     log_warn(std::string("test hook ") + kIdentityCrashEnv + "=" + hook +
              ": rapportd kills itself at that step of an identity operation (never set this outside tests)");
   }
