@@ -491,6 +491,34 @@ TEST_P(Identity, RapportctlMergesUnmergesAndListsAliasesAndMetricsCountThem) {
   EXPECT_NE(metrics.find("rapport_identity_aliases_bucket{le=\"2\"} 2\n"), std::string::npos);
 }
 
+TEST_P(Identity, RapportctlImportAndEraseOnAStateDirKnowTheGroups) {
+  Node a(dir_, "a", partitions());
+  const auto event = [](const std::string& id, const std::string& event_id) {
+    return "{\"event_id\":\"" + event_id + "\",\"customer_id\":\"" + id +
+           "\",\"ts\":\"2023-05-01T12:00:00Z\",\"type\":\"purchase\",\"amount\":10}\n";
+  };
+  a.send({Line{event("crm-1", "x"), "crm-1", "x"}});
+  ASSERT_EQ(a.merge("crm-1", {"mail-1"}).status, 200);
+  a.stop();
+  const std::string file = dir_.file("events.ndjson");
+  write_file(file, event("mail-1", "y") + event("mail-1", "x"));  // a new event, and one crm-1 holds
+  const auto imported = run_command({binary("rapportctl"), "import", file, "--state-dir", a.state(), "-q"});
+  ASSERT_EQ(imported.exit_code, 0) << imported.err;
+  EXPECT_NE(imported.err.find("1 accepted, 1 duplicates"), std::string::npos) << imported.err;
+  const auto state = customers_of(a.state());
+  EXPECT_EQ(state.count("mail-1"), 0u);
+  EXPECT_NE(state.at("crm-1").find("\"events\":2"), std::string::npos) << state.at("crm-1");
+  const auto erase = run_command({binary("rapportctl"), "erase", "mail-1", "--state-dir", a.state()});
+  EXPECT_EQ(erase.exit_code, 2);
+  EXPECT_NE(erase.err.find("mail-1 is merged (with crm-1): erase it with --url"), std::string::npos) << erase.err;
+  a.start();
+  const auto events = a.get(customer_target("crm-1", true));
+  EXPECT_NE(events.body.find(
+                "\"event_id\":\"y\",\"ts\":\"2023-05-01T12:00:00.000Z\",\"type\":\"purchase\",\"sent_as\":\"mail-1\""),
+            std::string::npos)
+      << events.body;
+}
+
 // A kill -9 at each step of a merge, then of an unmerge: after a restart, exactly the state before or after.
 class IdentityCrash : public ::testing::TestWithParam<std::string> {
  protected:
