@@ -235,6 +235,27 @@ Route Api::dispatch(HttpRequest&& request, HttpRespond respond) {
   return route;
 }
 
+namespace {
+
+// Appends the identity fields inside a rendered customer object: resolved_from (when read through an alias)
+// and the survivor's aliases (when it has any).
+void add_identity_fields(std::string& body, const AliasMap* aliases, std::string_view id,
+                         std::string_view resolved_from) {
+  if (aliases == nullptr || (resolved_from.empty() && aliases->aliases(id).empty())) return;
+  JsonWriter extra;
+  extra.begin_object();
+  if (!resolved_from.empty()) extra.field("resolved_from", resolved_from);
+  extra.key("aliases").begin_array();
+  for (const std::string& a : aliases->aliases(id)) extra.value(a);
+  extra.end_array().end_object();
+  const std::string fields = extra.take();
+  body.pop_back();
+  body += ',';
+  body.append(fields, 1);
+}
+
+}  // namespace
+
 Route Api::get_customer(const HttpRequest& request, std::string_view id, HttpRespond& respond) {
   if (id.empty() || id.size() > kMaxIdBytes) {
     respond(json_error(400, "customer id must be 1 to 128 bytes"));
@@ -265,19 +286,7 @@ Route Api::get_customer(const HttpRequest& request, std::string_view id, HttpRes
     write_customer_json(w, id, **state, now_ms(), cfg->evaluate, snap ? &snap->model : nullptr, cfg->value,
                         explain == "true" || explain == "1");
     std::string body = w.take();
-    if (aliases && (!resolved_from.empty() || !aliases->aliases(id).empty())) {
-      // The identity fields, appended inside the customer object.
-      JsonWriter extra;
-      extra.begin_object();
-      if (!resolved_from.empty()) extra.field("resolved_from", resolved_from);
-      extra.key("aliases").begin_array();
-      for (const std::string& a : aliases->aliases(id)) extra.value(a);
-      extra.end_array().end_object();
-      const std::string fields = extra.take();
-      body.pop_back();
-      body += ',';
-      body.append(fields, 1);
-    }
+    add_identity_fields(body, aliases.get(), id, resolved_from);
     respond(json_ok(std::move(body)));
   }
   return Route::kCustomer;
@@ -446,20 +455,42 @@ Route Api::batch_get(const HttpRequest& request, HttpRespond& respond) {
   const auto cfg = config();
   const auto snap = value_.current();
   const std::int64_t now = now_ms();
+  // Aliases answer their survivor (as GET /v1/customers/{id}); readers wait while a merge moves events.
+  std::shared_lock<std::shared_mutex> identity_lock;
+  std::shared_ptr<const AliasMap> aliases;
+  if (identity_ != nullptr) {
+    identity_lock = std::shared_lock(identity_->table().read_mutex);
+    aliases = identity_->table().snapshot();
+  }
   JsonWriter w;
   w.begin_object().key("customers").begin_array();
   std::vector<std::string_view> missing;
-  for (const std::string_view id : wanted) {
+  for (const std::string_view asked : wanted) {
+    std::string_view id = asked, resolved_from;
+    if (aliases) {
+      if (const std::string* survivor = aliases->survivor(asked)) {
+        id = *survivor;
+        resolved_from = asked;
+      }
+    }
     auto state = store_.get_customer(id);
     if (!state.ok()) {
       respond(json_error(503, "storage error: " + state.message()));
       return Route::kCustomersBatchGet;
     }
     if (!state->has_value()) {
-      missing.push_back(id);
+      missing.push_back(asked);
       continue;
     }
-    write_customer_json(w, id, **state, now, cfg->evaluate, snap ? &snap->model : nullptr, cfg->value, false);
+    if (aliases && (!resolved_from.empty() || !aliases->aliases(id).empty())) {
+      JsonWriter one;
+      write_customer_json(one, id, **state, now, cfg->evaluate, snap ? &snap->model : nullptr, cfg->value, false);
+      std::string body = one.take();
+      add_identity_fields(body, aliases.get(), id, resolved_from);
+      w.raw(body);
+    } else {
+      write_customer_json(w, id, **state, now, cfg->evaluate, snap ? &snap->model : nullptr, cfg->value, false);
+    }
   }
   w.end_array().key("missing").begin_array();
   for (const std::string_view m : missing) w.value(m);

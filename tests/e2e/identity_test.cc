@@ -369,6 +369,14 @@ TEST_P(Identity, AnEventAcknowledgedUnderEitherIdIsADuplicate) {
             std::string::npos)
       << events.body;
   EXPECT_EQ(a.get(customer_target(other, true)).body, events.body);  // the alias reads the survivor's timeline
+  const auto batch = http(a.port(), "POST", "/v1/customers:batchGet", "{\"ids\":[\"" + other + "\",\"nobody\"]}",
+                          "application/json", {bearer(kReadToken)});
+  ASSERT_EQ(batch.status, 200) << batch.body;
+  EXPECT_NE(batch.body.find("{\"customer_id\":\"" + survivor + "\""), std::string::npos) << batch.body;
+  EXPECT_NE(
+      batch.body.find("\"resolved_from\":\"" + other + "\",\"aliases\":[\"" + other + "\"]}],\"missing\":[\"nobody\"]"),
+      std::string::npos)
+      << batch.body;
   // Unmerged: y and z are the alias's again; x stays the survivor's.
   ASSERT_EQ(a.unmerge(survivor, {other}).status, 200);
   EXPECT_EQ(a.send({event(other, "y"), event(other, "z"), event(survivor, "x"), event(other, "x")}),
