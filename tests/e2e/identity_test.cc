@@ -357,6 +357,15 @@ TEST_P(Identity, AnEventAcknowledgedUnderEitherIdIsADuplicate) {
   Node a(dir_, "a", partitions());
   EXPECT_EQ(a.send({event(survivor, "x"), event(other, "y")}), std::make_pair(std::uint64_t{2}, std::uint64_t{0}));
   ASSERT_EQ(a.merge(survivor, {other}).status, 200);
+  {  // The feed: the merged id's tombstone, then the survivor's new state (both events), last.
+    const auto feed = a.get("/v1/changes?limit=1000");
+    ASSERT_EQ(feed.status, 200);
+    const auto tombstone = feed.body.find("\"customer_id\":\"" + other + "\",\"deleted\":true");
+    const auto item = feed.body.rfind("\"customer_id\":\"" + survivor + "\",\"customer\":{");
+    ASSERT_NE(tombstone, std::string::npos) << feed.body;
+    ASSERT_NE(item, std::string::npos) << feed.body;
+    EXPECT_NE(feed.body.find("\"events\":2", item), std::string::npos) << feed.body;
+  }
   // Both acknowledged events, under either id: duplicates.
   EXPECT_EQ(a.send({event(other, "x"), event(survivor, "y"), event(other, "y"), event(survivor, "x")}),
             std::make_pair(std::uint64_t{0}, std::uint64_t{4}));
