@@ -30,6 +30,9 @@ namespace {
 constexpr std::size_t kMaxBatchGet = 1000;
 // The body of a batchGet: 1000 ids of 128 bytes fit even when every byte is sent as \u00XX (771 kB).
 constexpr std::size_t kMaxBatchGetBodyBytes = 1 << 20;
+// POST {id}:merge / :unmerge: at most kMaxMergeIds ids of 128 bytes (escaped) fit.
+constexpr std::size_t kMaxMergeIds = 1000;
+constexpr std::size_t kMaxMergeBodyBytes = 1 << 20;
 
 std::int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
@@ -146,7 +149,10 @@ std::shared_ptr<const TokenSet> Api::tokens() const {
 
 RouteAccess Api::access(std::string_view method, std::string_view raw_target) const {
   RouteMatch m = match_route(method, raw_target);
-  const std::size_t max_body = m.route == Route::kCustomersBatchGet ? kMaxBatchGetBodyBytes : 0;
+  const std::size_t max_body = m.route == Route::kCustomersBatchGet ? kMaxBatchGetBodyBytes
+                               : m.route == Route::kCustomerMerge || m.route == Route::kCustomerUnmerge
+                                   ? kMaxMergeBodyBytes
+                                   : 0;
   return RouteAccess{http_route(m.route), route_name(m.route), m.scope, m.status, std::move(m.error), max_body};
 }
 
@@ -261,6 +267,12 @@ Route Api::dispatch(HttpRequest&& request, HttpRespond respond) {
         respond(json_error(404, "not in a cluster: /v1/cluster answers in Kafka mode only"));
       }
       return route;
+    case Route::kCustomerMerge:
+    case Route::kCustomerUnmerge:
+      return merge_customer(request, id, route == Route::kCustomerUnmerge, respond);
+    case Route::kCustomerAliases:
+      if (!is_get) break;
+      return customer_aliases(id, respond);
     default:
       break;
   }
@@ -268,10 +280,43 @@ Route Api::dispatch(HttpRequest&& request, HttpRespond respond) {
   return route;
 }
 
+namespace {
+
+// Appends the identity fields inside a rendered customer object: resolved_from (when read through an alias)
+// and the survivor's aliases (when it has any).
+void add_identity_fields(std::string& body, const AliasMap* aliases, std::string_view id,
+                         std::string_view resolved_from) {
+  if (aliases == nullptr || (resolved_from.empty() && aliases->aliases(id).empty())) return;
+  JsonWriter extra;
+  extra.begin_object();
+  if (!resolved_from.empty()) extra.field("resolved_from", resolved_from);
+  extra.key("aliases").begin_array();
+  for (const std::string& a : aliases->aliases(id)) extra.value(a);
+  extra.end_array().end_object();
+  const std::string fields = extra.take();
+  body.pop_back();
+  body += ',';
+  body.append(fields, 1);
+}
+
+}  // namespace
+
 Route Api::get_customer(const HttpRequest& request, std::string_view id, HttpRespond& respond) {
   if (id.empty() || id.size() > kMaxIdBytes) {
     respond(json_error(400, "customer id must be 1 to 128 bytes"));
     return Route::kCustomer;
+  }
+  // An alias answers its survivor; readers wait while an identity operation moves events.
+  std::shared_lock<std::shared_mutex> identity_lock;
+  std::shared_ptr<const AliasMap> aliases;
+  std::string_view resolved_from;
+  if (identity_ != nullptr) {
+    identity_lock = std::shared_lock(identity_->table().read_mutex);
+    aliases = identity_->table().snapshot();
+    if (const std::string* survivor = aliases->survivor(id)) {
+      resolved_from = id;
+      id = *survivor;
+    }
   }
   auto state = store_.get_customer(id);
   if (!state.ok()) {
@@ -285,7 +330,9 @@ Route Api::get_customer(const HttpRequest& request, std::string_view id, HttpRes
     const auto snap = value_.current();
     write_customer_json(w, id, **state, now_ms(), cfg->evaluate, snap ? &snap->model : nullptr, cfg->value,
                         explain == "true" || explain == "1");
-    respond(json_ok(w.take()));
+    std::string body = w.take();
+    add_identity_fields(body, aliases.get(), id, resolved_from);
+    respond(json_ok(std::move(body)));
   }
   return Route::kCustomer;
 }
@@ -325,6 +372,13 @@ Route Api::customer_events(const HttpRequest& request, std::string_view id, Http
     respond(json_error(400, "customer id must be 1 to 128 bytes"));
     return Route::kCustomerEvents;
   }
+  std::shared_lock<std::shared_mutex> identity_lock;
+  std::shared_ptr<const AliasMap> aliases;
+  if (identity_ != nullptr) {
+    identity_lock = std::shared_lock(identity_->table().read_mutex);
+    aliases = identity_->table().snapshot();
+    if (const std::string* survivor = aliases->survivor(id)) id = *survivor;
+  }
   auto exists = store_.get_customer(id);
   if (exists.ok() && !exists->has_value()) {
     respond(json_error(404, "unknown customer: " + std::string(id)));
@@ -345,6 +399,7 @@ Route Api::customer_events(const HttpRequest& request, std::string_view id, Http
         .field("ts", format_rfc3339(e.ts_ms))
         .field("type", event_type_name(e.type));
     if (!e.channel.empty()) w.field("channel", e.channel);
+    if (!e.sent_as.empty()) w.field("sent_as", e.sent_as);
     const std::pair<const char*, const std::optional<double>*> numbers[] = {
         {"amount", &e.amount}, {"cost", &e.cost}, {"sentiment", &e.sentiment},
         {"nps", &e.nps},       {"csat", &e.csat}, {"rating", &e.rating}};
@@ -371,6 +426,27 @@ Route Api::delete_customer(std::string_view id, const HttpRequest& request, Http
   }
   auto shared = std::make_shared<HttpRespond>(std::move(respond));
   const auto by = tokens()->describe(request.bearer_token);  // for the audit line
+  if (identity_ != nullptr) {
+    const auto aliases = identity_->table().snapshot();
+    if (aliases->survivor(id) != nullptr || !aliases->aliases(id).empty()) {
+      // A merged customer: every id of its group, with their events, dedup keys and the group itself.
+      identity_->erase_group(
+          std::string(id), [shared, customer = std::string(id), by, peer = request.peer](IdentityAnswer&& answer) {
+            if (answer.status != 200) {
+              (*shared)(json_error(answer.status, answer.error));
+              return;
+            }
+            log_erasure("http", peer, by);  // never the customer id
+            JsonWriter w;
+            w.begin_object().field("customer_id", customer).field("erased", true).key("ids").begin_array();
+            w.value(answer.survivor);
+            for (const std::string& a : answer.aliases) w.value(a);
+            w.end_array().end_object();
+            (*shared)(json_ok(w.take()));
+          });
+      return Route::kCustomerDelete;
+    }
+  }
   // On the writer of the customer's partition, ordered with that partition's ingest.
   const bool posted =
       writer_.owner(id).post([shared, customer = std::string(id), by, peer = request.peer](Store& store) {
@@ -424,20 +500,42 @@ Route Api::batch_get(const HttpRequest& request, HttpRespond& respond) {
   const auto cfg = config();
   const auto snap = value_.current();
   const std::int64_t now = now_ms();
+  // Aliases answer their survivor (as GET /v1/customers/{id}); readers wait while a merge moves events.
+  std::shared_lock<std::shared_mutex> identity_lock;
+  std::shared_ptr<const AliasMap> aliases;
+  if (identity_ != nullptr) {
+    identity_lock = std::shared_lock(identity_->table().read_mutex);
+    aliases = identity_->table().snapshot();
+  }
   JsonWriter w;
   w.begin_object().key("customers").begin_array();
   std::vector<std::string_view> missing;
-  for (const std::string_view id : wanted) {
+  for (const std::string_view asked : wanted) {
+    std::string_view id = asked, resolved_from;
+    if (aliases) {
+      if (const std::string* survivor = aliases->survivor(asked)) {
+        id = *survivor;
+        resolved_from = asked;
+      }
+    }
     auto state = store_.get_customer(id);
     if (!state.ok()) {
       respond(json_error(503, "storage error: " + state.message()));
       return Route::kCustomersBatchGet;
     }
     if (!state->has_value()) {
-      missing.push_back(id);
+      missing.push_back(asked);
       continue;
     }
-    write_customer_json(w, id, **state, now, cfg->evaluate, snap ? &snap->model : nullptr, cfg->value, false);
+    if (aliases && (!resolved_from.empty() || !aliases->aliases(id).empty())) {
+      JsonWriter one;
+      write_customer_json(one, id, **state, now, cfg->evaluate, snap ? &snap->model : nullptr, cfg->value, false);
+      std::string body = one.take();
+      add_identity_fields(body, aliases.get(), id, resolved_from);
+      w.raw(body);
+    } else {
+      write_customer_json(w, id, **state, now, cfg->evaluate, snap ? &snap->model : nullptr, cfg->value, false);
+    }
   }
   w.end_array().key("missing").begin_array();
   for (const std::string_view m : missing) w.value(m);
@@ -879,6 +977,91 @@ Route Api::list_customers_by_id(Tier wanted, std::size_t limit, const std::strin
   w.end_object();
   respond(json_ok(w.take()));
   return Route::kCustomersList;
+}
+
+namespace {
+
+HttpResponse identity_json(const IdentityAnswer& answer) {
+  JsonWriter w;
+  w.begin_object().field("customer_id", answer.survivor).key("aliases").begin_array();
+  for (const std::string& a : answer.aliases) w.value(a);
+  w.end_array().end_object();
+  return json_ok(w.take());
+}
+
+}  // namespace
+
+Route Api::merge_customer(const HttpRequest& request, std::string_view id, bool unmerge, HttpRespond& respond) {
+  const Route route = unmerge ? Route::kCustomerUnmerge : Route::kCustomerMerge;
+  const std::string_view field = unmerge ? "ids" : "from";
+  const std::string shape = unmerge ? R"(: send {"ids":["alias",...]}, the aliases to give back)"
+                                    : R"(: send {"from":["id2",...]}, the ids to merge into this customer)";
+  const auto refuse = [&](const std::string& message) {
+    respond(json_error(400, message + shape));
+    return route;
+  };
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  if (parser.parse(request.body).get(doc) != simdjson::SUCCESS) return refuse("the body is not JSON");
+  simdjson::dom::object object;
+  if (doc.get_object().get(object) != simdjson::SUCCESS) return refuse("the body must be a JSON object");
+  for (const auto f : object) {
+    if (f.key != field) {
+      return refuse("unknown field \"" + std::string(f.key) + "\"; the only field is \"" + std::string(field) + "\"");
+    }
+  }
+  simdjson::dom::array list;
+  if (object[field].get_array().get(list) != simdjson::SUCCESS) {
+    return refuse("the body needs an array \"" + std::string(field) + "\"");
+  }
+  if (list.size() == 0 || list.size() > kMaxMergeIds) {
+    return refuse("\"" + std::string(field) + "\" must hold 1 to " + std::to_string(kMaxMergeIds) + " ids");
+  }
+  std::vector<std::string> ids;
+  for (simdjson::dom::element e : list) {
+    std::string_view v;
+    if (e.get_string().get(v) != simdjson::SUCCESS || v.size() > kMaxIdBytes ||
+        v.find('\0') != std::string_view::npos) {
+      return refuse(std::string(field) + "[" + std::to_string(ids.size()) + "] must be a string of at most " +
+                    std::to_string(kMaxIdBytes) + " bytes");
+    }
+    ids.emplace_back(v);
+  }
+  if (identity_ == nullptr) {
+    respond(json_error(503, "identity merges are not available"));
+    return route;
+  }
+  auto shared = std::make_shared<HttpRespond>(std::move(respond));
+  auto done = [shared](IdentityAnswer&& answer) {
+    (*shared)(answer.status == 200 ? identity_json(answer) : json_error(answer.status, answer.error));
+  };
+  if (unmerge) {
+    identity_->unmerge(std::string(id), std::move(ids), std::move(done));
+  } else {
+    identity_->merge(std::string(id), std::move(ids), std::move(done));
+  }
+  return route;
+}
+
+Route Api::customer_aliases(std::string_view id, HttpRespond& respond) {
+  IdentityAnswer answer;
+  answer.survivor = std::string(id);
+  if (identity_ != nullptr) {
+    const auto aliases = identity_->table().snapshot();
+    if (const std::string* survivor = aliases->survivor(id)) answer.survivor = *survivor;
+    answer.aliases = aliases->aliases(answer.survivor);
+  }
+  HttpResponse r = identity_json(answer);
+  if (answer.survivor != id) {  // the alias asked for: say so
+    r.body.pop_back();
+    r.body += ",\"resolved_from\":";
+    JsonWriter w;
+    w.value(id);
+    r.body += w.take();
+    r.body += '}';
+  }
+  respond(std::move(r));
+  return Route::kCustomerAliases;
 }
 
 }  // namespace rapport

@@ -13,6 +13,7 @@
 #include "daemon/cluster.h"
 #include "daemon/config.h"
 #include "daemon/feed.h"
+#include "daemon/identity.h"
 #include "daemon/metrics.h"
 #include "daemon/partitioned_sink.h"
 #include "daemon/value_service.h"
@@ -39,6 +40,9 @@ class Api final : public HttpHandler {
   // 307 to that owner (503 while nobody owns its partition), and GET /v1/cluster answers the map.
   // Without a cluster (the default) this instance answers for every customer and /v1/cluster is 404.
   void set_cluster(std::shared_ptr<const Cluster> cluster);
+  // Identity merges (daemon/identity.h): alias resolution on reads, the :merge/:unmerge routes, group erasure.
+  // Set before the server starts; without it those routes answer 503.
+  void set_identity(IdentityService* identity) { identity_ = identity; }
 
   // GET /v1/changes long-polls: a writer committed (they try again); the daemon stops (they answer now).
   void notify_changes() { feed_waiters_.notify(); }
@@ -67,12 +71,15 @@ class Api final : public HttpHandler {
   Route tiers(HttpRespond& respond);
   Route list_customers(const HttpRequest& request, HttpRespond& respond);
   Route changes(const HttpRequest& request, HttpRespond& respond);  // daemon/feed_api.cc
+  Route merge_customer(const HttpRequest& request, std::string_view id, bool unmerge, HttpRespond& respond);
+  Route customer_aliases(std::string_view id, HttpRespond& respond);
   Route list_customers_by_id(Tier wanted, std::size_t limit, const std::string& cursor, HttpRespond& respond);
 
   PartitionedStore& store_;
   Writers& writer_;
   ValueService& value_;
   Metrics& metrics_;
+  IdentityService* identity_ = nullptr;
   mutable std::mutex mutex_;
   std::shared_ptr<const Config> config_;    // guarded by mutex_
   std::shared_ptr<const TokenSet> tokens_;  // guarded by mutex_

@@ -427,6 +427,17 @@ Status apply_toml(const toml::table& root, Config& c) {
   c.value.fit_interval = std::chrono::seconds(static_cast<std::int64_t>(fit_interval));
   value.finish();
 
+  Section identity(top.table("identity"), "identity");
+  identity.number("max_aliases", c.identity.max_aliases, 1, 100000);
+  if (const toml::array* blocked = identity.array("blocked_ids")) {
+    c.identity.blocked_ids.clear();
+    for (const toml::node& b : *blocked) {
+      if (!b.is_string()) return Status::Error("'identity.blocked_ids' must list strings");
+      c.identity.blocked_ids.push_back(*b.value<std::string>());
+    }
+  }
+  identity.finish();
+
   Section log(top.table("log"), "log");
   log.choice("level", c.log_level, {"error", "warn", "info", "debug"});
   log.choice("format", c.log_format, {"text", "json"});
@@ -438,8 +449,8 @@ Status apply_toml(const toml::table& root, Config& c) {
   daemon.finish();
 
   top.finish();
-  for (const Section* s :
-       {&server, &storage, &ingest, &tls, &metrics, &auth, &sat, &loy, &cost, &scoring, &value, &log, &daemon, &top}) {
+  for (const Section* s : {&server, &storage, &ingest, &tls, &metrics, &auth, &sat, &loy, &cost, &scoring, &value,
+                           &identity, &log, &daemon, &top}) {
     if (!s->error().empty()) return Status::Error(s->error());
   }
   if (c.value.platinum_fraction + c.value.gold_fraction > 1) {

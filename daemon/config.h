@@ -53,6 +53,13 @@ struct ValueOptions : ValueConfig {
   std::chrono::seconds fit_interval{3600};  // background fit schedule (0 = only on demand)
 };
 
+// Identity merges (daemon/identity.h), [identity] in the config.
+struct IdentityOptions {
+  std::size_t max_aliases = 100;  // a merge that would give a survivor more aliases is refused
+  // Ids that never merge (placeholders clients send for "unknown").
+  std::vector<std::string> blocked_ids{"", "null", "anonymous", "0", "-1"};
+};
+
 struct Config {
   std::string config_path;  // where it was loaded from ("" = defaults)
   ServerOptions server;     // listeners (TLS, the metrics listener), io threads, limits, decode options
@@ -66,6 +73,7 @@ struct Config {
   std::vector<AlertRule> alerts;  // [[alerts]] tables, in config order (reloaded on SIGHUP)
   AlertDeliveryOptions alert_delivery;
   KafkaOptions kafka;  // [kafka]: consume the input topic as a consumer group member (off while brokers is empty)
+  IdentityOptions identity;
   std::string log_level = "info";       // error, warn, info, debug
   std::string log_format = "text";      // text, json
   std::string log_timestamps = "auto";  // auto (none under journald), on, off

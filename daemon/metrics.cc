@@ -11,12 +11,14 @@ using prometheus::BuildHistogram;
 using prometheus::Histogram;
 
 // In Route order.
+// clang-format off
 constexpr std::array<std::string_view, kRouteCount> kRouteNames = {
     "events",          "other",   "customer", "customer_events", "customers_batch_get", "customers_list",
     "customer_delete", "tiers",   "model",    "model_fit",       "deadletter",          "deadletter_remove",
     "metrics",         "healthz", "readyz",   "openapi",         "model_backtest",      "changes",
-    "cluster",
+    "cluster",         "customer_merge",  "customer_unmerge",    "customer_aliases",
 };
+// clang-format on
 
 constexpr std::array<std::string_view, kTlsFailureCount> kTlsFailureNames = {"plaintext", "error", "timeout"};
 

@@ -50,8 +50,11 @@ enum class Route : std::uint8_t {
   kModelBacktest,
   kChanges,
   kCluster,
+  kCustomerMerge,
+  kCustomerUnmerge,
+  kCustomerAliases,
 };
-inline constexpr int kRouteCount = 19;
+inline constexpr int kRouteCount = 22;
 std::string_view route_name(Route route);
 // The id the fronts carry for `route` (and back: an id no Route has counts as kOther).
 inline HttpRoute http_route(Route route) { return static_cast<HttpRoute>(route); }

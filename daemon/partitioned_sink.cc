@@ -54,6 +54,13 @@ bool PartitionedSink::accepting() const {
 }
 
 bool PartitionedSink::try_submit(std::unique_ptr<Submission>& submission) {
+  if (aliases_ == nullptr) return submit_routed(submission);
+  std::shared_lock lock(aliases_->route_mutex);
+  aliases_->relabel(submission->events);
+  return submit_routed(submission);
+}
+
+bool PartitionedSink::submit_routed(std::unique_ptr<Submission>& submission) {
   const auto count = static_cast<std::uint32_t>(writers_.size());
   if (count == 1) return writers_[0]->try_submit(submission);
   Submission& whole = *submission;

@@ -17,6 +17,7 @@
 #include <memory>
 #include <vector>
 
+#include "daemon/alias_table.h"
 #include "daemon/metrics.h"
 #include "daemon/writer.h"
 #include "ingest/submission.h"
@@ -31,9 +32,13 @@ class PartitionedSink final : public IngestSink {
 
   bool try_submit(std::unique_ptr<Submission>& submission) override;
   bool accepting() const override;
+  // Identity: events sent to an alias are relabeled to its survivor before routing (set before the fronts start).
+  void set_aliases(const AliasTable* aliases) { aliases_ = aliases; }
 
  private:
+  bool submit_routed(std::unique_ptr<Submission>& submission);
   std::vector<Writer*> writers_;
+  const AliasTable* aliases_ = nullptr;
   Metrics& metrics_;
 };
 
@@ -54,6 +59,7 @@ class Writers {
   // The writer of partition 0, which holds meta and dead letters.
   Writer& meta() { return *writers_[0]; }
   IngestSink& sink() { return sink_; }
+  void set_aliases(const AliasTable* aliases) { sink_.set_aliases(aliases); }
   bool accepting() const { return sink_.accepting(); }
 
   void set_apply_config(const ApplyConfig& apply);

@@ -27,6 +27,7 @@
 #include "daemon/api.h"
 #include "daemon/config.h"
 #include "daemon/kafka_source.h"
+#include "daemon/identity.h"
 #include "daemon/metrics.h"
 #include "daemon/partitioned_sink.h"
 #include "daemon/value_service.h"
@@ -195,7 +196,24 @@ int run(const std::string& config_path, const Overrides& overrides) {
   WriterOptions writer_options = config->writer;
   writer_options.test_stall_after_commits = *stall_hook;
   Writers writer(**store, metrics, writer_options, config->apply);
+  // Identity: an operation recorded before a crash completes before anything else writes.
+  IdentityService identity(**store, writer, metrics.registry(), config->identity, config->apply);
+  if (Status recovered = identity.recover(); !recovered.ok()) {
+    log_error(recovered.message());
+    return 2;
+  }
+  if (const char* hook = std::getenv(kIdentityCrashEnv)) {
+    const std::string_view step(hook);
+    if (step != "parked" && step != "recorded" && step != "applied" && step != "erased" && step != "committed") {
+      return usage_error(std::string(kIdentityCrashEnv) +
+                         " must be one of parked, recorded, applied, erased, committed (a test hook)");
+    }
+    log_warn(std::string("test hook ") + kIdentityCrashEnv + "=" + hook +
+             ": rapportd kills itself at that step of an identity operation (never set this outside tests)");
+  }
+  writer.set_aliases(&identity.table());
   writer.start();
+  identity.start();
   ValueService value(**store, writer, metrics, *config);
   if (Status loaded_model = value.load(); !loaded_model.ok()) log_warn(loaded_model.message());
   value.start();
@@ -209,6 +227,7 @@ int run(const std::string& config_path, const Overrides& overrides) {
   AlertDelivery delivery(**store, writer, alerts, alert_metrics, config->alert_delivery);
   delivery.start();
   Api api(**store, writer, value, metrics, config);
+  api.set_identity(&identity);
   writer.set_on_change([&api] { api.notify_changes(); });
   // Kafka mode ([kafka]): a consumer group member feeding the partitions' writers (started below).
   KafkaSource kafka_source(**store, writer);
@@ -252,6 +271,7 @@ int run(const std::string& config_path, const Overrides& overrides) {
     log_error("listen: " + server.message());
     delivery.stop(config->shutdown_timeout);
     value.stop();
+    identity.stop();
     writer.stop();
     return 2;
   }
@@ -324,6 +344,7 @@ int run(const std::string& config_path, const Overrides& overrides) {
       (*server)->set_limits(config->server.limits, config->server.decode);
       writer.set_apply_config(config->apply);
       api.set_config(config);
+      identity.set_options(config->identity, config->apply);
       value.set_config(*config);
       alerts.set_rules(config->alerts, config->evaluate, config->value);
       install_alert_observers(**store, alerts);
@@ -362,6 +383,7 @@ int run(const std::string& config_path, const Overrides& overrides) {
   (*server)->shutdown(config->shutdown_timeout);
   delivery.stop(config->shutdown_timeout);
   value.stop();
+  identity.stop();
   writer.stop();
   log_info("stopped cleanly");
   return 0;

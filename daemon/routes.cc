@@ -1,6 +1,7 @@
 #include "daemon/routes.h"
 
 #include <array>
+#include <utility>
 #include <vector>
 
 #include "ingest/net/http_client.h"
@@ -94,16 +95,31 @@ RouteMatch match_route(std::string_view method, std::string_view raw_target) {
       return m;
     }
   }
-  // /v1/customers/{id} and /v1/customers/{id}/events, the id one segment.
+  // /v1/customers/{id}, /v1/customers/{id}/events and /aliases, the id one segment; POST {id}:merge and
+  // {id}:unmerge (the verb as sent, after the id: an id ending in ":merge" is sent with its ':' encoded).
   if (raw.size() < 3 || raw.size() > 4 || raw[0] != "v1" || raw[1] != "customers") return m;
-  if (raw.size() == 4 && raw[3] != "events") return m;
-  decode_path_segment(raw[2], decoded);  // well-formed: checked above
+  if (raw.size() == 4 && raw[3] != "events" && raw[3] != "aliases") return m;
+  std::string_view id_segment = raw[2];
+  std::optional<Route> verb;
+  if (raw.size() == 3 && method == "POST") {
+    for (const auto& [suffix, route] : {std::pair<std::string_view, Route>{":merge", Route::kCustomerMerge},
+                                        std::pair<std::string_view, Route>{":unmerge", Route::kCustomerUnmerge}}) {
+      if (id_segment.size() > suffix.size() && id_segment.ends_with(suffix)) {
+        id_segment.remove_suffix(suffix.size());
+        verb = route;
+      }
+    }
+  }
+  decode_path_segment(id_segment, decoded);  // well-formed: checked above
   if (decoded.empty() || decoded.size() > kMaxIdBytes) {
     return bad_request("customer id must be 1 to " + std::to_string(kMaxIdBytes) + " bytes");
   }
   m.id = std::move(decoded);
-  if (raw.size() == 4) {
-    m.route = Route::kCustomerEvents;
+  if (verb) {
+    m.route = *verb;
+    m.scope = Scope::kAdmin;
+  } else if (raw.size() == 4) {
+    m.route = raw[3] == "events" ? Route::kCustomerEvents : Route::kCustomerAliases;
     m.scope = Scope::kRead;
   } else if (method == "DELETE") {
     m.route = Route::kCustomerDelete;

@@ -745,6 +745,7 @@ struct Decoder::Impl {
 
   // --- validation -------------------------------------------------------------
   bool validate(const Fields& f, const DecodeOptions& options, std::int64_t now_ms, Event& out) {
+    out.sent_as.clear();  // never from the wire: set by identity relabeling (a reused Event may hold one)
     if (!validate_id(f, kEventId, out.event_id)) return false;
     if (!validate_id(f, kCustomerId, out.customer_id)) return false;
     if (!validate_type(f, out)) return false;

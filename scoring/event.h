@@ -89,6 +89,11 @@ struct Event {
   std::optional<double> nps;        // [0, 10]
   std::optional<double> csat;       // [1, 5]
   std::optional<double> rating;     // [1, 5]
+
+  // Identity (docs/design.md, "Identity"): the id the event was sent with when it is stored under
+  // another (the survivor of a merge); empty when it is customer_id itself. Unmerge gives it back.
+  // Never from the wire (the decoder clears it).
+  BoundedString<kMaxIdBytes> sent_as;
 };
 
 }  // namespace rapport

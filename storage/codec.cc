@@ -116,11 +116,15 @@ bool decode_apply_config(std::string_view bytes, ApplyConfig& out) {
 void encode_journal_event(const Event& e, std::string& out) {
   out.clear();
   out.push_back(static_cast<char>(kRecordVersion));
-  out.push_back(static_cast<char>(kJournalEvent));
+  out.push_back(static_cast<char>(e.sent_as.empty() ? kJournalEvent : kJournalEventAs));
   out.push_back(static_cast<char>(e.customer_id.size()));  // <= kMaxIdBytes
   out.append(e.customer_id.view());
   out.push_back(static_cast<char>(e.event_id.size()));
   out.append(e.event_id.view());
+  if (!e.sent_as.empty()) {
+    out.push_back(static_cast<char>(e.sent_as.size()));
+    out.append(e.sent_as.view());
+  }
   put_event_fields(e, out);
 }
 
@@ -135,11 +139,20 @@ Status decode_journal(std::uint64_t seq, std::string_view value, JournalRecord& 
     if (!decode_apply_config(rest, out.config)) return Status::Error(what + " is truncated (corrupt record)");
     return Status::Ok();
   }
-  if (out.kind != kJournalEvent) return Status::Error(what + " has unknown kind " + std::to_string(out.kind));
+  if (out.kind != kJournalEvent && out.kind != kJournalEventAs) {
+    return Status::Error(what + " has unknown kind " + std::to_string(out.kind));
+  }
   std::uint8_t n = 0;
   if (!r.u8(n) || !r.bytes(n, out.customer_id) || !r.u8(n) || !r.bytes(n, out.event_id) || out.customer_id.empty() ||
       out.event_id.empty()) {
     return Status::Error(what + " is truncated (corrupt record)");
+  }
+  out.sent_as = {};
+  if (out.kind == kJournalEventAs) {
+    if (!r.u8(n) || !r.bytes(n, out.sent_as) || out.sent_as.empty()) {
+      return Status::Error(what + " is truncated (corrupt record)");
+    }
+    out.kind = kJournalEvent;
   }
   return read_event_fields(r, what, out.fields);
 }
@@ -147,6 +160,7 @@ Status decode_journal(std::uint64_t seq, std::string_view value, JournalRecord& 
 void to_event(const JournalRecord& j, Event& e) {
   e.customer_id.assign(j.customer_id);
   e.event_id.assign(j.event_id);
+  e.sent_as.assign(j.sent_as);
   e.channel.assign(j.fields.channel);
   e.ts_ms = j.fields.ts_ms;
   e.type = j.fields.type;

@@ -33,7 +33,8 @@ constexpr std::string_view kJournalNextKey = "storage.journal_next_sequence";
 constexpr std::string_view kApplyConfigKey = "storage.apply_config";
 
 // Journal record kinds (second byte of a journal value).
-enum : std::uint8_t { kJournalEvent = 0, kJournalApplyConfig = 1 };
+// kJournalEventAs: an event stored under a merge's survivor, with the id it was sent as.
+enum : std::uint8_t { kJournalEvent = 0, kJournalApplyConfig = 1, kJournalEventAs = 2 };
 
 // Presence bits of the optional event fields.
 enum : std::uint8_t { kHasAmount = 1, kHasCost = 2, kHasSentiment = 4, kHasNps = 8, kHasCsat = 16, kHasRating = 32 };
@@ -142,12 +143,14 @@ void encode_apply_config(const ApplyConfig& c, std::string& out);
 bool decode_apply_config(std::string_view bytes, ApplyConfig& out);
 
 // Journal value: version, kind, then for an event: customer id, event id
-// (each a length byte and the bytes) and the event fields; for an apply
+// (each a length byte and the bytes), for kJournalEventAs the sent-as id
+// (likewise), and the event fields; decoded, both event kinds read as kJournalEvent; for an apply
 // config: the encoded ApplyConfig.
 void encode_journal_event(const Event& e, std::string& out);
 struct JournalRecord {
   std::uint8_t kind = kJournalEvent;
   std::string_view customer_id, event_id;
+  std::string_view sent_as;  // empty unless stored as kJournalEventAs
   EventFields fields;
   ApplyConfig config;
 };

@@ -24,6 +24,7 @@ Status Engine::read_journal_event(MDB_txn* txn, std::uint64_t seq, std::string_v
     return Status::Error(what + " refers to journal record " + std::to_string(seq) + ", which holds another event");
   }
   to_timeline(record.fields, event_id, out);
+  out.sent_as.assign(record.sent_as);
   return Status::Ok();
 }
 

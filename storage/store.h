@@ -101,6 +101,7 @@ struct TimelineEvent {
   EventType type = EventType::kPurchase;
   std::string channel;
   std::optional<double> amount, cost, sentiment, nps, csat, rating;
+  std::string sent_as;  // the id it was sent with when stored under a merge's survivor; empty: this customer's
 };
 
 // A position in a customer's timeline (newest first: by ts descending, then

@@ -13,6 +13,7 @@
 #include "common/json_writer.h"
 #include "daemon/customer_json.h"
 #include "ingest/decoder.h"
+#include "storage/identity.h"
 
 namespace rapport {
 namespace {
@@ -305,6 +306,13 @@ int ctl_erase(const CtlTarget& target, const std::string& id) {
     if (!config.ok()) return ctl_error(config.message());
     auto store = ctl_open_store(*config, /*read_only=*/false);
     if (!store.ok()) return ctl_error(store.message());
+    auto identity = load_identity_state(**store);
+    if (!identity.ok()) return ctl_error(identity.message());
+    for (const auto& [survivor, aliases] : identity->groups) {
+      if (survivor == id || std::find(aliases.begin(), aliases.end(), id) != aliases.end()) {
+        return ctl_error(id + " is merged (with " + survivor + "): erase it with --url, which erases its whole group");
+      }
+    }
     auto erased = (*store)->erase_customer(id);
     if (!erased.ok()) return ctl_error(erased.message());
     if (!*erased) return ctl_error("unknown customer: " + id, kExitPartial);

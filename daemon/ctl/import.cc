@@ -11,15 +11,18 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <span>
 #include <string_view>
 
 #include "common/clock.h"
+#include "daemon/alias_table.h"
 #include "daemon/config.h"
 #include "daemon/ctl/common.h"
 #include "ingest/decoder.h"
 #include "ingest/line_framer.h"
 #include "ingest/submission.h"
+#include "storage/identity.h"
 #include "storage/store.h"
 
 namespace rapport {
@@ -75,9 +78,11 @@ struct ImportError {
 
 class Importer {
  public:
-  Importer(PartitionedStore& store, const Config& config, const ImportOptions& options, std::size_t total_bytes)
+  Importer(PartitionedStore& store, const Config& config, const ImportOptions& options, std::size_t total_bytes,
+           std::shared_ptr<const AliasMap> aliases)
       : store_(store), config_(config), options_(options), decoder_(config.server.decode), total_bytes_(total_bytes) {
     batch_.reserve(options.batch);
+    aliases_.replace(std::move(aliases));
   }
 
   // Returns false on a fatal (storage or read) error.
@@ -163,6 +168,7 @@ class Importer {
 
   bool flush() {
     if (filled_ == 0 && dead_letters_.empty()) return true;
+    aliases_.relabel(batch_);  // events sent to an alias count for its survivor, as in rapportd
     Status s =
         store_.apply_batch(std::span<const Event>(batch_.data(), filled_), config_.apply, outcomes_, dead_letters_);
     if (!s.ok()) {
@@ -212,6 +218,7 @@ class Importer {
   std::string file_;
   std::size_t accepted_ = 0, duplicates_ = 0, rejected_ = 0;
   std::size_t bytes_ = 0, total_bytes_ = 0;
+  AliasTable aliases_;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   std::chrono::steady_clock::time_point last_progress_{};
 };
@@ -229,9 +236,17 @@ int ctl_import(const ImportOptions& options) {
   if (options.async) config->storage.durability = Durability::kAsync;
   auto store = ctl_open_store(*config, /*read_only=*/false);
   if (!store.ok()) return ctl_error(store.message());
+  // Identity merges (docs/design.md, "Identity"): resolve aliases as rapportd does.
+  auto identity = load_identity_state(**store);
+  if (!identity.ok()) return ctl_error(identity.message());
+  if (identity->op.kind != IdentityOpKind::kNone) {
+    return ctl_error(
+        "an identity merge was interrupted in this state dir: start rapportd once (it completes it), "
+        "then import");
+  }
   std::size_t total_bytes = 0;
   for (const Input& in : inputs.all()) total_bytes += in.size;
-  Importer importer(**store, *config, options, total_bytes);
+  Importer importer(**store, *config, options, total_bytes, AliasMap::from_groups(identity->groups));
   bool ok = true;
   for (const Input& in : inputs.all()) {
     ok = importer.import_file(in);

@@ -5,6 +5,7 @@
 //   rapportctl tiers | fit [--save] | erase ID | deadletter list|replay   (state dir or --url)
 //   rapportctl backtest --calibration-end D1 --holdout-end D2 [--json] [--plot FILE.png]  (state dir or --url)
 //   rapportctl changes [--follow] [--after C]   (--url): the change feed as NDJSON
+//   rapportctl merge ID ID2... | unmerge ID ID2... | aliases ID   (--url): identity merges
 //   rapportctl backup DEST | restore SRC        (state dir)
 //   rapportctl migrate --partitions N           (stopped state dir)
 //   rapportctl generate [--model mix|bgnbd] --customers N [--events M | --r R --alpha A ...] [--seed S]
@@ -21,6 +22,7 @@
 #include "daemon/ctl/backup.h"
 #include "daemon/ctl/changes.h"
 #include "daemon/ctl/common.h"
+#include "daemon/ctl/identity.h"
 #include "daemon/ctl/import.h"
 #include "daemon/ctl/migrate.h"
 #include "daemon/ctl/query.h"
@@ -164,6 +166,28 @@ int main(int argc, char** argv) {
   auto* erase = app.add_subcommand("erase", "Erase a customer's state, events and dedup keys (exit 1 if unknown)");
   erase->add_option("customer_id", erase_id, "Customer id")->required();
   add_target_options(erase, erase_target, /*url=*/true);
+
+  rapport::CtlTarget identity_target;
+  std::string identity_id;
+  std::vector<std::string> identity_ids;
+  auto* merge = app.add_subcommand(
+      "merge",
+      "Merge customers into one (--url, admin token): ID keeps its id and gets every event of the others, which "
+      "resolve to it from then on (reads and later events). Refused: blocked ids ([identity] blocked_ids), more "
+      "than [identity] max_aliases aliases, cycles. Prints the group as JSON");
+  merge->add_option("customer_id", identity_id, "The survivor")->required();
+  merge->add_option("ids", identity_ids, "The ids to merge into it")->required();
+  auto* unmerge = app.add_subcommand(
+      "unmerge",
+      "Give aliases back (--url, admin token): each gets every event sent as it, before or after the merge, "
+      "replayed from the journal; the survivor keeps the rest. Prints the group left as JSON");
+  unmerge->add_option("customer_id", identity_id, "The survivor")->required();
+  unmerge->add_option("ids", identity_ids, "Its aliases to give back")->required();
+  auto* aliases = app.add_subcommand(
+      "aliases", "Print a customer's group as JSON (--url): its survivor and aliases; resolved_from for an alias");
+  aliases->add_option("customer_id", identity_id, "A survivor or an alias")->required();
+  for (auto* sub : {merge, unmerge, aliases})
+    add_target_options(sub, identity_target, /*url=*/true, /*state_dir=*/false);
 
   rapport::CtlTarget changes_target;
   rapport::ChangesOptions changes_options;
@@ -322,6 +346,9 @@ int main(int argc, char** argv) {
   if (*fit) return rapport::ctl_fit(fit_target, fit_options);
   if (*backtest) return rapport::ctl_backtest(backtest_target, backtest_options);
   if (*erase) return rapport::ctl_erase(erase_target, erase_id);
+  if (*merge) return rapport::ctl_merge(identity_target, identity_id, identity_ids);
+  if (*unmerge) return rapport::ctl_unmerge(identity_target, identity_id, identity_ids);
+  if (*aliases) return rapport::ctl_aliases(identity_target, identity_id);
   if (*alerts_list) return rapport::ctl_alerts_list(alerts_target, alerts_list_options);
   if (*alerts_replay) return rapport::ctl_alerts_replay(alerts_target, alerts_ids);
   if (*changes) return rapport::ctl_changes(changes_target, changes_options);

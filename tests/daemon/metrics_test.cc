@@ -46,11 +46,13 @@ TEST(MetricsTest, FrontStatsCallsReachTheSameSeriesAsBefore) {
 TEST(MetricsTest, EveryRouteKeepsItsLabelAndTheFrontsRoutesMapToTheirs) {
   Metrics metrics("test");
   FrontStats& stats = metrics;
+  // clang-format off
   const char* names[kRouteCount] = {
       "events",          "other",   "customer", "customer_events", "customers_batch_get", "customers_list",
       "customer_delete", "tiers",   "model",    "model_fit",       "deadletter",          "deadletter_remove",
       "metrics",         "healthz", "readyz",   "openapi",         "model_backtest",      "changes",
-      "cluster"};
+      "cluster",         "customer_merge",  "customer_unmerge",    "customer_aliases"};
+  // clang-format on
   for (int r = 0; r < kRouteCount; ++r) {
     EXPECT_EQ(route_name(static_cast<Route>(r)), names[r]);
     stats.observe_http(http_route(static_cast<Route>(r)), 200, 0.001);

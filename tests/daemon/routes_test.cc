@@ -47,6 +47,11 @@ TEST(Routes, EveryRouteHasItsScope) {
       {"GET", "/%6Detrics", Route::kOther, std::nullopt},
       {"GET", "/v1%2Fcustomers", Route::kOther, std::nullopt},  // an encoded '/' is not a separator
       {"GET", "/v1/customers/a/b", Route::kOther, std::nullopt},
+      {"POST", "/v1/customers/alice:merge", Route::kCustomerMerge, Scope::kAdmin},
+      {"POST", "/v1/customers/alice:unmerge", Route::kCustomerUnmerge, Scope::kAdmin},
+      {"GET", "/v1/customers/alice/aliases", Route::kCustomerAliases, Scope::kRead},
+      {"GET", "/v1/customers/alice:merge", Route::kCustomer, Scope::kRead},  // the verbs are POST only
+      {"POST", "/v1/customers/:merge", Route::kCustomer, Scope::kRead},      // no id: no verb (then 405)
   };
   for (const Case& c : cases) {
     const RouteMatch m = match_route(c.method, c.target);
@@ -78,6 +83,18 @@ TEST(Routes, TheIdIsDecodedAfterRouting) {
       EXPECT_EQ(m.route, events ? Route::kCustomerEvents : Route::kCustomer) << id;
     }
   }
+}
+
+TEST(Routes, TheMergeVerbFollowsTheIdAsSent) {
+  RouteMatch m = match_route("POST", "/v1/customers/a%2Fb:merge");
+  EXPECT_EQ(m.route, Route::kCustomerMerge);
+  EXPECT_EQ(m.id, "a/b");
+  m = match_route("POST", "/v1/customers/x%3Amerge");  // an id ending in ":merge", its ':' encoded
+  EXPECT_EQ(m.route, Route::kCustomer);
+  EXPECT_EQ(m.id, "x:merge");
+  m = match_route("POST", "/v1/customers/x%3Amerge:unmerge");
+  EXPECT_EQ(m.route, Route::kCustomerUnmerge);
+  EXPECT_EQ(m.id, "x:merge");
 }
 
 TEST(Routes, MalformedTargetsAre400) {

@@ -263,6 +263,39 @@ TEST_F(OpenApiTest, EveryRouteAnswersAsTheDocumentSays) {
                     200);
   expect_documented("/v1/deadletter:remove", "POST", call("POST", "/v1/deadletter:remove", R"({"sequences":[]})"), 400);
 
+  // Identity: merge, read through an alias, unmerge, erase a merged customer.
+  const std::string merge = "/v1/customers/{id}:merge", unmerge = "/v1/customers/{id}:unmerge";
+  expect_documented(merge, "POST", call("POST", "/v1/customers/rich:merge", R"({"from":["c16","c6","c7"]})"), 200);
+  expect_documented(merge, "POST", call("POST", "/v1/customers/rich:merge", R"({"from":3})"), 400);
+  expect_documented(merge, "POST", call("POST", "/v1/customers/rich:merge", R"({"from":["c8"]})", nullptr), 401);
+  expect_documented(merge, "POST", call("POST", "/v1/customers/rich:merge", R"({"from":["c8"]})", kReadToken), 403);
+  expect_documented(merge, "POST", call("POST", "/v1/customers/c6:merge", R"({"from":["c8"]})"), 409);
+  expect_documented(merge, "POST", call("POST", "/v1/customers/rich:merge", R"({"from":["anonymous"]})"), 422);
+  expect_documented(merge, "POST",
+                    call("POST", "/v1/customers/rich:merge", R"({"from":[]})" + std::string(1 << 20, ' ')), 413);
+  {
+    const auto alias = call("GET", "/v1/customers/c16?explain=true", "", kReadToken);
+    expect_documented("/v1/customers/{id}", "GET", alias, 200);
+    EXPECT_NE(alias.body.find("\"resolved_from\":\"c16\""), std::string::npos) << alias.body;
+    const auto events = call("GET", "/v1/customers/c16/events?limit=1000");
+    expect_documented("/v1/customers/{id}/events", "GET", events, 200);
+    EXPECT_NE(events.body.find("\"sent_as\":\"c16\""), std::string::npos) << events.body;
+  }
+  expect_documented("/v1/customers/{id}/aliases", "GET", call("GET", "/v1/customers/c6/aliases", "", kReadToken), 200);
+  expect_documented("/v1/customers/{id}/aliases", "GET", call("GET", "/v1/customers/nobody/aliases"), 200);
+  expect_documented("/v1/customers/{id}/aliases", "GET", call("GET", "/v1/customers/c6/aliases", "", nullptr), 401);
+  expect_documented(unmerge, "POST", call("POST", "/v1/customers/rich:unmerge", R"({"ids":["c7"]})"), 200);
+  expect_documented(unmerge, "POST", call("POST", "/v1/customers/rich:unmerge", R"({"ids":["c7"]})"), 409);
+  expect_documented(unmerge, "POST", call("POST", "/v1/customers/c7:unmerge", R"({"ids":["c8"]})"), 404);
+  expect_documented(unmerge, "POST", call("POST", "/v1/customers/rich:unmerge", R"({"id":["c16"]})"), 400);
+  expect_documented(unmerge, "POST", call("POST", "/v1/customers/rich:unmerge", R"({"ids":["c16"]})", nullptr), 401);
+  expect_documented(unmerge, "POST", call("POST", "/v1/customers/rich:unmerge", R"({"ids":["c16"]})", kReadToken), 403);
+  {
+    const auto erased = call("DELETE", "/v1/customers/c6");  // an alias: the whole group
+    expect_documented("/v1/customers/{id}", "DELETE", erased, 200);
+    EXPECT_NE(erased.body.find(R"("ids":["rich","c16","c6"])"), std::string::npos) << erased.body;
+  }
+
   expect_documented("/v1/customers/{id}", "DELETE", call("DELETE", "/v1/customers/c118", "", kReadToken), 403);
   expect_documented("/v1/customers/{id}", "DELETE", call("DELETE", "/v1/customers/c118"), 200);
   expect_documented("/v1/customers/{id}", "DELETE", call("DELETE", "/v1/customers/c118"), 404);

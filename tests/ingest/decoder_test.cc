@@ -220,6 +220,9 @@ TEST(DecodeLine, ReusedEventIsResetBetweenCalls) {
   EXPECT_FALSE(event.amount.has_value());
   EXPECT_FALSE(event.nps.has_value());
   EXPECT_TRUE(event.channel.empty());
+  event.sent_as.assign("an-alias");  // set by identity relabeling, never from the wire
+  ASSERT_TRUE(decoder.decode_line(line_with("complaint"), kNow, event, reason, message));
+  EXPECT_TRUE(event.sent_as.empty());
 }
 
 TEST(DecodeLine, ChannelClassification) {
