@@ -19,6 +19,7 @@
 #include "daemon/ctl/backup.h"
 #include "daemon/customer_json.h"
 #include "daemon/value_records.h"
+#include "storage/identity.h"
 
 namespace rapport {
 namespace {
@@ -32,7 +33,9 @@ constexpr std::string_view kOldMovedMarker = "OLD_MOVED";  // in the work dir: t
 constexpr std::string_view kOldDirName = "migrate-old";
 
 // The meta keys rapportd keeps (partition 0); the storage's own keys are written by the new Stores themselves.
-constexpr std::string_view kMetaKeys[] = {kValueModelMetaKey, kValueTierCountsMetaKey};
+// The identity record (merged groups, shadowed events, an operation in progress) is layout-free: it names
+// customers, not partitions, so it moves as it is.
+constexpr std::string_view kMetaKeys[] = {kValueModelMetaKey, kValueTierCountsMetaKey, kIdentityMetaKey};
 
 // Test hook (docs/design.md, "Test hooks"): RAPPORT_TEST_MIGRATE_CRASH=batch:N kills this process (SIGKILL)
 // after N event batches were committed; swap:K after step K (1..4) of moving the new layout into place.
@@ -103,22 +106,6 @@ Status swap_in(const fs::path& dir, const fs::path& work) {
   if (ec) return Status::Error("cannot remove " + work.string() + ": " + ec.message());
   sync_path(dir);
   return Status::Ok();
-}
-
-Event to_event(std::string_view customer, const TimelineEvent& t) {
-  Event e;
-  e.customer_id.assign(customer);
-  e.event_id.assign(t.event_id);
-  e.channel.assign(t.channel);
-  e.ts_ms = t.ts_ms;
-  e.type = t.type;
-  e.amount = t.amount;
-  e.cost = t.cost;
-  e.sentiment = t.sentiment;
-  e.nps = t.nps;
-  e.csat = t.csat;
-  e.rating = t.rating;
-  return e;
 }
 
 class Progress {
@@ -233,7 +220,8 @@ Status copy_everything(const PartitionedStore& source, PartitionedStore& target,
     for (;;) {
       auto events = source.customer_events(ids[c], at, kTimelinePage);
       if (!events.ok()) return events.status();
-      for (const TimelineEvent& t : *events) batch.push_back(to_event(ids[c], t));
+      for (const TimelineEvent& t : *events)
+        batch.push_back(event_from_timeline(t, ids[c], t.sent_as));  // keeps the id it was sent as
       if (events->size() < kTimelinePage) break;
       at.emplace(events->back().ts_ms, events->back().event_id);
     }

@@ -153,6 +153,46 @@ TEST_P(Migrate, MovesEveryEventCustomerDeadLetterAndModelAndTheDaemonServesTheNe
   EXPECT_EQ(daemon.stop(), 0);
 }
 
+// Merged customers survive a migration: the groups (partition 0's identity record) move with the layout, and
+// every event keeps the id it was sent as, so an unmerge after the migration still gives each id its events.
+TEST(MigrateIdentity, KeepsTheGroupsAndWhatAnUnmergeGivesBack) {
+  TempDir dir;
+  const std::string state = dir.file("state");
+  const std::string events =
+      "{\"customer_id\":\"crm-7\",\"event_id\":\"a1\",\"type\":\"purchase\",\"channel\":\"store\","
+      "\"ts\":\"2023-05-01T10:00:00Z\",\"amount\":40}\n"
+      "{\"customer_id\":\"mail-7\",\"event_id\":\"b1\",\"type\":\"purchase\",\"channel\":\"web\","
+      "\"ts\":\"2023-06-01T10:00:00Z\",\"amount\":60}\n";
+  {
+    Daemon d(state, {"--partitions", "1"});
+    ASSERT_EQ(http(d.http_port(), "POST", "/v1/events", events, "application/x-ndjson").status, 200);
+    const auto merged =
+        http(d.http_port(), "POST", "/v1/customers/crm-7:merge", "{\"from\":[\"mail-7\"]}", "application/json");
+    ASSERT_EQ(merged.status, 200) << merged.body;
+    EXPECT_EQ(d.stop(), 0);
+  }
+  const auto m = migrate(state, 2);
+  ASSERT_EQ(m.exit_code, 0) << m.err;
+
+  Daemon d(state);
+  const auto alias = http(d.http_port(), "GET", "/v1/customers/mail-7");
+  ASSERT_EQ(alias.status, 200) << alias.body;
+  EXPECT_NE(alias.body.find("\"resolved_from\":\"mail-7\""), std::string::npos) << alias.body;
+  EXPECT_NE(alias.body.find("\"customer_id\":\"crm-7\""), std::string::npos) << alias.body;
+  const auto unmerged =
+      http(d.http_port(), "POST", "/v1/customers/crm-7:unmerge", "{\"ids\":[\"mail-7\"]}", "application/json");
+  ASSERT_EQ(unmerged.status, 200) << unmerged.body;
+  const auto back = http(d.http_port(), "GET", "/v1/customers/mail-7/events");
+  ASSERT_EQ(back.status, 200) << back.body;
+  EXPECT_NE(back.body.find("\"event_id\":\"b1\""), std::string::npos) << back.body;
+  EXPECT_EQ(back.body.find("\"event_id\":\"a1\""), std::string::npos) << back.body;
+  const auto survivor = http(d.http_port(), "GET", "/v1/customers/crm-7/events");
+  ASSERT_EQ(survivor.status, 200) << survivor.body;
+  EXPECT_NE(survivor.body.find("\"event_id\":\"a1\""), std::string::npos) << survivor.body;
+  EXPECT_EQ(survivor.body.find("\"event_id\":\"b1\""), std::string::npos) << survivor.body;
+  EXPECT_EQ(d.stop(), 0);
+}
+
 INSTANTIATE_TEST_SUITE_P(Partitions, Migrate, ::testing::Values(std::pair(1, 4), std::pair(4, 2), std::pair(2, 1)),
                          [](const auto& param_info) {
                            return "From" + std::to_string(param_info.param.first) + "To" +
