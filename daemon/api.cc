@@ -1000,6 +1000,10 @@ Route Api::merge_customer(const HttpRequest& request, std::string_view id, bool 
     respond(json_error(400, message + shape));
     return route;
   };
+  if (const auto cfg = config(); cfg && cfg->kafka.enabled()) {
+    respond(json_error(409, kIdentityKafkaRefusal));
+    return route;
+  }
   simdjson::dom::parser parser;
   simdjson::dom::element doc;
   if (parser.parse(request.body).get(doc) != simdjson::SUCCESS) return refuse("the body is not JSON");

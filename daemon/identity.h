@@ -47,6 +47,12 @@ struct IdentityAnswer {
 // recorded), applied (staged events re-applied), erased (customers erased), committed (new groups recorded).
 inline constexpr const char* kIdentityCrashEnv = "RAPPORT_TEST_IDENTITY_CRASH";
 
+// Kafka mode ([kafka]) has no identity merges: a merge moves customers across partitions, which the instances
+// of the consumer group own separately. POST {id}:merge and :unmerge answer 409 with this reason.
+inline constexpr const char* kIdentityKafkaRefusal =
+    "identity merges are not available in Kafka mode: a merge moves customers across partitions, which the "
+    "instances of the consumer group own separately";
+
 class IdentityService {
  public:
   IdentityService(PartitionedStore& store, Writers& writers, prometheus::Registry& registry, IdentityOptions options,

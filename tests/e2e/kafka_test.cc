@@ -302,6 +302,22 @@ TEST_F(KafkaDaemon, AReloadSaysKafkaSettingsChangeOnlyOnRestart) {
   EXPECT_NE(d.log().find("[kafka] change only on restart"), std::string::npos) << d.log();
 }
 
+// Identity merges move customers across partitions, which the group's instances own separately: in Kafka
+// mode :merge and :unmerge answer 409 with that reason, and nothing is merged.
+TEST_F(KafkaDaemon, MergeAndUnmergeAnswer409InKafkaMode) {
+  KafkaMock mock(mock_program(), {"events:2"});
+  Daemon d(state(), {"--config", config(mock, 2)});
+  const auto merge = http(d.http_port(), "POST", "/v1/customers/alice:merge", R"({"from":["bob"]})");
+  EXPECT_EQ(merge.status, 409) << merge.body;
+  EXPECT_NE(merge.body.find("not available in Kafka mode"), std::string::npos) << merge.body;
+  const auto unmerge = http(d.http_port(), "POST", "/v1/customers/alice:unmerge", R"({"ids":["bob"]})");
+  EXPECT_EQ(unmerge.status, 409) << unmerge.body;
+  EXPECT_NE(unmerge.body.find("not available in Kafka mode"), std::string::npos) << unmerge.body;
+  const auto aliases = http(d.http_port(), "GET", "/v1/customers/alice/aliases");
+  EXPECT_EQ(aliases.body.find("bob"), std::string::npos) << aliases.body;
+  EXPECT_EQ(d.stop(), 0);
+}
+
 TEST_F(KafkaDaemon, RefusesATopicWithAnotherPartitionCount) {
   KafkaMock mock(mock_program(), {"events:3"});
   try {
