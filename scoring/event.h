@@ -70,17 +70,17 @@ enum class Channel : std::uint8_t {
   kOther,
 };
 inline constexpr int kChannelCount = 11;
-std::string_view channel_name(Channel channel);  // "twitter" ... "other"
+std::string_view channel_name(Channel channel);    // "twitter" ... "other"
 Channel classify_channel(std::string_view label);  // unknown or empty -> kOther
 
 inline constexpr std::size_t kMaxIdBytes = 128;
 inline constexpr std::size_t kMaxChannelBytes = 32;
 
 struct Event {
-  BoundedString<kMaxIdBytes> event_id;     // 1..128 bytes, no NUL
-  BoundedString<kMaxIdBytes> customer_id;  // 1..128 bytes of UTF-8, no NUL
+  BoundedString<kMaxIdBytes> event_id;      // 1..128 bytes, no NUL
+  BoundedString<kMaxIdBytes> customer_id;   // 1..128 bytes of UTF-8, no NUL
   BoundedString<kMaxChannelBytes> channel;  // label as sent, may be empty
-  std::int64_t ts_ms = 0;                  // epoch milliseconds (UTC)
+  std::int64_t ts_ms = 0;                   // epoch milliseconds (UTC)
   EventType type = EventType::kPurchase;
   // Optional numeric fields, already range-checked by the decoder:
   std::optional<double> amount;     // >= 0, <= 1e9 (purchase, refund: required)
