@@ -44,7 +44,8 @@ constexpr std::string_view kMethods[] = {"GET", "HEAD", "POST", "DELETE", "PUT",
 bool has_nul(std::string_view s) { return std::memchr(s.data(), 0, s.size()) != nullptr; }
 
 bool customer_route(Route r) {
-  return r == Route::kCustomer || r == Route::kCustomerEvents || r == Route::kCustomerDelete;
+  return r == Route::kCustomer || r == Route::kCustomerEvents || r == Route::kCustomerDelete ||
+         r == Route::kCustomerAliases || r == Route::kCustomerMerge || r == Route::kCustomerUnmerge;
 }
 
 void check_match(std::string_view method, std::string_view target, const RouteMatch& m) {
@@ -59,8 +60,12 @@ void check_match(std::string_view method, std::string_view target, const RouteMa
   if (customer_route(m.route)) {
     FUZZ_CHECK(!m.id.empty() && m.id.size() <= rapport::kMaxIdBytes && !has_nul(m.id));
     FUZZ_CHECK(m.scope.has_value());
-    FUZZ_CHECK((m.route == Route::kCustomerDelete) == (method == "DELETE" && m.route != Route::kCustomerEvents));
-    FUZZ_CHECK(*m.scope == (m.route == Route::kCustomerDelete ? Scope::kAdmin : Scope::kRead));
+    FUZZ_CHECK((m.route == Route::kCustomerDelete) ==
+               (method == "DELETE" && m.route != Route::kCustomerEvents && m.route != Route::kCustomerAliases));
+    FUZZ_CHECK((m.route == Route::kCustomerMerge || m.route == Route::kCustomerUnmerge) <= (method == "POST"));
+    const bool admin =
+        m.route == Route::kCustomerDelete || m.route == Route::kCustomerMerge || m.route == Route::kCustomerUnmerge;
+    FUZZ_CHECK(*m.scope == (admin ? Scope::kAdmin : Scope::kRead));
   } else {
     FUZZ_CHECK(m.id.empty());
   }
