@@ -126,6 +126,18 @@ Owner Cluster::owner_of(std::string_view customer_id) const {
   return owner_of_partition(partition_of(customer_id, partitions_));
 }
 
+std::size_t Cluster::member_count() const {
+  std::lock_guard lock(mutex_);
+  return 1 + others_.size();
+}
+
+std::uint32_t Cluster::unowned_partitions() const {
+  std::lock_guard lock(mutex_);
+  std::uint32_t n = 0;
+  for (std::uint32_t p = 0; p < partitions_; ++p) n += owner_locked(p).kind == Owner::Kind::kUnknown ? 1 : 0;
+  return n;
+}
+
 std::string Cluster::to_json() const {
   std::lock_guard lock(mutex_);
   JsonWriter out;

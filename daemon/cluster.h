@@ -8,6 +8,7 @@
 // Thread safety: every member may be called from any thread (one mutex; the map is small).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -56,6 +57,9 @@ class Cluster {
 
   Owner owner_of_partition(std::uint32_t partition) const;
   Owner owner_of(std::string_view customer_id) const;  // by storage/partitioner.h
+  // Members known (this instance included) and partitions nobody claims, for the metrics.
+  std::size_t member_count() const;
+  std::uint32_t unowned_partitions() const;
 
   // GET /v1/cluster: {"instance":…,"partitions":[{"partition":p,"owner":…|null,"http_address":…|null,
   // "lag":n|null},…],"members":[{"instance":…,"http_address":…,"partitions":[…]},…]}.

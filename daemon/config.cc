@@ -1,6 +1,7 @@
 #include "daemon/config.h"
 
 #include <toml++/toml.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <initializer_list>
@@ -12,6 +13,40 @@ namespace rapport {
 namespace {
 
 constexpr std::size_t kMinTokenChars = 16;
+
+bool only_chars(std::string_view text, std::string_view extra) {
+  return std::all_of(text.begin(), text.end(), [&](char ch) {
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           extra.find(ch) != std::string_view::npos;
+  });
+}
+
+// [kafka] members_topic, instance and advertised_url (Kafka mode only).
+Status validate_kafka_cluster(const KafkaClusterOptions& o, const KafkaOptions& kafka) {
+  const std::string& t = o.members_topic;
+  if (t.empty() || t.size() > 249 || t == "." || t == ".." || !only_chars(t, "._-")) {
+    return Status::Error("'kafka.members_topic' \"" + t +
+                         "\" is not a Kafka topic name (1 to 249 of a-z A-Z 0-9 . _ -)");
+  }
+  if (t == kafka.topic) {
+    return Status::Error("'kafka.members_topic' must not be the input topic \"" + t +
+                         "\" (default: \"<topic>.members\")");
+  }
+  if (o.instance.empty() || o.instance.size() > 200 || !only_chars(o.instance, "._-:")) {
+    return Status::Error("'kafka.instance' \"" + o.instance +
+                         "\" must be 1 to 200 of a-z A-Z 0-9 . _ - : (a name unique in the group; default: the "
+                         "host name)");
+  }
+  if (!o.advertised_url.empty()) {
+    auto url = parse_http_url(o.advertised_url);
+    if (!url.ok()) return Status::Error("'kafka.advertised_url': " + url.message());
+    if (!url->base_path.empty()) {
+      return Status::Error("'kafka.advertised_url' \"" + o.advertised_url +
+                           "\" must be http[s]://HOST:PORT without a path (the others append /v1/...)");
+    }
+  }
+  return Status::Ok();
+}
 
 // While config_keys() runs: every key a Section looks up, qualified ("server.http").
 thread_local std::vector<std::string>* g_known_keys = nullptr;
@@ -369,6 +404,9 @@ Status apply_toml(const toml::table& root, Config& c) {
   kafka.string("topic", c.kafka.topic);
   kafka.string("group_id", c.kafka.group_id);
   kafka.number("max_chunk_records", c.kafka.max_chunk_records, 1, 1e6);
+  kafka.string("members_topic", c.kafka_cluster.members_topic);
+  kafka.string("instance", c.kafka_cluster.instance);
+  kafka.string("advertised_url", c.kafka_cluster.advertised_url);
   // [kafka.properties]: librdkafka properties passed through (strings, numbers or booleans), checked by
   // validate_config against librdkafka itself.
   if (const toml::table* props = kafka.table("properties"); props != nullptr) {
@@ -389,6 +427,10 @@ Status apply_toml(const toml::table& root, Config& c) {
   }
   kafka.finish();
   if (!kafka.error().empty()) return Status::Error(kafka.error());
+  if (c.kafka_cluster.members_topic.empty() && !c.kafka.topic.empty()) {
+    c.kafka_cluster.members_topic = c.kafka.topic + ".members";
+  }
+  if (c.kafka_cluster.instance.empty()) c.kafka_cluster.instance = host_name();
 
   Section scoring(top.table("scoring"), "scoring");
   scoring.number("half_life_days", c.apply.half_life_days, 1, 36500);
@@ -479,6 +521,12 @@ Config default_config() {
   return c;
 }
 
+std::string host_name() {
+  char name[256] = {};
+  if (::gethostname(name, sizeof name - 1) != 0 || name[0] == '\0') return "localhost";
+  return name;
+}
+
 Result<Config> load_config(const std::string& path) {
   Config c = default_config();
   if (path.empty()) return c;
@@ -552,6 +600,9 @@ Status validate_config(const Config& c) {
         "set the listener(s) that should speak TLS, or remove the files");
   }
   if (Status s = validate_kafka_options(c.kafka); !s.ok()) return s;
+  if (c.kafka.enabled()) {
+    if (Status s = validate_kafka_cluster(c.kafka_cluster, c.kafka); !s.ok()) return s;
+  }
   if (!c.server.metrics_address.empty()) {
     for (const std::string* a : {&c.server.http_address, &c.server.tcp_address}) {
       if (*a == c.server.metrics_address && a->substr(a->rfind(':') + 1) != "0") {

@@ -60,6 +60,14 @@ struct IdentityOptions {
   std::vector<std::string> blocked_ids{"", "null", "anonymous", "0", "-1"};
 };
 
+// [kafka] keys of the group's membership (daemon/kafka_cluster.h): who owns which partition, where to redirect.
+struct KafkaClusterOptions {
+  std::string members_topic;   // compacted topic of the member records; load_config defaults it to "<topic>.members"
+  std::string instance;        // this member's name, unique in the group; load_config defaults it to the host name
+  std::string advertised_url;  // base URL the others redirect to ("http[s]://host:port"); "": from the HTTP listener
+  friend bool operator==(const KafkaClusterOptions&, const KafkaClusterOptions&) = default;
+};
+
 struct Config {
   std::string config_path;  // where it was loaded from ("" = defaults)
   ServerOptions server;     // listeners (TLS, the metrics listener), io threads, limits, decode options
@@ -73,6 +81,7 @@ struct Config {
   std::vector<AlertRule> alerts;  // [[alerts]] tables, in config order (reloaded on SIGHUP)
   AlertDeliveryOptions alert_delivery;
   KafkaOptions kafka;  // [kafka]: consume the input topic as a consumer group member (off while brokers is empty)
+  KafkaClusterOptions kafka_cluster;  // [kafka] members_topic, instance, advertised_url
   IdentityOptions identity;
   std::string log_level = "info";       // error, warn, info, debug
   std::string log_format = "text";      // text, json
@@ -92,6 +101,9 @@ std::vector<std::string> config_keys();
 
 // Cross-field checks: e.g. a non-loopback listener without tokens is refused.
 Status validate_config(const Config& config);
+
+// This machine's host name ("localhost" if it has none): the default kafka.instance.
+std::string host_name();
 
 // True for 127.0.0.0/8, ::1 and "localhost" (an "host:port" address).
 bool is_loopback_address(const std::string& address);

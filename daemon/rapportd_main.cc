@@ -27,6 +27,7 @@
 #include "daemon/api.h"
 #include "daemon/config.h"
 #include "daemon/identity.h"
+#include "daemon/kafka_cluster.h"
 #include "daemon/kafka_source.h"
 #include "daemon/metrics.h"
 #include "daemon/partitioned_sink.h"
@@ -233,6 +234,7 @@ int run(const std::string& config_path, const Overrides& overrides) {
   KafkaSource kafka_source(**store, writer);
   std::unique_ptr<KafkaConsumer> kafka;
   std::unique_ptr<KafkaMetrics> kafka_metrics;
+  std::unique_ptr<KafkaCluster> kafka_cluster;  // owners and redirects, once the HTTP listener is bound
   if (config->kafka.enabled()) {
     kafka = std::make_unique<KafkaConsumer>(config->kafka, config->server.decode, kafka_source, metrics);
     kafka_metrics = std::make_unique<KafkaMetrics>(metrics.registry());
@@ -240,6 +242,7 @@ int run(const std::string& config_path, const Overrides& overrides) {
   metrics.set_before_scrape([&] {
     refresh_storage_metrics(**store, metrics, value);
     if (kafka) kafka_metrics->refresh(*kafka);
+    if (kafka_cluster) kafka_cluster->sync();
   });
 
   // systemd socket activation: adopt listeners passed as "http" / "tcp" (FileDescriptorName=).
@@ -289,6 +292,24 @@ int run(const std::string& config_path, const Overrides& overrides) {
       writer.stop();
       return 2;
     }
+    // The group's members: customers another instance owns are answered 307 to it (docs/design.md).
+    auto address = advertised_http_address(config->kafka_cluster, (*server)->http_endpoint(), server_options.tls.http,
+                                           host_name());
+    auto joined = address.ok() ? KafkaCluster::start(
+                                     config->kafka, config->kafka_cluster, *address, (*store)->partition_count(),
+                                     [&kafka] { return kafka->lag(); }, metrics.registry())
+                               : Result<std::unique_ptr<KafkaCluster>>(address.status());
+    if (!joined.ok()) {
+      log_error("kafka: " + joined.message());
+      kafka->stop();
+      (*server)->shutdown(config->shutdown_timeout);
+      delivery.stop(config->shutdown_timeout);
+      value.stop();
+      writer.stop();
+      return 2;
+    }
+    kafka_cluster = std::move(joined.value());
+    api.set_cluster(kafka_cluster->cluster());
   }
   // Before the "listening" line, which tools wait for: the metrics address is known by then.
   if (!(*server)->metrics_endpoint().empty()) log_info("listening metrics=" + (*server)->metrics_endpoint());
@@ -325,7 +346,7 @@ int run(const std::string& config_path, const Overrides& overrides) {
           reloaded->storage.partitions != config->storage.partitions ||
           reloaded->storage.checkpoint_events != config->storage.checkpoint_events ||
           reloaded->storage.checkpoint_interval != config->storage.checkpoint_interval ||
-          !(reloaded->kafka == config->kafka)) {
+          !(reloaded->kafka == config->kafka) || !(reloaded->kafka_cluster == config->kafka_cluster)) {
         log_warn(
             "listen addresses, which listeners speak TLS, the state dir, partitions, the checkpoint settings and "
             "[kafka] change only on restart");
@@ -378,8 +399,9 @@ int run(const std::string& config_path, const Overrides& overrides) {
   }
 
   sd_notify(0, "STOPPING=1");
-  if (kafka) kafka->stop();  // leaves the group; what the writers hold still commits with its offsets
-  api.stop_changes();        // parked long-polls answer now, so they do not hold the shutdown up
+  if (kafka) kafka->stop();                  // leaves the group; what the writers hold still commits with its offsets
+  if (kafka_cluster) kafka_cluster->stop();  // then tells the others (a tombstone on the members topic)
+  api.stop_changes();                        // parked long-polls answer now, so they do not hold the shutdown up
   (*server)->shutdown(config->shutdown_timeout);
   delivery.stop(config->shutdown_timeout);
   value.stop();

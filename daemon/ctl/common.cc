@@ -47,7 +47,23 @@ Result<HttpClientResponse> ctl_http(const CtlTarget& target, HttpClientRequest r
   request.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(timeout_s * 1000));
   request.bearer_token = target.token;
   request.ca_file = target.ca_file;
-  return http_request(*endpoint, request);
+  auto response = http_request(*endpoint, request);
+  // A Kafka group member answers 307 (or 308) for a customer another instance owns: the same request,
+  // token included, goes to the owner (README, "Kafka mode"), at most kCtlMaxRedirects times.
+  for (int hops = 0; response.ok() && (response->status == 307 || response->status == 308); ++hops) {
+    const std::string from = endpoint->url;
+    if (hops == kCtlMaxRedirects) {
+      return Status::Error("more than " + std::to_string(kCtlMaxRedirects) + " redirects, the last from " + from +
+                           " to '" + response->location + "'");
+    }
+    auto next = parse_redirect(response->location);
+    if (!next.ok())
+      return Status::Error(from + " answered HTTP " + std::to_string(response->status) + ": " + next.message());
+    endpoint = std::move(next->first);
+    request.target = std::move(next->second);
+    response = http_request(*endpoint, request);
+  }
+  return response;
 }
 
 int ctl_http_failure(const HttpClientResponse& response, const std::string& what) {

@@ -47,6 +47,10 @@ Result<Config> ctl_config(const CtlTarget& target);
 Result<std::unique_ptr<PartitionedStore>> ctl_open_store(const Config& config, bool read_only);
 
 // One HTTP exchange with the target daemon (token and timeout applied; `default_timeout_s` when the target has none).
+// A 307 or 308 answer (a Kafka group member redirecting to the customer's owner) is followed: the same
+// method, body and token to the Location, at most kCtlMaxRedirects hops; a Location that is not an absolute
+// http:// or https:// URL is an error.
+inline constexpr int kCtlMaxRedirects = 3;
 Result<HttpClientResponse> ctl_http(const CtlTarget& target, HttpClientRequest request, double default_timeout_s = 30);
 
 // The "error" field of a JSON error answer, else the start of the body on one line.

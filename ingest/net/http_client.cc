@@ -113,6 +113,7 @@ class Exchange {
     const auto& msg = parser_.get();
     response.status = static_cast<int>(msg.result_int());
     response.content_type = std::string(msg[http::field::content_type]);
+    response.location = std::string(msg[http::field::location]);
     response.body = std::move(parser_.release().body());
     return response;
   }
@@ -252,6 +253,21 @@ Result<HttpEndpoint> parse_http_url(std::string_view url) {
   e.host = std::string(host);
   e.port = std::string(port);
   return e;
+}
+
+Result<std::pair<HttpEndpoint, std::string>> parse_redirect(std::string_view location) {
+  const auto scheme_end = location.find("://");
+  if (location.empty() || scheme_end == std::string_view::npos) {
+    return Status::Error("a redirect needs an absolute http:// or https:// Location, got '" + std::string(location) +
+                         "'");
+  }
+  const auto path = location.find('/', scheme_end + 3);
+  if (path == std::string_view::npos) {
+    return Status::Error("the redirect's Location '" + std::string(location) + "' has no path");
+  }
+  auto endpoint = parse_http_url(location.substr(0, path));
+  if (!endpoint.ok()) return Status::Error("cannot follow the redirect: " + endpoint.message());
+  return std::make_pair(std::move(endpoint.value()), std::string(location.substr(path)));
 }
 
 Result<HttpClientResponse> http_request(const HttpEndpoint& endpoint, const HttpClientRequest& request) {

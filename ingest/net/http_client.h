@@ -28,6 +28,10 @@ struct HttpEndpoint {
 // Fails with a message for anything but http[s]://host[:port][/path].
 Result<HttpEndpoint> parse_http_url(std::string_view url);
 
+// A redirect's Location, an absolute "http[s]://host[:port]/path[?query]", as the endpoint and the request
+// target ("/path?query"). Anything else (another scheme, a relative reference, credentials) is an error.
+Result<std::pair<HttpEndpoint, std::string>> parse_redirect(std::string_view location);
+
 struct HttpClientRequest {
   std::string method = "GET";
   std::string target;  // path and query, appended to the endpoint's base path, e.g. "/v1/tiers"
@@ -42,6 +46,7 @@ struct HttpClientRequest {
 struct HttpClientResponse {
   int status = 0;
   std::string content_type;
+  std::string location;  // the Location header (a redirect's target), "" when absent
   std::string body;
 };
 

@@ -43,6 +43,37 @@ TEST(HttpClient, RefusesOtherSchemesAndBadUrls) {
   EXPECT_FALSE(parse_http_url("https://user:pw@host:1").ok());
 }
 
+// rapportctl follows a Kafka group member's 307 to the customer's owner: the Location is split into the
+// owner's endpoint and the same path and query.
+TEST(HttpClient, ParsesARedirectLocationIntoEndpointAndTarget) {
+  auto r = parse_redirect("http://10.0.0.5:8470/v1/customers/alice%2Fb?fields=x");
+  ASSERT_TRUE(r.ok()) << r.message();
+  EXPECT_EQ(r->first.host, "10.0.0.5");
+  EXPECT_EQ(r->first.port, "8470");
+  EXPECT_FALSE(r->first.tls);
+  EXPECT_EQ(r->first.base_path, "");
+  EXPECT_EQ(r->second, "/v1/customers/alice%2Fb?fields=x");
+  auto secure = parse_redirect("https://[::1]:9443/v1/customers/bob");
+  ASSERT_TRUE(secure.ok()) << secure.message();
+  EXPECT_TRUE(secure->first.tls);
+  EXPECT_EQ(secure->first.host, "::1");
+  EXPECT_EQ(secure->second, "/v1/customers/bob");
+}
+
+TEST(HttpClient, RefusesARedirectThatIsNotAnAbsoluteHttpUrl) {
+  for (const char* location : {"", "/v1/customers/a", "ftp://host:21/v1/customers/a", "file:///etc/passwd",
+                               "http://host:8470", "http://user:pw@host:1/v1/customers/a", "http://host:99999/x"}) {
+    auto r = parse_redirect(location);
+    EXPECT_FALSE(r.ok()) << location;
+  }
+  auto relative = parse_redirect("/v1/customers/a");
+  ASSERT_FALSE(relative.ok());
+  EXPECT_NE(relative.message().find("absolute http:// or https:// Location"), std::string::npos) << relative.message();
+  auto ftp = parse_redirect("ftp://host:21/x");
+  ASSERT_FALSE(ftp.ok());
+  EXPECT_NE(ftp.message().find("cannot follow the redirect"), std::string::npos) << ftp.message();
+}
+
 TEST(HttpClient, ACaFileIsOnlyForHttps) {
   auto endpoint = parse_http_url("http://127.0.0.1:1");
   ASSERT_TRUE(endpoint.ok());

@@ -61,8 +61,13 @@ class WebhookReceiver {
   std::string url(const std::string& path = "/hook") const {
     return "http://127.0.0.1:" + std::to_string(port_) + path;
   }
-  // The status every following request is answered with.
-  void answer(int status) { status_ = status; }
+  // The status every following request is answered with (and a Location header when `location` is not empty,
+  // e.g. to answer 307 like a Kafka group member redirecting to the owner).
+  void answer(int status, const std::string& location = "") {
+    std::lock_guard<std::mutex> lock(mutex_);
+    status_ = status;
+    location_ = location;
+  }
 
   std::vector<Request> requests() const {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -125,9 +130,15 @@ class WebhookReceiver {
       if (!read_more(c, buf)) return;
     }
     r.body = buf.substr(end + 4, length);
-    r.answered = status_;
-    const std::string response =
-        "HTTP/1.1 " + std::to_string(r.answered) + " X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    std::string location;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      r.answered = status_;
+      location = location_;
+    }
+    const std::string response = "HTTP/1.1 " + std::to_string(r.answered) + " X\r\n" +
+                                 (location.empty() ? "" : "Location: " + location + "\r\n") +
+                                 "Content-Length: 0\r\nConnection: close\r\n\r\n";
     ::send(c, response.data(), response.size(), MSG_NOSIGNAL);
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -139,7 +150,8 @@ class WebhookReceiver {
   int fd_ = -1;
   int port_ = 0;
   std::atomic<bool> stop_{false};
-  std::atomic<int> status_{200};
+  int status_ = 200;      // mutex_
+  std::string location_;  // mutex_
   mutable std::mutex mutex_;
   mutable std::condition_variable changed_;
   std::vector<Request> requests_;
