@@ -64,6 +64,23 @@ TEST(Cluster, OwnAssignmentWinsAndTheLaterRecordWinsADisputedPartition) {
   EXPECT_EQ(cluster.owner_of("zed").kind, cluster.owner_of_partition(partition_of("zed", 4)).kind);
 }
 
+// The metrics' view: members known (itself included) and partitions nobody claims.
+TEST(Cluster, CountsMembersAndUnownedPartitions) {
+  Cluster cluster(Member{"a", "http://a:1", {}}, 4);
+  EXPECT_EQ(cluster.member_count(), 1u);
+  EXPECT_EQ(cluster.unowned_partitions(), 4u);
+  cluster.set_own({0});
+  cluster.update(Member{"b", "http://b:1", {1, 2}});
+  EXPECT_EQ(cluster.member_count(), 2u);
+  EXPECT_EQ(cluster.unowned_partitions(), 1u);
+  cluster.update(Member{"a", "http://a:1", {3}});  // its own record read back: not another member
+  EXPECT_EQ(cluster.member_count(), 2u);
+  EXPECT_EQ(cluster.unowned_partitions(), 1u);
+  cluster.remove("b");
+  EXPECT_EQ(cluster.member_count(), 1u);
+  EXPECT_EQ(cluster.unowned_partitions(), 3u);
+}
+
 // --- the HTTP API ----------------------------------------------------------------------------------
 
 class ApiClusterTest : public ::testing::Test {
