@@ -41,8 +41,10 @@ void add_target_options(CLI::App* sub, rapport::CtlTarget& target, bool url, boo
   if (url) {
     url_opt = sub->add_option("--url", target.url,
                               "Talk to a running rapportd over HTTP or HTTPS, e.g. http://127.0.0.1:8470 or "
-                              "https://rapport.example:8470 (not a state dir)");
-    sub->add_option("--token", target.token, "Bearer token for --url (default: $RAPPORT_TOKEN)")
+                              "https://rapport.example:8470 (not a state dir). A Kafka group member's 307 to the "
+                              "customer's owner is followed (same method and token; http(s) only, at most 3 hops)");
+    sub->add_option("--token", target.token,
+                    "Bearer token for --url (default: $RAPPORT_TOKEN); also sent to the instance a redirect names")
         ->envname("RAPPORT_TOKEN");
     sub->add_option("--ca-file", target.ca_file,
                     "For an https:// --url: PEM file of the CA certificate(s) to trust instead of the system's, e.g. "
