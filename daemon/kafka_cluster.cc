@@ -42,8 +42,9 @@ Result<std::string> advertised_http_address(const KafkaClusterOptions& options, 
 KafkaCluster::KafkaCluster(const KafkaClusterOptions& options, std::string http_address, std::uint32_t partitions,
                            Assignment assignment, prometheus::Registry& registry)
     : instance_(options.instance),
+      http_address_(std::move(http_address)),
       assignment_(std::move(assignment)),
-      cluster_(std::make_shared<Cluster>(Member{options.instance, std::move(http_address), {}}, partitions)) {
+      cluster_(std::make_shared<Cluster>(Member{options.instance, http_address_, {}}, partitions)) {
   members_ =
       &prometheus::BuildGauge()
            .Name("rapport_kafka_members")
@@ -59,11 +60,12 @@ KafkaCluster::KafkaCluster(const KafkaClusterOptions& options, std::string http_
                       .Name("rapport_kafka_member_records_total")
                       .Help(
                           "Member records: published by this instance (outcome published, error) and read but "
-                          "not understood (outcome bad)")
+                          "not understood (bad) or of another process under this instance's name (conflict)")
                       .Register(registry);
   published_ = &records.Add({{"outcome", "published"}});
   publish_errors_ = &records.Add({{"outcome", "error"}});
   bad_records_ = &records.Add({{"outcome", "bad"}});
+  conflicts_ = &records.Add({{"outcome", "conflict"}});
   members_->Set(1);
   unowned_->Set(partitions);
 }
@@ -97,6 +99,21 @@ void KafkaCluster::on_record(std::string_view key, std::optional<std::string_vie
     bad_records_->Increment();
     log_warn("kafka: members topic: ignoring a record: " + member.message());
     return;
+  }
+  // Another live process publishing under this instance's name (after this one's own record came back):
+  // the names are not unique, and each ignores the other's record as its own.
+  if (member->instance == instance_) {
+    if (member->http_address == http_address_) {
+      own_read_back_ = true;
+    } else if (own_read_back_) {
+      conflicts_->Increment();
+      if (!conflict_logged_) {
+        conflict_logged_ = true;
+        log_error("kafka: another member of the group publishes under this instance's name \"" + instance_ +
+                  "\" (its address " + member->http_address + ", this one's " + http_address_ +
+                  "): give each instance its own [kafka] instance, or their redirects go astray");
+      }
+    }
   }
   cluster_->update(*member);
 }

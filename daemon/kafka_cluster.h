@@ -68,12 +68,15 @@ class KafkaCluster {
   bool publish_if_due();  // false: the publication failed (retried later)
 
   const std::string instance_;
+  const std::string http_address_;
   const Assignment assignment_;
   const std::shared_ptr<Cluster> cluster_;
   std::unique_ptr<kafka::MembersTopic> topic_;
   prometheus::Gauge* members_;
   prometheus::Gauge* unowned_;
-  prometheus::Counter *published_, *publish_errors_, *bad_records_;
+  prometheus::Counter *published_, *publish_errors_, *bad_records_, *conflicts_;
+  bool own_read_back_ = false;    // follower thread: this process's own record came back from the topic
+  bool conflict_logged_ = false;  // follower thread
 
   std::mutex sync_mutex_;  // one sync() at a time
 

@@ -145,16 +145,19 @@ void expect_exact_via(int port, const Stream& stream, const std::set<std::string
 
 class KafkaGroup : public ::testing::Test {
  protected:
-  // rapportd's config for one member `instance` of the group on `mock`, with a read and an admin token.
-  std::string config(const KafkaMock& mock, const std::string& instance) {
-    const std::string path = dir_.file("rapport-" + instance + ".toml");
-    write_file(path, "[storage]\npartitions = " + std::to_string(kPartitions) + "\n[kafka]\nbrokers = \"" +
-                         mock.bootstrap() + "\"\ntopic = \"" + kTopic +
-                         "\"\ngroup_id = \"rapport-test\"\ninstance = \"" + instance +
-                         "\"\n[kafka.properties]\n\"session.timeout.ms\" = 6000\n\"heartbeat.interval.ms\" = 500\n"
-                         "[[auth.tokens]]\ntoken = \"" +
-                         kReadToken + "\"\nscopes = [\"read\"]\n[[auth.tokens]]\ntoken = \"" + kAdminToken +
-                         "\"\nscopes = [\"admin\"]\n");
+  // rapportd's config for one member `instance` of the group on `mock`, with a read and an admin token
+  // (`tokens`) or none.
+  std::string config(const KafkaMock& mock, const std::string& instance, bool tokens = true) {
+    const std::string path = dir_.file("rapport-" + instance + (tokens ? "" : "-open") + ".toml");
+    std::string text = "[storage]\npartitions = " + std::to_string(kPartitions) + "\n[kafka]\nbrokers = \"" +
+                       mock.bootstrap() + "\"\ntopic = \"" + kTopic + "\"\ngroup_id = \"rapport-test\"\ninstance = \"" +
+                       instance +
+                       "\"\n[kafka.properties]\n\"session.timeout.ms\" = 6000\n\"heartbeat.interval.ms\" = 500\n";
+    if (tokens) {
+      text += std::string("[[auth.tokens]]\ntoken = \"") + kReadToken + "\"\nscopes = [\"read\"]\n" +
+              "[[auth.tokens]]\ntoken = \"" + kAdminToken + "\"\nscopes = [\"admin\"]\n";
+    }
+    write_file(path, text);
     return path;
   }
   std::string state(const std::string& instance) { return dir_.file("state-" + instance); }
@@ -280,6 +283,27 @@ TEST_F(KafkaGroup, OneInstanceOwnsEveryPartitionAndAnswersItself) {
   EXPECT_EQ(metric(a.http_port(), "rapport_kafka_members"), 1);
   EXPECT_EQ(metric(a.http_port(), "rapport_kafka_unowned_partitions"), 0);
   EXPECT_GE(metric(a.http_port(), "rapport_kafka_member_records_total{outcome=\"published\"}"), 1);
+}
+
+// Two instances configured with one name each ignore the other's record as their own: at least one of them
+// reports it (log and rapport_kafka_member_records_total{outcome="conflict"}); the state is still exact.
+TEST_F(KafkaGroup, TwoInstancesOfOneNameAreReported) {
+  KafkaMock mock(mock_program(), {std::string(kTopic) + ":" + std::to_string(kPartitions), "events.members:1"});
+  const std::string cfg = config(mock, "same", /*tokens=*/false);
+  Daemon a(state("a"), {"--config", cfg});
+  Daemon b(state("b"), {"--config", cfg});
+  KafkaProducer producer(mock.bootstrap());
+  Stream stream(30);
+  stream.produce(producer, 300);
+  const std::string warning = "another member of the group publishes under this instance's name \"same\"";
+  ASSERT_TRUE(eventually([&] {
+    return a.log().find(warning) != std::string::npos || b.log().find(warning) != std::string::npos;
+  })) << a.log()
+      << b.log();
+  Daemon& reporter = a.log().find(warning) != std::string::npos ? a : b;
+  EXPECT_GE(metric(reporter.http_port(), "rapport_kafka_member_records_total{outcome=\"conflict\"}"), 1);
+  ASSERT_TRUE(eventually([&] { return group_caught_up({&a, &b}, kPartitions); })) << a.log() << b.log();
+  expect_exact({&a, &b}, kPartitions, stream);
 }
 
 // rapportctl follows a redirect with the same method and token, but only to an http(s) URL, a few hops.
