@@ -25,10 +25,11 @@ class FakeEngine final : public KafkaPartitions {
   explicit FakeEngine(int refusals) : refusals_(refusals) {}
   std::uint32_t count() const override { return 1; }
   std::uint32_t partition_of(std::string_view) const override { return 0; }
-  Result<std::optional<std::int64_t>> stored_offset(const std::string&, std::int32_t) override {
+  Result<std::optional<std::int64_t>> take_over(const std::string&, std::int32_t) override {
     std::lock_guard lock(mutex_);
     return offset_;
   }
+  void let_go(const std::string&, std::int32_t) override {}
   bool try_submit(std::uint32_t partition, std::unique_ptr<Submission>& s) override {
     EXPECT_EQ(partition, 0u);
     std::unique_lock lock(mutex_);
@@ -104,7 +105,7 @@ TEST(KafkaConsumer, RefusalsAndAFailedCommitNeitherLoseNorRepeatRecords) {
 
   FakeEngine engine(/*refusals=*/5);
   test::CountingStats stats;
-  KafkaOptions options{mock.bootstrap(), "events", "g", {{"session.timeout.ms", "6000"}}, 40};
+  KafkaOptions options{mock.bootstrap(), "events", "g", {{"session.timeout.ms", "6000"}}, 40, "", RestoreMode::kInput};
   KafkaConsumer consumer(options, DecodeOptions{}, engine, stats);
   ASSERT_TRUE(consumer.start().ok());
   const auto deadline = std::chrono::steady_clock::now() + 180s;
@@ -127,7 +128,8 @@ TEST(KafkaConsumer, RefusesATopicWithAnotherPartitionCount) {
   test::KafkaMock mock(std::string(RAPPORT_BINARY_DIR) + "/daemon/rapport-kafka-mock", {"events:3"});
   FakeEngine engine(0);
   test::CountingStats stats;
-  KafkaConsumer consumer(KafkaOptions{mock.bootstrap(), "events", "g", {}, 100}, DecodeOptions{}, engine, stats);
+  KafkaConsumer consumer(KafkaOptions{mock.bootstrap(), "events", "g", {}, 100, "", RestoreMode::kInput},
+                         DecodeOptions{}, engine, stats);
   const Status s = consumer.start();
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.message().find("has 3 partitions and the state dir 1"), std::string::npos) << s.message();
