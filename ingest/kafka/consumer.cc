@@ -537,7 +537,8 @@ Status KafkaConsumer::start(std::chrono::milliseconds metadata_timeout) {
     if (changes_partitions != topic_partitions) {
       return fail("kafka: the changes topic " + d.options.changes_topic + " has " + std::to_string(changes_partitions) +
                   " partitions and the input topic " + d.options.topic + " " + std::to_string(topic_partitions) +
-                  ": give it the input topic's partition count");
+                  ": create it before rapportd starts, with " + std::to_string(topic_partitions) +
+                  " partitions and cleanup.policy=compact");
     }
   }
   rd_kafka_poll_set_consumer(d.rk);

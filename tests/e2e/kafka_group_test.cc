@@ -150,5 +150,21 @@ TEST_F(KafkaGroup, ATombstoneAfterErasureFollowsThePartition) {
   expect_exact({b.get()}, 2, stream);
 }
 
+// The changes topic's partition p holds input partition p's customers: rapportd refuses to start when the
+// two topics' partition counts differ, saying what to do.
+TEST_F(KafkaGroup, RefusesAChangesTopicWithAnotherPartitionCount) {
+  KafkaMock mock(mock_program(), {"events:2", "events.changes:3"});
+  try {
+    Daemon d(state("a"), {"--config", config(mock, 2)});
+    ADD_FAILURE() << "rapportd started: " << d.log();
+  } catch (const std::runtime_error& e) {
+    const std::string log = e.what();
+    EXPECT_NE(log.find("the changes topic events.changes has 3 partitions and the input topic events 2: create it "
+                       "before rapportd starts, with 2 partitions and cleanup.policy=compact"),
+              std::string::npos)
+        << log;
+  }
+}
+
 }  // namespace
 }  // namespace rapport::test
