@@ -166,5 +166,17 @@ TEST_F(KafkaGroup, RefusesAChangesTopicWithAnotherPartitionCount) {
   }
 }
 
+// In Kafka mode an erasure goes through the owner, which publishes the tombstone: rapportctl erase refuses
+// to erase offline (the customer would come back with the partition's next restore) and says so.
+TEST_F(KafkaGroup, RapportctlRefusesAnOfflineEraseInKafkaMode) {
+  const std::string cfg = dir_.file("offline.toml");
+  write_file(cfg,
+             "[storage]\npartitions = 2\n[kafka]\nbrokers = \"127.0.0.1:9\"\ntopic = \"events\"\ngroup_id = \"g\"\n");
+  const auto r = run_command({binary("rapportctl"), "erase", "cust-1", "--config", cfg, "--state-dir", state("a")});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("Kafka mode ([kafka] brokers is set): erase through rapportd with --url"), std::string::npos)
+      << r.err;
+}
+
 }  // namespace
 }  // namespace rapport::test
