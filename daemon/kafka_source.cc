@@ -136,7 +136,7 @@ bool KafkaSource::try_submit(std::uint32_t partition, std::unique_ptr<Submission
   if (partition == 0 || submission->rejections.empty()) {
     if (!after_commit) return writers_.partition(partition).try_submit(submission);
     std::function<void(SubmissionResult &&)> original = submission->done;
-    submission->done = [after_commit, original](SubmissionResult&& r) {
+    submission->done = [after_commit = std::move(after_commit), original](SubmissionResult&& r) {
       after_commit(r);
       if (original) original(std::move(r));
     };
