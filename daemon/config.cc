@@ -28,8 +28,8 @@ Status validate_kafka_cluster(const KafkaClusterOptions& o, const KafkaOptions& 
     return Status::Error("'kafka.members_topic' \"" + t +
                          "\" is not a Kafka topic name (1 to 249 of a-z A-Z 0-9 . _ -)");
   }
-  if (t == kafka.topic) {
-    return Status::Error("'kafka.members_topic' must not be the input topic \"" + t +
+  if (t == kafka.topic || t == kafka.changes_topic) {
+    return Status::Error("'kafka.members_topic' must not be the input topic or the changes topic \"" + t +
                          "\" (default: \"<topic>.members\")");
   }
   if (o.instance.empty() || o.instance.size() > 200 || !only_chars(o.instance, "._-:")) {
@@ -404,6 +404,12 @@ Status apply_toml(const toml::table& root, Config& c) {
   kafka.string("topic", c.kafka.topic);
   kafka.string("group_id", c.kafka.group_id);
   kafka.number("max_chunk_records", c.kafka.max_chunk_records, 1, 1e6);
+  // The changes topic: "<topic>.changes" unless set; "" turns it off (then restore must be "input").
+  c.kafka.changes_topic = c.kafka.topic.empty() ? "" : c.kafka.topic + ".changes";
+  kafka.string("changes_topic", c.kafka.changes_topic);
+  std::string restore = "changes";
+  kafka.choice("restore", restore, {"changes", "input"});
+  c.kafka.restore = restore == "input" ? RestoreMode::kInput : RestoreMode::kChanges;
   kafka.string("members_topic", c.kafka_cluster.members_topic);
   kafka.string("instance", c.kafka_cluster.instance);
   kafka.string("advertised_url", c.kafka_cluster.advertised_url);
@@ -600,6 +606,11 @@ Status validate_config(const Config& c) {
         "set the listener(s) that should speak TLS, or remove the files");
   }
   if (Status s = validate_kafka_options(c.kafka); !s.ok()) return s;
+  if (c.kafka.enabled() && c.kafka.changes_topic.empty() && c.kafka.restore == RestoreMode::kChanges) {
+    return Status::Error(
+        "'kafka.restore' = \"changes\" needs a changes topic, and 'kafka.changes_topic' is empty: name one, or set "
+        "restore = \"input\" (a new owner then replays the input topic from offset 0)");
+  }
   if (c.kafka.enabled()) {
     if (Status s = validate_kafka_cluster(c.kafka_cluster, c.kafka); !s.ok()) return s;
   }

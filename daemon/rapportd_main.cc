@@ -234,14 +234,29 @@ int run(const std::string& config_path, const Overrides& overrides) {
   KafkaSource kafka_source(**store, writer);
   std::unique_ptr<KafkaConsumer> kafka;
   std::unique_ptr<KafkaMetrics> kafka_metrics;
+  std::unique_ptr<KafkaStateMetrics> kafka_state_metrics;
   std::unique_ptr<KafkaCluster> kafka_cluster;  // owners and redirects, once the HTTP listener is bound
   if (config->kafka.enabled()) {
     kafka = std::make_unique<KafkaConsumer>(config->kafka, config->server.decode, kafka_source, metrics);
     kafka_metrics = std::make_unique<KafkaMetrics>(metrics.registry());
+    // State follows its partition: restores on take-over, the changes topic after each commit and erasure.
+    kafka_state_metrics = std::make_unique<KafkaStateMetrics>(metrics.registry());
+    if (Status enabled = kafka_source.enable_state(config->kafka, *kafka_state_metrics); !enabled.ok()) {
+      log_error(enabled.message());
+      delivery.stop(config->shutdown_timeout);
+      value.stop();
+      identity.stop();
+      writer.stop();
+      return 2;
+    }
+    api.set_on_erased([&kafka_source](std::string_view customer_id) { kafka_source.erased(customer_id); });
   }
   metrics.set_before_scrape([&] {
     refresh_storage_metrics(**store, metrics, value);
-    if (kafka) kafka_metrics->refresh(*kafka);
+    if (kafka) {
+      kafka_metrics->refresh(*kafka);
+      kafka_source.refresh_metrics();
+    }
     if (kafka_cluster) kafka_cluster->sync();
   });
 
@@ -422,8 +437,9 @@ int main(int argc, char** argv) {
   CLI::App app{
       "rapportd — customer-interaction scoring daemon.\n"
       "Ingests events over TCP NDJSON and HTTP (and, when the config sets kafka.brokers, from a Kafka topic as\n"
-      "a consumer group member), keeps per-customer scores in LMDB, serves them over HTTP (in a Kafka group, a\n"
-      "customer another member owns is answered 307 to that member: see kafka.instance, kafka.advertised_url).\n"
+      "a consumer group member whose partitions' state moves with them through the changes topic), keeps\n"
+      "per-customer scores in LMDB, serves them over HTTP (in a Kafka group, a customer another member owns is\n"
+      "answered 307 to that member: see kafka.instance, kafka.advertised_url).\n"
       "Exit codes: 0 clean stop (SIGTERM/SIGINT) or --help/--version/--check-config ok; 2 usage, configuration,\n"
       "storage, listen or Kafka start-up error (\"rapportd: <message>\" on stderr for usage and configuration\n"
       "errors)."};

@@ -60,6 +60,9 @@ TEST_F(KafkaClusterConfigTest, RejectsBadValuesNamingTheKey) {
       << topic;
   const std::string same = error_of("members_topic = \"events\"\n");
   EXPECT_NE(same.find("'kafka.members_topic' must not be the input topic"), std::string::npos) << same;
+  const std::string changes = error_of("members_topic = \"events.changes\"\n");
+  EXPECT_NE(changes.find("must not be the input topic or the changes topic \"events.changes\""), std::string::npos)
+      << changes;
   const std::string instance = error_of("instance = \"a b\"\n");
   EXPECT_NE(instance.find("'kafka.instance' \"a b\" must be 1 to 200 of"), std::string::npos) << instance;
   const std::string long_instance = error_of("instance = \"" + std::string(201, 'x') + "\"\n");

@@ -143,7 +143,14 @@ void expect_exact_via(int port, const Stream& stream, const std::set<std::string
   EXPECT_EQ(wrong, 0) << "customers whose state differs from the stream (asked at port " << port << ")";
 }
 
-class KafkaGroup : public ::testing::Test {
+// The input and changes topics (kafka_harness.h), and the members topic.
+std::vector<std::string> group_topics() {
+  auto topics = kafka_topics(kPartitions);
+  topics.push_back(std::string(kTopic) + ".members:1");
+  return topics;
+}
+
+class KafkaOwners : public ::testing::Test {
  protected:
   // rapportd's config for one member `instance` of the group on `mock`, with a read and an admin token
   // (`tokens`) or none.
@@ -164,8 +171,8 @@ class KafkaGroup : public ::testing::Test {
   TempDir dir_;
 };
 
-TEST_F(KafkaGroup, TwoInstancesRedirectToTheOwnerShowTheMapAndEraseFromEither) {
-  KafkaMock mock(mock_program(), {std::string(kTopic) + ":" + std::to_string(kPartitions), "events.members:1"});
+TEST_F(KafkaOwners, TwoInstancesRedirectToTheOwnerShowTheMapAndEraseFromEither) {
+  KafkaMock mock(mock_program(), group_topics());
   Daemon a(state("a"), {"--config", config(mock, "a")});
   Daemon b(state("b"), {"--config", config(mock, "b")});
   KafkaProducer producer(mock.bootstrap());
@@ -266,8 +273,8 @@ TEST_F(KafkaGroup, TwoInstancesRedirectToTheOwnerShowTheMapAndEraseFromEither) {
 
 // A single instance owns every partition: it answers for every customer itself and shows itself as the
 // only member.
-TEST_F(KafkaGroup, OneInstanceOwnsEveryPartitionAndAnswersItself) {
-  KafkaMock mock(mock_program(), {std::string(kTopic) + ":" + std::to_string(kPartitions), "events.members:1"});
+TEST_F(KafkaOwners, OneInstanceOwnsEveryPartitionAndAnswersItself) {
+  KafkaMock mock(mock_program(), group_topics());
   Daemon a(state("solo"), {"--config", config(mock, "solo")});
   KafkaProducer producer(mock.bootstrap());
   Stream stream(30);
@@ -287,8 +294,8 @@ TEST_F(KafkaGroup, OneInstanceOwnsEveryPartitionAndAnswersItself) {
 
 // Two instances configured with one name each ignore the other's record as their own: at least one of them
 // reports it (log and rapport_kafka_member_records_total{outcome="conflict"}); the state is still exact.
-TEST_F(KafkaGroup, TwoInstancesOfOneNameAreReported) {
-  KafkaMock mock(mock_program(), {std::string(kTopic) + ":" + std::to_string(kPartitions), "events.members:1"});
+TEST_F(KafkaOwners, TwoInstancesOfOneNameAreReported) {
+  KafkaMock mock(mock_program(), group_topics());
   const std::string cfg = config(mock, "same", /*tokens=*/false);
   Daemon a(state("a"), {"--config", cfg});
   Daemon b(state("b"), {"--config", cfg});

@@ -70,7 +70,14 @@ double counter(prometheus::Registry& registry, const std::string& name, const st
 class KafkaClusterTest : public ::testing::Test {
  protected:
   void SetUp() override { mock_.create_topic(kMembers, 1); }
-  KafkaOptions kafka() const { return KafkaOptions{mock_.bootstrap(), "events", "g", {{"log_level", "3"}}}; }
+  KafkaOptions kafka() const {
+    KafkaOptions o;
+    o.brokers = mock_.bootstrap();
+    o.topic = "events";
+    o.group_id = "g";
+    o.properties = {{"log_level", "3"}};
+    return o;
+  }
   std::vector<KafkaConsumer::PartitionLag> held() {
     std::lock_guard lock(mutex_);
     return held_;
