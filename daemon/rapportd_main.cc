@@ -212,6 +212,17 @@ int run(const std::string& config_path, const Overrides& overrides) {
              ": rapportd kills itself at that step of an identity operation (never set this outside tests)");
   }
   writer.set_aliases(&identity.table());
+  // Identify events (TCP, HTTP) merge through the identity service; Kafka mode has no merges.
+  if (!config->kafka.enabled()) {
+    writer.set_merge(
+        [&identity](std::string survivor, std::vector<std::string> from, MergeDone done) {
+          identity.merge(std::move(survivor), std::move(from),
+                         [done = std::move(done)](IdentityAnswer&& answer) { done(answer.status, answer.error); });
+        },
+        {});
+  } else {
+    writer.set_merge(nullptr, std::string(kIdentifyKafkaRefusal));
+  }
   writer.start();
   identity.start();
   ValueService value(**store, writer, metrics, *config);
