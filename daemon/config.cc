@@ -389,8 +389,6 @@ Status apply_toml(const toml::table& root, Config& c) {
   }
   kafka.finish();
   if (!kafka.error().empty()) return Status::Error(kafka.error());
-  // Kafka mode has no identity merges: the fronts refuse identify events too.
-  c.server.decode.identify = !c.kafka.enabled();
 
   Section scoring(top.table("scoring"), "scoring");
   scoring.number("half_life_days", c.apply.half_life_days, 1, 36500);
@@ -466,9 +464,6 @@ Status apply_toml(const toml::table& root, Config& c) {
 Config default_config() {
   Config c;
   c.storage.directory = "./var/rapport";
-  // Identify events merge through the identity service on TCP and HTTP (off in Kafka mode: see [kafka]).
-  c.server.decode.identify = true;
-  c.server.decode.identify_refusal = kIdentifyKafkaRefusal;
   // Cost to serve one interaction by channel (account currency): people cost more than self-service.
   c.apply.default_cost[static_cast<int>(Channel::kPhone)] = 4.0;
   c.apply.default_cost[static_cast<int>(Channel::kChat)] = 1.5;

@@ -40,20 +40,6 @@ TEST_F(ConfigTest, EmptyPathGivesLoopbackDefaults) {
   EXPECT_TRUE(validate_config(*c).ok());
 }
 
-// Identify events merge on the TCP and HTTP fronts; Kafka mode has no identity merges, so they are refused there.
-TEST_F(ConfigTest, IdentifyEventsAreDecodedOutsideKafkaModeOnly) {
-  auto none = load_config("");
-  ASSERT_TRUE(none.ok());
-  EXPECT_TRUE(none->server.decode.identify);
-  auto plain = load_config(write("[ingest]\nmax_future_skew_ms = 1000\n"));
-  ASSERT_TRUE(plain.ok()) << plain.message();
-  EXPECT_TRUE(plain->server.decode.identify);
-  auto kafka = load_config(write("[kafka]\nbrokers = \"127.0.0.1:9092\"\ntopic = \"events\"\ngroup_id = \"g\"\n"));
-  ASSERT_TRUE(kafka.ok()) << kafka.message();
-  EXPECT_FALSE(kafka->server.decode.identify);
-  EXPECT_EQ(kafka->server.decode.identify_refusal, kIdentifyKafkaRefusal);
-}
-
 TEST_F(ConfigTest, ReadsEverySection) {
   auto c = load_config(write(R"(
 [server]

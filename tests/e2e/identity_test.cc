@@ -664,6 +664,24 @@ TEST_P(Identity, RapportctlImportAndEraseOnAStateDirKnowTheGroups) {
       << events.body;
 }
 
+// rapportctl import writes a state dir without the identity service: it rejects identify lines, saying where
+// they merge, and imports the rest.
+TEST(IdentityImport, RapportctlImportRejectsIdentifyLines) {
+  TempDir dir;
+  const std::string file = dir.file("events.ndjson");
+  write_file(file, identify_line("i-1", "crm-1", {"mail-1"}) + "\n" +
+                       R"({"event_id":"x","customer_id":"mail-1","ts":"2023-05-01T12:00:00Z","type":"complaint"})" +
+                       "\n");
+  const auto imported = run_command({binary("rapportctl"), "import", file, "--state-dir", dir.file("state"), "-q"});
+  EXPECT_EQ(imported.exit_code, 1) << imported.err;  // partly done: a line was rejected
+  EXPECT_NE(imported.err.find("1 accepted, 0 duplicates, 1 rejected"), std::string::npos) << imported.err;
+  EXPECT_NE(imported.err.find(
+                ":1: identity_refused: identify events are not accepted on this input: send them to rapportd over TCP "
+                "or HTTP, or use POST /v1/customers/{id}:merge"),
+            std::string::npos)
+      << imported.err;
+}
+
 // A kill -9 at each step of a merge, then of an unmerge: after a restart, exactly the state before or after.
 class IdentityCrash : public ::testing::TestWithParam<std::string> {
  protected:
