@@ -119,9 +119,6 @@ void install_alert_observers(PartitionedStore& store, Alerts& alerts) {
   }
 }
 
-// Switches the alerts to a new fit's model; if a tier-change alert is configured and there was a previous
-// model, a job on the fitter thread compares every customer's tier under both and queues the alerts on the
-// partitions' writers.
 // The TCP and HTTP fronts' decode options: identify events merge through the identity service there, except
 // in Kafka mode, which has no merges. (rapportctl import decodes with [ingest] alone: it refuses them.)
 DecodeOptions front_decode(const Config& config) {
@@ -131,6 +128,9 @@ DecodeOptions front_decode(const Config& config) {
   return decode;
 }
 
+// Switches the alerts to a new fit's model; if a tier-change alert is configured and there was a previous
+// model, a job on the fitter thread compares every customer's tier under both and queues the alerts on the
+// partitions' writers.
 void queue_tier_changes(ValueService& value, Writers& writer, PartitionedStore& store, Alerts& alerts,
                         std::shared_ptr<const ValueSnapshot> previous, std::shared_ptr<const ValueSnapshot> current) {
   if (!current) return;

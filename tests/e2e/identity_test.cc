@@ -587,10 +587,24 @@ TEST_P(Identity, ARefusedIdentifyIsARejectionAndTheRestIsStored) {
   EXPECT_NE(letters.body.find(R"("transport":"tcp","reason":"identity_refused","error":"'h3' is already merged)"),
             std::string::npos)
       << letters.body;
+  // Replaying dead letters (?deadletter=false): the refusal is answered but not stored again.
+  const auto replay = http(a.port(), "POST", "/v1/events?deadletter=false", identify_line("i1", "h1", {"guest"}) + "\n",
+                           "application/x-ndjson", {bearer(kAdminToken)});
+  ASSERT_EQ(replay.status, 200) << replay.body;
+  EXPECT_NE(replay.body.find(R"("rejected_by_reason":{"identity_refused":1})"), std::string::npos) << replay.body;
+  const auto refused_letters = [&] {
+    const std::string text = http(a.port(), "GET", "/v1/deadletter?limit=10", "", "", {bearer(kAdminToken)}).body;
+    std::size_t n = 0;
+    for (auto at = text.find("identity_refused"); at != std::string::npos; at = text.find("identity_refused", at + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  EXPECT_EQ(refused_letters(), 2u);
   const auto metrics = http(a.port(), "GET", "/metrics").body;
   for (const char* transport : {"http", "tcp"}) {
     EXPECT_NE(metrics.find(std::string("rapport_events_rejected_total{reason=\"identity_refused\",transport=\"") +
-                           transport + "\"} 1\n"),
+                           transport + (transport == std::string("http") ? "\"} 2\n" : "\"} 1\n")),
               std::string::npos)
         << transport;
   }
