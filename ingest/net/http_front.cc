@@ -271,6 +271,9 @@ class HttpConnection;
 // beyond these only counters are kept.
 constexpr std::size_t kMaxListedRejections = 100;
 constexpr std::size_t kMaxDeadLettersPerRequest = 100;
+// Each identify item is a merge, run one at a time while every partition's writer waits: one request
+// holds at most this many; later ones are rejected.
+constexpr std::size_t kMaxIdentifiesPerRequest = 100;
 
 struct ListedRejection {
   std::uint32_t index = 0;
@@ -405,6 +408,12 @@ class BodyCollector final : public DecodeSink {
 
   // Merged by the sink (identity service) after the commit; refused ones come back in SubmissionResult::refused.
   void on_identify(std::size_t index, const Event& event, std::span<const std::string> aliases) override {
+    if (sub_.identifies.size() >= kMaxIdentifiesPerRequest) {
+      on_reject(index, RejectReason::kIdentityRefused,
+                "more than " + std::to_string(kMaxIdentifiesPerRequest) +
+                    " identify events in one request: send the rest in another request");
+      return;
+    }
     ++received_;
     Identify& item = sub_.identifies.emplace_back();
     item.index = static_cast<std::uint32_t>(index);

@@ -611,6 +611,24 @@ TEST_P(Identity, ARefusedIdentifyIsARejectionAndTheRestIsStored) {
   EXPECT_NE(metrics.find("rapport_identity_merges_total 1\n"), std::string::npos);
 }
 
+// Each identify is a merge, run while every writer waits: one HTTP request holds at most 100; later ones are
+// rejected (the request's other items are stored).
+TEST_P(Identity, OneRequestHoldsAtMostAHundredIdentifyEvents) {
+  Node a(dir_, "a", partitions());
+  std::string body;
+  for (int i = 0; i < 101; ++i) body += identify_line("i" + std::to_string(i), "m", {"m-alias"}) + "\n";
+  body += R"({"event_id":"e","customer_id":"m-alias","ts":"2023-05-01T12:00:00Z","type":"complaint"})"
+          "\n";
+  const auto r = http(a.port(), "POST", "/v1/events", body, "application/x-ndjson", {bearer(kIngestToken)});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.body, R"({"accepted":101,"duplicates":0,"errors":true,"rejected":[{"index":100,"reason":)"
+                    R"("identity_refused","error":"more than 100 identify events in one request: send the rest in )"
+                    R"(another request"}],"rejected_count":1,"rejected_by_reason":{"identity_refused":1}})");
+  const auto m = a.get(customer_target("m-alias"));
+  ASSERT_EQ(m.status, 200) << m.body;
+  EXPECT_EQ(string_at(m.body, "customer_id"), "m");
+}
+
 TEST_P(Identity, RapportctlMergesUnmergesAndListsAliasesAndMetricsCountThem) {
   Node a(dir_, "a", partitions());
   const std::string url = "http://127.0.0.1:" + std::to_string(a.port());
