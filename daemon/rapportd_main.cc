@@ -119,6 +119,15 @@ void install_alert_observers(PartitionedStore& store, Alerts& alerts) {
   }
 }
 
+// The TCP and HTTP fronts' decode options: identify events merge through the identity service there, except
+// in Kafka mode, which has no merges. (rapportctl import decodes with [ingest] alone: it refuses them.)
+DecodeOptions front_decode(const Config& config) {
+  DecodeOptions decode = config.server.decode;
+  decode.identify = !config.kafka.enabled();
+  decode.identify_refusal = kIdentifyKafkaRefusal;
+  return decode;
+}
+
 // Switches the alerts to a new fit's model; if a tier-change alert is configured and there was a previous
 // model, a job on the fitter thread compares every customer's tier under both and queues the alerts on the
 // partitions' writers.
@@ -212,6 +221,17 @@ int run(const std::string& config_path, const Overrides& overrides) {
              ": rapportd kills itself at that step of an identity operation (never set this outside tests)");
   }
   writer.set_aliases(&identity.table());
+  // Identify events (TCP, HTTP) merge through the identity service; Kafka mode has no merges.
+  if (!config->kafka.enabled()) {
+    writer.set_merge(
+        [&identity](std::string survivor, std::vector<std::string> from, MergeDone done) {
+          identity.merge(std::move(survivor), std::move(from),
+                         [done = std::move(done)](IdentityAnswer&& answer) { done(answer.status, answer.error); });
+        },
+        {});
+  } else {
+    writer.set_merge(nullptr, std::string(kIdentifyKafkaRefusal));
+  }
   writer.start();
   identity.start();
   ValueService value(**store, writer, metrics, *config);
@@ -244,6 +264,7 @@ int run(const std::string& config_path, const Overrides& overrides) {
 
   // systemd socket activation: adopt listeners passed as "http" / "tcp" (FileDescriptorName=).
   ServerOptions server_options = config->server;
+  server_options.decode = front_decode(*config);
   char** names = nullptr;
   const int passed = sd_listen_fds_with_names(1, &names);
   for (int i = 0; i < passed; ++i) {
@@ -341,7 +362,7 @@ int run(const std::string& config_path, const Overrides& overrides) {
       config = std::make_shared<const Config>(std::move(reloaded.value()));
       apply_log_settings(*config);
       (*server)->set_tokens(std::make_shared<const TokenSet>(config->tokens));
-      (*server)->set_limits(config->server.limits, config->server.decode);
+      (*server)->set_limits(config->server.limits, front_decode(*config));
       writer.set_apply_config(config->apply);
       api.set_config(config);
       identity.set_options(config->identity, config->apply);
