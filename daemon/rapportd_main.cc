@@ -27,6 +27,7 @@
 #include "daemon/api.h"
 #include "daemon/config.h"
 #include "daemon/identity.h"
+#include "daemon/kafka_fit.h"
 #include "daemon/kafka_source.h"
 #include "daemon/metrics.h"
 #include "daemon/partitioned_sink.h"
@@ -216,6 +217,32 @@ int run(const std::string& config_path, const Overrides& overrides) {
   identity.start();
   ValueService value(**store, writer, metrics, *config);
   if (Status loaded_model = value.load(); !loaded_model.ok()) log_warn(loaded_model.message());
+  // Kafka mode ([kafka]): a consumer group member feeding the partitions' writers (started below), and
+  // fits that see every partition through the stats topic.
+  KafkaSource kafka_source(**store, writer);
+  std::unique_ptr<KafkaConsumer> kafka;
+  std::unique_ptr<KafkaFit> kafka_fit;
+  if (config->kafka.enabled()) {
+    kafka = std::make_unique<KafkaConsumer>(config->kafka, config->server.decode, kafka_source, metrics);
+    kafka_fit = std::make_unique<KafkaFit>(**store, metrics.registry(), config->kafka_fit.stats_timeout);
+    Status started = kafka_fit->start(
+        kafka::ClientOptions{config->kafka.brokers, config->kafka.properties}, config->kafka_fit.stats_topic,
+        [consumer = kafka.get()] {
+          std::vector<std::uint32_t> held;
+          for (const auto& p : consumer->lag()) held.push_back(static_cast<std::uint32_t>(p.partition));
+          return held;
+        },
+        [&value](std::int64_t as_of_ms) {
+          value.request_fit([](const Result<std::shared_ptr<const ValueSnapshot>>&) {}, as_of_ms);
+        });
+    if (!started.ok()) {
+      log_error(started.message());
+      identity.stop();
+      writer.stop();
+      return 2;
+    }
+    value.set_kafka_fit(kafka_fit.get());
+  }
   value.start();
   // Alerts: rules evaluated as events commit (an observer per partition), deliveries from the outboxes.
   AlertMetrics alert_metrics(metrics.registry());
@@ -229,12 +256,8 @@ int run(const std::string& config_path, const Overrides& overrides) {
   Api api(**store, writer, value, metrics, config);
   api.set_identity(&identity);
   writer.set_on_change([&api] { api.notify_changes(); });
-  // Kafka mode ([kafka]): a consumer group member feeding the partitions' writers (started below).
-  KafkaSource kafka_source(**store, writer);
-  std::unique_ptr<KafkaConsumer> kafka;
   std::unique_ptr<KafkaMetrics> kafka_metrics;
   if (config->kafka.enabled()) {
-    kafka = std::make_unique<KafkaConsumer>(config->kafka, config->server.decode, kafka_source, metrics);
     kafka_metrics = std::make_unique<KafkaMetrics>(metrics.registry());
   }
   metrics.set_before_scrape([&] {
@@ -270,6 +293,7 @@ int run(const std::string& config_path, const Overrides& overrides) {
   if (!server.ok()) {
     log_error("listen: " + server.message());
     delivery.stop(config->shutdown_timeout);
+    if (kafka_fit) kafka_fit->stop();  // a fit waiting for stats returns
     value.stop();
     identity.stop();
     writer.stop();
@@ -285,6 +309,7 @@ int run(const std::string& config_path, const Overrides& overrides) {
       log_error(started.message());
       (*server)->shutdown(config->shutdown_timeout);
       delivery.stop(config->shutdown_timeout);
+      if (kafka_fit) kafka_fit->stop();  // a fit waiting for stats returns
       value.stop();
       writer.stop();
       return 2;
@@ -325,7 +350,7 @@ int run(const std::string& config_path, const Overrides& overrides) {
           reloaded->storage.partitions != config->storage.partitions ||
           reloaded->storage.checkpoint_events != config->storage.checkpoint_events ||
           reloaded->storage.checkpoint_interval != config->storage.checkpoint_interval ||
-          !(reloaded->kafka == config->kafka)) {
+          !(reloaded->kafka == config->kafka) || !(reloaded->kafka_fit == config->kafka_fit)) {
         log_warn(
             "listen addresses, which listeners speak TLS, the state dir, partitions, the checkpoint settings and "
             "[kafka] change only on restart");
@@ -382,6 +407,7 @@ int run(const std::string& config_path, const Overrides& overrides) {
   api.stop_changes();        // parked long-polls answer now, so they do not hold the shutdown up
   (*server)->shutdown(config->shutdown_timeout);
   delivery.stop(config->shutdown_timeout);
+  if (kafka_fit) kafka_fit->stop();  // a fit waiting for stats returns
   value.stop();
   identity.stop();
   writer.stop();
