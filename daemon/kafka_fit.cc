@@ -19,8 +19,14 @@ std::string random_instance() {
 
 }  // namespace
 
-KafkaFit::KafkaFit(const PartitionedStore& store, prometheus::Registry& registry, std::chrono::milliseconds timeout)
-    : store_(store), partitions_(store.partition_count()), timeout_(timeout), instance_(random_instance()) {
+KafkaFit::KafkaFit(const PartitionedStore& store, prometheus::Registry& registry, std::chrono::milliseconds timeout,
+                   HeldPartitions held, Join join)
+    : store_(store),
+      partitions_(store.partition_count()),
+      timeout_(timeout),
+      instance_(random_instance()),
+      held_(std::move(held)),
+      join_(std::move(join)) {
   skipped_ = &prometheus::BuildCounter()
                   .Name("rapport_kafka_stats_skipped_total")
                   .Help("Stats-topic records skipped because they did not decode (or name another partition count)")
@@ -43,9 +49,7 @@ KafkaFit::KafkaFit(const PartitionedStore& store, prometheus::Registry& registry
 
 KafkaFit::~KafkaFit() { stop(); }
 
-Status KafkaFit::start(const kafka::ClientOptions& client, std::string topic, HeldPartitions held, Join join) {
-  held_ = std::move(held);
-  join_ = std::move(join);
+Status KafkaFit::start(const kafka::ClientOptions& client, std::string topic) {
   auto followed = kafka::FollowedTopic::start(client, std::move(topic), "stats topic",
                                               [this](const kafka::FollowedTopic::Record& r) { on_record(r); });
   if (!followed) return followed.status();

@@ -44,11 +44,12 @@ class KafkaFit {
   // Asked to fit as of `as_of_ms` (another instance published stats for it). Must not block.
   using Join = std::function<void(std::int64_t as_of_ms)>;
 
-  KafkaFit(const PartitionedStore& store, prometheus::Registry& registry, std::chrono::milliseconds timeout);
+  KafkaFit(const PartitionedStore& store, prometheus::Registry& registry, std::chrono::milliseconds timeout,
+           HeldPartitions held, Join join);
   ~KafkaFit();  // stop()
 
   // Starts following `topic` (and producing to it).
-  Status start(const kafka::ClientOptions& client, std::string topic, HeldPartitions held, Join join);
+  Status start(const kafka::ClientOptions& client, std::string topic);
   // Stops the follower; a collect() waiting returns an error.
   void stop();
 
@@ -81,8 +82,8 @@ class KafkaFit {
   prometheus::Counter* collected_;
   prometheus::Counter* slots_skipped_;
   std::unique_ptr<kafka::FollowedTopic> topic_;
-  HeldPartitions held_;
-  Join join_;
+  const HeldPartitions held_;
+  const Join join_;
 
   std::mutex mutex_;
   std::condition_variable changed_;

@@ -29,7 +29,11 @@
 
 namespace rapport {
 
-struct ValueSnapshot;
+// A fitted model with the population's tier counts at fit time.
+struct ValueSnapshot {
+  ValueModel model;
+  std::array<std::uint64_t, kTierCount> tier_counts{};
+};
 
 struct BuyerTuple {
   double x = 0, t_x = 0, T = 0, mean_spend = 0;  // days, as PurchaseSummary

@@ -224,9 +224,8 @@ int run(const std::string& config_path, const Overrides& overrides) {
   std::unique_ptr<KafkaFit> kafka_fit;
   if (config->kafka.enabled()) {
     kafka = std::make_unique<KafkaConsumer>(config->kafka, config->server.decode, kafka_source, metrics);
-    kafka_fit = std::make_unique<KafkaFit>(**store, metrics.registry(), config->kafka_fit.stats_timeout);
-    Status started = kafka_fit->start(
-        kafka::ClientOptions{config->kafka.brokers, config->kafka.properties}, config->kafka_fit.stats_topic,
+    kafka_fit = std::make_unique<KafkaFit>(
+        **store, metrics.registry(), config->kafka_fit.stats_timeout,
         [consumer = kafka.get()] {
           std::vector<std::uint32_t> held;
           for (const auto& p : consumer->lag()) held.push_back(static_cast<std::uint32_t>(p.partition));
@@ -235,6 +234,8 @@ int run(const std::string& config_path, const Overrides& overrides) {
         [&value](std::int64_t as_of_ms) {
           value.request_fit([](const Result<std::shared_ptr<const ValueSnapshot>>&) {}, as_of_ms);
         });
+    Status started = kafka_fit->start(kafka::ClientOptions{config->kafka.brokers, config->kafka.properties},
+                                      config->kafka_fit.stats_topic);
     if (!started.ok()) {
       log_error(started.message());
       identity.stop();

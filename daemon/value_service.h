@@ -24,18 +24,13 @@
 #include "daemon/config.h"
 #include "daemon/metrics.h"
 #include "daemon/partitioned_sink.h"
+#include "daemon/population_stats.h"  // ValueSnapshot
 #include "daemon/writer.h"
 #include "scoring/value_model.h"
 #include "storage/partitioned_store.h"
 #include "storage/store.h"
 
 namespace rapport {
-
-// A fitted model with the population's tier counts at fit time.
-struct ValueSnapshot {
-  ValueModel model;
-  std::array<std::uint64_t, kTierCount> tier_counts{};
-};
 
 // Fits the model over every customer of `store` as of `as_of_ms` (a computation over one read
 // snapshot): T and t_x are measured at as_of, purchases after its UTC day are ignored and customers
