@@ -124,8 +124,24 @@ const KafkaFit::Publication* KafkaFit::complete_publication(const Slot& slot, st
   return nullptr;
 }
 
+Status KafkaFit::publish(std::int64_t as_of_ms, std::uint32_t partition, const std::string& publication,
+                         const EvaluateConfig& scoring) {
+  PopulationStats stats;
+  Status visited = store_.partition(partition).for_each_customer([&](std::string_view, const CustomerState& state) {
+    stats.add(state, as_of_ms, scoring);
+    return true;
+  });
+  if (!visited.ok()) return Status::Error("partition " + std::to_string(partition) + ": " + visited.message());
+  const auto encoded = encode_stats_records(as_of_ms, partition, partitions_, publication, stats);
+  std::vector<std::pair<std::string, std::optional<std::string>>> records;
+  records.reserve(encoded.size());
+  for (const auto& [key, value] : encoded) records.emplace_back(key, value);
+  if (Status s = topic_->publish(records, timeout_); !s.ok()) return s;
+  published_->Increment(static_cast<double>(records.size()));
+  return Status::Ok();
+}
+
 Result<PopulationStats> KafkaFit::collect(std::int64_t as_of_ms, const EvaluateConfig& scoring) {
-  std::vector<std::uint32_t> to_publish;
   std::string publication;
   {
     std::lock_guard lock(mutex_);
@@ -133,30 +149,9 @@ Result<PopulationStats> KafkaFit::collect(std::int64_t as_of_ms, const EvaluateC
     handled_.insert(as_of_ms);
     while (handled_.size() > 64) handled_.erase(handled_.begin());
     collecting_ = as_of_ms;
-    const Slot& slot = slots_[as_of_ms];
-    for (std::uint32_t p : held_ ? held_() : std::vector<std::uint32_t>{}) {
-      if (p < partitions_ && complete_publication(slot, p) == nullptr) to_publish.push_back(p);
-    }
     publication = instance_ + "-" + std::to_string(++publications_);
   }
-  // This instance's partitions: reduced over one read snapshot each, then published.
-  for (std::uint32_t p : to_publish) {
-    PopulationStats stats;
-    Status visited = store_.partition(p).for_each_customer([&](std::string_view, const CustomerState& state) {
-      stats.add(state, as_of_ms, scoring);
-      return true;
-    });
-    if (!visited.ok()) return Status::Error("partition " + std::to_string(p) + ": " + visited.message());
-    const auto encoded = encode_stats_records(as_of_ms, p, partitions_, publication, stats);
-    std::vector<std::pair<std::string, std::optional<std::string>>> records;
-    records.reserve(encoded.size());
-    for (const auto& [key, value] : encoded) records.emplace_back(key, value);
-    if (Status s = topic_->publish(records, timeout_); !s.ok()) return s;
-    published_->Increment(static_cast<double>(records.size()));
-  }
-  std::unique_lock lock(mutex_);
-  const auto deadline = std::chrono::steady_clock::now() + timeout_;
-  auto missing = [&] {
+  const auto missing = [&] {  // mutex_
     std::vector<std::uint32_t> out;
     const auto slot = slots_.find(as_of_ms);
     for (std::uint32_t p = 0; p < partitions_; ++p) {
@@ -164,7 +159,36 @@ Result<PopulationStats> KafkaFit::collect(std::int64_t as_of_ms, const EvaluateC
     }
     return out;
   };
-  while (!stopping_ && !missing().empty() && changed_.wait_until(lock, deadline) != std::cv_status::timeout) {
+  // Until every partition is in: publish each partition this instance holds whose stats are not in yet
+  // (re-checked while waiting, so a partition assigned here meanwhile is published too).
+  const auto deadline = std::chrono::steady_clock::now() + timeout_;
+  std::set<std::uint32_t> published;
+  std::unique_lock lock(mutex_);
+  while (!stopping_) {
+    lock.unlock();
+    const std::vector<std::uint32_t> held = held_ ? held_() : std::vector<std::uint32_t>{};
+    lock.lock();
+    std::optional<std::uint32_t> next;
+    for (std::uint32_t p : held) {
+      if (p < partitions_ && published.count(p) == 0 && complete_publication(slots_[as_of_ms], p) == nullptr) {
+        next = p;
+        break;
+      }
+    }
+    if (next) {
+      lock.unlock();
+      Status s = publish(as_of_ms, *next, publication, scoring);
+      lock.lock();
+      if (!s.ok()) {
+        collecting_.reset();
+        return s;
+      }
+      published.insert(*next);
+      continue;
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (missing().empty() || now >= deadline) break;
+    changed_.wait_until(lock, std::min(deadline, now + std::chrono::milliseconds(500)));
   }
   collecting_.reset();
   if (stopping_) return Status::Error("shutting down");

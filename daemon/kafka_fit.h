@@ -53,9 +53,9 @@ class KafkaFit {
   // Stops the follower; a collect() waiting returns an error.
   void stop();
 
-  // Publishes the stats as of `as_of_ms` of each held partition whose stats for it are not in yet, then
-  // waits until every partition's are (at most the timeout): their merge. An error naming the missing
-  // partitions after the timeout (the slot is skipped), or when publishing fails.
+  // Until every partition's stats as of `as_of_ms` are in (at most the timeout), publishes those of each
+  // partition it holds (asked again every half second) whose stats are not in yet: then their merge. An error naming
+  // the missing partitions after the timeout (the slot is skipped), or when publishing fails.
   Result<PopulationStats> collect(std::int64_t as_of_ms, const EvaluateConfig& scoring);
 
   // Hands one stats-topic record to the table (the follower's callback; public for tests).
@@ -70,6 +70,9 @@ class KafkaFit {
   using Slot = std::map<std::uint32_t, std::map<std::string, Publication>>;  // partition -> publication id -> chunks
   // The complete publication of `partition` with the smallest id (every instance picks the same), or null.
   static const Publication* complete_publication(const Slot& slot, std::uint32_t partition);
+  // Publishes one partition's stats as of `as_of_ms` (reads the store; call without mutex_).
+  Status publish(std::int64_t as_of_ms, std::uint32_t partition, const std::string& publication,
+                 const EvaluateConfig& scoring);
   void prune();  // mutex_: at most kMaxSlots slots (the one being collected is kept)
 
   static constexpr std::size_t kMaxSlots = 8;

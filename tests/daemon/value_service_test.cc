@@ -427,6 +427,16 @@ TEST_F(PopulationStatsFitTest, MergedPartitionStatsFitTheWholeStoresModelExactly
   }
 }
 
+// Kafka mode's schedule: every instance computes the same slot start from the wall clock.
+TEST(ValueServiceSlotTest, SlotStartIsTheUtcMultipleOfTheIntervalAtOrBeforeNow) {
+  using std::chrono::seconds;
+  EXPECT_EQ(ValueService::slot_start(1'700'000'123'456, seconds(3600)), 1'699'999'200'000);
+  EXPECT_EQ(ValueService::slot_start(1'699'999'200'000, seconds(3600)), 1'699'999'200'000);
+  EXPECT_EQ(ValueService::slot_start(1'699'999'199'999, seconds(3600)), 1'699'995'600'000);
+  EXPECT_EQ(ValueService::slot_start(-1, seconds(60)), -60'000);
+  EXPECT_EQ(ValueService::slot_start(12'345, seconds(0)), 12'345);  // no schedule: now
+}
+
 // Counting the same customers in another order (the store's partitions one by one, or all at once) gives
 // equal stats, so the fit cannot depend on how an instance happened to visit its store.
 TEST_F(PopulationStatsFitTest, StatsDoNotDependOnTheVisitOrder) {

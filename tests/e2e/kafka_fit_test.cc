@@ -71,8 +71,9 @@ struct CdnowStream {
   std::vector<std::pair<std::string, std::string>> records;  // (customer_id, NDJSON event)
   std::string ndjson;
   std::size_t customers = 0;
-  CdnowStream() {
-    ndjson = cdnow_ndjson(customers, /*all_dates=*/true);
+  // all_dates: at their real dates; else the calibration purchases shifted so that 1997-09-30 is today.
+  explicit CdnowStream(bool all_dates = true) {
+    ndjson = cdnow_ndjson(customers, all_dates);
     for (const std::string& line : lines_of(ndjson)) {
       const auto at = line.find(R"("customer_id":")") + 15;
       records.emplace_back(line.substr(at, line.find('"', at) - at), line);
@@ -132,11 +133,11 @@ class SilentMember {
 class KafkaFit : public ::testing::Test {
  protected:
   // A Kafka-mode rapportd config: `partitions` partitions, no scheduled fits, the stats timeout given.
-  std::string config(const KafkaMock& mock, int partitions, int stats_timeout_s) {
+  std::string config(const KafkaMock& mock, int partitions, int stats_timeout_s, int fit_interval_s = 0) {
     const std::string path = dir_.file("rapport-" + std::to_string(configs_++) + ".toml");
     write_file(path, "[storage]\npartitions = " + std::to_string(partitions) +
-                         "\n[value]\nfit_interval_s = 0\n[kafka]\nbrokers = \"" + mock.bootstrap() + "\"\ntopic = \"" +
-                         kTopic + "\"\ngroup_id = \"" + kGroup +
+                         "\n[value]\nfit_interval_s = " + std::to_string(fit_interval_s) + "\n[kafka]\nbrokers = \"" +
+                         mock.bootstrap() + "\"\ntopic = \"" + kTopic + "\"\ngroup_id = \"" + kGroup +
                          "\"\nstats_timeout_s = " + std::to_string(stats_timeout_s) +
                          "\n[kafka.properties]\n\"session.timeout.ms\" = 6000\n\"heartbeat.interval.ms\" = 500\n");
     return path;
@@ -228,6 +229,36 @@ TEST_F(KafkaFit, AMissingPartitionSkipsTheFitAndABadStatsRecordIsCounted) {
   const auto model = http(d.http_port(), "GET", "/v1/model");
   ASSERT_EQ(model.status, 200);
   EXPECT_EQ(model_without_timing(model.body), model_without_timing(first.body));
+}
+
+// Scheduled fits: every instance fits at the start of each UTC slot of fit_interval_s, as of that start, so
+// both arrive at the same model without being asked.
+TEST_F(KafkaFit, ScheduledFitsAreAsOfTheSameUtcSlotOnEveryInstance) {
+  KafkaMock mock(binary("rapport-kafka-mock"), {"events:2", "events.stats:1"});
+  Daemon a(dir_.file("a"), {"--config", config(mock, 2, 120, 5)});
+  Daemon b(dir_.file("b"), {"--config", config(mock, 2, 120, 5)});
+  ASSERT_TRUE(eventually([&] { return held(a).size() == 1 && held(b).size() == 1; })) << a.log() << b.log();
+  const CdnowStream stream(/*all_dates=*/false);
+  KafkaProducer producer(mock.bootstrap());
+  stream.produce(producer);
+  std::string model_a, model_b;
+  ASSERT_TRUE(eventually([&] {
+    const auto ma = http(a.http_port(), "GET", "/v1/model"), mb = http(b.http_port(), "GET", "/v1/model");
+    model_a = ma.body;
+    model_b = mb.body;
+    return ma.status == 200 && mb.status == 200 && model_without_timing(ma.body) == model_without_timing(mb.body) &&
+           ma.body.find("\"customers\":" + std::to_string(stream.customers)) != std::string::npos;
+  })) << model_a
+      << "\n"
+      << model_b << a.log() << b.log();
+  // As of a slot start: a whole multiple of 5 s ("…:SS.000Z" or "…:SSZ" with SS % 5 == 0).
+  const auto at = model_a.find("\"as_of\":\"");
+  ASSERT_NE(at, std::string::npos) << model_a;
+  const std::string as_of = model_a.substr(at + 9, model_a.find('"', at + 9) - at - 9);
+  EXPECT_EQ(std::stoi(as_of.substr(17, 2)) % 5, 0) << as_of;
+  EXPECT_TRUE(as_of.size() == 20 || as_of.substr(19, 4) == ".000") << as_of;
+  EXPECT_GE(metric(a.http_port(), "rapport_kafka_fit_slots_total{outcome=\"collected\"}"), 1);
+  EXPECT_GE(metric(b.http_port(), "rapport_kafka_fit_slots_total{outcome=\"collected\"}"), 1);
 }
 
 }  // namespace
