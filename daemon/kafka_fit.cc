@@ -47,7 +47,10 @@ KafkaFit::KafkaFit(const PartitionedStore& store, prometheus::Registry& registry
   slots_skipped_ = &slots.Add({{"outcome", "skipped"}});
 }
 
-KafkaFit::~KafkaFit() { stop(); }
+KafkaFit::~KafkaFit() {
+  stop();
+  topic_.reset();  // joins the follower
+}
 
 Status KafkaFit::start(const kafka::ClientOptions& client, std::string topic) {
   auto followed = kafka::FollowedTopic::start(client, std::move(topic), "stats topic",
@@ -63,7 +66,6 @@ void KafkaFit::stop() {
     stopping_ = true;
   }
   changed_.notify_all();
-  topic_.reset();  // joins the follower
 }
 
 void KafkaFit::on_record(const kafka::FollowedTopic::Record& record) {
@@ -212,6 +214,8 @@ Result<PopulationStats> KafkaFit::collect(std::int64_t as_of_ms, const EvaluateC
     part.non_buyer_leads = pub->got.begin()->second.non_buyer_leads;
     merged.merge(part);
   }
+  // Older slots are done with (a newer model wins anyway); this one stays for another fit asked of it.
+  slots_.erase(slots_.begin(), slots_.lower_bound(as_of_ms));
   collected_->Increment();
   return merged;
 }

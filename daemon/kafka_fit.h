@@ -50,7 +50,8 @@ class KafkaFit {
 
   // Starts following `topic` (and producing to it).
   Status start(const kafka::ClientOptions& client, std::string topic);
-  // Stops the follower; a collect() waiting returns an error.
+  // A collect() waiting returns an error, and none starts; the follower runs until the destructor (its
+  // join callback must cope with a stopped service).
   void stop();
 
   // Until every partition's stats as of `as_of_ms` are in (at most the timeout), publishes those of each
@@ -75,7 +76,7 @@ class KafkaFit {
                  const EvaluateConfig& scoring);
   void prune();  // mutex_: at most kMaxSlots slots (the one being collected is kept)
 
-  static constexpr std::size_t kMaxSlots = 8;
+  static constexpr std::size_t kMaxSlots = 4;  // each holds up to a whole population's tuples
   const PartitionedStore& store_;
   const std::uint32_t partitions_;
   const std::chrono::milliseconds timeout_;
