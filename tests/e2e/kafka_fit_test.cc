@@ -191,10 +191,17 @@ TEST_F(KafkaFit, TwoInstancesFitTheModelOfOneDaemonThatHoldsTheWholeStream) {
   ASSERT_EQ(fit_b.status, 200) << fit_b.body;
   EXPECT_EQ(model_without_timing(fit_b.body), model_without_timing(reference.body));
   EXPECT_EQ(model_without_timing(http(a.http_port(), "GET", "/v1/model").body), model_without_timing(reference.body));
+  // A fit as of an earlier date answers its model, but the newer one stays current on every instance (the
+  // newest as_of wins, whatever order fits end in).
+  const auto older = http(a.http_port(), "POST", "/v1/model:fit", R"({"as_of":"1997-06-30"})");
+  ASSERT_EQ(older.status, 200) << older.body << a.log();
+  EXPECT_NE(older.body.find(R"("as_of":"1997-06-30)"), std::string::npos) << older.body;
+  EXPECT_EQ(model_without_timing(http(a.http_port(), "GET", "/v1/model").body), model_without_timing(reference.body));
+  EXPECT_EQ(model_without_timing(http(b.http_port(), "GET", "/v1/model").body), model_without_timing(reference.body));
   // Every partition's stats were published once (A and B each published only the partitions they hold).
   EXPECT_GE(metric(a.http_port(), "rapport_kafka_stats_published_total"), 1);
   EXPECT_GE(metric(b.http_port(), "rapport_kafka_stats_published_total"), 1);
-  EXPECT_EQ(metric(a.http_port(), "rapport_kafka_fit_slots_total{outcome=\"collected\"}"), 1);
+  EXPECT_EQ(metric(a.http_port(), "rapport_kafka_fit_slots_total{outcome=\"collected\"}"), 2);
   EXPECT_EQ(metric(a.http_port(), "rapport_kafka_fit_slots_total{outcome=\"skipped\"}"), 0);
 }
 
