@@ -369,6 +369,10 @@ Status apply_toml(const toml::table& root, Config& c) {
   kafka.string("topic", c.kafka.topic);
   kafka.string("group_id", c.kafka.group_id);
   kafka.number("max_chunk_records", c.kafka.max_chunk_records, 1, 1e6);
+  kafka.string("stats_topic", c.kafka_fit.stats_topic);
+  double stats_timeout = static_cast<double>(c.kafka_fit.stats_timeout.count());
+  kafka.number("stats_timeout_s", stats_timeout, 1, 86400);
+  c.kafka_fit.stats_timeout = std::chrono::seconds(static_cast<std::int64_t>(stats_timeout));
   // [kafka.properties]: librdkafka properties passed through (strings, numbers or booleans), checked by
   // validate_config against librdkafka itself.
   if (const toml::table* props = kafka.table("properties"); props != nullptr) {
@@ -389,6 +393,7 @@ Status apply_toml(const toml::table& root, Config& c) {
   }
   kafka.finish();
   if (!kafka.error().empty()) return Status::Error(kafka.error());
+  if (c.kafka_fit.stats_topic.empty() && !c.kafka.topic.empty()) c.kafka_fit.stats_topic = c.kafka.topic + ".stats";
 
   Section scoring(top.table("scoring"), "scoring");
   scoring.number("half_life_days", c.apply.half_life_days, 1, 36500);
@@ -552,6 +557,10 @@ Status validate_config(const Config& c) {
         "set the listener(s) that should speak TLS, or remove the files");
   }
   if (Status s = validate_kafka_options(c.kafka); !s.ok()) return s;
+  if (c.kafka.enabled() && c.kafka_fit.stats_topic == c.kafka.topic) {
+    return Status::Error("[kafka] stats_topic must not be the input topic \"" + c.kafka.topic +
+                         "\" (leave it out for \"" + c.kafka.topic + ".stats\")");
+  }
   if (!c.server.metrics_address.empty()) {
     for (const std::string* a : {&c.server.http_address, &c.server.tcp_address}) {
       if (*a == c.server.metrics_address && a->substr(a->rfind(':') + 1) != "0") {

@@ -60,6 +60,13 @@ struct IdentityOptions {
   std::vector<std::string> blocked_ids{"", "null", "anonymous", "0", "-1"};
 };
 
+// The model fit over every partition in Kafka mode (daemon/kafka_fit.h), keys of [kafka].
+struct KafkaFitOptions {
+  std::string stats_topic;                  // where the partitions' stats go; "" = "<kafka.topic>.stats"
+  std::chrono::seconds stats_timeout{120};  // how long a fit waits for every partition's stats
+  friend bool operator==(const KafkaFitOptions&, const KafkaFitOptions&) = default;
+};
+
 struct Config {
   std::string config_path;  // where it was loaded from ("" = defaults)
   ServerOptions server;     // listeners (TLS, the metrics listener), io threads, limits, decode options
@@ -73,6 +80,7 @@ struct Config {
   std::vector<AlertRule> alerts;  // [[alerts]] tables, in config order (reloaded on SIGHUP)
   AlertDeliveryOptions alert_delivery;
   KafkaOptions kafka;  // [kafka]: consume the input topic as a consumer group member (off while brokers is empty)
+  KafkaFitOptions kafka_fit;  // [kafka] stats_topic, stats_timeout_s (after load: stats_topic resolved)
   IdentityOptions identity;
   std::string log_level = "info";       // error, warn, info, debug
   std::string log_format = "text";      // text, json

@@ -27,6 +27,7 @@
 #include "daemon/api.h"
 #include "daemon/config.h"
 #include "daemon/identity.h"
+#include "daemon/kafka_fit.h"
 #include "daemon/kafka_source.h"
 #include "daemon/metrics.h"
 #include "daemon/partitioned_sink.h"
@@ -236,6 +237,33 @@ int run(const std::string& config_path, const Overrides& overrides) {
   identity.start();
   ValueService value(**store, writer, metrics, *config);
   if (Status loaded_model = value.load(); !loaded_model.ok()) log_warn(loaded_model.message());
+  // Kafka mode ([kafka]): a consumer group member feeding the partitions' writers (started below), and
+  // fits that see every partition through the stats topic.
+  KafkaSource kafka_source(**store, writer);
+  std::unique_ptr<KafkaConsumer> kafka;
+  std::unique_ptr<KafkaFit> kafka_fit;
+  if (config->kafka.enabled()) {
+    kafka = std::make_unique<KafkaConsumer>(config->kafka, config->server.decode, kafka_source, metrics);
+    kafka_fit = std::make_unique<KafkaFit>(
+        **store, metrics.registry(), config->kafka_fit.stats_timeout,
+        [consumer = kafka.get()] {
+          std::vector<std::uint32_t> held;
+          for (const auto& p : consumer->lag()) held.push_back(static_cast<std::uint32_t>(p.partition));
+          return held;
+        },
+        [&value](std::int64_t as_of_ms) {
+          value.request_fit([](const Result<std::shared_ptr<const ValueSnapshot>>&) {}, as_of_ms);
+        });
+    Status started = kafka_fit->start(kafka::ClientOptions{config->kafka.brokers, config->kafka.properties},
+                                      config->kafka_fit.stats_topic);
+    if (!started.ok()) {
+      log_error(started.message());
+      identity.stop();
+      writer.stop();
+      return 2;
+    }
+    value.set_kafka_fit(kafka_fit.get());
+  }
   value.start();
   // Alerts: rules evaluated as events commit (an observer per partition), deliveries from the outboxes.
   AlertMetrics alert_metrics(metrics.registry());
@@ -249,12 +277,8 @@ int run(const std::string& config_path, const Overrides& overrides) {
   Api api(**store, writer, value, metrics, config);
   api.set_identity(&identity);
   writer.set_on_change([&api] { api.notify_changes(); });
-  // Kafka mode ([kafka]): a consumer group member feeding the partitions' writers (started below).
-  KafkaSource kafka_source(**store, writer);
-  std::unique_ptr<KafkaConsumer> kafka;
   std::unique_ptr<KafkaMetrics> kafka_metrics;
   if (config->kafka.enabled()) {
-    kafka = std::make_unique<KafkaConsumer>(config->kafka, config->server.decode, kafka_source, metrics);
     kafka_metrics = std::make_unique<KafkaMetrics>(metrics.registry());
   }
   metrics.set_before_scrape([&] {
@@ -291,6 +315,7 @@ int run(const std::string& config_path, const Overrides& overrides) {
   if (!server.ok()) {
     log_error("listen: " + server.message());
     delivery.stop(config->shutdown_timeout);
+    if (kafka_fit) kafka_fit->stop();  // a fit waiting for stats returns
     value.stop();
     identity.stop();
     writer.stop();
@@ -306,6 +331,7 @@ int run(const std::string& config_path, const Overrides& overrides) {
       log_error(started.message());
       (*server)->shutdown(config->shutdown_timeout);
       delivery.stop(config->shutdown_timeout);
+      if (kafka_fit) kafka_fit->stop();  // a fit waiting for stats returns
       value.stop();
       writer.stop();
       return 2;
@@ -346,7 +372,7 @@ int run(const std::string& config_path, const Overrides& overrides) {
           reloaded->storage.partitions != config->storage.partitions ||
           reloaded->storage.checkpoint_events != config->storage.checkpoint_events ||
           reloaded->storage.checkpoint_interval != config->storage.checkpoint_interval ||
-          !(reloaded->kafka == config->kafka)) {
+          !(reloaded->kafka == config->kafka) || !(reloaded->kafka_fit == config->kafka_fit)) {
         log_warn(
             "listen addresses, which listeners speak TLS, the state dir, partitions, the checkpoint settings and "
             "[kafka] change only on restart");
@@ -403,6 +429,7 @@ int run(const std::string& config_path, const Overrides& overrides) {
   api.stop_changes();        // parked long-polls answer now, so they do not hold the shutdown up
   (*server)->shutdown(config->shutdown_timeout);
   delivery.stop(config->shutdown_timeout);
+  if (kafka_fit) kafka_fit->stop();  // a fit waiting for stats returns
   value.stop();
   identity.stop();
   writer.stop();
@@ -421,7 +448,8 @@ int main(int argc, char** argv) {
   CLI::App app{
       "rapportd — customer-interaction scoring daemon.\n"
       "Ingests events over TCP NDJSON and HTTP (and, when the config sets kafka.brokers, from a Kafka topic as\n"
-      "a consumer group member), keeps per-customer scores in LMDB, serves them over HTTP.\n"
+      "a consumer group member whose value model is fitted over every member's partitions), keeps per-customer\n"
+      "scores in LMDB, serves them over HTTP.\n"
       "Exit codes: 0 clean stop (SIGTERM/SIGINT) or --help/--version/--check-config ok; 2 usage, configuration,\n"
       "storage, listen or Kafka start-up error (\"rapportd: <message>\" on stderr for usage and configuration\n"
       "errors)."};
