@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Throughput through the Kafka source (issue 15): rapport-kafka-mock with a topic of P partitions (and
-# its changes topic "events.changes", which rapportd publishes each commit's snapshots to),
-# pre-loaded with N generated events (kcat, keyed by customer_id, Kafka's default partitioner), then
-# one rapportd instance ([kafka], P partitions, fresh state dir) consuming them; the time from its start
-# until every record is stored (rapport_kafka_records_total = N, every partition's lag 0) gives
-# events/s. Each rep on a fresh cluster and state dir; reports each run and the median into
-# bench/results/kafka_bench.md. The mock keeps at most 100,000 records or 5 MiB per partition, so N is
-# bounded by P (about 25,000 generated events per MiB).
+# Throughput through the Kafka source (issue 15), one instance against two in the same run: for each
+# rep and each group size (1, then 2 instances), a fresh rapport-kafka-mock with a topic of P
+# partitions (plus the group's changes and members topics), fresh state dirs, the rapportd instances
+# ([kafka], P partitions, one consumer group) started and waited for until the group is stable (every
+# partition held, each instance holding some); then N generated events are produced (kcat, keyed by
+# customer_id, Kafka's default partitioner) and the time from the produce's start until the instances
+# together have stored all N (sum of rapport_events_accepted_total{transport="kafka"} = N, every lag 0)
+# gives events/s. Reports each run, the medians and their ratio into bench/results/kafka_bench.md.
+# The mock keeps at most 100,000 records or 5 MiB per partition, so N is bounded by P (about 25,000
+# generated events per MiB). On one machine the instances share its cores: the ratio shows what the
+# group costs (rebalance, changes topic, members), not what a second machine adds.
 #
 #   bench/kafka_bench.sh [--build build/perf] [--events 100000] [--partitions 4] [--reps 3]
 #                        [--durability fsync|async]
@@ -20,7 +23,7 @@ while [ $# -gt 0 ]; do
     --partitions) PARTITIONS=$2; shift 2 ;;
     --reps) REPS=$2; shift 2 ;;
     --durability) DURABILITY=$2; shift 2 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -34,7 +37,6 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
-metric() { curl -s "http://127.0.0.1:$1/metrics" | awk -v s="$2" '$1 == s { print $2 }'; }
 
 # key<TAB>value lines: the generated events keyed by their customer_id.
 "$RAPPORTCTL" generate --customers 20000 --events "$EVENTS" --seed 11 |
@@ -52,73 +54,119 @@ if [ "$bytes" -gt $((PARTITIONS * 4 * 1024 * 1024)) ]; then
   exit 2
 fi
 
-runs=()
-for rep in $(seq "$REPS"); do
-  rm -f "$WORK/bootstrap.txt"
-  "$MOCK" --topic "events:$PARTITIONS" --topic "events.changes:$PARTITIONS" >"$WORK/bootstrap.txt.new" 2>"$WORK/mock.log" &
+# Sum of a metric's series matching a selector regex, over the instances' HTTP ports.
+metric_sum() {
+  local total=0 port v
+  for port in "${ports[@]}"; do
+    v=$(curl -s "http://127.0.0.1:$port/metrics" | awk -v re="$1" '$1 ~ re { s += $2 } END { printf "%d", s }')
+    total=$((total + v))
+  done
+  echo "$total"
+}
+# "series/sum" of the lag gauges over the instances, and the fewest partitions one instance holds.
+lag_state() {
+  local series=0 sum=0 fewest=999999 port out n l
+  for port in "${ports[@]}"; do
+    out=$(curl -s "http://127.0.0.1:$port/metrics" | awk '/^rapport_kafka_consumer_lag\{/ { n++; s += $2 } END { printf "%d %d", n, s }')
+    n=${out% *} l=${out#* }
+    series=$((series + n)) sum=$((sum + l))
+    [ "$n" -lt "$fewest" ] && fewest=$n
+  done
+  echo "$series/$sum/$fewest"
+}
+
+# One measurement: $1 instances; prints events/s.
+measure() {
+  local instances=$1 i B t0 t1 state
+  rm -f "$WORK/bootstrap.txt.new"
+  "$MOCK" --topic "events:$PARTITIONS" --topic "events.changes:$PARTITIONS" --topic "events.members:1" \
+    --topic "events.stats:1" >"$WORK/bootstrap.txt.new" 2>"$WORK/mock.log" &
   mock=$!
   pids+=($mock)
   for _ in $(seq 100); do [ -s "$WORK/bootstrap.txt.new" ] && break; sleep 0.1; done
-  mv "$WORK/bootstrap.txt.new" "$WORK/bootstrap.txt"
-  B=$(head -1 "$WORK/bootstrap.txt")
-  kcat -P -b "$B" -t events -K $'\t' -X partitioner=murmur2_random -X linger.ms=20 -l "$WORK/records.tsv"
-  rm -rf "$WORK/state"
-  cat >"$WORK/rapport.toml" <<TOML
+  B=$(head -1 "$WORK/bootstrap.txt.new")
+  daemons=() ports=()
+  for i in $(seq "$instances"); do
+    rm -rf "$WORK/state$i"
+    cat >"$WORK/rapport$i.toml" <<TOML
 [server]
 http = "127.0.0.1:0"
 tcp = "127.0.0.1:0"
 [storage]
-state_dir = "$WORK/state"
+state_dir = "$WORK/state$i"
 partitions = $PARTITIONS
 durability = "$DURABILITY"
 [kafka]
 brokers = "$B"
 topic = "events"
 group_id = "bench"
+instance = "bench-$i"
 [kafka.properties]
 "session.timeout.ms" = 6000
 "heartbeat.interval.ms" = 500
 TOML
-  start=$(date +%s.%N)
-  "$RAPPORTD" --config "$WORK/rapport.toml" 2>"$WORK/rapportd.log" &
-  daemon=$!
-  pids+=($daemon)
-  port=""
-  for _ in $(seq 300); do
-    port=$(sed -nE 's/.*listening http=[^ ]*:([0-9]+) .*/\1/p' "$WORK/rapportd.log" | head -1)
-    [ -n "$port" ] && break
+    "$RAPPORTD" --config "$WORK/rapport$i.toml" 2>"$WORK/rapportd$i.log" &
+    daemons+=($!)
+    pids+=($!)
+  done
+  for i in $(seq "$instances"); do
+    local port=""
+    for _ in $(seq 300); do
+      port=$(sed -nE 's/.*listening http=[^ ]*:([0-9]+) .*/\1/p' "$WORK/rapportd$i.log" | head -1)
+      [ -n "$port" ] && break
+      sleep 0.1
+    done
+    [ -n "$port" ] || { cat "$WORK/rapportd$i.log" >&2; exit 1; }
+    ports+=("$port")
+  done
+  # A stable group: every partition held once, each instance holding at least one (the mock's first
+  # joins take seconds; the rebalance to two members more).
+  for _ in $(seq 1200); do
+    state=$(lag_state)
+    [ "${state%%/*}" = "$PARTITIONS" ] && [ "${state##*/}" -ge 1 ] && break
     sleep 0.1
   done
-  [ -n "$port" ] || { cat "$WORK/rapportd.log" >&2; exit 1; }
-  # The first group join of the mock takes a few seconds: measured from the first assignment.
-  for _ in $(seq 600); do grep -q "kafka: assigned" "$WORK/rapportd.log" && break; sleep 0.05; done
-  assigned=$(date +%s.%N)
+  [ "${state%%/*}" = "$PARTITIONS" ] || { echo "the group did not settle ($state)" >&2; tail -5 "$WORK"/rapportd*.log >&2; exit 1; }
+  t0=$(date +%s.%N)
+  kcat -P -b "$B" -t events -K $'\t' -X partitioner=murmur2_random -X linger.ms=20 -l "$WORK/records.tsv"
+  log "  produced in $(python3 -c "print(round($(date +%s.%N) - $t0, 2))") s"
   while :; do
-    records=$(metric "$port" rapport_kafka_records_total)
-    lag=$(curl -s "http://127.0.0.1:$port/metrics" | awk '/^rapport_kafka_consumer_lag\{/ { n++; s += $2 } END { print n "/" s }')
-    [ "${records%.*}" = "$EVENTS" ] && [ "$lag" = "$PARTITIONS/0" ] && break
+    [ "$(metric_sum '^rapport_events_accepted_total[{].*transport="kafka"')" = "$EVENTS" ] &&
+      [ "$(lag_state | cut -d/ -f1-2)" = "$PARTITIONS/0" ] && break
     sleep 0.05
   done
-  done_at=$(date +%s.%N)
-  rate=$(python3 -c "print(round($EVENTS / ($done_at - $assigned)))")
-  log "rep $rep: $EVENTS events in $(python3 -c "print(round($done_at - $assigned, 2))") s after the assignment ($rate events/s; start to assignment $(python3 -c "print(round($assigned - $start, 2))") s)"
-  runs+=("$rate")
-  kill "$daemon"; wait "$daemon" 2>/dev/null || true
+  t1=$(date +%s.%N)
+  for d in "${daemons[@]}"; do kill "$d" 2>/dev/null || true; done
+  for d in "${daemons[@]}"; do wait "$d" 2>/dev/null || true; done
   kill "$mock"; wait "$mock" 2>/dev/null || true
+  python3 -c "print(round($EVENTS / ($t1 - $t0)))"
+}
+
+one=() two=()
+for rep in $(seq "$REPS"); do
+  for n in 1 2; do
+    rate=$(measure "$n")
+    log "rep $rep, $n instance(s): $rate events/s"
+    if [ "$n" = 1 ]; then one+=("$rate"); else two+=("$rate"); fi
+  done
 done
-median=$(printf '%s\n' "${runs[@]}" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
+median() { printf '%s\n' "$@" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+m1=$(median "${one[@]}") m2=$(median "${two[@]}")
+ratio=$(python3 -c "print(round($m2 / $m1, 2))")
 mkdir -p bench/results
 {
-  echo "# Kafka source throughput (bench/kafka_bench.sh)"
+  echo "# Kafka source throughput, one instance and two (bench/kafka_bench.sh)"
   echo
-  echo "$(date -u +%Y-%m-%d), $(nproc) cores, one instance, $PARTITIONS partitions, $EVENTS events, durability $DURABILITY,"
-  echo "build $BUILD. Events/s from the first assignment until every record is stored:"
+  echo "$(date -u +%Y-%m-%d), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $PARTITIONS partitions,"
+  echo "$EVENTS events, durability $DURABILITY, build $BUILD. Events/s from the produce's start (group"
+  echo "stable) until the instances together stored every event:"
   echo
-  echo "| rep | events/s |"
-  echo "|---|---|"
-  i=0
-  for r in "${runs[@]}"; do i=$((i + 1)); echo "| $i | $r |"; done
+  echo "| rep | one instance | two instances |"
+  echo "|---|---|---|"
+  for i in $(seq "$REPS"); do echo "| $i | ${one[$((i - 1))]} | ${two[$((i - 1))]} |"; done
   echo
-  echo "Median: **$median events/s**."
+  echo "Medians: **$m1 events/s** with one instance, **$m2 events/s** with two: **${ratio}x**."
+  echo "Both on this one machine (they share its cores), so the ratio is the group's cost, not a second"
+  echo "machine's gain."
 } >bench/results/kafka_bench.md
-log "median $median events/s (bench/results/kafka_bench.md)"
+log "medians: one $m1, two $m2 events/s (${ratio}x; bench/results/kafka_bench.md)"

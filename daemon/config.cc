@@ -413,6 +413,10 @@ Status apply_toml(const toml::table& root, Config& c) {
   kafka.string("members_topic", c.kafka_cluster.members_topic);
   kafka.string("instance", c.kafka_cluster.instance);
   kafka.string("advertised_url", c.kafka_cluster.advertised_url);
+  kafka.string("stats_topic", c.kafka_fit.stats_topic);
+  double stats_timeout = static_cast<double>(c.kafka_fit.stats_timeout.count());
+  kafka.number("stats_timeout_s", stats_timeout, 1, 86400);
+  c.kafka_fit.stats_timeout = std::chrono::seconds(static_cast<std::int64_t>(stats_timeout));
   // [kafka.properties]: librdkafka properties passed through (strings, numbers or booleans), checked by
   // validate_config against librdkafka itself.
   if (const toml::table* props = kafka.table("properties"); props != nullptr) {
@@ -437,6 +441,7 @@ Status apply_toml(const toml::table& root, Config& c) {
     c.kafka_cluster.members_topic = c.kafka.topic + ".members";
   }
   if (c.kafka_cluster.instance.empty()) c.kafka_cluster.instance = host_name();
+  if (c.kafka_fit.stats_topic.empty() && !c.kafka.topic.empty()) c.kafka_fit.stats_topic = c.kafka.topic + ".stats";
 
   Section scoring(top.table("scoring"), "scoring");
   scoring.number("half_life_days", c.apply.half_life_days, 1, 36500);
@@ -613,6 +618,13 @@ Status validate_config(const Config& c) {
   }
   if (c.kafka.enabled()) {
     if (Status s = validate_kafka_cluster(c.kafka_cluster, c.kafka); !s.ok()) return s;
+    if (c.kafka_cluster.members_topic == c.kafka_fit.stats_topic) {
+      return Status::Error("'kafka.members_topic' must not be the stats topic \"" + c.kafka_fit.stats_topic + "\"");
+    }
+  }
+  if (c.kafka.enabled() && c.kafka_fit.stats_topic == c.kafka.topic) {
+    return Status::Error("[kafka] stats_topic must not be the input topic \"" + c.kafka.topic +
+                         "\" (leave it out for \"" + c.kafka.topic + ".stats\")");
   }
   if (!c.server.metrics_address.empty()) {
     for (const std::string* a : {&c.server.http_address, &c.server.tcp_address}) {

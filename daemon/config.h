@@ -68,6 +68,13 @@ struct KafkaClusterOptions {
   friend bool operator==(const KafkaClusterOptions&, const KafkaClusterOptions&) = default;
 };
 
+// The model fit over every partition in Kafka mode (daemon/kafka_fit.h), keys of [kafka].
+struct KafkaFitOptions {
+  std::string stats_topic;                  // where the partitions' stats go; "" = "<kafka.topic>.stats"
+  std::chrono::seconds stats_timeout{120};  // how long a fit waits for every partition's stats
+  friend bool operator==(const KafkaFitOptions&, const KafkaFitOptions&) = default;
+};
+
 struct Config {
   std::string config_path;  // where it was loaded from ("" = defaults)
   ServerOptions server;     // listeners (TLS, the metrics listener), io threads, limits, decode options
@@ -82,6 +89,7 @@ struct Config {
   AlertDeliveryOptions alert_delivery;
   KafkaOptions kafka;  // [kafka]: consume the input topic as a consumer group member (off while brokers is empty)
   KafkaClusterOptions kafka_cluster;  // [kafka] members_topic, instance, advertised_url
+  KafkaFitOptions kafka_fit;          // [kafka] stats_topic, stats_timeout_s (after load: stats_topic resolved)
   IdentityOptions identity;
   std::string log_level = "info";       // error, warn, info, debug
   std::string log_format = "text";      // text, json

@@ -1,6 +1,9 @@
 #include "daemon/partitioned_sink.h"
 
+#include <chrono>
 #include <mutex>
+#include <optional>
+#include <string>
 #include <utility>
 
 #include "storage/partitioner.h"
@@ -41,6 +44,99 @@ struct Join {
   }
 };
 
+// The original completion of a submission with identify items: runs once the writers' commit and every
+// merge answered (and the refused items' dead letters are stored).
+struct IdentifyJoin {
+  std::function<void(SubmissionResult&&)> done;
+  std::vector<Identify> items;
+  Transport transport = Transport::kTcp;
+  Writer* meta = nullptr;  // stores the dead letters of refused items
+
+  std::mutex mutex;
+  std::size_t remaining = 0;                        // guarded by mutex: the writers' commit + one per merge
+  SubmissionResult result;                          // guarded by mutex: the writers'
+  Status failure;                                   // guarded by mutex: the first merge that could not run
+  std::vector<std::optional<std::string>> refusal;  // guarded by mutex: per item, why its merge was refused
+
+  void committed(SubmissionResult&& written) {
+    {
+      std::lock_guard lock(mutex);
+      result = std::move(written);
+    }
+    finish_one();
+  }
+
+  void merged(std::size_t item, int status, std::string error) {
+    {
+      std::lock_guard lock(mutex);
+      if (status >= 500) {
+        if (failure.ok())
+          failure = Status::Error("identify (line or item " + std::to_string(items[item].index) + "): " + error);
+      } else if (status >= 400) {
+        refusal[item] = std::move(error);
+      }
+    }
+    finish_one();
+  }
+
+  void finish_one() {
+    {
+      std::lock_guard lock(mutex);
+      if (--remaining > 0) return;
+    }
+    // The last one: nothing else touches the join from here.
+    if (result.status.ok() && !failure.ok()) {
+      result.status = failure;
+      result.outcomes.clear();
+    }
+    if (!result.status.ok()) {
+      if (done) done(std::move(result));
+      return;
+    }
+    std::vector<DeadLetter> letters;
+    const auto now_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count();
+    for (std::size_t i = 0; i < items.size(); ++i) {
+      if (!refusal[i]) continue;
+      Rejection& r = result.refused.emplace_back();
+      r.index = items[i].index;
+      r.reason = RejectReason::kIdentityRefused;
+      r.message = *refusal[i];
+      if (items[i].dead_letter) {
+        letters.push_back(DeadLetter{now_ms, std::string(transport_name(transport)),
+                                     std::string(reject_reason_label(r.reason)), r.message,
+                                     std::move(items[i].payload)});
+      }
+    }
+    if (letters.empty() || meta == nullptr) {
+      if (done) done(std::move(result));
+      return;
+    }
+    complete_after_letters(std::move(letters));
+  }
+
+  // Stores the dead letters on partition 0's writer, then completes (a storage error fails the submission).
+  void complete_after_letters(std::vector<DeadLetter> letters);
+  std::weak_ptr<IdentifyJoin> weak;  // itself (set at creation): the writer job keeps the join alive
+};
+
+void IdentifyJoin::complete_after_letters(std::vector<DeadLetter> letters) {
+  std::shared_ptr<IdentifyJoin> join = weak.lock();
+  auto job = [join, letters = std::move(letters)](Store& store) mutable {
+    if (Status s = store.add_dead_letters(letters); !s.ok()) {
+      join->result.status = Status::Error("storing the dead letters of refused identify items: " + s.message());
+      join->result.outcomes.clear();
+      join->result.refused.clear();
+    }
+    if (join->done) join->done(std::move(join->result));
+  };
+  if (!meta->post(job)) {
+    // The writer has stopped: the refusals are still answered, without their dead letters.
+    if (done) done(std::move(result));
+  }
+}
+
 }  // namespace
 
 PartitionedSink::PartitionedSink(std::vector<Writer*> writers, Metrics& metrics)
@@ -54,10 +150,46 @@ bool PartitionedSink::accepting() const {
 }
 
 bool PartitionedSink::try_submit(std::unique_ptr<Submission>& submission) {
+  if (!submission->identifies.empty()) return submit_identifies(submission);
+  return submit_relabeled(submission);
+}
+
+bool PartitionedSink::submit_relabeled(std::unique_ptr<Submission>& submission) {
   if (aliases_ == nullptr) return submit_routed(submission);
   std::shared_lock lock(aliases_->route_mutex);
   aliases_->relabel(submission->events);
   return submit_routed(submission);
+}
+
+bool PartitionedSink::submit_identifies(std::unique_ptr<Submission>& submission) {
+  Submission& whole = *submission;
+  auto join = std::make_shared<IdentifyJoin>();
+  join->weak = join;
+  join->transport = whole.transport;
+  join->meta = writers_[0];
+  join->items = std::move(whole.identifies);
+  whole.identifies.clear();
+  join->refusal.resize(join->items.size());
+  join->remaining = 1 + join->items.size();
+  join->done = std::move(whole.done);
+  whole.done = [join](SubmissionResult&& written) { join->committed(std::move(written)); };
+  if (!submit_relabeled(submission)) {
+    // Nothing queued: the submission goes back to the caller as it was.
+    whole.done = std::move(join->done);
+    whole.identifies = std::move(join->items);
+    return false;
+  }
+  // After the rest is queued: each merge parks the writers behind it, so the same submission's events to
+  // either id are stored before the merge moves them.
+  for (std::size_t i = 0; i < join->items.size(); ++i) {
+    MergeDone merged = [join, i](int status, std::string error) { join->merged(i, status, std::move(error)); };
+    if (merge_) {
+      merge_(join->items[i].customer_id, join->items[i].aliases, std::move(merged));
+    } else {
+      merged(409, merge_refusal_);
+    }
+  }
+  return true;
 }
 
 bool PartitionedSink::submit_routed(std::unique_ptr<Submission>& submission) {

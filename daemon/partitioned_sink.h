@@ -9,12 +9,20 @@
 // Since the original completes only after its last part, a front's answer for
 // it (a TCP ack, an HTTP 200) never runs ahead of any partition's commit.
 // A submission that touches a single partition is passed on as it is.
+// Identify items (Submission::identifies) are taken out first: the rest is
+// submitted as above, then one merge per item is queued (set_merge, the
+// identity service); the original completes only after the writers' commit
+// and every merge, so an ack means the merge is recorded. A refused merge is
+// listed in SubmissionResult::refused and stored as a dead letter (by
+// partition 0's writer) before the completion; a merge that cannot run
+// (shutting down, storage error) fails the submission, as a failed part does.
 // Thread safety: try_submit from any thread; completions run on writer threads.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "daemon/alias_table.h"
@@ -25,6 +33,11 @@
 
 namespace rapport {
 
+// Identity: merges `from` into `survivor` (IdentityService::merge) and calls `done` with the answer's HTTP
+// status (200: merged, or merged already; 4xx: refused; 5xx: could not run) and its error.
+using MergeDone = std::function<void(int status, std::string error)>;
+using MergeFn = std::function<void(std::string survivor, std::vector<std::string> from, MergeDone done)>;
+
 class PartitionedSink final : public IngestSink {
  public:
   // writers[i] writes partition i; at least one.
@@ -34,11 +47,21 @@ class PartitionedSink final : public IngestSink {
   bool accepting() const override;
   // Identity: events sent to an alias are relabeled to its survivor before routing (set before the fronts start).
   void set_aliases(const AliasTable* aliases) { aliases_ = aliases; }
+  // Identity: runs the merges of identify items (set before the fronts start). Without it (Kafka mode, no
+  // identity service) every identify item is refused with `refusal`.
+  void set_merge(MergeFn merge, std::string refusal) {
+    merge_ = std::move(merge);
+    merge_refusal_ = std::move(refusal);
+  }
 
  private:
+  bool submit_relabeled(std::unique_ptr<Submission>& submission);
+  bool submit_identifies(std::unique_ptr<Submission>& submission);
   bool submit_routed(std::unique_ptr<Submission>& submission);
   std::vector<Writer*> writers_;
   const AliasTable* aliases_ = nullptr;
+  MergeFn merge_;
+  std::string merge_refusal_ = "identify events are not accepted: rapportd has no identity service here";
   Metrics& metrics_;
 };
 
@@ -60,6 +83,7 @@ class Writers {
   Writer& meta() { return *writers_[0]; }
   IngestSink& sink() { return sink_; }
   void set_aliases(const AliasTable* aliases) { sink_.set_aliases(aliases); }
+  void set_merge(MergeFn merge, std::string refusal) { sink_.set_merge(std::move(merge), std::move(refusal)); }
   bool accepting() const { return sink_.accepting(); }
 
   void set_apply_config(const ApplyConfig& apply);

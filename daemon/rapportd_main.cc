@@ -28,6 +28,7 @@
 #include "daemon/config.h"
 #include "daemon/identity.h"
 #include "daemon/kafka_cluster.h"
+#include "daemon/kafka_fit.h"
 #include "daemon/kafka_source.h"
 #include "daemon/metrics.h"
 #include "daemon/partitioned_sink.h"
@@ -118,6 +119,15 @@ void install_alert_observers(PartitionedStore& store, Alerts& alerts) {
   for (std::uint32_t p = 0; p < store.partition_count(); ++p) {
     store.partition(p).set_outbox_observer(alerts.empty() ? nullptr : alerts.make_observer());
   }
+}
+
+// The TCP and HTTP fronts' decode options: identify events merge through the identity service there, except
+// in Kafka mode, which has no merges. (rapportctl import decodes with [ingest] alone: it refuses them.)
+DecodeOptions front_decode(const Config& config) {
+  DecodeOptions decode = config.server.decode;
+  decode.identify = !config.kafka.enabled();
+  decode.identify_refusal = kIdentifyKafkaRefusal;
+  return decode;
 }
 
 // Switches the alerts to a new fit's model; if a tier-change alert is configured and there was a previous
@@ -213,10 +223,48 @@ int run(const std::string& config_path, const Overrides& overrides) {
              ": rapportd kills itself at that step of an identity operation (never set this outside tests)");
   }
   writer.set_aliases(&identity.table());
+  // Identify events (TCP, HTTP) merge through the identity service; Kafka mode has no merges.
+  if (!config->kafka.enabled()) {
+    writer.set_merge(
+        [&identity](std::string survivor, std::vector<std::string> from, MergeDone done) {
+          identity.merge(std::move(survivor), std::move(from),
+                         [done = std::move(done)](IdentityAnswer&& answer) { done(answer.status, answer.error); });
+        },
+        {});
+  } else {
+    writer.set_merge(nullptr, std::string(kIdentifyKafkaRefusal));
+  }
   writer.start();
   identity.start();
   ValueService value(**store, writer, metrics, *config);
   if (Status loaded_model = value.load(); !loaded_model.ok()) log_warn(loaded_model.message());
+  // Kafka mode ([kafka]): a consumer group member feeding the partitions' writers (started below), and
+  // fits that see every partition through the stats topic.
+  KafkaSource kafka_source(**store, writer);
+  std::unique_ptr<KafkaConsumer> kafka;
+  std::unique_ptr<KafkaFit> kafka_fit;
+  if (config->kafka.enabled()) {
+    kafka = std::make_unique<KafkaConsumer>(config->kafka, config->server.decode, kafka_source, metrics);
+    kafka_fit = std::make_unique<KafkaFit>(
+        **store, metrics.registry(), config->kafka_fit.stats_timeout,
+        [consumer = kafka.get()] {
+          std::vector<std::uint32_t> held;
+          for (const auto& p : consumer->lag()) held.push_back(static_cast<std::uint32_t>(p.partition));
+          return held;
+        },
+        [&value](std::int64_t as_of_ms) {
+          value.request_fit([](const Result<std::shared_ptr<const ValueSnapshot>>&) {}, as_of_ms);
+        });
+    Status started = kafka_fit->start(kafka::ClientOptions{config->kafka.brokers, config->kafka.properties},
+                                      config->kafka_fit.stats_topic);
+    if (!started.ok()) {
+      log_error(started.message());
+      identity.stop();
+      writer.stop();
+      return 2;
+    }
+    value.set_kafka_fit(kafka_fit.get());
+  }
   value.start();
   // Alerts: rules evaluated as events commit (an observer per partition), deliveries from the outboxes.
   AlertMetrics alert_metrics(metrics.registry());
@@ -230,14 +278,10 @@ int run(const std::string& config_path, const Overrides& overrides) {
   Api api(**store, writer, value, metrics, config);
   api.set_identity(&identity);
   writer.set_on_change([&api] { api.notify_changes(); });
-  // Kafka mode ([kafka]): a consumer group member feeding the partitions' writers (started below).
-  KafkaSource kafka_source(**store, writer);
-  std::unique_ptr<KafkaConsumer> kafka;
   std::unique_ptr<KafkaMetrics> kafka_metrics;
   std::unique_ptr<KafkaStateMetrics> kafka_state_metrics;
   std::unique_ptr<KafkaCluster> kafka_cluster;  // owners and redirects, once the HTTP listener is bound
   if (config->kafka.enabled()) {
-    kafka = std::make_unique<KafkaConsumer>(config->kafka, config->server.decode, kafka_source, metrics);
     kafka_metrics = std::make_unique<KafkaMetrics>(metrics.registry());
     // State follows its partition: restores on take-over, the changes topic after each commit and erasure.
     kafka_state_metrics = std::make_unique<KafkaStateMetrics>(metrics.registry());
@@ -262,6 +306,7 @@ int run(const std::string& config_path, const Overrides& overrides) {
 
   // systemd socket activation: adopt listeners passed as "http" / "tcp" (FileDescriptorName=).
   ServerOptions server_options = config->server;
+  server_options.decode = front_decode(*config);
   char** names = nullptr;
   const int passed = sd_listen_fds_with_names(1, &names);
   for (int i = 0; i < passed; ++i) {
@@ -288,6 +333,7 @@ int run(const std::string& config_path, const Overrides& overrides) {
   if (!server.ok()) {
     log_error("listen: " + server.message());
     delivery.stop(config->shutdown_timeout);
+    if (kafka_fit) kafka_fit->stop();  // a fit waiting for stats returns
     value.stop();
     identity.stop();
     writer.stop();
@@ -303,6 +349,7 @@ int run(const std::string& config_path, const Overrides& overrides) {
       log_error(started.message());
       (*server)->shutdown(config->shutdown_timeout);
       delivery.stop(config->shutdown_timeout);
+      if (kafka_fit) kafka_fit->stop();  // a fit waiting for stats returns
       value.stop();
       writer.stop();
       return 2;
@@ -361,7 +408,8 @@ int run(const std::string& config_path, const Overrides& overrides) {
           reloaded->storage.partitions != config->storage.partitions ||
           reloaded->storage.checkpoint_events != config->storage.checkpoint_events ||
           reloaded->storage.checkpoint_interval != config->storage.checkpoint_interval ||
-          !(reloaded->kafka == config->kafka) || !(reloaded->kafka_cluster == config->kafka_cluster)) {
+          !(reloaded->kafka == config->kafka) || !(reloaded->kafka_cluster == config->kafka_cluster) ||
+          !(reloaded->kafka_fit == config->kafka_fit)) {
         log_warn(
             "listen addresses, which listeners speak TLS, the state dir, partitions, the checkpoint settings and "
             "[kafka] change only on restart");
@@ -377,7 +425,7 @@ int run(const std::string& config_path, const Overrides& overrides) {
       config = std::make_shared<const Config>(std::move(reloaded.value()));
       apply_log_settings(*config);
       (*server)->set_tokens(std::make_shared<const TokenSet>(config->tokens));
-      (*server)->set_limits(config->server.limits, config->server.decode);
+      (*server)->set_limits(config->server.limits, front_decode(*config));
       writer.set_apply_config(config->apply);
       api.set_config(config);
       identity.set_options(config->identity, config->apply);
@@ -419,6 +467,7 @@ int run(const std::string& config_path, const Overrides& overrides) {
   api.stop_changes();                        // parked long-polls answer now, so they do not hold the shutdown up
   (*server)->shutdown(config->shutdown_timeout);
   delivery.stop(config->shutdown_timeout);
+  if (kafka_fit) kafka_fit->stop();  // a fit waiting for stats returns
   value.stop();
   identity.stop();
   writer.stop();
@@ -437,9 +486,10 @@ int main(int argc, char** argv) {
   CLI::App app{
       "rapportd — customer-interaction scoring daemon.\n"
       "Ingests events over TCP NDJSON and HTTP (and, when the config sets kafka.brokers, from a Kafka topic as\n"
-      "a consumer group member whose partitions' state moves with them through the changes topic), keeps\n"
-      "per-customer scores in LMDB, serves them over HTTP (in a Kafka group, a customer another member owns is\n"
-      "answered 307 to that member: see kafka.instance, kafka.advertised_url).\n"
+      "a consumer group member whose partitions' state moves with them through the changes topic and whose\n"
+      "value model is fitted over every member's partitions), keeps per-customer scores in LMDB, serves them\n"
+      "over HTTP (in a Kafka group, a customer another member owns is answered 307 to that member: see\n"
+      "kafka.instance, kafka.advertised_url).\n"
       "Exit codes: 0 clean stop (SIGTERM/SIGINT) or --help/--version/--check-config ok; 2 usage, configuration,\n"
       "storage, listen or Kafka start-up error (\"rapportd: <message>\" on stderr for usage and configuration\n"
       "errors)."};

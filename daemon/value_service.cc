@@ -5,6 +5,8 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "daemon/customer_json.h"
+#include "daemon/kafka_fit.h"
+#include "daemon/population_stats.h"
 #include "daemon/value_records.h"
 
 namespace rapport {
@@ -26,75 +28,15 @@ using VisitAll = std::function<Status(const std::function<bool(std::string_view,
 Result<ValueSnapshot> fit_visited(const VisitAll& for_each_customer, const EvaluateConfig& scoring,
                                   const ValueConfig& value, std::int64_t as_of_ms) {
   const auto started = std::chrono::steady_clock::now();
-  constexpr std::int64_t kDayMs = 86'400'000;
-  const auto day_of = [](std::int64_t ms) { return ms >= 0 ? ms / kDayMs : (ms - kDayMs + 1) / kDayMs; };
-  const std::int64_t as_of_day = day_of(as_of_ms);
-  std::vector<PurchaseSummary> buyers;
-  std::vector<float> profit_12m;  // parallel to buyers
-  std::uint64_t customers = 0, non_buyer_leads = 0;
+  PopulationStats stats;
   Status visited = for_each_customer([&](std::string_view, const CustomerState& state) {
-    if (state.event_count == 0 || day_of(state.first_seen_ms) > as_of_day) return true;  // not a customer yet
-    ++customers;
-    const Scores s = evaluate(state, as_of_ms, scoring);
-    const PurchaseHistory h = purchase_history_as_of(state, as_of_ms);
-    if (h.transactions == 0) {
-      if (s.profit_12m < 0) ++non_buyer_leads;
-      return true;
-    }
-    buyers.push_back(PurchaseSummary{h.x, h.t_x_days, h.T_days, h.mean_repeat_spend});
-    profit_12m.push_back(static_cast<float>(s.profit_12m));
+    stats.add(state, as_of_ms, scoring);
     return true;
   });
   if (!visited.ok()) return visited;
-
-  // Too little data is the normal state of a new install, not a failure.
-  const FitReadiness readiness = fit_readiness(buyers);
-  if (!readiness.ready()) {
-    return Status::NotReady("no value model yet: waiting for " + std::to_string(kMinFitCustomers) +
-                            " customers who bought, " + std::to_string(kMinFitRepeaters) +
-                            " of them with repeat purchases (have " + std::to_string(readiness.customers) + " and " +
-                            std::to_string(readiness.repeaters_with_spend) + ")");
-  }
-  auto bgnbd = fit_bgnbd(buyers);
-  if (!bgnbd.ok()) return bgnbd.status();
-  auto gamma_gamma = fit_gamma_gamma(buyers);
-  if (!gamma_gamma.ok()) return gamma_gamma.status();
-
-  ValueSnapshot snap;
-  ValueModel& m = snap.model;
-  m.bgnbd = bgnbd->params;
-  m.gamma_gamma = gamma_gamma->params;
-  m.bgnbd_log_likelihood = bgnbd->log_likelihood;
-  m.gamma_gamma_log_likelihood = gamma_gamma->log_likelihood;
-  m.bgnbd_customers = bgnbd->customers;
-  m.gamma_gamma_customers = gamma_gamma->customers;
-  m.bgnbd_iterations = bgnbd->iterations;
-  m.gamma_gamma_iterations = gamma_gamma->iterations;
-  m.bgnbd_converged = bgnbd->converged;
-  m.gamma_gamma_converged = gamma_gamma->converged;
-  m.as_of_ms = as_of_ms;
-  m.fitted_at_ms = wall_ms();
-  m.customers = customers;
-  for (const PurchaseSummary& b : buyers) m.repeat_customers += b.x > 0 ? 1 : 0;
-
-  // Tier thresholds from the CLV of every non-lead customer (non-buyers have CLV 0).
-  std::vector<double> clvs;
-  std::vector<double> buyer_clv(buyers.size());
-  clvs.reserve(customers);
-  for (std::size_t i = 0; i < buyers.size(); ++i) {
-    buyer_clv[i] = customer_value(m, value, buyers[i]).clv;
-    if (profit_12m[i] >= 0) clvs.push_back(buyer_clv[i]);
-  }
-  const std::uint64_t non_buyers = customers - buyers.size();
-  clvs.insert(clvs.end(), non_buyers - non_buyer_leads, 0.0);
-  set_tier_thresholds(m, value, clvs);
-
-  snap.tier_counts[static_cast<int>(Tier::kLead)] = non_buyer_leads;
-  snap.tier_counts[static_cast<int>(classify_tier(&m, 0.0, 0.0))] += non_buyers - non_buyer_leads;
-  for (std::size_t i = 0; i < buyers.size(); ++i) {
-    ++snap.tier_counts[static_cast<int>(classify_tier(&m, buyer_clv[i], profit_12m[i]))];
-  }
-  m.fit_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  auto snap = fit_population_stats(stats, value, as_of_ms);
+  if (snap.ok())
+    snap->model.fit_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return snap;
 }
 
@@ -210,8 +152,18 @@ std::shared_ptr<const ValueSnapshot> ValueService::current() const {
   return current_;
 }
 
+std::int64_t ValueService::slot_start(std::int64_t now_ms, std::chrono::seconds interval) {
+  const std::int64_t width = static_cast<std::int64_t>(interval.count()) * 1000;
+  if (width <= 0) return now_ms;
+  return now_ms >= 0 ? now_ms / width * width : (now_ms - width + 1) / width * width;
+}
+
 void ValueService::run() {
   std::unique_lock lock(mutex_);
+  if (kafka_fit_ != nullptr) {
+    run_slots(lock);
+    return;
+  }
   auto next_fit = std::chrono::steady_clock::now();
   // The first fit: a minute after start when no model is stored yet (data may
   // be arriving), else one interval after start.
@@ -246,14 +198,55 @@ void ValueService::run() {
   }
 }
 
+void ValueService::run_slots(std::unique_lock<std::mutex>& lock) {
+  // Kafka mode: a scheduled fit at the start of each UTC slot, as of that start (the same on every instance).
+  std::optional<std::int64_t> next_slot;
+  while (!stopping_) {
+    const auto interval = value_.fit_interval;
+    const std::int64_t now = wall_ms();
+    if (interval.count() > 0 && !next_slot) next_slot = slot_start(now, interval) + interval.count() * 1000;
+    if (interval.count() <= 0) next_slot.reset();
+    if (next_slot && now >= *next_slot) {
+      waiting_.push_back(FitRequest{*next_slot, [](const Result<std::shared_ptr<const ValueSnapshot>>&) {}});
+      fit_requested_ = true;
+      next_slot.reset();
+    }
+    if (fit_requested_) {
+      fit_requested_ = false;
+      lock.unlock();
+      fit_now();
+      lock.lock();
+      continue;
+    }
+    if (!jobs_.empty()) {
+      Job job = std::move(jobs_.front());
+      jobs_.erase(jobs_.begin());
+      ++jobs_running_;
+      lock.unlock();
+      job(/*cancelled=*/false);
+      job = nullptr;
+      lock.lock();
+      --jobs_running_;
+      continue;
+    }
+    if (next_slot) {
+      wake_.wait_for(lock, std::chrono::milliseconds(std::min<std::int64_t>(*next_slot - now, 60'000)));
+    } else {
+      wake_.wait(lock);
+    }
+  }
+}
+
 void ValueService::fit_now() {
   EvaluateConfig evaluate;
   ValueConfig value;
   std::vector<FitRequest> waiting;
+  std::chrono::seconds interval{0};
   {
     std::lock_guard lock(mutex_);
     evaluate = evaluate_;
     value = value_;
+    interval = value_.fit_interval;
     waiting.swap(waiting_);
   }
   // One fit per distinct as_of, in the order first asked for (a scheduled fit: one as of now).
@@ -263,7 +256,9 @@ void ValueService::fit_now() {
   }
   if (as_ofs.empty()) as_ofs.emplace_back();
   for (const auto& as_of : as_ofs) {
-    auto result = fit_once(evaluate, value, as_of.value_or(wall_ms()));
+    std::int64_t as_of_ms = as_of.value_or(wall_ms());
+    if (!as_of && kafka_fit_ != nullptr) as_of_ms = slot_start(as_of_ms, interval);  // the latest slot
+    auto result = fit_once(evaluate, value, as_of_ms);
     for (FitRequest& r : waiting) {
       if (r.as_of_ms == as_of) r.done(result);
     }
@@ -273,7 +268,21 @@ void ValueService::fit_now() {
 Result<std::shared_ptr<const ValueSnapshot>> ValueService::fit_once(const EvaluateConfig& evaluate,
                                                                     const ValueConfig& value, std::int64_t as_of_ms) {
   log_debug("value model fit starting", {{"as_of", format_rfc3339(as_of_ms)}});
-  auto fitted = fit_population(store_, evaluate, value, as_of_ms);
+  Result<ValueSnapshot> fitted = Status::Error("not fitted");
+  if (kafka_fit_ != nullptr) {  // every partition's stats, from every instance
+    const auto started = std::chrono::steady_clock::now();
+    auto stats = kafka_fit_->collect(as_of_ms, evaluate);
+    if (!stats.ok()) {
+      log_warn(stats.message());
+      return stats.status();
+    }
+    fitted = fit_population_stats(*stats, value, as_of_ms);
+    if (fitted.ok()) {
+      fitted->model.fit_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    }
+  } else {
+    fitted = fit_population(store_, evaluate, value, as_of_ms);
+  }
   if (!fitted.ok() && fitted.status().not_ready()) {
     // Said once at info level until a fit succeeds: not a failure, and not counted as one.
     if (!waiting_logged_.exchange(true)) log_info(fitted.message());
@@ -286,6 +295,14 @@ Result<std::shared_ptr<const ValueSnapshot>> ValueService::fit_once(const Evalua
   }
   waiting_logged_.store(false);
   auto snap = std::make_shared<const ValueSnapshot>(std::move(*fitted));
+  if (kafka_fit_ != nullptr) {  // in Kafka mode the newest as_of wins, whatever order the fits end in
+    auto current = this->current();
+    if (current && current->model.as_of_ms > snap->model.as_of_ms) {
+      log_info("value model fitted as of " + format_rfc3339(snap->model.as_of_ms) + "; the current model (as of " +
+               format_rfc3339(current->model.as_of_ms) + ") is newer and stays");
+      return Result<std::shared_ptr<const ValueSnapshot>>(std::move(snap));
+    }
+  }
   metrics_.model_fit_timestamp().Set(static_cast<double>(snap->model.fitted_at_ms) / 1000.0);
   metrics_.model_fit_duration().Set(snap->model.fit_seconds);
   metrics_.model_log_likelihood().Set(snap->model.bgnbd_log_likelihood);

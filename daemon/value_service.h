@@ -24,18 +24,13 @@
 #include "daemon/config.h"
 #include "daemon/metrics.h"
 #include "daemon/partitioned_sink.h"
+#include "daemon/population_stats.h"  // ValueSnapshot
 #include "daemon/writer.h"
 #include "scoring/value_model.h"
 #include "storage/partitioned_store.h"
 #include "storage/store.h"
 
 namespace rapport {
-
-// A fitted model with the population's tier counts at fit time.
-struct ValueSnapshot {
-  ValueModel model;
-  std::array<std::uint64_t, kTierCount> tier_counts{};
-};
 
 // Fits the model over every customer of `store` as of `as_of_ms` (a computation over one read
 // snapshot): T and t_x are measured at as_of, purchases after its UTC day are ignored and customers
@@ -56,6 +51,8 @@ std::array<std::uint64_t, kTierCount> customers_by_tier(const ValueSnapshot* fit
 // The inputs of the value model for one customer, in days.
 PurchaseSummary purchase_summary(const Scores& scores);
 
+class KafkaFit;
+
 class ValueService {
  public:
   using FitDone = std::function<void(const Result<std::shared_ptr<const ValueSnapshot>>&)>;
@@ -63,6 +60,15 @@ class ValueService {
   // Fits read `store`; the fitted model is stored by the writer of partition 0 (meta).
   ValueService(PartitionedStore& store, Writers& writer, Metrics& metrics, const Config& config);
   ~ValueService();  // stop()
+
+  // Kafka mode (call before start()): fits collect every partition's stats through `fit` (daemon/kafka_fit.h)
+  // instead of reading this store's customers; scheduled fits run at the UTC slots of fit_interval_s (as of
+  // the slot's start, so every instance fits the same as_of), an on-demand fit without as_of is as of the
+  // latest slot (as of now when fit_interval_s is 0), and a fit becomes the current model only if its as_of
+  // is not older than the current one's (every instance ends with the same model).
+  void set_kafka_fit(KafkaFit* fit) { kafka_fit_ = fit; }
+  // The UTC slot (of `interval`) that `now_ms` is in: its start.
+  static std::int64_t slot_start(std::int64_t now_ms, std::chrono::seconds interval);
 
   // Loads the stored model, if any. A record that cannot be read is reported and ignored.
   Status load();
@@ -88,11 +94,13 @@ class ValueService {
 
  private:
   void run();
+  void run_slots(std::unique_lock<std::mutex>& lock);  // run() in Kafka mode
   void fit_now();
   Result<std::shared_ptr<const ValueSnapshot>> fit_once(const EvaluateConfig& evaluate, const ValueConfig& value,
                                                         std::int64_t as_of_ms);
 
   PartitionedStore& store_;
+  KafkaFit* kafka_fit_ = nullptr;
   Writers& writer_;
   Metrics& metrics_;
 

@@ -72,6 +72,9 @@ constexpr FieldNames kCloudNames = {"id",           "subject",     "time",      
                                     "data.nps",     "data.csat",   "data.rating"};
 constexpr std::string_view kDataCustomerId = "data.customer_id";
 constexpr std::string_view kDataTs = "data.ts";
+constexpr std::string_view kAliases = "aliases";
+constexpr std::string_view kDataAliases = "data.aliases";
+constexpr std::string_view kIdentifyType = "identify";
 
 struct NumericRange {
   double lo;
@@ -133,6 +136,9 @@ struct Fields {
   std::uint32_t present = 0;          // non-null values only: null means absent
   bool dotted_type = false;           // CloudEvents: event type is the last '.' segment
   std::string_view channel_fallback;  // CloudEvents: last path segment of `source`
+  dom::element aliases;               // identify events: "aliases" (CloudEvents: data.aliases)
+  bool has_aliases = false;           // non-null "aliases" present
+  std::string_view aliases_name = kAliases;
 
   bool has(int f) const { return (present >> f) & 1U; }
   void set(int f, dom::element e) {
@@ -410,7 +416,7 @@ struct Quoted {
 std::string_view reject_reason_label(RejectReason reason) {
   static constexpr std::array<std::string_view, kRejectReasonCount> kLabels = {
       "malformed_json", "invalid_utf8",  "not_an_object",    "missing_field",   "wrong_type", "out_of_range",
-      "unknown_type",   "bad_timestamp", "future_timestamp", "duplicate_field", "too_large",
+      "unknown_type",   "bad_timestamp", "future_timestamp", "duplicate_field", "too_large",  "identity_refused",
   };
   const auto i = static_cast<std::size_t>(reason);
   return i < kLabels.size() ? kLabels[i] : std::string_view("unknown");
@@ -444,6 +450,9 @@ struct Decoder::Impl {
   // the parsed document), and whether it was not an object at all.
   std::string_view event_id;
   bool unusable = false;
+  // Of the last item decoded successfully: whether it was an identify event, and its aliases.
+  bool identify = false;
+  std::vector<std::string> aliases;
 
   // --- messages --------------------------------------------------------------
   void append(std::string_view s) { message.append(s); }
@@ -627,6 +636,7 @@ struct Decoder::Impl {
                    std::int64_t now_ms, Event& out) {
     event_id = {};
     unusable = true;  // until it parses as an object
+    identify = false;
     if (text.size() > options.max_line_bytes) {
       return fail(RejectReason::kTooLarge, noun, " is ", std::uint64_t{text.size()}, " bytes; limit is ",
                   std::uint64_t{options.max_line_bytes});
@@ -640,6 +650,7 @@ struct Decoder::Impl {
   bool decode_element(dom::element e, bool cloud, const DecodeOptions& options, std::int64_t now_ms, Event& out) {
     event_id = {};
     unusable = true;
+    identify = false;
     dom::object obj;
     if (e.get_object().get(obj) != simdjson::SUCCESS) {
       return fail(RejectReason::kNotAnObject, "expected ", kWantObject, ", got ", element_type_name(e));
@@ -666,11 +677,23 @@ struct Decoder::Impl {
     std::uint32_t seen = 0;
     for (const dom::key_value_pair& kv : obj) {
       const int f = match_field(kv.key);
-      if (f == kNoField) continue;  // unknown fields are ignored (forward compatibility)
+      if (f == kNoField) {
+        if (kv.key == kAliases && !collect_aliases(kv, fields, kAliases)) return false;
+        continue;  // unknown fields are ignored (forward compatibility)
+      }
       if ((seen >> f) & 1U) return fail(RejectReason::kDuplicateField, "duplicate field ", Quoted{kv.key});
       seen |= 1U << f;
       fields.set(f, kv.value);
     }
+    return true;
+  }
+
+  bool collect_aliases(const dom::key_value_pair& kv, Fields& fields, std::string_view name) {
+    if (fields.has_aliases) return fail(RejectReason::kDuplicateField, "duplicate field ", Quoted{name});
+    if (kv.value.is_null()) return true;
+    fields.aliases = kv.value;
+    fields.has_aliases = true;
+    fields.aliases_name = name;
     return true;
   }
 
@@ -698,6 +721,7 @@ struct Decoder::Impl {
     }
     fields.name = kCloudNames;
     fields.dotted_type = true;
+    fields.aliases_name = kDataAliases;
     if (has(kData) && !collect_cloud_data(attr[kData], fields)) return false;
     // Envelope attributes win over their `data` fallbacks.
     if (has(kId)) fields.set(kEventId, attr[kId]);
@@ -732,6 +756,7 @@ struct Decoder::Impl {
     for (const dom::key_value_pair& kv : obj) {
       const int f = match_field(kv.key);
       // id and type come from the envelope; data.event_id / data.type are ignored.
+      if (f == kNoField && kv.key == kAliases && !collect_aliases(kv, fields, kDataAliases)) return false;
       if (f == kNoField || f == kEventId || f == kType) continue;
       if ((seen >> f) & 1U) return fail(RejectReason::kDuplicateField, "duplicate field ", Quoted{kv.key, "data."});
       seen |= 1U << f;
@@ -748,7 +773,9 @@ struct Decoder::Impl {
     out.sent_as.clear();  // never from the wire: set by identity relabeling (a reused Event may hold one)
     if (!validate_id(f, kEventId, out.event_id)) return false;
     if (!validate_id(f, kCustomerId, out.customer_id)) return false;
-    if (!validate_type(f, out)) return false;
+    bool is_identify = false;
+    if (!validate_type(f, out, is_identify)) return false;
+    if (is_identify) return validate_identify(f, options, now_ms, out);
     if (!validate_ts(f, options, now_ms, out)) return false;
     if (!validate_channel(f, out)) return false;
     for (int n = kFirstNumeric; n < kFieldCount; ++n) {
@@ -779,7 +806,44 @@ struct Decoder::Impl {
     return true;
   }
 
-  bool validate_type(const Fields& f, Event& out) {
+  // An identify event: ids, ts and 1..kMaxIdentifyAliases aliases; no channel nor numbers.
+  bool validate_identify(const Fields& f, const DecodeOptions& options, std::int64_t now_ms, Event& out) {
+    if (!options.identify) return fail(RejectReason::kIdentityRefused, options.identify_refusal);
+    if (!validate_ts(f, options, now_ms, out)) return false;
+    if (!f.has_aliases) return fail(RejectReason::kMissingField, "missing field ", Quoted{f.aliases_name});
+    const Quoted name{f.aliases_name};
+    dom::array items;
+    if (f.aliases.get_array().get(items) != simdjson::SUCCESS) {
+      return fail(RejectReason::kWrongType, name, " must be an array of customer ids");
+    }
+    const std::size_t n = items.size();
+    if (n == 0 || n > kMaxIdentifyAliases) {
+      return fail(RejectReason::kOutOfRange, name, " must hold 1..", std::uint64_t{kMaxIdentifyAliases},
+                  " customer ids, got ", std::uint64_t{n});
+    }
+    aliases.resize(n);
+    std::size_t i = 0;
+    for (const dom::element item : items) {
+      std::string_view s;
+      if (item.get_string().get(s) != simdjson::SUCCESS) {
+        return fail(RejectReason::kWrongType, name, " item ", std::uint64_t{i}, " must be a string (a customer id)");
+      }
+      if (s.empty() || s.size() > kMaxIdBytes) {
+        return fail(RejectReason::kOutOfRange, name, " item ", std::uint64_t{i}, " must be 1..",
+                    std::uint64_t{kMaxIdBytes}, " bytes, got ", std::uint64_t{s.size()});
+      }
+      if (std::memchr(s.data(), 0, s.size()) != nullptr) {
+        return fail(RejectReason::kInvalidUtf8, name, " item ", std::uint64_t{i}, " contains NUL");
+      }
+      aliases[i++].assign(s);
+    }
+    out.channel.clear();
+    for (int field = kFirstNumeric; field < kFieldCount; ++field) numeric_slot(out, field).reset();
+    identify = true;
+    return true;
+  }
+
+  bool validate_type(const Fields& f, Event& out, bool& is_identify) {
     if (!f.has(kType)) return missing(f, kType);
     std::string_view s;
     if (f.value[kType].get_string().get(s) != simdjson::SUCCESS) {
@@ -788,6 +852,10 @@ struct Decoder::Impl {
     if (f.dotted_type) {
       const std::size_t dot = s.rfind('.');
       if (dot != std::string_view::npos) s = s.substr(dot + 1);
+    }
+    if (s == kIdentifyType) {
+      is_identify = true;
+      return true;
     }
     const std::optional<EventType> type = parse_event_type(s);
     if (!type) return fail(RejectReason::kUnknownType, "unknown event type ", Quoted{s});
@@ -932,7 +1000,9 @@ struct Decoder::Impl {
   }
 
   void emit(std::size_t index, bool ok, const Event& event, DecodeSink& sink) {
-    if (ok) {
+    if (ok && identify) {
+      sink.on_identify(index, event, aliases);
+    } else if (ok) {
       sink.on_event(index, event);
     } else {
       sink.on_reject(index, reason, message);
@@ -953,6 +1023,14 @@ bool Decoder::decode_line(std::string_view line, std::int64_t now_ms, Event& out
 }
 
 std::string_view Decoder::rejected_event_id() const { return impl_->event_id; }
+
+const std::vector<std::string>* Decoder::identify_aliases() const {
+  return impl_->identify ? &impl_->aliases : nullptr;
+}
+
+void DecodeSink::on_identify(std::size_t index, const Event& /*event*/, std::span<const std::string> /*aliases*/) {
+  on_reject(index, RejectReason::kIdentityRefused, "identify events are not accepted by this receiver");
+}
 
 void Decoder::decode_body(std::string_view body, BodyFormat format, std::int64_t now_ms, DecodeSink& sink) {
   // A BOM is tolerated only here, where some HTTP clients put one.

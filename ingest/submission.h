@@ -49,9 +49,22 @@ std::string dead_letter_payload(std::string_view item, std::size_t max_bytes);
 // followed by ':', or a quoted key written with escapes (it could spell one).
 bool has_auth_key(std::string_view text);
 
+// An identify item (docs/design.md, "Identity"): merge `aliases` into `customer_id`. Not an event: the
+// sink hands it to the identity service, and the submission completes once the merge is recorded or refused.
+struct Identify {
+  std::uint32_t index = 0;  // item index, as Rejection::index
+  std::string customer_id;
+  std::vector<std::string> aliases;
+  std::string payload;      // the raw item (as Rejection::payload), for the dead letter if the merge is refused
+  bool dead_letter = true;  // store a dead letter if refused (HTTP ?deadletter=false: no)
+};
+
 struct SubmissionResult {
   Status status;                  // !ok: storage refused the batch (nothing stored; e.g. disk full)
   std::vector<Outcome> outcomes;  // one per Submission::events entry when ok
+  // When ok: the identify items whose merge was refused (index, kIdentityRefused, the refusal; no payload),
+  // in item order. The others merged (or were merged already).
+  std::vector<Rejection> refused;
 };
 
 struct Submission {
@@ -59,6 +72,7 @@ struct Submission {
   std::vector<Event> events;
   std::vector<std::uint32_t> event_index;  // item index of each event (parallel to events)
   std::vector<Rejection> rejections;       // stored as dead letters
+  std::vector<Identify> identifies;        // identify items, in item order (usually none)
   // Rejected items not kept as dead letters because of the per-request cap
   // (counted in rapport_dead_letters_dropped_total once committed).
   std::uint64_t dead_letters_dropped = 0;

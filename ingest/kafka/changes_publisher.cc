@@ -81,31 +81,13 @@ Result<std::unique_ptr<ChangesPublisher>> ChangesPublisher::create(const ClientO
   if (topic.empty()) return Status::Error("kafka: the changes topic is empty");
   auto impl = std::make_unique<Impl>();
   impl->topic = std::move(topic);
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  char err[512];
-  auto set = [&](const std::string& name, const std::string& value) -> Status {
-    if (rd_kafka_conf_set(conf, name.c_str(), value.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
-      return Status::Error("kafka property \"" + name + "\" = \"" + value + "\": " + err);
-    }
-    return Status::Ok();
-  };
-  Status s = set("bootstrap.servers", client.brokers);
-  for (const auto& [name, value] : client.properties) {
-    if (s) s = set(name, value);
-  }
-  // Not overridable: exactly once, in order, per partition.
-  if (s) s = set("enable.idempotence", "true");
-  if (!s) {
-    rd_kafka_conf_destroy(conf);
-    return s;
-  }
-  rd_kafka_conf_set_dr_msg_cb(conf, &Impl::on_delivery);
-  rd_kafka_conf_set_opaque(conf, impl.get());
-  impl->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);  // takes conf on success
-  if (impl->rk == nullptr) {
-    rd_kafka_conf_destroy(conf);
-    return Status::Error(std::string("kafka: cannot create the changes producer: ") + err);
-  }
+  // enable.idempotence is not overridable: exactly once, in order, per partition.
+  auto rk = make_client(true, client, {{"enable.idempotence", "true"}}, [raw = impl.get()](rd_kafka_conf_t* conf) {
+    rd_kafka_conf_set_dr_msg_cb(conf, &Impl::on_delivery);
+    rd_kafka_conf_set_opaque(conf, raw);
+  });
+  if (!rk) return rk.status();
+  impl->rk = *rk;
   return std::unique_ptr<ChangesPublisher>(new ChangesPublisher(std::move(impl)));
 }
 

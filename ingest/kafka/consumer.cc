@@ -145,7 +145,14 @@ struct KafkaConsumer::Impl {
   };
 
   Impl(KafkaConsumer& o, KafkaOptions opts, DecodeOptions decode_options, KafkaPartitions& parts, FrontStats& st)
-      : owner(o), options(std::move(opts)), decoder(decode_options), partitions(parts), stats(st) {}
+      : owner(o), options(std::move(opts)), decoder(without_identify(decode_options)), partitions(parts), stats(st) {}
+
+  // Identify records are dead-lettered: a merge moves customers across partitions, which instances own apart.
+  static DecodeOptions without_identify(DecodeOptions decode) {
+    decode.identify = false;
+    decode.identify_refusal = kIdentifyKafkaRefusal;
+    return decode;
+  }
 
   KafkaConsumer& owner;
   const KafkaOptions options;

@@ -271,6 +271,9 @@ class HttpConnection;
 // beyond these only counters are kept.
 constexpr std::size_t kMaxListedRejections = 100;
 constexpr std::size_t kMaxDeadLettersPerRequest = 100;
+// Each identify item is a merge, run one at a time while every partition's writer waits: one request
+// holds at most this many; later ones are rejected.
+constexpr std::size_t kMaxIdentifiesPerRequest = 100;
 
 struct ListedRejection {
   std::uint32_t index = 0;
@@ -304,6 +307,19 @@ struct IngestAnswer {
     r.body += reject_reason_label(listed.front().reason);
     r.body += "\"}";
     return r;
+  }
+
+  // The identify items the identity service refused (SubmissionResult::refused), listed in item order.
+  void add_refused(const std::vector<Rejection>& refused) {
+    if (refused.empty()) return;
+    for (const Rejection& r : refused) {
+      ++rejected;
+      ++by_reason[static_cast<std::size_t>(r.reason)];
+      listed.push_back({r.index, r.reason, r.message, {}});
+    }
+    std::stable_sort(listed.begin(), listed.end(),
+                     [](const ListedRejection& a, const ListedRejection& b) { return a.index < b.index; });
+    if (listed.size() > kMaxListedRejections) listed.resize(kMaxListedRejections);
   }
 
   std::string body(std::uint64_t accepted, std::uint64_t duplicates) const {
@@ -388,6 +404,23 @@ class BodyCollector final : public DecodeSink {
     sub_.events.push_back(event);
     sub_.event_index.push_back(static_cast<std::uint32_t>(index));
     kinds_.push_back(event_kind(event));
+  }
+
+  // Merged by the sink (identity service) after the commit; refused ones come back in SubmissionResult::refused.
+  void on_identify(std::size_t index, const Event& event, std::span<const std::string> aliases) override {
+    if (sub_.identifies.size() >= kMaxIdentifiesPerRequest) {
+      on_reject(index, RejectReason::kIdentityRefused,
+                "more than " + std::to_string(kMaxIdentifiesPerRequest) +
+                    " identify events in one request: send the rest in another request");
+      return;
+    }
+    ++received_;
+    Identify& item = sub_.identifies.emplace_back();
+    item.index = static_cast<std::uint32_t>(index);
+    item.customer_id = std::string(event.customer_id.view());
+    item.aliases.assign(aliases.begin(), aliases.end());
+    item.dead_letter = dead_letter_;
+    if (dead_letter_) item.payload = dead_letter_payload(locator_.item(index), kMaxPayloadBytes);
   }
 
   void on_reject(std::size_t index, RejectReason reason, std::string_view message) override {
@@ -860,7 +893,7 @@ class HttpConnection final : public Connection {
     decoder.decode_body(body, *format, wall_ms(), collector);
     collector.finish();
 
-    if (sub->events.empty() && sub->rejections.empty()) {
+    if (sub->events.empty() && sub->rejections.empty() && sub->identifies.empty()) {
       // Nothing to store: no item at all, or only rejections not to be dead-lettered.
       HttpResponse r = answer_.body_failed ? answer_.body_error() : HttpResponse{};
       if (!answer_.body_failed) r.body = answer_.body(0, 0);
@@ -870,6 +903,7 @@ class HttpConnection final : public Connection {
     }
 
     events_ = sub->events.size();
+    identifies_ = sub->identifies.size();
     const std::uint64_t seq = ++request_seq_;
     Anchor<HttpConnection> anchor{core_.shared_from_this(), self()};
     sub->done = [anchor, seq](SubmissionResult&& result) {
@@ -899,11 +933,18 @@ class HttpConnection final : public Connection {
       return;
     }
     count_outcomes(core_.metrics, Transport::kHttp, kinds_, result.outcomes);
+    for (const Rejection& refused : result.refused)
+      core_.metrics.rejected(Transport::kHttp, refused.reason).Increment();
+    answer_.add_refused(result.refused);
+    // Merged identify items count as accepted.
     const auto accepted =
-        static_cast<std::uint64_t>(std::count(result.outcomes.begin(), result.outcomes.end(), Outcome::kAccepted));
+        static_cast<std::uint64_t>(std::count(result.outcomes.begin(), result.outcomes.end(), Outcome::kAccepted)) +
+        (identifies_ - std::min(identifies_, result.refused.size()));
     // A body that failed as a whole was dead-lettered once; it is answered 400.
     HttpResponse r = answer_.body_failed ? answer_.body_error() : HttpResponse{};
-    if (!answer_.body_failed) r.body = answer_.body(accepted, result.outcomes.size() - accepted);
+    const auto duplicates =
+        static_cast<std::uint64_t>(std::count(result.outcomes.begin(), result.outcomes.end(), Outcome::kDuplicate));
+    if (!answer_.body_failed) r.body = answer_.body(accepted, duplicates);
     answer_.clear();
     send(std::move(r));
   }
@@ -1012,6 +1053,7 @@ class HttpConnection final : public Connection {
   IngestAnswer answer_;
   std::vector<std::uint8_t> kinds_;  // per event, for the outcome metrics
   std::size_t events_ = 0;
+  std::size_t identifies_ = 0;  // identify items of the request (merged unless refused)
 };
 
 }  // namespace

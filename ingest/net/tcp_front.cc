@@ -316,6 +316,16 @@ class TcpConnection final : public Connection {
     RejectReason reason{};
     std::string_view message;
     if (decoder.decode_line(line, now_ms, event, reason, message)) {
+      if (const std::vector<std::string>* aliases = decoder.identify_aliases()) {
+        // Not an event: the sink merges it after the commit (a refusal comes back in SubmissionResult::refused).
+        Identify& item = sub.identifies.emplace_back();
+        item.index = number;
+        item.customer_id = std::string(event.customer_id.view());
+        item.aliases = *aliases;
+        item.payload = dead_letter_payload(line, kMaxPayloadBytes);
+        sub.events.pop_back();
+        return;
+      }
       sub.event_index.push_back(number);
       batch_kinds_.push_back(event_kind(event));
     } else {
@@ -374,18 +384,24 @@ class TcpConnection final : public Connection {
   void reject(Submission& sub, std::uint32_t number, RejectReason reason, std::string_view message,
               std::string_view line) {
     core_.metrics.rejected(Transport::kTcp, reason).Increment();
-    batch_text_ += "{\"line\":";
-    batch_text_ += std::to_string(number);
-    batch_text_ += ",\"error\":\"";
-    append_json_escaped(batch_text_, message);
-    batch_text_ += "\",\"reason\":\"";
-    batch_text_ += reject_reason_label(reason);
-    batch_text_ += "\"}\n";
+    append_reject_line(batch_text_, number, reason, message);
     Rejection& r = sub.rejections.emplace_back();
     r.index = number;
     r.reason = reason;
     r.message = std::string(message);
     r.payload = dead_letter_payload(line, kMaxPayloadBytes);  // redacted if it has an "auth" key
+  }
+
+  // {"line":N,"error":"...","reason":"..."}
+  static void append_reject_line(std::string& out, std::uint32_t number, RejectReason reason,
+                                 std::string_view message) {
+    out += "{\"line\":";
+    out += std::to_string(number);
+    out += ",\"error\":\"";
+    append_json_escaped(out, message);
+    out += "\",\"reason\":\"";
+    out += reject_reason_label(reason);
+    out += "\"}\n";
   }
 
   // ---- submitting ----
@@ -395,7 +411,7 @@ class TcpConnection final : public Connection {
   // Hands the lines read so far to the sink (or answers blank-only batches at once).
   void finish_batch() {
     if (batch_first_ == 0 || waiting_submit_) return;
-    if (!sub_ || (sub_->events.empty() && sub_->rejections.empty())) {
+    if (!sub_ || (sub_->events.empty() && sub_->rejections.empty() && sub_->identifies.empty())) {
       Pending& p = pending_.emplace_back();
       p.seq = next_seq_++;
       p.first_line = batch_first_;
@@ -483,6 +499,11 @@ class TcpConnection final : public Connection {
     --inflight_;
     if (result.status.ok()) {
       count_outcomes(core_.metrics, Transport::kTcp, p.kinds, result.outcomes);
+      // Identify lines whose merge was refused: reported like the batch's other rejected lines, before its ack.
+      for (const Rejection& refused : result.refused) {
+        core_.metrics.rejected(Transport::kTcp, refused.reason).Increment();
+        append_reject_line(p.text, refused.index, refused.reason, refused.message);
+      }
       p.text += ack_line(p.last_line);
     } else {
       core_.metrics.refused(Transport::kTcp).Increment(static_cast<double>(p.events));

@@ -120,5 +120,29 @@ TEST_F(KafkaConfigTest, KeysAreListed) {
   }
 }
 
+// The stats topic of the fit over every partition (daemon/kafka_fit.h): "<topic>.stats" unless set, never the
+// input topic; the collection timeout in seconds.
+TEST_F(KafkaConfigTest, StatsTopicAndTimeout) {
+  auto defaults = load(kBase);
+  ASSERT_TRUE(defaults.ok()) << defaults.message();
+  EXPECT_EQ(defaults->kafka_fit.stats_topic, "events.stats");
+  EXPECT_EQ(defaults->kafka_fit.stats_timeout, std::chrono::seconds(120));
+  auto set = load(std::string(kBase) + "stats_topic = \"rapport-fit\"\nstats_timeout_s = 15\n");
+  ASSERT_TRUE(set.ok()) << set.message();
+  EXPECT_EQ(set->kafka_fit.stats_topic, "rapport-fit");
+  EXPECT_EQ(set->kafka_fit.stats_timeout, std::chrono::seconds(15));
+  EXPECT_TRUE(validate_config(*set).ok());
+  const std::string same = error_of(std::string(kBase) + "stats_topic = \"events\"\n");
+  EXPECT_NE(same.find("[kafka] stats_topic must not be the input topic"), std::string::npos) << same;
+  const std::string zero = error_of(std::string(kBase) + "stats_timeout_s = 0\n");
+  EXPECT_NE(zero.find("stats_timeout_s"), std::string::npos) << zero;
+  const std::string text = error_of(std::string(kBase) + "stats_timeout_s = \"soon\"\n");
+  EXPECT_NE(text.find("stats_timeout_s"), std::string::npos) << text;
+  const auto keys = config_keys();
+  for (const char* key : {"kafka.stats_topic", "kafka.stats_timeout_s"}) {
+    EXPECT_TRUE(std::binary_search(keys.begin(), keys.end(), key)) << key;
+  }
+}
+
 }  // namespace
 }  // namespace rapport

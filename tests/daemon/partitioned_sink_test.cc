@@ -4,8 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <condition_variable>
 #include <filesystem>
 #include <future>
+#include <mutex>
 #include <random>
 #include <thread>
 
@@ -153,6 +155,154 @@ TEST_F(PartitionedSinkTest, DeadLettersGoWithPartitionZerosPart) {
   std::promise<SubmissionResult> late;
   auto refused = submission({make_event(in_[0][0], "e2"), make_event(in_[1][0], "e3")}, late);
   EXPECT_FALSE(writers.sink().try_submit(refused));
+}
+
+// Identify items: the merges the sink queued (set_merge), answered by the test.
+class Merges {
+ public:
+  MergeFn fn() {
+    return [this](std::string survivor, std::vector<std::string> from, MergeDone done) {
+      std::lock_guard lock(mutex_);
+      calls_.push_back({std::move(survivor), std::move(from), std::move(done)});
+      cv_.notify_all();
+    };
+  }
+  // Waits for the n-th merge (0-based) and answers it.
+  void answer(std::size_t n, int status, std::string error = {}) {
+    MergeDone done;
+    {
+      std::unique_lock lock(mutex_);
+      cv_.wait(lock, [&] { return calls_.size() > n; });
+      done = std::move(calls_[n].done);
+    }
+    done(status, std::move(error));
+  }
+  std::size_t count() {
+    std::lock_guard lock(mutex_);
+    return calls_.size();
+  }
+  std::pair<std::string, std::vector<std::string>> args(std::size_t n) {
+    std::lock_guard lock(mutex_);
+    return {calls_.at(n).survivor, calls_.at(n).from};
+  }
+
+ private:
+  struct Call {
+    std::string survivor;
+    std::vector<std::string> from;
+    MergeDone done;
+  };
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::vector<Call> calls_;
+};
+
+Identify identify(std::uint32_t index, const std::string& survivor, std::vector<std::string> aliases) {
+  Identify i;
+  i.index = index;
+  i.customer_id = survivor;
+  i.aliases = std::move(aliases);
+  i.payload = R"({"type":"identify"})";
+  return i;
+}
+
+TEST_F(PartitionedSinkTest, IdentifyItemsCompleteOnlyAfterTheirMergesAndARefusalIsADeadLetter) {
+  Writers writers(*store_, metrics_, WriterOptions{}, ApplyConfig{});
+  Merges merges;
+  writers.set_merge(merges.fn(), "unused");
+  writers.start();
+  std::promise<SubmissionResult> done;
+  std::atomic<int> calls{0};
+  auto s = submission({make_event(in_[1][0], "e1"), make_event(in_[0][0], "e2")}, done, &calls);
+  s->identifies.push_back(identify(1, in_[0][1], {in_[1][1]}));
+  s->identifies.push_back(identify(3, in_[0][1], {"anonymous"}));
+  ASSERT_TRUE(writers.sink().try_submit(s));
+  while (!stored(1, in_[1][0]) || !stored(0, in_[0][0])) std::this_thread::yield();  // the events are committed
+  while (merges.count() < 2) std::this_thread::yield();
+  EXPECT_EQ(merges.args(0), (std::pair<std::string, std::vector<std::string>>{in_[0][1], {in_[1][1]}}));
+  EXPECT_EQ(merges.args(1), (std::pair<std::string, std::vector<std::string>>{in_[0][1], {"anonymous"}}));
+  merges.answer(0, 200);
+  EXPECT_EQ(calls.load(), 0) << "acknowledged before every merge answered";
+  merges.answer(1, 422, "customer id 'anonymous' is blocked from merging");
+  const SubmissionResult r = done.get_future().get();
+  ASSERT_TRUE(r.status.ok()) << r.status.message();
+  EXPECT_EQ(r.outcomes, (std::vector<Outcome>{Outcome::kAccepted, Outcome::kAccepted}));
+  ASSERT_EQ(r.refused.size(), 1u);
+  EXPECT_EQ(r.refused[0].index, 3u);
+  EXPECT_EQ(r.refused[0].reason, RejectReason::kIdentityRefused);
+  EXPECT_EQ(r.refused[0].message, "customer id 'anonymous' is blocked from merging");
+  // The refusal's dead letter is stored before the completion.
+  auto letters = store_->partition(0).dead_letters(0, 10);
+  ASSERT_TRUE(letters.ok()) << letters.message();
+  ASSERT_EQ(letters->size(), 1u);
+  EXPECT_EQ(letters->at(0).letter.reason, "identity_refused");
+  EXPECT_EQ(letters->at(0).letter.transport, "http");
+  EXPECT_EQ(letters->at(0).letter.message, "customer id 'anonymous' is blocked from merging");
+  EXPECT_EQ(letters->at(0).letter.payload, R"({"type":"identify"})");
+  writers.stop();
+  EXPECT_EQ(calls.load(), 1);
+}
+
+TEST_F(PartitionedSinkTest, AMergeThatCannotRunFailsTheSubmission) {
+  Writers writers(*store_, metrics_, WriterOptions{}, ApplyConfig{});
+  Merges merges;
+  writers.set_merge(merges.fn(), "unused");
+  writers.start();
+  std::promise<SubmissionResult> done;
+  auto s = submission({make_event(in_[0][0], "e1")}, done);
+  s->identifies.push_back(identify(1, in_[0][1], {in_[1][1]}));
+  ASSERT_TRUE(writers.sink().try_submit(s));
+  merges.answer(0, 503, "not accepting: shutting down");
+  const SubmissionResult r = done.get_future().get();
+  ASSERT_FALSE(r.status.ok());
+  EXPECT_EQ(r.status.message(), "identify (line or item 1): not accepting: shutting down");
+  writers.stop();
+}
+
+TEST_F(PartitionedSinkTest, WithoutAMergeEveryIdentifyIsRefusedAndOnlyIdentifiesIsFine) {
+  Writers writers(*store_, metrics_, WriterOptions{}, ApplyConfig{});
+  writers.set_merge(nullptr, "identify events are not available in Kafka mode");
+  writers.start();
+  std::promise<SubmissionResult> done;
+  auto s = submission({}, done);
+  s->identifies.push_back(identify(0, "a", {"b"}));
+  s->identifies.back().dead_letter = false;  // HTTP ?deadletter=false
+  ASSERT_TRUE(writers.sink().try_submit(s));
+  const SubmissionResult r = done.get_future().get();
+  ASSERT_TRUE(r.status.ok()) << r.status.message();
+  EXPECT_TRUE(r.outcomes.empty());
+  ASSERT_EQ(r.refused.size(), 1u);
+  EXPECT_EQ(r.refused[0].message, "identify events are not available in Kafka mode");
+  EXPECT_EQ(store_->partition(0).stats().dead_letters, 0u);
+  writers.stop();
+}
+
+TEST_F(PartitionedSinkTest, AFullQueueLeavesTheIdentifyItemsWithTheSubmissionAndMergesNothing) {
+  WriterOptions small;
+  small.queue_capacity_events = 1;
+  Writer w0(store_->partition(0), metrics_, small, ApplyConfig{}, 0);
+  PartitionedSink sink({&w0}, metrics_);
+  Merges merges;
+  sink.set_merge(merges.fn(), "unused");
+  std::promise<SubmissionResult> filler_done, done;
+  auto filler = submission({make_event(in_[0][2], "f")}, filler_done);
+  ASSERT_TRUE(w0.try_submit(filler));  // not started: the queue is now full
+  auto s = submission({make_event(in_[0][0], "x")}, done);
+  s->identifies.push_back(identify(1, "a", {"b"}));
+  ASSERT_FALSE(sink.try_submit(s));
+  ASSERT_NE(s, nullptr);
+  ASSERT_EQ(s->identifies.size(), 1u);
+  EXPECT_EQ(s->identifies[0].aliases, std::vector<std::string>{"b"});
+  EXPECT_EQ(merges.count(), 0u);
+  w0.start();
+  filler_done.get_future().get();
+  ASSERT_TRUE(sink.try_submit(s));  // room again: the same submission goes through, with its merge
+  merges.answer(0, 200);
+  const SubmissionResult r = done.get_future().get();
+  ASSERT_TRUE(r.status.ok()) << r.status.message();
+  EXPECT_TRUE(r.refused.empty());
+  EXPECT_EQ(merges.count(), 1u);
+  w0.stop();
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <random>
 
 #include "daemon/backtest.h"
+#include "daemon/population_stats.h"
 
 namespace rapport {
 namespace {
@@ -338,6 +339,120 @@ TEST(BacktestDatesTest, BothDatesAHoldoutOnALaterDayAndNotInTheFuture) {
   const auto future = parse_backtest_dates("1997-09-30", "2031-01-01", now, "a", "b");
   ASSERT_FALSE(future.ok());
   EXPECT_NE(future.message().find("is in the future"), std::string::npos) << future.message();
+}
+
+}  // namespace
+}  // namespace rapport
+
+namespace rapport {
+namespace {
+
+// The CDNOW population spread over 4 partitions: the stats of each partition, published as records,
+// decoded and merged in partition order, fit exactly the model fit_population fits over the whole store
+// (docs/design.md, "Kafka group": every instance fits identical input).
+class PopulationStatsFitTest : public ValueServiceTest {
+ protected:
+  void SetUp() override {
+    ValueServiceTest::SetUp();
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+    options_.partitions = 4;
+    auto store = PartitionedStore::open(options_);
+    ASSERT_TRUE(store.ok()) << store.message();
+    store_ = std::move(store.value());
+  }
+
+  // Partition p's stats as of `as_of`, through the stats records (chunks of `per_record` tuples).
+  PopulationStats partition_stats(std::uint32_t p, std::int64_t as_of, std::size_t per_record) {
+    PopulationStats stats;
+    EXPECT_TRUE(store_->partition(p)
+                    .for_each_customer([&](std::string_view, const CustomerState& s) {
+                      stats.add(s, as_of, EvaluateConfig{});
+                      return true;
+                    })
+                    .ok());
+    const auto records = encode_stats_records(as_of, p, 4, "test-1", stats, per_record);
+    PopulationStats decoded;
+    for (const auto& [key, value] : records) {
+      auto r = decode_stats_record(value);
+      EXPECT_TRUE(r.ok()) << r.message();
+      if (!r.ok()) continue;
+      EXPECT_EQ(key, stats_record_key(as_of, p, r->chunk));
+      EXPECT_EQ(r->chunks, records.size());
+      for (const auto& [tuple, count] : r->stats.buyers) decoded.buyers[tuple] += count;
+      decoded.customers = r->stats.customers;
+      decoded.non_buyer_leads = r->stats.non_buyer_leads;
+    }
+    EXPECT_EQ(decoded, stats) << "partition " << p;
+    return decoded;
+  }
+};
+
+void expect_same_model(const ValueSnapshot& a, const ValueSnapshot& b) {
+  EXPECT_EQ(a.model.bgnbd.r, b.model.bgnbd.r);
+  EXPECT_EQ(a.model.bgnbd.alpha, b.model.bgnbd.alpha);
+  EXPECT_EQ(a.model.bgnbd.a, b.model.bgnbd.a);
+  EXPECT_EQ(a.model.bgnbd.b, b.model.bgnbd.b);
+  EXPECT_EQ(a.model.gamma_gamma.p, b.model.gamma_gamma.p);
+  EXPECT_EQ(a.model.gamma_gamma.q, b.model.gamma_gamma.q);
+  EXPECT_EQ(a.model.gamma_gamma.gamma, b.model.gamma_gamma.gamma);
+  EXPECT_EQ(a.model.bgnbd_log_likelihood, b.model.bgnbd_log_likelihood);
+  EXPECT_EQ(a.model.gamma_gamma_log_likelihood, b.model.gamma_gamma_log_likelihood);
+  EXPECT_EQ(a.model.customers, b.model.customers);
+  EXPECT_EQ(a.model.repeat_customers, b.model.repeat_customers);
+  EXPECT_EQ(a.model.bgnbd_customers, b.model.bgnbd_customers);
+  EXPECT_EQ(a.model.gamma_gamma_customers, b.model.gamma_gamma_customers);
+  EXPECT_EQ(a.model.platinum_min_clv, b.model.platinum_min_clv);
+  EXPECT_EQ(a.model.gold_min_clv, b.model.gold_min_clv);
+  EXPECT_EQ(a.model.as_of_ms, b.model.as_of_ms);
+  EXPECT_EQ(a.tier_counts, b.tier_counts);
+}
+
+TEST_F(PopulationStatsFitTest, MergedPartitionStatsFitTheWholeStoresModelExactly) {
+  load_cdnow(40, /*all_dates=*/true);
+  for (const std::int64_t as_of : {kCalibrationEndMs, std::int64_t{kCalibrationEndMs + 200 * 86'400'000LL}}) {
+    auto whole = fit_population(*store_, EvaluateConfig{}, ValueConfig{}, as_of);
+    ASSERT_TRUE(whole.ok()) << whole.message();
+    PopulationStats merged, reversed;
+    std::vector<PopulationStats> parts;
+    for (std::uint32_t p = 0; p < 4; ++p) parts.push_back(partition_stats(p, as_of, 97));
+    for (const auto& part : parts) merged.merge(part);
+    for (auto it = parts.rbegin(); it != parts.rend(); ++it) reversed.merge(*it);
+    EXPECT_EQ(merged, reversed);
+    EXPECT_EQ(merged.customers, whole->model.customers);
+    EXPECT_LT(merged.buyers.size(), merged.buyer_count()) << "equal tuples are grouped";
+    auto from_stats = fit_population_stats(merged, ValueConfig{}, as_of);
+    ASSERT_TRUE(from_stats.ok()) << from_stats.message();
+    expect_same_model(*whole, *from_stats);
+  }
+}
+
+// Kafka mode's schedule: every instance computes the same slot start from the wall clock.
+TEST(ValueServiceSlotTest, SlotStartIsTheUtcMultipleOfTheIntervalAtOrBeforeNow) {
+  using std::chrono::seconds;
+  EXPECT_EQ(ValueService::slot_start(1'700'000'123'456, seconds(3600)), 1'699'999'200'000);
+  EXPECT_EQ(ValueService::slot_start(1'699'999'200'000, seconds(3600)), 1'699'999'200'000);
+  EXPECT_EQ(ValueService::slot_start(1'699'999'199'999, seconds(3600)), 1'699'995'600'000);
+  EXPECT_EQ(ValueService::slot_start(-1, seconds(60)), -60'000);
+  EXPECT_EQ(ValueService::slot_start(12'345, seconds(0)), 12'345);  // no schedule: now
+}
+
+// Counting the same customers in another order (the store's partitions one by one, or all at once) gives
+// equal stats, so the fit cannot depend on how an instance happened to visit its store.
+TEST_F(PopulationStatsFitTest, StatsDoNotDependOnTheVisitOrder) {
+  load_cdnow(5);
+  std::vector<CustomerState> states;
+  ASSERT_TRUE(store_
+                  ->for_each_customer_unordered([&](std::string_view, const CustomerState& s) {
+                    states.push_back(s);
+                    return true;
+                  })
+                  .ok());
+  PopulationStats forward, backward;
+  for (const auto& s : states) forward.add(s, kCalibrationEndMs, EvaluateConfig{});
+  for (auto it = states.rbegin(); it != states.rend(); ++it) backward.add(*it, kCalibrationEndMs, EvaluateConfig{});
+  EXPECT_EQ(forward, backward);
+  EXPECT_EQ(forward.non_buyer_leads, 5u);
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -182,11 +183,26 @@ class Daemon {
     throw std::runtime_error("rapportd did not report its listeners: " + log_);
   }
 
-  // Sends a signal and waits for exit; returns the exit code (or -signal).
-  int stop(int sig = SIGTERM) {
+  // Sends a signal and waits for exit; returns the exit code (or -signal). Reads the log meanwhile (a
+  // daemon blocked writing to a full pipe never exits). A daemon still running after `bound` is killed
+  // (SIGKILL) and the result is -SIGKILL with a line in the log: a hung shutdown fails the test that
+  // expected a clean exit instead of hanging the suite until ctest's timeout.
+  int stop(int sig = SIGTERM, std::chrono::seconds bound = std::chrono::seconds(180)) {
     ::kill(pid_, sig);
     int status = 0;
-    ::waitpid(pid_, &status, 0);
+    const auto deadline = std::chrono::steady_clock::now() + bound;
+    for (;;) {
+      const pid_t done = ::waitpid(pid_, &status, WNOHANG);
+      if (done == pid_ || (done < 0 && errno != EINTR)) break;
+      if (std::chrono::steady_clock::now() >= deadline) {
+        log_ += "[harness] rapportd did not exit within " + std::to_string(bound.count()) + " s of signal " +
+                std::to_string(sig) + ": killed\n";
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, &status, 0);
+        break;
+      }
+      read_log(50);
+    }
     pid_ = -1;
     read_log(0);
     ::close(log_fd_);

@@ -75,6 +75,27 @@ Line relabel(const Line& l, const std::string& id) {
   return out;
 }
 
+// The lines with every event of `merged` sent as `survivor` instead (the independent import of a merge).
+std::vector<Line> relabel_all(const std::vector<Line>& in, const std::vector<std::string>& merged,
+                              const std::string& survivor) {
+  std::vector<Line> out;
+  for (const Line& l : in) {
+    out.push_back(std::find(merged.begin(), merged.end(), l.customer) != merged.end() ? relabel(l, survivor) : l);
+  }
+  return out;
+}
+
+// An identify event: `aliases` are the same person as `survivor`.
+std::string identify_line(const std::string& event_id, const std::string& survivor,
+                          const std::vector<std::string>& aliases) {
+  JsonWriter w;
+  w.begin_object().key("event_id").value(event_id).key("customer_id").value(survivor);
+  w.key("ts").value("2023-05-01T12:00:00Z").key("type").value("identify").key("aliases").begin_array();
+  for (const std::string& id : aliases) w.value(id);
+  w.end_array().end_object();
+  return w.take();
+}
+
 std::string ndjson(const std::vector<Line>& lines) {
   std::string out;
   for (const Line& l : lines) out += l.text + "\n";
@@ -213,6 +234,14 @@ class Node {
     return post(customer_target(survivor) + ":unmerge", "ids", ids, kAdminToken);
   }
   Client::Response get(const std::string& target) { return http(port(), "GET", target, "", "", {bearer(kReadToken)}); }
+  // Sends the lines over TCP after the auth line; the answers up to the ack of the last.
+  std::vector<std::string> send_tcp(const std::vector<std::string>& lines) {
+    Client c(daemon_->tcp_port());
+    std::string out = "{\"auth\":\"" + std::string(kIngestToken) + "\"}\n";
+    for (const std::string& l : lines) out += l + "\n";
+    c.send(out);
+    return c.read_until_ack(static_cast<int>(lines.size()));
+  }
 
  private:
   Client::Response post(const std::string& target, const std::string& field, const std::vector<std::string>& ids,
@@ -303,13 +332,7 @@ TEST_P(Identity, MergeAndUnmergeMatchAnIndependentImportOfTheRelabeledStream) {
   const auto merged_state = customers_of(a.state());
 
   // The independent import: every event of the merged ids sent as the survivor.
-  const auto relabeled = [&](const std::vector<Line>& in) {
-    std::vector<Line> out;
-    for (const Line& l : in) {
-      out.push_back(std::find(merged.begin(), merged.end(), l.customer) != merged.end() ? relabel(l, survivor) : l);
-    }
-    return out;
-  };
+  const auto relabeled = [&](const std::vector<Line>& in) { return relabel_all(in, merged, survivor); };
   {
     Node b(dir_, "b", partitions());
     b.send(relabeled(before));
@@ -469,6 +492,143 @@ TEST_P(Identity, BlockedValuesLimitsAndCyclesAreRefused) {
   EXPECT_EQ(aliases_in(a.get("/v1/customers/a/aliases").body), (std::vector<std::string>{"b", "c"}));
 }
 
+// An identify event on TCP or HTTP merges as POST :merge does: acknowledged once recorded, the alias resolves to
+// the survivor, a re-sent one is harmless, and the state matches the independent import of the relabeled stream.
+TEST_P(Identity, IdentifyEventsOverTcpAndHttpMergeAsTheMergeRouteDoes) {
+  constexpr int kCustomers = 12;
+  const auto [survivor, other] = split_pair(kCustomers);
+  const std::string third = survivor == "c2" || other == "c2" ? "c3" : "c2";
+  const std::vector<std::string> merged = {other, third};
+  const auto lines = generate(kCustomers, 1500, 11);
+  const std::vector<Line> before(lines.begin(), lines.begin() + 900), after(lines.begin() + 900, lines.end());
+
+  Node a(dir_, "a", partitions());
+  a.send(before);
+  const auto tcp = a.send_tcp({identify_line("identify-1", survivor, {other})});
+  ASSERT_FALSE(tcp.empty());
+  EXPECT_EQ(tcp.back(), "{\"ack\":1}");
+  for (const std::string& answer : tcp) EXPECT_EQ(answer.find("error"), std::string::npos) << answer;
+  // Acknowledged: the merge is recorded.
+  const auto alias = a.get(customer_target(other));
+  ASSERT_EQ(alias.status, 200) << alias.body;
+  EXPECT_EQ(string_at(alias.body, "customer_id"), survivor);
+  EXPECT_EQ(string_at(alias.body, "resolved_from"), other);
+
+  const std::string over_http = identify_line("identify-2", survivor, {third}) + "\n";
+  const std::string accepted =
+      R"({"accepted":1,"duplicates":0,"errors":false,"rejected":[],"rejected_count":0,"rejected_by_reason":{}})";
+  for (int sent = 0; sent < 2; ++sent) {  // sent again: merged already, harmless
+    const auto r = http(a.port(), "POST", "/v1/events", over_http, "application/x-ndjson", {bearer(kIngestToken)});
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.body, accepted) << sent;
+  }
+  EXPECT_EQ(aliases_in(a.get(customer_target(survivor) + "/aliases").body),
+            (std::vector<std::string>{std::min(other, third), std::max(other, third)}));
+  a.send(after);  // events sent to the aliases go to the survivor now
+  const auto metrics = http(a.port(), "GET", "/metrics").body;
+  EXPECT_NE(metrics.find("rapport_identity_merges_total 2\n"), std::string::npos) << metrics;
+  a.stop();
+
+  Node b(dir_, "b", partitions());
+  b.send(relabel_all(before, merged, survivor));
+  b.send(relabel_all(after, merged, survivor));
+  b.stop();
+  expect_same_customers(customers_of(a.state()), customers_of(b.state()));
+}
+
+// A refused identify (a blocked id, an id merged elsewhere) is a rejection with the merge's reason and a dead
+// letter; the other items of the same submission are stored.
+TEST_P(Identity, ARefusedIdentifyIsARejectionAndTheRestIsStored) {
+  Node a(dir_, "a", partitions(), "[identity]\nblocked_ids = [\"guest\"]\n");
+  const auto event = [](const std::string& id, const std::string& event_id) {
+    return "{\"event_id\":\"" + event_id + "\",\"customer_id\":\"" + id +
+           "\",\"ts\":\"2023-05-01T12:00:00Z\",\"type\":\"purchase\",\"amount\":10}";
+  };
+  const auto events_of = [&](const std::string& id) {
+    const auto r = a.get(customer_target(id));
+    simdjson::dom::parser p;
+    simdjson::dom::element doc;
+    std::int64_t n = -1;
+    if (r.status != 200 || p.parse(r.body).get(doc) != simdjson::SUCCESS) return n;
+    if (doc["events"].get_int64().get(n) != simdjson::SUCCESS) n = -1;
+    return n;
+  };
+  const std::string body = event("h1", "e1") + "\n" + identify_line("i1", "h1", {"guest"}) + "\n" + event("h2", "e2") +
+                           "\n" + identify_line("i2", "h2", {"h3"}) + "\n";
+  const auto r = http(a.port(), "POST", "/v1/events", body, "application/x-ndjson", {bearer(kIngestToken)});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.body,
+            R"({"accepted":3,"duplicates":0,"errors":true,"rejected":[{"index":1,"reason":"identity_refused",)"
+            R"x("error":"customer id 'guest' is blocked from merging ([identity] blocked_ids)"}],"rejected_count":1,)x"
+            R"("rejected_by_reason":{"identity_refused":1}})");
+  EXPECT_EQ(events_of("h1"), 1);
+  EXPECT_EQ(events_of("h2"), 1);
+  EXPECT_EQ(string_at(a.get(customer_target("h3")).body, "resolved_from"), "h3");
+  EXPECT_EQ(a.get(customer_target("guest")).status, 404);
+
+  // Over TCP: h3 is merged into h2 already.
+  const auto tcp = a.send_tcp({event("t1", "e3"), identify_line("i3", "t1", {"h3"}), event("t1", "e4")});
+  ASSERT_FALSE(tcp.empty());
+  EXPECT_EQ(tcp.back(), "{\"ack\":3}");
+  std::vector<std::string> errors;
+  for (const std::string& answer : tcp) {
+    if (answer.find("error") != std::string::npos) errors.push_back(answer);
+  }
+  EXPECT_EQ(errors, std::vector<std::string>{R"({"line":2,"error":"'h3' is already merged into 'h2': unmerge it )"
+                                             R"(first, or merge 'h2' itself","reason":"identity_refused"})"});
+  EXPECT_EQ(events_of("t1"), 2);
+  EXPECT_EQ(aliases_in(a.get("/v1/customers/h2/aliases").body), std::vector<std::string>{"h3"});
+
+  const auto letters = http(a.port(), "GET", "/v1/deadletter?limit=10", "", "", {bearer(kAdminToken)});
+  ASSERT_EQ(letters.status, 200) << letters.body;
+  EXPECT_NE(letters.body.find(R"("transport":"http","reason":"identity_refused","error":"customer id 'guest')"),
+            std::string::npos)
+      << letters.body;
+  EXPECT_NE(letters.body.find(R"("transport":"tcp","reason":"identity_refused","error":"'h3' is already merged)"),
+            std::string::npos)
+      << letters.body;
+  // Replaying dead letters (?deadletter=false): the refusal is answered but not stored again.
+  const auto replay = http(a.port(), "POST", "/v1/events?deadletter=false", identify_line("i1", "h1", {"guest"}) + "\n",
+                           "application/x-ndjson", {bearer(kAdminToken)});
+  ASSERT_EQ(replay.status, 200) << replay.body;
+  EXPECT_NE(replay.body.find(R"("rejected_by_reason":{"identity_refused":1})"), std::string::npos) << replay.body;
+  const auto refused_letters = [&] {
+    const std::string text = http(a.port(), "GET", "/v1/deadletter?limit=10", "", "", {bearer(kAdminToken)}).body;
+    std::size_t n = 0;
+    for (auto at = text.find("identity_refused"); at != std::string::npos; at = text.find("identity_refused", at + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  EXPECT_EQ(refused_letters(), 2u);
+  const auto metrics = http(a.port(), "GET", "/metrics").body;
+  for (const char* transport : {"http", "tcp"}) {
+    EXPECT_NE(metrics.find(std::string("rapport_events_rejected_total{reason=\"identity_refused\",transport=\"") +
+                           transport + (transport == std::string("http") ? "\"} 2\n" : "\"} 1\n")),
+              std::string::npos)
+        << transport;
+  }
+  EXPECT_NE(metrics.find("rapport_identity_merges_total 1\n"), std::string::npos);
+}
+
+// Each identify is a merge, run while every writer waits: one HTTP request holds at most 100; later ones are
+// rejected (the request's other items are stored).
+TEST_P(Identity, OneRequestHoldsAtMostAHundredIdentifyEvents) {
+  Node a(dir_, "a", partitions());
+  std::string body;
+  for (int i = 0; i < 101; ++i) body += identify_line("i" + std::to_string(i), "m", {"m-alias"}) + "\n";
+  body += R"({"event_id":"e","customer_id":"m-alias","ts":"2023-05-01T12:00:00Z","type":"complaint"})"
+          "\n";
+  const auto r = http(a.port(), "POST", "/v1/events", body, "application/x-ndjson", {bearer(kIngestToken)});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.body, R"({"accepted":101,"duplicates":0,"errors":true,"rejected":[{"index":100,"reason":)"
+                    R"("identity_refused","error":"more than 100 identify events in one request: send the rest in )"
+                    R"(another request"}],"rejected_count":1,"rejected_by_reason":{"identity_refused":1}})");
+  const auto m = a.get(customer_target("m-alias"));
+  ASSERT_EQ(m.status, 200) << m.body;
+  EXPECT_EQ(string_at(m.body, "customer_id"), "m");
+}
+
 TEST_P(Identity, RapportctlMergesUnmergesAndListsAliasesAndMetricsCountThem) {
   Node a(dir_, "a", partitions());
   const std::string url = "http://127.0.0.1:" + std::to_string(a.port());
@@ -534,6 +694,24 @@ TEST_P(Identity, RapportctlImportAndEraseOnAStateDirKnowTheGroups) {
                 "\"event_id\":\"y\",\"ts\":\"2023-05-01T12:00:00.000Z\",\"type\":\"purchase\",\"sent_as\":\"mail-1\""),
             std::string::npos)
       << events.body;
+}
+
+// rapportctl import writes a state dir without the identity service: it rejects identify lines, saying where
+// they merge, and imports the rest.
+TEST(IdentityImport, RapportctlImportRejectsIdentifyLines) {
+  TempDir dir;
+  const std::string file = dir.file("events.ndjson");
+  write_file(file, identify_line("i-1", "crm-1", {"mail-1"}) + "\n" +
+                       R"({"event_id":"x","customer_id":"mail-1","ts":"2023-05-01T12:00:00Z","type":"complaint"})" +
+                       "\n");
+  const auto imported = run_command({binary("rapportctl"), "import", file, "--state-dir", dir.file("state"), "-q"});
+  EXPECT_EQ(imported.exit_code, 1) << imported.err;  // partly done: a line was rejected
+  EXPECT_NE(imported.err.find("1 accepted, 0 duplicates, 1 rejected"), std::string::npos) << imported.err;
+  EXPECT_NE(imported.err.find(
+                ":1: identity_refused: identify events are not accepted on this input: send them to rapportd over TCP "
+                "or HTTP, or use POST /v1/customers/{id}:merge"),
+            std::string::npos)
+      << imported.err;
 }
 
 // A kill -9 at each step of a merge, then of an unmerge: after a restart, exactly the state before or after.

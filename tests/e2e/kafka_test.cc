@@ -171,6 +171,33 @@ TEST_F(KafkaDaemon, MergeAndUnmergeAnswer409InKafkaMode) {
   EXPECT_EQ(d.stop(), 0);
 }
 
+// Nor identify events: a record is dead-lettered with that reason, and one sent over HTTP is rejected with it.
+TEST_F(KafkaDaemon, IdentifyEventsAreRefusedInKafkaMode) {
+  KafkaMock mock(mock_program(), kafka_topics(1));
+  Daemon d(state(), {"--config", config(mock, 1)});
+  const std::string identify =
+      R"({"event_id":"i-1","customer_id":"alice","ts":1704067200000,"type":"identify","aliases":["bob"]})";
+  KafkaProducer producer(mock.bootstrap());
+  producer.produce(kTopic, "alice", identify);
+  producer.flush();
+  std::string letters;
+  ASSERT_TRUE(eventually([&] {
+    letters = http(d.http_port(), "GET", "/v1/deadletter?limit=100").body;
+    return letters.find("\"transport\":\"kafka\"") != std::string::npos;
+  })) << letters;
+  EXPECT_NE(letters.find(R"("reason":"identity_refused","error":"topic events partition 0 offset 0: identify events )"
+                         R"(are not available in Kafka mode)"),
+            std::string::npos)
+      << letters;
+  const auto r = http(d.http_port(), "POST", "/v1/events", identify + "\n", "application/x-ndjson");
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_NE(r.body.find(R"("reason":"identity_refused","error":"identify events are not available in Kafka mode)"),
+            std::string::npos)
+      << r.body;
+  EXPECT_EQ(http(d.http_port(), "GET", "/v1/customers/alice/aliases").body.find("bob"), std::string::npos);
+  EXPECT_EQ(d.stop(), 0);
+}
+
 TEST_F(KafkaDaemon, RefusesATopicWithAnotherPartitionCount) {
   KafkaMock mock(mock_program(), kafka_topics(3));
   try {

@@ -2,7 +2,8 @@
 //
 // Input layout: byte 0 selects the run, the rest is the body.
 //   bits 0-1  BodyFormat for decode_body (NDJSON, JSON, CloudEvent, CloudEvent batch)
-//   bit  2    use the small-limits decoder (max_line_bytes 256, skew 0) instead of the default one
+//   bit  2    use the small-limits decoder (max_line_bytes 256, skew 0, identify events refused) instead of
+//             the default one (identify events decoded)
 // The seeds use the printable selectors '0'..'3' (default limits) and '4'..'7' (small limits).
 // Every input also goes through decode_line (the whole rest as one line) and,
 // for NDJSON, each line through decode_line on a second decoder, which must
@@ -15,12 +16,17 @@
 //  - a decoded Event: ids 1..128 bytes without NUL, channel <= 32 bytes without NUL,
 //    ts in [0, 10000-01-01) and not ahead of now + skew, a known type, numeric
 //    fields in their documented ranges, the fields required by the type present;
-//  - a rejection: a known reason and a non-empty, single-line message.
+//  - an identify item: only with DecodeOptions::identify; ids and ts as for an Event, 1..kMaxIdentifyAliases
+//    aliases of 1..128 bytes without NUL; decode_line reports it (identify_aliases) as decode_body does;
+//  - a rejection: a known reason and a non-empty, single-line message; identity_refused only without
+//    DecodeOptions::identify.
 // Built with libFuzzer (RAPPORT_FUZZ=ON) and, without it, by the corpus replay test.
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <optional>
+#include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -83,6 +89,20 @@ void check_event(const Event& e, const DecodeOptions& options) {
   FUZZ_CHECK(parsed.has_value() && *parsed == e.type);
 }
 
+void check_identify(const Event& e, std::span<const std::string> aliases, const DecodeOptions& options) {
+  FUZZ_CHECK(options.identify);
+  const std::string_view event_id = e.event_id.view();
+  const std::string_view customer_id = e.customer_id.view();
+  FUZZ_CHECK(!event_id.empty() && event_id.size() <= rapport::kMaxIdBytes && !has_nul(event_id));
+  FUZZ_CHECK(!customer_id.empty() && customer_id.size() <= rapport::kMaxIdBytes && !has_nul(customer_id));
+  FUZZ_CHECK(e.ts_ms >= 0 && e.ts_ms < kMaxTsMs);
+  FUZZ_CHECK(e.ts_ms - kNow <= options.max_future_skew_ms);
+  FUZZ_CHECK(!aliases.empty() && aliases.size() <= rapport::kMaxIdentifyAliases);
+  for (const std::string& alias : aliases) {
+    FUZZ_CHECK(!alias.empty() && alias.size() <= rapport::kMaxIdBytes && !has_nul(alias));
+  }
+}
+
 void check_reject(RejectReason reason, std::string_view message) {
   FUZZ_CHECK(static_cast<int>(reason) < rapport::kRejectReasonCount);
   FUZZ_CHECK(rapport::reject_reason_label(reason) != "unknown");
@@ -95,6 +115,7 @@ struct Item {
   std::size_t index;
   bool ok;
   RejectReason reason;
+  bool identify = false;
 };
 
 class CheckingSink final : public rapport::DecodeSink {
@@ -104,8 +125,13 @@ class CheckingSink final : public rapport::DecodeSink {
     check_event(event, options_);
     items.push_back({index, true, RejectReason::kMalformedJson});
   }
+  void on_identify(std::size_t index, const Event& event, std::span<const std::string> aliases) override {
+    check_identify(event, aliases, options_);
+    items.push_back({index, true, RejectReason::kMalformedJson, true});
+  }
   void on_reject(std::size_t index, RejectReason reason, std::string_view message) override {
     check_reject(reason, message);
+    FUZZ_CHECK(reason != RejectReason::kIdentityRefused || !options_.identify);
     items.push_back({index, false, reason});
   }
   std::vector<Item> items;
@@ -138,8 +164,14 @@ void split_ndjson(std::string_view body, std::vector<std::size_t>& indexes, std:
   }
 }
 
+DecodeOptions with_identify() {
+  DecodeOptions options;
+  options.identify = true;
+  return options;
+}
+
 struct Decoders {
-  DecodeOptions normal_options{};
+  DecodeOptions normal_options = with_identify();
   DecodeOptions small_options{0, 256};
   Decoder normal{normal_options};
   Decoder small{small_options};
@@ -172,7 +204,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     RejectReason reason = RejectReason::kMalformedJson;
     std::string_view message;
     if (decoder.decode_line(body, kNow, event, reason, message)) {
-      check_event(event, options);
+      if (const auto* aliases = decoder.identify_aliases()) {
+        check_identify(event, *aliases, options);
+      } else {
+        check_event(event, options);
+      }
     } else {
       check_reject(reason, message);
     }
@@ -199,6 +235,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         std::string_view message;
         const bool ok = line_decoder.decode_line(lines[i], kNow, event, reason, message);
         FUZZ_CHECK(ok == sink.items[i].ok);
+        if (ok) FUZZ_CHECK((line_decoder.identify_aliases() != nullptr) == sink.items[i].identify);
         if (!ok) FUZZ_CHECK(reason == sink.items[i].reason);
       }
       break;
@@ -223,7 +260,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   decoder.decode_body(body, format, kNow, again);
   FUZZ_CHECK(again.items.size() == sink.items.size());
   for (std::size_t i = 0; i < sink.items.size(); ++i) {
-    FUZZ_CHECK(again.items[i].index == sink.items[i].index && again.items[i].ok == sink.items[i].ok);
+    FUZZ_CHECK(again.items[i].index == sink.items[i].index && again.items[i].ok == sink.items[i].ok &&
+               again.items[i].identify == sink.items[i].identify);
     if (!sink.items[i].ok) FUZZ_CHECK(again.items[i].reason == sink.items[i].reason);
   }
   return 0;

@@ -138,6 +138,7 @@ TEST(RejectReasonLabel, AllDistinctAndStable) {
   EXPECT_EQ(reject_reason_label(RejectReason::kFutureTimestamp), "future_timestamp");
   EXPECT_EQ(reject_reason_label(RejectReason::kDuplicateField), "duplicate_field");
   EXPECT_EQ(reject_reason_label(RejectReason::kTooLarge), "too_large");
+  EXPECT_EQ(reject_reason_label(RejectReason::kIdentityRefused), "identity_refused");
 }
 
 TEST(DecodeLine, FullPurchase) {
