@@ -63,6 +63,9 @@ TEST_F(KafkaClusterConfigTest, RejectsBadValuesNamingTheKey) {
   const std::string changes = error_of("members_topic = \"events.changes\"\n");
   EXPECT_NE(changes.find("must not be the input topic or the changes topic \"events.changes\""), std::string::npos)
       << changes;
+  const std::string stats = error_of("members_topic = \"events.stats\"\n");
+  EXPECT_NE(stats.find("'kafka.members_topic' must not be the stats topic \"events.stats\""), std::string::npos)
+      << stats;
   const std::string instance = error_of("instance = \"a b\"\n");
   EXPECT_NE(instance.find("'kafka.instance' \"a b\" must be 1 to 200 of"), std::string::npos) << instance;
   const std::string long_instance = error_of("instance = \"" + std::string(201, 'x') + "\"\n");
