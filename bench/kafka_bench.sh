@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
-# Throughput through the Kafka source (issue 15): rapport-kafka-mock with a topic of P partitions (and
-# its changes topic "events.changes", which rapportd publishes each commit's snapshots to),
+# Throughput through the Kafka source (issue 15): rapport-kafka-mock with a topic of P partitions,
 # pre-loaded with N generated events (kcat, keyed by customer_id, Kafka's default partitioner), then
 # one rapportd instance ([kafka], P partitions, fresh state dir) consuming them; the time from its start
 # until every record is stored (rapport_kafka_records_total = N, every partition's lag 0) gives
@@ -55,7 +54,7 @@ fi
 runs=()
 for rep in $(seq "$REPS"); do
   rm -f "$WORK/bootstrap.txt"
-  "$MOCK" --topic "events:$PARTITIONS" --topic "events.changes:$PARTITIONS" >"$WORK/bootstrap.txt.new" 2>"$WORK/mock.log" &
+  "$MOCK" --topic "events:$PARTITIONS" >"$WORK/bootstrap.txt.new" 2>"$WORK/mock.log" &
   mock=$!
   pids+=($mock)
   for _ in $(seq 100); do [ -s "$WORK/bootstrap.txt.new" ] && break; sleep 0.1; done

@@ -415,8 +415,7 @@ int main(int argc, char** argv) {
   CLI::App app{
       "rapportd — customer-interaction scoring daemon.\n"
       "Ingests events over TCP NDJSON and HTTP (and, when the config sets kafka.brokers, from a Kafka topic as\n"
-      "a consumer group member whose partitions' state moves with them through the changes topic), keeps\n"
-      "per-customer scores in LMDB, serves them over HTTP.\n"
+      "a consumer group member), keeps per-customer scores in LMDB, serves them over HTTP.\n"
       "Exit codes: 0 clean stop (SIGTERM/SIGINT) or --help/--version/--check-config ok; 2 usage, configuration,\n"
       "storage, listen or Kafka start-up error (\"rapportd: <message>\" on stderr for usage and configuration\n"
       "errors)."};
