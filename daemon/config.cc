@@ -403,13 +403,13 @@ Status apply_toml(const toml::table& root, Config& c) {
   kafka.string("brokers", c.kafka.brokers);
   kafka.string("topic", c.kafka.topic);
   kafka.string("group_id", c.kafka.group_id);
-  kafka.number("max_chunk_records", c.kafka.max_chunk_records, 1, 1e6);
-  // The changes topic: "<topic>.changes" unless set; "" turns it off (then restore must be "input").
-  c.kafka.changes_topic = c.kafka.topic.empty() ? "" : c.kafka.topic + ".changes";
+  // The changes topic ("" = "<topic>.changes") and where a new owner of a partition restores it from.
   kafka.string("changes_topic", c.kafka.changes_topic);
+  if (c.kafka.changes_topic.empty() && !c.kafka.topic.empty()) c.kafka.changes_topic = c.kafka.topic + ".changes";
   std::string restore = "changes";
   kafka.choice("restore", restore, {"changes", "input"});
   c.kafka.restore = restore == "input" ? RestoreMode::kInput : RestoreMode::kChanges;
+  kafka.number("max_chunk_records", c.kafka.max_chunk_records, 1, 1e6);
   kafka.string("members_topic", c.kafka_cluster.members_topic);
   kafka.string("instance", c.kafka_cluster.instance);
   kafka.string("advertised_url", c.kafka_cluster.advertised_url);
@@ -611,11 +611,6 @@ Status validate_config(const Config& c) {
         "set the listener(s) that should speak TLS, or remove the files");
   }
   if (Status s = validate_kafka_options(c.kafka); !s.ok()) return s;
-  if (c.kafka.enabled() && c.kafka.changes_topic.empty() && c.kafka.restore == RestoreMode::kChanges) {
-    return Status::Error(
-        "'kafka.restore' = \"changes\" needs a changes topic, and 'kafka.changes_topic' is empty: name one, or set "
-        "restore = \"input\" (a new owner then replays the input topic from offset 0)");
-  }
   if (c.kafka.enabled()) {
     if (Status s = validate_kafka_cluster(c.kafka_cluster, c.kafka); !s.ok()) return s;
     if (c.kafka_cluster.members_topic == c.kafka_fit.stats_topic) {

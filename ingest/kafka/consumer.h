@@ -58,7 +58,8 @@ struct KafkaOptions {
   std::vector<std::pair<std::string, std::string>> properties;
   std::size_t max_chunk_records = 5000;  // records per submission and per partition (pause beyond)
   // The compacted changes topic (the input's partition count): snapshots after each commit, tombstones
-  // after erasures. "" = none (then restore must be kInput). The config's default is "<topic>.changes".
+  // after erasures. "" = none (nothing published, restores replay the input); the config always names one
+  // ("<topic>.changes" unless set).
   std::string changes_topic;
   RestoreMode restore = RestoreMode::kChanges;
   bool enabled() const { return !brokers.empty(); }

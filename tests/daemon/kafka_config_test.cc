@@ -93,19 +93,15 @@ TEST_F(KafkaConfigTest, ChangesTopicAndRestoreDefaultAndParse) {
   EXPECT_EQ(set->kafka.changes_topic, "rapport-state");
   EXPECT_EQ(set->kafka.restore, RestoreMode::kInput);
 
-  // No changes topic: fine when a new owner replays the input.
-  auto none = load(std::string(kBase) + "changes_topic = \"\"\nrestore = \"input\"\n");
-  ASSERT_TRUE(none.ok()) << none.message();
-  EXPECT_EQ(none->kafka.changes_topic, "");
-  EXPECT_EQ(error_of(std::string(kBase) + "changes_topic = \"\"\nrestore = \"input\"\n"), "");
+  // "" names the default.
+  auto empty = load(std::string(kBase) + "changes_topic = \"\"\n");
+  ASSERT_TRUE(empty.ok()) << empty.message();
+  EXPECT_EQ(empty->kafka.changes_topic, "events.changes");
 }
 
 TEST_F(KafkaConfigTest, RejectsBadChangesTopicOrRestore) {
   const std::string bad_mode = error_of(std::string(kBase) + "restore = \"snapshot\"\n");
   EXPECT_NE(bad_mode.find("'kafka.restore' must be one of: changes, input"), std::string::npos) << bad_mode;
-  const std::string no_topic = error_of(std::string(kBase) + "changes_topic = \"\"\n");
-  EXPECT_NE(no_topic.find("'kafka.restore' = \"changes\" needs a changes topic"), std::string::npos) << no_topic;
-  EXPECT_NE(no_topic.find("restore = \"input\""), std::string::npos) << no_topic;
   const std::string same = error_of(std::string(kBase) + "changes_topic = \"events\"\n");
   EXPECT_NE(same.find("[kafka] changes_topic must differ from the input topic events"), std::string::npos) << same;
   const std::string not_string = error_of(std::string(kBase) + "changes_topic = 3\n");
