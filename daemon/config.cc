@@ -482,6 +482,7 @@ Status apply_toml(const toml::table& root, Config& c) {
 
   Section identity(top.table("identity"), "identity");
   identity.number("max_aliases", c.identity.max_aliases, 1, 100000);
+  identity.boolean("identify_events", c.identity.identify_events);
   if (const toml::array* blocked = identity.array("blocked_ids")) {
     c.identity.blocked_ids.clear();
     for (const toml::node& b : *blocked) {

@@ -58,6 +58,8 @@ struct IdentityOptions {
   std::size_t max_aliases = 100;  // a merge that would give a survivor more aliases is refused
   // Ids that never merge (placeholders clients send for "unknown").
   std::vector<std::string> blocked_ids{"", "null", "anonymous", "0", "-1"};
+  // identify events on TCP and HTTP merge (false: they are rejected, identity_refused; :merge stays).
+  bool identify_events = true;
 };
 
 // [kafka] keys of the group's membership (daemon/kafka_cluster.h): who owns which partition, where to redirect.

@@ -121,12 +121,16 @@ void install_alert_observers(PartitionedStore& store, Alerts& alerts) {
   }
 }
 
-// The TCP and HTTP fronts' decode options: identify events merge through the identity service there, except
-// in Kafka mode, which has no merges. (rapportctl import decodes with [ingest] alone: it refuses them.)
+// The TCP and HTTP fronts' decode options: identify events merge through the identity service there, unless
+// [identity] identify_events is off or in Kafka mode, which has no merges. (rapportctl import decodes with
+// [ingest] alone: it refuses them.)
+constexpr std::string_view kIdentifyEventsOff =
+    "identify events are turned off on this rapportd ([identity] identify_events = false): merge with "
+    "POST /v1/customers/{id}:merge (admin scope)";
 DecodeOptions front_decode(const Config& config) {
   DecodeOptions decode = config.server.decode;
-  decode.identify = !config.kafka.enabled();
-  decode.identify_refusal = kIdentifyKafkaRefusal;
+  decode.identify = !config.kafka.enabled() && config.identity.identify_events;
+  decode.identify_refusal = config.kafka.enabled() ? kIdentifyKafkaRefusal : kIdentifyEventsOff;
   return decode;
 }
 

@@ -94,6 +94,16 @@ TEST_F(ConfigTest, LogFormatAndTimestampsAreReadAndChecked) {
   EXPECT_NE(bad.message().find("'log.timestamps' must be a string"), std::string::npos) << bad.message();
 }
 
+TEST_F(ConfigTest, IdentifyEventsAreOnByDefaultAndCanBeTurnedOff) {
+  EXPECT_TRUE(default_config().identity.identify_events);
+  auto c = load_config(write("[identity]\nidentify_events = false\n"));
+  ASSERT_TRUE(c.ok()) << c.message();
+  EXPECT_FALSE(c->identity.identify_events);
+  auto bad = load_config(write("[identity]\nidentify_events = \"no\"\n"));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.message().find("identity.identify_events"), std::string::npos) << bad.message();
+}
+
 TEST_F(ConfigTest, UnknownKeyIsAnErrorNamingIt) {
   auto c = load_config(write("[server]\nhtp = \"127.0.0.1:1\"\n"));
   ASSERT_FALSE(c.ok());

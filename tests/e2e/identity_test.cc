@@ -195,11 +195,23 @@ class Node {
        std::vector<std::string> env = {})
       : state_(dir.file(name)) {
     config_ = dir.file(name + ".toml");
+    write_config(partitions, extra_toml);
+    start(std::move(env));
+  }
+  void write_config(int partitions, const std::string& extra_toml) {
     write_file(config_, "[storage]\npartitions = " + std::to_string(partitions) + "\n" + extra_toml +
                             "[[auth.tokens]]\ntoken = \"" + kIngestToken + "\"\nscopes = [\"ingest\"]\n" +
                             "[[auth.tokens]]\ntoken = \"" + kReadToken + "\"\nscopes = [\"read\"]\n" +
                             "[[auth.tokens]]\ntoken = \"" + kAdminToken + "\"\nscopes = [\"admin\"]\n");
-    start(std::move(env));
+  }
+  // Rewrites the config and reloads it (SIGHUP), waiting for the reload's log line.
+  void reload(int partitions, const std::string& extra_toml) {
+    write_config(partitions, extra_toml);
+    const auto before = count_reloads();
+    daemon_->signal(SIGHUP);
+    for (int i = 0; i < 800 && count_reloads() == before; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    ASSERT_GT(count_reloads(), before) << daemon_->log();
   }
   void start(std::vector<std::string> env = {}) {
     daemon_ = std::make_unique<Daemon>(state_, std::vector<std::string>{"--config", config_},
@@ -251,6 +263,16 @@ class Node {
     for (const std::string& id : ids) w.value(id);
     w.end_array().end_object();
     return http(port(), "POST", target, w.take(), "application/json", {bearer(token)});
+  }
+
+  std::size_t count_reloads() {
+    const std::string log = daemon_->log();
+    std::size_t n = 0;
+    for (auto at = log.find("configuration reloaded"); at != std::string::npos;
+         at = log.find("configuration reloaded", at + 1)) {
+      ++n;
+    }
+    return n;
   }
 
   std::string state_, config_;
@@ -538,6 +560,37 @@ TEST_P(Identity, IdentifyEventsOverTcpAndHttpMergeAsTheMergeRouteDoes) {
 
 // A refused identify (a blocked id, an id merged elsewhere) is a rejection with the merge's reason and a dead
 // letter; the other items of the same submission are stored.
+// [identity] identify_events = false: identify events are rejected with a message pointing at :merge (the rest
+// stored); turned on by a reload, the same line merges.
+TEST_P(Identity, IdentifyEventsCanBeTurnedOff) {
+  Node a(dir_, "a", partitions(), "[identity]\nidentify_events = false\n");
+  const std::string body = R"({"event_id":"e1","customer_id":"k2","ts":"2023-05-01T12:00:00Z","type":"purchase",)"
+                           R"("amount":10})"
+                           "\n" +
+                           identify_line("i1", "k1", {"k2"}) + "\n";
+  const auto off = http(a.port(), "POST", "/v1/events", body, "application/x-ndjson", {bearer(kIngestToken)});
+  ASSERT_EQ(off.status, 200) << off.body;
+  EXPECT_NE(off.body.find(R"("accepted":1,)"), std::string::npos) << off.body;
+  EXPECT_NE(off.body.find(R"("reason":"identity_refused","error":"identify events are turned off on this rapportd)"),
+            std::string::npos)
+      << off.body;
+  const auto k2 = a.get(customer_target("k2"));
+  ASSERT_EQ(k2.status, 200) << k2.body;
+  EXPECT_EQ(string_at(k2.body, "customer_id"), "k2");
+  EXPECT_EQ(k2.body.find("resolved_from"), std::string::npos) << k2.body;
+
+  a.reload(partitions(), "[identity]\nidentify_events = true\n");
+  const auto on = http(a.port(), "POST", "/v1/events", identify_line("i2", "k1", {"k2"}) + "\n", "application/x-ndjson",
+                       {bearer(kIngestToken)});
+  ASSERT_EQ(on.status, 200) << on.body;
+  EXPECT_NE(on.body.find(R"("accepted":1,)"), std::string::npos) << on.body;
+  const auto merged = a.get(customer_target("k2"));
+  ASSERT_EQ(merged.status, 200) << merged.body;
+  EXPECT_EQ(string_at(merged.body, "customer_id"), "k1");
+  EXPECT_EQ(string_at(merged.body, "resolved_from"), "k2");
+  a.stop();
+}
+
 TEST_P(Identity, ARefusedIdentifyIsARejectionAndTheRestIsStored) {
   Node a(dir_, "a", partitions(), "[identity]\nblocked_ids = [\"guest\"]\n");
   const auto event = [](const std::string& id, const std::string& event_id) {
