@@ -448,10 +448,13 @@ Route Api::delete_customer(std::string_view id, const HttpRequest& request, Http
     }
   }
   // On the writer of the customer's partition, ordered with that partition's ingest.
-  const bool posted =
-      writer_.owner(id).post([shared, customer = std::string(id), by, peer = request.peer](Store& store) {
+  const bool posted = writer_.owner(id).post(
+      [shared, customer = std::string(id), by, peer = request.peer, on_erased = on_erased_](Store& store) {
         auto erased = store.erase_customer(customer);
-        if (erased.ok() && *erased) log_erasure("http", peer, by);  // never the customer id
+        if (erased.ok() && *erased) {
+          log_erasure("http", peer, by);  // never the customer id
+          if (on_erased) on_erased(customer);
+        }
         if (!erased.ok()) {
           (*shared)(json_error(503, "storage error: " + erased.message()));
         } else if (!*erased) {

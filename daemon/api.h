@@ -7,6 +7,7 @@
 // immutable snapshots under a mutex.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <mutex>
 
@@ -43,6 +44,9 @@ class Api final : public HttpHandler {
   // Identity merges (daemon/identity.h): alias resolution on reads, the :merge/:unmerge routes, group erasure.
   // Set before the server starts; without it those routes answer 503.
   void set_identity(IdentityService* identity) { identity_ = identity; }
+  // Called on the customer's partition writer after an erasure committed (Kafka mode: the changes topic's
+  // tombstone). Set before the server starts.
+  void set_on_erased(std::function<void(std::string_view customer_id)> on_erased) { on_erased_ = std::move(on_erased); }
 
   // GET /v1/changes long-polls: a writer committed (they try again); the daemon stops (they answer now).
   void notify_changes() { feed_waiters_.notify(); }
@@ -80,6 +84,7 @@ class Api final : public HttpHandler {
   ValueService& value_;
   Metrics& metrics_;
   IdentityService* identity_ = nullptr;
+  std::function<void(std::string_view)> on_erased_;  // set_on_erased
   mutable std::mutex mutex_;
   std::shared_ptr<const Config> config_;    // guarded by mutex_
   std::shared_ptr<const TokenSet> tokens_;  // guarded by mutex_

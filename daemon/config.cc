@@ -368,6 +368,12 @@ Status apply_toml(const toml::table& root, Config& c) {
   kafka.string("brokers", c.kafka.brokers);
   kafka.string("topic", c.kafka.topic);
   kafka.string("group_id", c.kafka.group_id);
+  // The changes topic ("" = "<topic>.changes") and where a new owner of a partition restores it from.
+  kafka.string("changes_topic", c.kafka.changes_topic);
+  if (c.kafka.changes_topic.empty() && !c.kafka.topic.empty()) c.kafka.changes_topic = c.kafka.topic + ".changes";
+  std::string restore = "changes";
+  kafka.choice("restore", restore, {"changes", "input"});
+  c.kafka.restore = restore == "input" ? RestoreMode::kInput : RestoreMode::kChanges;
   kafka.number("max_chunk_records", c.kafka.max_chunk_records, 1, 1e6);
   kafka.string("stats_topic", c.kafka_fit.stats_topic);
   double stats_timeout = static_cast<double>(c.kafka_fit.stats_timeout.count());

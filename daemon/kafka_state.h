@@ -10,16 +10,11 @@
 
 #include "common/status.h"
 #include "daemon/kafka_metrics.h"
+#include "ingest/kafka/consumer.h"
 #include "ingest/kafka/restore.h"
 #include "storage/store.h"
 
 namespace rapport {
-
-// config kafka.restore: where a new owner gets a partition's state from.
-enum class RestoreMode : std::uint8_t {
-  kChanges,  // "changes" (default): the changes topic; replay the input from 0 when it holds nothing for p
-  kInput,    // "input": replay the input topic from offset 0 (needs retention of the whole topic)
-};
 
 struct TakeOver {
   std::string source;                  // "changes", "local" or "input" (the metrics label)

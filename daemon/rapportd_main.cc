@@ -282,12 +282,27 @@ int run(const std::string& config_path, const Overrides& overrides) {
   api.set_identity(&identity);
   writer.set_on_change([&api] { api.notify_changes(); });
   std::unique_ptr<KafkaMetrics> kafka_metrics;
+  std::unique_ptr<KafkaStateMetrics> kafka_state_metrics;
   if (config->kafka.enabled()) {
     kafka_metrics = std::make_unique<KafkaMetrics>(metrics.registry());
+    // State follows its partition: restores on take-over, the changes topic after each commit and erasure.
+    kafka_state_metrics = std::make_unique<KafkaStateMetrics>(metrics.registry());
+    if (Status enabled = kafka_source.enable_state(config->kafka, *kafka_state_metrics); !enabled.ok()) {
+      log_error(enabled.message());
+      delivery.stop(config->shutdown_timeout);
+      value.stop();
+      identity.stop();
+      writer.stop();
+      return 2;
+    }
+    api.set_on_erased([&kafka_source](std::string_view customer_id) { kafka_source.erased(customer_id); });
   }
   metrics.set_before_scrape([&] {
     refresh_storage_metrics(**store, metrics, value);
-    if (kafka) kafka_metrics->refresh(*kafka);
+    if (kafka) {
+      kafka_metrics->refresh(*kafka);
+      kafka_source.refresh_metrics();
+    }
   });
 
   // systemd socket activation: adopt listeners passed as "http" / "tcp" (FileDescriptorName=).

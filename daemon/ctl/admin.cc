@@ -304,6 +304,13 @@ int ctl_erase(const CtlTarget& target, const std::string& id) {
   } else {
     auto config = ctl_config(target);
     if (!config.ok()) return ctl_error(config.message());
+    if (config->kafka.enabled()) {
+      // The erasure must reach the changes topic as a tombstone, or the partition's next owner restores
+      // the customer.
+      return ctl_error(
+          "Kafka mode ([kafka] brokers is set): erase through rapportd with --url, which publishes the customer's "
+          "tombstone to the changes topic; erased offline, the customer would come back with the next restore");
+    }
     auto store = ctl_open_store(*config, /*read_only=*/false);
     if (!store.ok()) return ctl_error(store.message());
     auto identity = load_identity_state(**store);

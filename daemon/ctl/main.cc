@@ -163,7 +163,10 @@ int main(int argc, char** argv) {
 
   rapport::CtlTarget erase_target;
   std::string erase_id;
-  auto* erase = app.add_subcommand("erase", "Erase a customer's state, events and dedup keys (exit 1 if unknown)");
+  auto* erase = app.add_subcommand(
+      "erase",
+      "Erase a customer's state, events and dedup keys (exit 1 if unknown; in Kafka mode only with --url, "
+      "so the owner publishes the tombstone)");
   erase->add_option("customer_id", erase_id, "Customer id")->required();
   add_target_options(erase, erase_target, /*url=*/true);
 

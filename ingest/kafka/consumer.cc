@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <mutex>
 
 #include "common/log.h"
@@ -99,6 +100,9 @@ Status validate_kafka_options(const KafkaOptions& options) {
   if (options.topic.empty()) return Status::Error("[kafka] topic is required when kafka.brokers is set");
   if (options.group_id.empty()) return Status::Error("[kafka] group_id is required when kafka.brokers is set");
   if (options.max_chunk_records == 0) return Status::Error("[kafka] max_chunk_records must be at least 1");
+  if (options.changes_topic == options.topic) {
+    return Status::Error("[kafka] changes_topic must differ from the input topic " + options.topic);
+  }
   for (const auto& [key, value] : options.properties) {
     for (std::string_view reserved : kReserved) {
       if (key == reserved) {
@@ -123,6 +127,7 @@ struct KafkaConsumer::Impl {
   // Shared with the submissions' completion callbacks, which may run after the consumer is gone.
   struct Inbox {
     std::mutex mutex;
+    std::condition_variable arrived;  // a completion was added
     std::vector<Completion> completions;
   };
 
@@ -173,11 +178,12 @@ struct KafkaConsumer::Impl {
     owner.rebalances_.fetch_add(1, std::memory_order_relaxed);
     const bool cooperative = std::string_view(rd_kafka_rebalance_protocol(handle)) == "COOPERATIVE";
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-      // Start each partition at the offset stored with its state ("seek" through the assignment).
+      // Start each partition at the offset its owner's state reflects, after the owner took it over (a
+      // restore when it comes from another instance): "seek" through the assignment.
       rd_kafka_topic_partition_list_t* assign = rd_kafka_topic_partition_list_new(list->cnt);
       for (int i = 0; i < list->cnt; ++i) {
         const rd_kafka_topic_partition_t& tp = list->elems[i];
-        auto stored = partitions.stored_offset(tp.topic, tp.partition);
+        auto stored = partitions.take_over(tp.topic, tp.partition);
         if (!stored.ok()) {
           log_error("kafka: partition " + std::to_string(tp.partition) + " not consumed: " + stored.message());
           continue;
@@ -208,11 +214,14 @@ struct KafkaConsumer::Impl {
       }
       rd_kafka_topic_partition_list_destroy(assign);
     } else {
-      // Revoked (or lost): forget what was read and not handed over; what is in a writer's hands still
-      // commits with its offset, and its completion is ignored.
+      // Revoked (or lost): forget what was read and not handed over; wait for the chunk in a writer's
+      // hands (it commits with its offset, and its owner publishes it), then let the owner let it go.
       for (int i = 0; i < list->cnt; ++i) {
-        held.erase(list->elems[i].partition);
-        log_info("kafka: revoked", {{"partition", static_cast<std::int64_t>(list->elems[i].partition)}});
+        const std::int32_t partition = list->elems[i].partition;
+        if (const auto found = held.find(partition); found != held.end()) wait_in_flight(partition, found->second);
+        partitions.let_go(options.topic, partition);
+        held.erase(partition);
+        log_info("kafka: revoked", {{"partition", static_cast<std::int64_t>(partition)}});
       }
       if (cooperative) {
         if (rd_kafka_error_t* error = rd_kafka_incremental_unassign(handle, list); error != nullptr) {
@@ -225,6 +234,30 @@ struct KafkaConsumer::Impl {
       }
       std::lock_guard lock(lag_mutex);
       std::erase_if(lags, [&](const PartitionLag& l) { return !held.contains(l.partition); });
+    }
+  }
+
+  // Waits until the chunk of `partition` in a writer's hands (if any) has completed. Completions of other
+  // partitions stay in the inbox for take_completions. Bounded: a writer that takes longer is logged.
+  void wait_in_flight(std::int32_t partition, Partition& p) {
+    if (!p.in_flight) return;
+    const auto deadline = Clock::now() + std::chrono::seconds(120);
+    std::unique_lock lock(inbox->mutex);
+    for (;;) {
+      auto& all = inbox->completions;
+      const auto mine = std::find_if(
+          all.begin(), all.end(), [&](const Completion& c) { return c.partition == partition && c.epoch == p.epoch; });
+      if (mine != all.end()) {
+        if (mine->status.ok()) p.stored = mine->next_offset;
+        all.erase(mine);
+        p.in_flight = false;
+        return;
+      }
+      if (inbox->arrived.wait_until(lock, deadline) == std::cv_status::timeout) {
+        log_warn("kafka: partition " + std::to_string(partition) +
+                 " revoked while its chunk is still in the writer's hands after 120 s");
+        return;
+      }
     }
   }
 
@@ -340,8 +373,11 @@ struct KafkaConsumer::Impl {
           }
         }
       }
-      std::lock_guard lock(box->mutex);
-      box->completions.push_back(Completion{partition, epoch, next, result.status});
+      {
+        std::lock_guard lock(box->mutex);
+        box->completions.push_back(Completion{partition, epoch, next, result.status});
+      }
+      box->arrived.notify_all();
     };
     if (!partitions.try_submit(static_cast<std::uint32_t>(partition), p.chunk)) {
       s.done = nullptr;
@@ -463,26 +499,32 @@ Status KafkaConsumer::start(std::chrono::milliseconds metadata_timeout) {
     return Status::Error(std::move(message));
   };
   // The topic must have exactly the engine's partitions (Kafka partition k is engine partition k).
-  int topic_partitions = -1;
-  std::string why = "no answer from " + d.options.brokers;
   const auto deadline = Clock::now() + metadata_timeout;
-  rd_kafka_topic_t* topic = rd_kafka_topic_new(d.rk, d.options.topic.c_str(), nullptr);
-  while (topic_partitions < 0 && Clock::now() < deadline) {
-    const rd_kafka_metadata_t* md = nullptr;
-    const rd_kafka_resp_err_t err = rd_kafka_metadata(d.rk, 0, topic, &md, 5000);
-    if (err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1) {
-      if (md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topics[0].partition_cnt > 0) {
-        topic_partitions = md->topics[0].partition_cnt;
-      } else {
-        why = rd_kafka_err2str(md->topics[0].err);
+  // A topic's partition count (-1 when unknown by the deadline; `why` then says why).
+  auto partition_count = [&](const std::string& name, std::string& why) {
+    int count = -1;
+    why = "no answer from " + d.options.brokers;
+    rd_kafka_topic_t* topic = rd_kafka_topic_new(d.rk, name.c_str(), nullptr);
+    while (count < 0 && Clock::now() < deadline) {
+      const rd_kafka_metadata_t* md = nullptr;
+      const rd_kafka_resp_err_t err = rd_kafka_metadata(d.rk, 0, topic, &md, 5000);
+      if (err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1) {
+        if (md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topics[0].partition_cnt > 0) {
+          count = md->topics[0].partition_cnt;
+        } else {
+          why = rd_kafka_err2str(md->topics[0].err);
+        }
+      } else if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        why = rd_kafka_err2str(err);
       }
-    } else if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      why = rd_kafka_err2str(err);
+      if (md != nullptr) rd_kafka_metadata_destroy(md);
+      if (count < 0) std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
-    if (md != nullptr) rd_kafka_metadata_destroy(md);
-    if (topic_partitions < 0) std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  }
-  rd_kafka_topic_destroy(topic);
+    rd_kafka_topic_destroy(topic);
+    return count;
+  };
+  std::string why;
+  const int topic_partitions = partition_count(d.options.topic, why);
   if (topic_partitions < 0) return fail("kafka: cannot read topic " + d.options.topic + "'s metadata: " + why);
   if (static_cast<std::uint32_t>(topic_partitions) != d.partitions.count()) {
     return fail("kafka: topic " + d.options.topic + " has " + std::to_string(topic_partitions) +
@@ -490,6 +532,21 @@ Status KafkaConsumer::start(std::chrono::milliseconds metadata_timeout) {
                 ": set [storage] partitions = " + std::to_string(topic_partitions) +
                 " (Kafka partition k is engine partition k; rapportctl migrate --partitions " +
                 std::to_string(topic_partitions) + " for an existing state dir)");
+  }
+  // The changes topic's partition p holds input partition p's customers: the same partition count.
+  if (!d.options.changes_topic.empty()) {
+    const int changes_partitions = partition_count(d.options.changes_topic, why);
+    if (changes_partitions < 0) {
+      return fail("kafka: cannot read the changes topic " + d.options.changes_topic + "'s metadata: " + why +
+                  " (create it with " + std::to_string(topic_partitions) +
+                  " partitions and cleanup.policy=compact, or set [kafka] changes_topic)");
+    }
+    if (changes_partitions != topic_partitions) {
+      return fail("kafka: the changes topic " + d.options.changes_topic + " has " + std::to_string(changes_partitions) +
+                  " partitions and the input topic " + d.options.topic + " " + std::to_string(topic_partitions) +
+                  ": create it before rapportd starts, with " + std::to_string(topic_partitions) +
+                  " partitions and cleanup.policy=compact");
+    }
   }
   rd_kafka_poll_set_consumer(d.rk);
   rd_kafka_topic_partition_list_t* subscription = rd_kafka_topic_partition_list_new(1);

@@ -6,8 +6,11 @@
 // member), the key is the customer_id. Kafka partition k is engine partition k: each chunk of records
 // read from partition k goes, as one Submission carrying {topic, k, next offset}, to partition k's writer,
 // which stores the offset in the same LMDB commit as the events ("offsets outside Kafka"). On assignment
-// the consumer starts each partition at its stored offset (the beginning when none is stored), so the
-// effect on state is exactly once across restarts, crashes and rebalances. Kafka's committed offsets are
+// the consumer asks its owner where to start each partition (KafkaPartitions::take_over: the offset stored
+// with the state, after a restore when the partition comes from another instance; the beginning when
+// none is), so the effect on state is exactly once across restarts, crashes and rebalances. On revoke
+// it waits for the partition's chunk in the writer's hands to complete, then tells its owner (let_go)
+// before the partition is let go. Kafka's committed offsets are
 // written too, after each stored chunk, for lag monitoring only; they are never read back.
 //
 // A bad record (not JSON, not a valid event, a customer_id of another partition) becomes a dead letter
@@ -41,6 +44,12 @@
 
 namespace rapport {
 
+// [kafka] restore: where a new owner gets a partition's state from (daemon/kafka_state.h).
+enum class RestoreMode : std::uint8_t {
+  kChanges,  // "changes" (default): the changes topic; replay the input from 0 when it holds nothing for p
+  kInput,    // "input": replay the input topic from offset 0 (needs retention of the whole topic)
+};
+
 struct KafkaOptions {
   std::string brokers;   // bootstrap.servers; empty: Kafka mode is off
   std::string topic;     // the input topic
@@ -48,6 +57,11 @@ struct KafkaOptions {
   // Other librdkafka properties, passed through ([kafka.properties]), e.g. session.timeout.ms.
   std::vector<std::pair<std::string, std::string>> properties;
   std::size_t max_chunk_records = 5000;  // records per submission and per partition (pause beyond)
+  // The compacted changes topic (the input's partition count): snapshots after each commit, tombstones
+  // after erasures. "" = none (nothing published, restores replay the input); the config always names one
+  // ("<topic>.changes" unless set).
+  std::string changes_topic;
+  RestoreMode restore = RestoreMode::kChanges;
   bool enabled() const { return !brokers.empty(); }
   friend bool operator==(const KafkaOptions&, const KafkaOptions&) = default;
 };
@@ -66,8 +80,14 @@ class KafkaPartitions {
   virtual std::uint32_t count() const = 0;
   // The engine partition of a customer (must equal the producer's Kafka partition).
   virtual std::uint32_t partition_of(std::string_view customer_id) const = 0;
-  // The next offset stored for the topic partition; nullopt when none is.
-  virtual Result<std::optional<std::int64_t>> stored_offset(const std::string& topic, std::int32_t partition) = 0;
+  // The topic partition was assigned to this instance (called on the consumer thread, from the rebalance
+  // callback, before it is consumed; no chunk of it is in a writer's hands): brings the partition's state
+  // here if it has to (a restore) and returns the next offset to consume, which the state reflects;
+  // nullopt: the beginning. An error: the partition is not consumed by this instance.
+  virtual Result<std::optional<std::int64_t>> take_over(const std::string& topic, std::int32_t partition) = 0;
+  // The topic partition is being revoked (consumer thread): its last chunk has completed (committed, and
+  // whatever the owner does after a commit done). Called before the partition is let go.
+  virtual void let_go(const std::string& topic, std::int32_t partition) = 0;
   // Queues a submission (its events all belong to `partition`) on that partition's writer; false when the
   // queue is full (the submission is left as it was). Never blocks.
   virtual bool try_submit(std::uint32_t partition, std::unique_ptr<Submission>& submission) = 0;

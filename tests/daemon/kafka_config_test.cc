@@ -80,10 +80,38 @@ TEST_F(KafkaConfigTest, RejectsBadProperties) {
   EXPECT_NE(unknown_key.find("unknown key 'kafka.topics'"), std::string::npos) << unknown_key;
 }
 
+// The changes topic defaults to "<topic>.changes" and a new owner restores from it; both can be set.
+TEST_F(KafkaConfigTest, ChangesTopicAndRestoreDefaultAndParse) {
+  auto defaults = load(kBase);
+  ASSERT_TRUE(defaults.ok()) << defaults.message();
+  EXPECT_EQ(defaults->kafka.changes_topic, "events.changes");
+  EXPECT_EQ(defaults->kafka.restore, RestoreMode::kChanges);
+  EXPECT_EQ(error_of(kBase), "");
+
+  auto set = load(std::string(kBase) + "changes_topic = \"rapport-state\"\nrestore = \"input\"\n");
+  ASSERT_TRUE(set.ok()) << set.message();
+  EXPECT_EQ(set->kafka.changes_topic, "rapport-state");
+  EXPECT_EQ(set->kafka.restore, RestoreMode::kInput);
+
+  // "" names the default.
+  auto empty = load(std::string(kBase) + "changes_topic = \"\"\n");
+  ASSERT_TRUE(empty.ok()) << empty.message();
+  EXPECT_EQ(empty->kafka.changes_topic, "events.changes");
+}
+
+TEST_F(KafkaConfigTest, RejectsBadChangesTopicOrRestore) {
+  const std::string bad_mode = error_of(std::string(kBase) + "restore = \"snapshot\"\n");
+  EXPECT_NE(bad_mode.find("'kafka.restore' must be one of: changes, input"), std::string::npos) << bad_mode;
+  const std::string same = error_of(std::string(kBase) + "changes_topic = \"events\"\n");
+  EXPECT_NE(same.find("[kafka] changes_topic must differ from the input topic events"), std::string::npos) << same;
+  const std::string not_string = error_of(std::string(kBase) + "changes_topic = 3\n");
+  EXPECT_NE(not_string.find("'kafka.changes_topic' must be a string"), std::string::npos) << not_string;
+}
+
 TEST_F(KafkaConfigTest, KeysAreListed) {
   const auto keys = config_keys();
-  for (const char* key :
-       {"kafka", "kafka.brokers", "kafka.topic", "kafka.group_id", "kafka.properties", "kafka.max_chunk_records"}) {
+  for (const char* key : {"kafka", "kafka.brokers", "kafka.topic", "kafka.group_id", "kafka.properties",
+                          "kafka.max_chunk_records", "kafka.changes_topic", "kafka.restore"}) {
     EXPECT_TRUE(std::binary_search(keys.begin(), keys.end(), key)) << key;
   }
 }

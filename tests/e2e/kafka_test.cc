@@ -4,25 +4,14 @@
 // Waits are for conditions with generous deadlines (a loaded 2-core machine); nothing asserts timing.
 #include <gtest/gtest.h>
 
-#include <chrono>
-#include <functional>
-#include <map>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "storage/partitioner.h"
-#include "tests/e2e/harness.h"
-#include "tests/support/kafka_mock.h"
+#include "tests/e2e/kafka_harness.h"
 
 namespace rapport::test {
 namespace {
-
-using namespace std::chrono_literals;
-
-constexpr const char* kTopic = "events";
-
-std::string mock_program() { return binary("rapport-kafka-mock"); }
 
 // The mock prints a loopback bootstrap address, and the test producer partitions keyed records exactly as
 // storage/partitioner.h does (Kafka's Java default partitioner), so Kafka partition k is engine partition k.
@@ -54,144 +43,8 @@ TEST(KafkaMock, RejectsABadTopicSpec) {
 
 // ---- rapportd in Kafka mode ----
 
-struct Expected {
-  double revenue = 0;
-  int events = 0;
-};
-
-// A known stream: purchases with whole amounts (sums are exact), unique event ids; every fifth record a
-// structured CloudEvent (content-type header on every tenth, recognised by "specversion" otherwise).
-class Stream {
- public:
-  explicit Stream(int customers) : customers_(customers) {}
-
-  // Produces `n` more events.
-  void produce(KafkaProducer& producer, int n) {
-    for (int i = 0; i < n; ++i, ++next_) {
-      const std::string customer = "cust-" + std::to_string((next_ * 7919) % customers_);
-      const std::string id = "ev-" + std::to_string(next_);
-      const int amount = 1 + (next_ * 13) % 97;
-      const std::int64_t ts_ms = 1704067200000 + static_cast<std::int64_t>(next_) * 1000;
-      Expected& e = expected_[customer];
-      e.revenue += amount;
-      ++e.events;
-      if (next_ % 5 == 0) {
-        const std::string ce = R"({"specversion":"1.0","id":")" + id +
-                               R"(","source":"/connectors/web","type":"com.acme.purchase","subject":")" + customer +
-                               R"(","time":")" + rfc3339(ts_ms) + R"(","data":{"amount":)" + std::to_string(amount) +
-                               "}}";
-        if (next_ % 10 == 0) {
-          producer.produce(kTopic, customer, ce, {{"content-type", "application/cloudevents+json"}});
-        } else {
-          producer.produce(kTopic, customer, ce);
-        }
-      } else {
-        producer.produce(kTopic, customer,
-                         R"({"customer_id":")" + customer + R"(","event_id":")" + id +
-                             R"(","type":"purchase","channel":"web","amount":)" + std::to_string(amount) + R"(,"ts":)" +
-                             std::to_string(ts_ms) + "}");
-      }
-    }
-    producer.flush();
-  }
-
-  int produced() const { return next_; }
-  const std::map<std::string, Expected>& expected() const { return expected_; }
-
- private:
-  static std::string rfc3339(std::int64_t ms) {
-    const std::time_t s = static_cast<std::time_t>(ms / 1000);
-    std::tm tm{};
-    gmtime_r(&s, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return buf;
-  }
-  int customers_;
-  int next_ = 0;
-  std::map<std::string, Expected> expected_;
-};
-
-bool eventually(const std::function<bool()>& pred, std::chrono::seconds deadline = 180s) {
-  const auto end = std::chrono::steady_clock::now() + deadline;
-  while (std::chrono::steady_clock::now() < end) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(100ms);
-  }
-  return pred();
-}
-
-// The metric lines of /metrics that start with `prefix`.
-std::vector<std::string> metric_lines(int port, const std::string& prefix) {
-  std::vector<std::string> out;
-  for (const std::string& line : lines_of(http(port, "GET", "/metrics").body)) {
-    if (line.rfind(prefix, 0) == 0) out.push_back(line);
-  }
-  return out;
-}
-
-double metric(int port, const std::string& series) {
-  const auto lines = metric_lines(port, series + " ");
-  return lines.empty() ? -1 : std::stod(lines[0].substr(series.size() + 1));
-}
-
-// True once the daemon has read `records` records and every one of its `partitions` partitions has stored
-// offsets up to the topic's end (lag 0).
-bool caught_up(Daemon& d, int partitions, double records) {
-  if (metric(d.http_port(), "rapport_kafka_records_total") < records) return false;
-  const auto lags = metric_lines(d.http_port(), "rapport_kafka_consumer_lag{");
-  if (static_cast<int>(lags.size()) != partitions) return false;
-  for (const std::string& l : lags) {
-    if (l.substr(l.rfind(' ') + 1) != "0") return false;
-  }
-  return true;
-}
-
-// A number after "key": in a JSON text (the customer answer is flat enough for this).
-double json_number(const std::string& body, const std::string& key) {
-  const auto pos = body.find("\"" + key + "\":");
-  if (pos == std::string::npos) throw std::runtime_error("no " + key + " in " + body);
-  return std::stod(body.substr(pos + key.size() + 3));
-}
-
-// Every customer of the stream has exactly its revenue and event count.
-void expect_exact(int port, const Stream& stream) {
-  int wrong = 0;
-  for (const auto& [id, e] : stream.expected()) {
-    const auto r = http(port, "GET", "/v1/customers/" + id);
-    if (r.status != 200) {
-      if (++wrong <= 5) ADD_FAILURE() << id << ": HTTP " << r.status << " " << r.body;
-      continue;
-    }
-    const double revenue = json_number(r.body, "revenue");
-    const double events = json_number(r.body, "events");
-    if (revenue != e.revenue || events != e.events) {
-      if (++wrong <= 5) {
-        ADD_FAILURE() << id << ": revenue " << revenue << " events " << events << ", the stream has " << e.revenue
-                      << " and " << e.events;
-      }
-    }
-  }
-  EXPECT_EQ(wrong, 0) << "customers whose state differs from the stream";
-}
-
-class KafkaDaemon : public ::testing::Test {
- protected:
-  // rapportd's config for `partitions` partitions consuming kTopic from the mock.
-  std::string config(const KafkaMock& mock, int partitions, const std::string& extra = "") {
-    const std::string path = dir_.file("rapport-" + std::to_string(configs_++) + ".toml");
-    write_file(path, "[storage]\npartitions = " + std::to_string(partitions) + "\n[kafka]\nbrokers = \"" +
-                         mock.bootstrap() + "\"\ntopic = \"" + kTopic + "\"\ngroup_id = \"rapport-test\"\n" + extra +
-                         "[kafka.properties]\n\"session.timeout.ms\" = 6000\n\"heartbeat.interval.ms\" = 500\n");
-    return path;
-  }
-  std::string state() { return dir_.file("state"); }
-  TempDir dir_;
-  int configs_ = 0;
-};
-
 TEST_F(KafkaDaemon, OneInstanceStoresTheStreamExactly) {
-  KafkaMock mock(mock_program(), {"events:3"});
+  KafkaMock mock(mock_program(), kafka_topics(3));
   Daemon d(state(), {"--config", config(mock, 3)});
   KafkaProducer producer(mock.bootstrap());
   Stream stream(150);
@@ -205,7 +58,7 @@ TEST_F(KafkaDaemon, OneInstanceStoresTheStreamExactly) {
 }
 
 TEST_F(KafkaDaemon, ARestartResumesFromTheStoredOffsets) {
-  KafkaMock mock(mock_program(), {"events:2"});
+  KafkaMock mock(mock_program(), kafka_topics(2));
   const std::string cfg = config(mock, 2);
   Daemon d(state(), {"--config", cfg});
   KafkaProducer producer(mock.bootstrap());
@@ -228,7 +81,7 @@ TEST_F(KafkaDaemon, ARestartResumesFromTheStoredOffsets) {
 }
 
 TEST_F(KafkaDaemon, BadRecordsAreDeadLetteredWithTheirPositionAndTheRestContinues) {
-  KafkaMock mock(mock_program(), {"events:2"});
+  KafkaMock mock(mock_program(), kafka_topics(2));
   Daemon d(state(), {"--config", config(mock, 2)});
   KafkaProducer producer(mock.bootstrap());
   Stream stream(40);
@@ -275,7 +128,7 @@ TEST_F(KafkaDaemon, BadRecordsAreDeadLetteredWithTheirPositionAndTheRestContinue
 }
 
 TEST_F(KafkaDaemon, KillNineMidStreamLosesAndDoublesNothing) {
-  KafkaMock mock(mock_program(), {"events:2"});
+  KafkaMock mock(mock_program(), kafka_topics(2));
   const std::string cfg = config(mock, 2, "max_chunk_records = 50\n");
   Daemon d(state(), {"--config", cfg});
   KafkaProducer producer(mock.bootstrap());
@@ -291,7 +144,7 @@ TEST_F(KafkaDaemon, KillNineMidStreamLosesAndDoublesNothing) {
 }
 
 TEST_F(KafkaDaemon, AReloadSaysKafkaSettingsChangeOnlyOnRestart) {
-  KafkaMock mock(mock_program(), {"events:1"});
+  KafkaMock mock(mock_program(), kafka_topics(1));
   const std::string cfg = config(mock, 1);
   Daemon d(state(), {"--config", cfg});
   std::string text = read_file(cfg);
@@ -305,7 +158,7 @@ TEST_F(KafkaDaemon, AReloadSaysKafkaSettingsChangeOnlyOnRestart) {
 // Identity merges move customers across partitions, which the group's instances own separately: in Kafka
 // mode :merge and :unmerge answer 409 with that reason, and nothing is merged.
 TEST_F(KafkaDaemon, MergeAndUnmergeAnswer409InKafkaMode) {
-  KafkaMock mock(mock_program(), {"events:2"});
+  KafkaMock mock(mock_program(), kafka_topics(2));
   Daemon d(state(), {"--config", config(mock, 2)});
   const auto merge = http(d.http_port(), "POST", "/v1/customers/alice:merge", R"({"from":["bob"]})");
   EXPECT_EQ(merge.status, 409) << merge.body;
@@ -346,7 +199,7 @@ TEST_F(KafkaDaemon, IdentifyEventsAreRefusedInKafkaMode) {
 }
 
 TEST_F(KafkaDaemon, RefusesATopicWithAnotherPartitionCount) {
-  KafkaMock mock(mock_program(), {"events:3"});
+  KafkaMock mock(mock_program(), kafka_topics(3));
   try {
     Daemon d(state(), {"--config", config(mock, 2)});
     ADD_FAILURE() << "rapportd started: " << d.log();

@@ -8,6 +8,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "ingest/kafka/consumer.h"
 #include "tests/support/counting_stats.h"
@@ -25,10 +26,11 @@ class FakeEngine final : public KafkaPartitions {
   explicit FakeEngine(int refusals) : refusals_(refusals) {}
   std::uint32_t count() const override { return 1; }
   std::uint32_t partition_of(std::string_view) const override { return 0; }
-  Result<std::optional<std::int64_t>> stored_offset(const std::string&, std::int32_t) override {
+  Result<std::optional<std::int64_t>> take_over(const std::string&, std::int32_t) override {
     std::lock_guard lock(mutex_);
     return offset_;
   }
+  void let_go(const std::string&, std::int32_t) override {}
   bool try_submit(std::uint32_t partition, std::unique_ptr<Submission>& s) override {
     EXPECT_EQ(partition, 0u);
     std::unique_lock lock(mutex_);
@@ -104,7 +106,7 @@ TEST(KafkaConsumer, RefusalsAndAFailedCommitNeitherLoseNorRepeatRecords) {
 
   FakeEngine engine(/*refusals=*/5);
   test::CountingStats stats;
-  KafkaOptions options{mock.bootstrap(), "events", "g", {{"session.timeout.ms", "6000"}}, 40};
+  KafkaOptions options{mock.bootstrap(), "events", "g", {{"session.timeout.ms", "6000"}}, 40, "", RestoreMode::kInput};
   KafkaConsumer consumer(options, DecodeOptions{}, engine, stats);
   ASSERT_TRUE(consumer.start().ok());
   const auto deadline = std::chrono::steady_clock::now() + 180s;
@@ -123,11 +125,101 @@ TEST(KafkaConsumer, RefusalsAndAFailedCommitNeitherLoseNorRepeatRecords) {
   EXPECT_GE(consumer.rebalances(), 1u);
 }
 
+// One partition whose take-over answers `start` and whose writer holds each chunk until the test completes
+// it; records the order of what happens to the partition.
+class HoldingEngine final : public KafkaPartitions {
+ public:
+  explicit HoldingEngine(std::int64_t start) : start_(start) {}
+  std::uint32_t count() const override { return 1; }
+  std::uint32_t partition_of(std::string_view) const override { return 0; }
+  Result<std::optional<std::int64_t>> take_over(const std::string&, std::int32_t) override {
+    note("take_over");
+    return std::optional<std::int64_t>(start_);
+  }
+  void let_go(const std::string&, std::int32_t) override { note("let_go"); }
+  bool try_submit(std::uint32_t, std::unique_ptr<Submission>& s) override {
+    std::lock_guard lock(mutex_);
+    if (held_) return false;
+    first_event_ =
+        first_event_.empty() && !s->events.empty() ? std::string(s->events[0].event_id.view()) : first_event_;
+    held_ = std::move(s);
+    return true;
+  }
+  bool holding() const {
+    std::lock_guard lock(mutex_);
+    return held_ != nullptr;
+  }
+  // Completes the held chunk as its writer would after committing it.
+  void complete() {
+    std::unique_ptr<Submission> s;
+    {
+      std::lock_guard lock(mutex_);
+      s = std::move(held_);
+    }
+    SubmissionResult result;
+    result.outcomes.assign(s->events.size(), Outcome::kAccepted);
+    note("done");
+    s->done(std::move(result));
+  }
+  std::vector<std::string> order() const {
+    std::lock_guard lock(mutex_);
+    return order_;
+  }
+  std::string first_event() const {
+    std::lock_guard lock(mutex_);
+    return first_event_;
+  }
+
+ private:
+  void note(std::string what) {
+    std::lock_guard lock(mutex_);
+    order_.push_back(std::move(what));
+  }
+  const std::int64_t start_;
+  mutable std::mutex mutex_;
+  std::unique_ptr<Submission> held_;
+  std::vector<std::string> order_;
+  std::string first_event_;
+};
+
+// A newly assigned partition starts where its owner's take-over says; a revoked one is let go only after
+// its chunk in the writer's hands has completed (its commit and what follows it).
+TEST(KafkaConsumer, StartsWhereTheTakeOverSaysAndLetsGoOnlyAfterTheChunkInFlight) {
+  test::KafkaMock mock(std::string(RAPPORT_BINARY_DIR) + "/daemon/rapport-kafka-mock", {"events:1"});
+  test::KafkaProducer producer(mock.bootstrap());
+  for (int i = 0; i < 100; ++i) {
+    producer.produce("events", "c",
+                     R"({"customer_id":"c","event_id":"e)" + std::to_string(i) +
+                         R"(","type":"purchase","amount":1,"ts":1704067200000})");
+  }
+  producer.flush();
+  HoldingEngine engine(/*start=*/30);
+  test::CountingStats stats;
+  KafkaConsumer consumer(
+      KafkaOptions{mock.bootstrap(), "events", "g", {{"session.timeout.ms", "6000"}}, 40, "", RestoreMode::kInput},
+      DecodeOptions{}, engine, stats);
+  ASSERT_TRUE(consumer.start().ok());
+  const auto deadline = std::chrono::steady_clock::now() + 180s;
+  while (!engine.holding() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(20ms);
+  ASSERT_TRUE(engine.holding());
+  EXPECT_EQ(engine.first_event(), "e30");  // offset 30: the take-over's answer
+  // The writer completes the chunk a little later, from its own thread; leaving the group revokes the
+  // partition meanwhile.
+  std::thread writer([&] {
+    std::this_thread::sleep_for(300ms);
+    engine.complete();
+  });
+  consumer.stop();
+  writer.join();
+  EXPECT_EQ(engine.order(), (std::vector<std::string>{"take_over", "done", "let_go"}));
+}
+
 TEST(KafkaConsumer, RefusesATopicWithAnotherPartitionCount) {
   test::KafkaMock mock(std::string(RAPPORT_BINARY_DIR) + "/daemon/rapport-kafka-mock", {"events:3"});
   FakeEngine engine(0);
   test::CountingStats stats;
-  KafkaConsumer consumer(KafkaOptions{mock.bootstrap(), "events", "g", {}, 100}, DecodeOptions{}, engine, stats);
+  KafkaConsumer consumer(KafkaOptions{mock.bootstrap(), "events", "g", {}, 100, "", RestoreMode::kInput},
+                         DecodeOptions{}, engine, stats);
   const Status s = consumer.start();
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.message().find("has 3 partitions and the state dir 1"), std::string::npos) << s.message();
