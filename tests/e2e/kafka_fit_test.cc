@@ -148,7 +148,7 @@ class KafkaFit : public ::testing::Test {
 };
 
 TEST_F(KafkaFit, TwoInstancesFitTheModelOfOneDaemonThatHoldsTheWholeStream) {
-  KafkaMock mock(binary("rapport-kafka-mock"), {"events:3", "events.stats:1"});
+  KafkaMock mock(binary("rapport-kafka-mock"), {"events:3", "events.changes:3", "events.stats:1"});
   Daemon a(dir_.file("a"), {"--config", config(mock, 3, 120)});
   Daemon b(dir_.file("b"), {"--config", config(mock, 3, 120)});
   // Both members hold partitions before the stream comes (no partition changes hands mid-stream).
@@ -207,7 +207,7 @@ TEST_F(KafkaFit, TwoInstancesFitTheModelOfOneDaemonThatHoldsTheWholeStream) {
 }
 
 TEST_F(KafkaFit, AMissingPartitionSkipsTheFitAndABadStatsRecordIsCounted) {
-  KafkaMock mock(binary("rapport-kafka-mock"), {"events:2", "events.stats:1"});
+  KafkaMock mock(binary("rapport-kafka-mock"), {"events:2", "events.changes:2", "events.stats:1"});
   Daemon d(dir_.file("d"), {"--config", config(mock, 2, 3)});
   const CdnowStream stream;
   KafkaProducer producer(mock.bootstrap());
@@ -242,7 +242,7 @@ TEST_F(KafkaFit, AMissingPartitionSkipsTheFitAndABadStatsRecordIsCounted) {
 // Scheduled fits: every instance fits at the start of each UTC slot of fit_interval_s, as of that start, so
 // both arrive at the same model without being asked.
 TEST_F(KafkaFit, ScheduledFitsAreAsOfTheSameUtcSlotOnEveryInstance) {
-  KafkaMock mock(binary("rapport-kafka-mock"), {"events:2", "events.stats:1"});
+  KafkaMock mock(binary("rapport-kafka-mock"), {"events:2", "events.changes:2", "events.stats:1"});
   Daemon a(dir_.file("a"), {"--config", config(mock, 2, 120, 5)});
   Daemon b(dir_.file("b"), {"--config", config(mock, 2, 120, 5)});
   ASSERT_TRUE(eventually([&] { return held(a).size() == 1 && held(b).size() == 1; })) << a.log() << b.log();

@@ -173,7 +173,7 @@ TEST_F(KafkaDaemon, MergeAndUnmergeAnswer409InKafkaMode) {
 
 // Nor identify events: a record is dead-lettered with that reason, and one sent over HTTP is rejected with it.
 TEST_F(KafkaDaemon, IdentifyEventsAreRefusedInKafkaMode) {
-  KafkaMock mock(mock_program(), {"events:1"});
+  KafkaMock mock(mock_program(), kafka_topics(1));
   Daemon d(state(), {"--config", config(mock, 1)});
   const std::string identify =
       R"({"event_id":"i-1","customer_id":"alice","ts":1704067200000,"type":"identify","aliases":["bob"]})";
