@@ -135,11 +135,12 @@ class KafkaFit : public ::testing::Test {
  protected:
   // A Kafka-mode rapportd config: `partitions` partitions, no scheduled fits, the stats timeout given.
   std::string config(const KafkaMock& mock, int partitions, int stats_timeout_s, int fit_interval_s = 0) {
-    const std::string path = dir_.file("rapport-" + std::to_string(configs_++) + ".toml");
+    const std::string n = std::to_string(configs_++);
+    const std::string path = dir_.file("rapport-" + n + ".toml");
     write_file(path, "[storage]\npartitions = " + std::to_string(partitions) +
                          "\n[value]\nfit_interval_s = " + std::to_string(fit_interval_s) + "\n[kafka]\nbrokers = \"" +
                          mock.bootstrap() + "\"\ntopic = \"" + kTopic + "\"\ngroup_id = \"" + kGroup +
-                         "\"\nstats_timeout_s = " + std::to_string(stats_timeout_s) +
+                         "\"\ninstance = \"fit-" + n + "\"\nstats_timeout_s = " + std::to_string(stats_timeout_s) +
                          "\n[kafka.properties]\n\"session.timeout.ms\" = 6000\n\"heartbeat.interval.ms\" = 500\n");
     return path;
   }

@@ -235,11 +235,14 @@ inline void expect_exact(const std::vector<Daemon*>& daemons, int partitions, co
 
 class KafkaDaemon : public ::testing::Test {
  protected:
-  // rapportd's config for `partitions` partitions consuming kTopic from the mock.
+  // rapportd's config for `partitions` partitions consuming kTopic from the mock; each config names its own
+  // instance (members of one group must have distinct names; the default, the host name, is one for all).
   std::string config(const KafkaMock& mock, int partitions, const std::string& extra = "") {
-    const std::string path = dir_.file("rapport-" + std::to_string(configs_++) + ".toml");
+    const std::string n = std::to_string(configs_++);
+    const std::string path = dir_.file("rapport-" + n + ".toml");
     write_file(path, "[storage]\npartitions = " + std::to_string(partitions) + "\n[kafka]\nbrokers = \"" +
-                         mock.bootstrap() + "\"\ntopic = \"" + kTopic + "\"\ngroup_id = \"rapport-test\"\n" + extra +
+                         mock.bootstrap() + "\"\ntopic = \"" + kTopic + "\"\ngroup_id = \"rapport-test\"\n" +
+                         "instance = \"test-" + n + "\"\n" + extra +
                          "[kafka.properties]\n\"session.timeout.ms\" = 6000\n\"heartbeat.interval.ms\" = 500\n");
     return path;
   }
