@@ -20,7 +20,8 @@ constexpr std::string_view kReserved[] = {"bootstrap.servers",
                                           "enable.auto.commit",
                                           "enable.auto.offset.store",
                                           "partition.assignment.strategy",
-                                          "enable.partition.eof"};
+                                          "enable.partition.eof",
+                                          "auto.offset.reset"};
 
 std::int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
@@ -53,6 +54,10 @@ Result<rd_kafka_conf_t*> make_conf(const KafkaOptions& options) {
       {"enable.auto.offset.store", "false"},  // (explicit commits of the stored positions)
       {"partition.assignment.strategy", "cooperative-sticky"},
       {"enable.partition.eof", "false"},
+      // A start offset the topic no longer holds (retention deleted it while this partition was behind or
+      // unowned, or the topic was recreated) resumes at the earliest record retained: only what retention
+      // deleted is lost. librdkafka's default ("latest") would skip everything still retained.
+      {"auto.offset.reset", "earliest"},
   };
   for (const auto& [key, value] : own) {
     if (Status s = set_property(conf, key, value); !s) return fail(s);

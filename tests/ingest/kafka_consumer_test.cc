@@ -214,6 +214,45 @@ TEST(KafkaConsumer, StartsWhereTheTakeOverSaysAndLetsGoOnlyAfterTheChunkInFlight
   EXPECT_EQ(engine.order(), (std::vector<std::string>{"take_over", "done", "let_go"}));
 }
 
+// A start offset the topic no longer holds (retention deleted those records while the partition was unowned or
+// behind: the mock drops a partition's oldest records beyond 5 MiB) resumes at the earliest record retained, not
+// at the end (librdkafka's default, which would skip everything retained).
+TEST(KafkaConsumer, AStartOffsetDeletedByRetentionResumesAtTheEarliestRecordRetained) {
+  test::KafkaMock mock(std::string(RAPPORT_BINARY_DIR) + "/daemon/rapport-kafka-mock", {"events:1"});
+  test::KafkaProducer producer(mock.bootstrap());
+  const std::string padding(200, 'x');
+  constexpr int kRecords = 32000;  // ~8 MiB: the mock keeps the last 5 MiB
+  for (int i = 0; i < kRecords; ++i) {
+    producer.produce("events", "c",
+                     R"({"customer_id":"c","event_id":"e)" + std::to_string(i) +
+                         R"(","type":"purchase","amount":1,"ts":1704067200000,"attributes":{"pad":")" + padding +
+                         R"("}})");
+  }
+  producer.flush();
+  HoldingEngine engine(/*start=*/0);
+  test::CountingStats stats;
+  KafkaConsumer consumer(
+      KafkaOptions{mock.bootstrap(), "events", "g", {{"session.timeout.ms", "6000"}}, 40, "", RestoreMode::kInput},
+      DecodeOptions{}, engine, stats);
+  ASSERT_TRUE(consumer.start().ok());
+  const auto deadline = std::chrono::steady_clock::now() + 180s;
+  while (!engine.holding() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(20ms);
+  ASSERT_TRUE(engine.holding()) << "nothing consumed: the consumer skipped to the end";
+  const std::string first = engine.first_event();
+  // Leaving the group waits for the chunk in the writer's hands: complete it meanwhile.
+  std::thread writer([&] {
+    std::this_thread::sleep_for(300ms);
+    engine.complete();
+  });
+  consumer.stop();
+  writer.join();
+  ASSERT_GT(first.size(), 1u);
+  const int first_number = std::stoi(first.substr(1));
+  EXPECT_GT(first_number, 0) << "the mock kept offset 0: the test did not exercise retention";
+  // The mock keeps ~5 MiB (~13,000 of these records): the earliest retained is that far from the end.
+  EXPECT_LT(first_number, kRecords - 5000) << "resumed near the end, not at the earliest record retained";
+}
+
 TEST(KafkaConsumer, RefusesATopicWithAnotherPartitionCount) {
   test::KafkaMock mock(std::string(RAPPORT_BINARY_DIR) + "/daemon/rapport-kafka-mock", {"events:3"});
   FakeEngine engine(0);
