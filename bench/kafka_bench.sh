@@ -160,6 +160,8 @@ mkdir -p bench/results
 {
   echo "# Kafka source throughput, one instance and two (bench/kafka_bench.sh)"
   echo
+  echo "\`bench/kafka_bench.sh --build $BUILD --events $EVENTS --partitions $PARTITIONS --reps $REPS --durability $DURABILITY\`"
+  echo
   echo "$(date -u +%Y-%m-%d), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $PARTITIONS partitions,"
   echo "$EVENTS events, durability $DURABILITY, build $BUILD. Events/s from the produce's start (group"
   echo "stable) until the instances together stored every event:"
