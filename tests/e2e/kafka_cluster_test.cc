@@ -119,28 +119,13 @@ int port_of(const std::string& location) {
 // Every customer of the stream asked at `port`: 200 there, or a 307 whose Location answers 200; revenue and
 // event count exactly the stream's. Customers in `erased` answer 404 (at the owner).
 void expect_exact_via(int port, const Stream& stream, const std::set<std::string>& erased = {}) {
-  int wrong = 0;
-  for (const auto& [id, e] : stream.expected()) {
-    auto r = get(port, "/v1/customers/" + id);
-    if (r.status == 307) r = get(port_of(r.headers["location"]), "/v1/customers/" + id);
-    if (erased.contains(id)) {
-      if (r.status != 404 && ++wrong <= 5) ADD_FAILURE() << id << " was erased: HTTP " << r.status << " " << r.body;
-      continue;
-    }
-    if (r.status != 200) {
-      if (++wrong <= 5) ADD_FAILURE() << id << ": HTTP " << r.status << " " << r.body;
-      continue;
-    }
-    const double revenue = json_number(r.body, "revenue");
-    const double events = json_number(r.body, "events");
-    if (revenue != e.revenue || events != e.events) {
-      if (++wrong <= 5) {
-        ADD_FAILURE() << id << ": revenue " << revenue << " events " << events << ", the stream has " << e.revenue
-                      << " and " << e.events;
-      }
-    }
-  }
-  EXPECT_EQ(wrong, 0) << "customers whose state differs from the stream (asked at port " << port << ")";
+  expect_exact_answers(
+      [&](const std::string& id) {
+        auto r = get(port, "/v1/customers/" + id);
+        if (r.status == 307) r = get(port_of(r.headers["location"]), "/v1/customers/" + id);
+        return r;
+      },
+      stream, erased, " (asked at port " + std::to_string(port) + ")");
 }
 
 // The input and changes topics (kafka_harness.h), and the members topic.
