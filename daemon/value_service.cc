@@ -179,23 +179,26 @@ void ValueService::run() {
       next_fit = std::chrono::steady_clock::now() + value_.fit_interval;
       continue;
     }
-    if (!jobs_.empty()) {  // after a due fit, so that jobs never hold fits back
-      Job job = std::move(jobs_.front());
-      jobs_.erase(jobs_.begin());
-      ++jobs_running_;
-      lock.unlock();
-      job(/*cancelled=*/false);
-      job = nullptr;
-      lock.lock();
-      --jobs_running_;
-      continue;
-    }
+    if (run_next_job(lock)) continue;  // after a due fit, so that jobs never hold fits back
     if (scheduled) {
       wake_.wait_until(lock, next_fit);
     } else {
       wake_.wait(lock);
     }
   }
+}
+
+bool ValueService::run_next_job(std::unique_lock<std::mutex>& lock) {
+  if (jobs_.empty()) return false;
+  Job job = std::move(jobs_.front());
+  jobs_.erase(jobs_.begin());
+  ++jobs_running_;
+  lock.unlock();
+  job(/*cancelled=*/false);
+  job = nullptr;
+  lock.lock();
+  --jobs_running_;
+  return true;
 }
 
 void ValueService::run_slots(std::unique_lock<std::mutex>& lock) {
@@ -218,17 +221,7 @@ void ValueService::run_slots(std::unique_lock<std::mutex>& lock) {
       lock.lock();
       continue;
     }
-    if (!jobs_.empty()) {
-      Job job = std::move(jobs_.front());
-      jobs_.erase(jobs_.begin());
-      ++jobs_running_;
-      lock.unlock();
-      job(/*cancelled=*/false);
-      job = nullptr;
-      lock.lock();
-      --jobs_running_;
-      continue;
-    }
+    if (run_next_job(lock)) continue;
     if (next_slot) {
       wake_.wait_for(lock, std::chrono::milliseconds(std::min<std::int64_t>(*next_slot - now, 60'000)));
     } else {

@@ -94,7 +94,9 @@ class ValueService {
 
  private:
   void run();
-  void run_slots(std::unique_lock<std::mutex>& lock);  // run() in Kafka mode
+  void run_slots(std::unique_lock<std::mutex>& lock);
+  // Runs the oldest queued job with the lock released; false when none is queued.
+  bool run_next_job(std::unique_lock<std::mutex>& lock);  // run() in Kafka mode
   void fit_now();
   Result<std::shared_ptr<const ValueSnapshot>> fit_once(const EvaluateConfig& evaluate, const ValueConfig& value,
                                                         std::int64_t as_of_ms);
