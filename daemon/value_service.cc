@@ -203,16 +203,17 @@ bool ValueService::run_next_job(std::unique_lock<std::mutex>& lock) {
 
 void ValueService::run_slots(std::unique_lock<std::mutex>& lock) {
   // Kafka mode: a scheduled fit at the start of each UTC slot, as of that start (the same on every instance).
-  std::optional<std::int64_t> next_slot;
+  constexpr std::int64_t kNoSlot = -1;  // (not an optional: GCC 12's -Wmaybe-uninitialized misreads it here)
+  std::int64_t next_slot = kNoSlot;
   while (!stopping_) {
     const auto interval = value_.fit_interval;
     const std::int64_t now = wall_ms();
-    if (interval.count() > 0 && !next_slot) next_slot = slot_start(now, interval) + interval.count() * 1000;
-    if (interval.count() <= 0) next_slot.reset();
-    if (next_slot && now >= *next_slot) {
-      waiting_.push_back(FitRequest{*next_slot, [](const Result<std::shared_ptr<const ValueSnapshot>>&) {}});
+    if (interval.count() > 0 && next_slot == kNoSlot) next_slot = slot_start(now, interval) + interval.count() * 1000;
+    if (interval.count() <= 0) next_slot = kNoSlot;
+    if (next_slot != kNoSlot && now >= next_slot) {
+      waiting_.push_back(FitRequest{next_slot, [](const Result<std::shared_ptr<const ValueSnapshot>>&) {}});
       fit_requested_ = true;
-      next_slot.reset();
+      next_slot = kNoSlot;
     }
     if (fit_requested_) {
       fit_requested_ = false;
@@ -222,8 +223,8 @@ void ValueService::run_slots(std::unique_lock<std::mutex>& lock) {
       continue;
     }
     if (run_next_job(lock)) continue;
-    if (next_slot) {
-      wake_.wait_for(lock, std::chrono::milliseconds(std::min<std::int64_t>(*next_slot - now, 60'000)));
+    if (next_slot != kNoSlot) {
+      wake_.wait_for(lock, std::chrono::milliseconds(std::min<std::int64_t>(next_slot - now, 60'000)));
     } else {
       wake_.wait(lock);
     }
